@@ -1,0 +1,31 @@
+# `make demo` sets everything up and runs the app's main job; `make test` sets up and runs the tests.
+PY ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test bench clean-venv
+
+$(STAMP): pyproject.toml requirements-pins.txt scripts/system-deps.sh
+	./scripts/system-deps.sh
+	test -x $(VPY) || $(PY) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	# Install torch first, pinned to the build this machine carries locally, unless one is present:
+	# a bare `torch` requirement would otherwise pull a multi-GB CUDA build. Labs keep their own torch.
+	$(VPY) -c "import torch" 2>/dev/null || $(VPY) -m pip install -q "torch==2.13.0" || $(VPY) -m pip install -q torch
+	$(VPY) -m pip install -q -c requirements-pins.txt -e ".[test]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/emer-live demo
+
+test: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(VPY) -m pytest -q -p no:cacheprovider --timeout=600 $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	for b in benchmarks/*.py; do echo "== $$b"; $(VPY) $$b || exit 1; done
+
+clean-venv:
+	rm -rf $(VENV)

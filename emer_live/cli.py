@@ -1,0 +1,55 @@
+"""The ``emer-live`` command line: one module that dispatches to the stages.
+
+Each stage module listed in ``_COMMAND_MODULES`` defines ``register(subparsers)``, which adds its
+sub-command(s) and sets ``func`` (``args -> int exit code``) as the parser default. User mistakes
+(:class:`~emer_live.errors.EmerError`) are printed as one line ``emer-live: error: ...`` with a
+non-zero exit; anything else keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import List, Optional
+
+from . import __version__
+from .errors import EmerError
+
+# One line per stage; order = order in --help.
+_COMMAND_MODULES = [
+    "emer_live.recording.commands",   # record, info, repair
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="emer-live",
+        description="Eye tracker + webcam emotion recognition (EMER/EMERT): record, replay, "
+                    "analyse live, train and evaluate. Runs with synthetic devices when no hardware is present.",
+    )
+    parser.add_argument("--version", action="version", version=f"emer-live {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for mod in _COMMAND_MODULES:
+        importlib.import_module(mod).register(sub)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except EmerError as exc:
+        print(f"emer-live: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("emer-live: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The synthetic participant ("phantom"): a known truth to measure the instrument against."""

@@ -1,0 +1,122 @@
+"""Names, columns and text encoding of the session format (v1); shared by writer, reader, repair.
+
+All tables are UTF-8, tab-separated, one header row, ``\\n`` line ends, ``NaN`` for missing
+numbers. Floats are written with ``%.9g`` (exact for float32), integers in decimal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..schema import GAZE_DTYPE
+
+FORMAT_NAME = "emer_live.session"
+FORMAT_VERSION = 1
+
+SESSION_JSON = "session.json"
+GAZE_TSV = "gaze.tsv"
+EVENTS_TSV = "events.tsv"
+SAM_TSV = "sam.tsv"
+PREDICTIONS_TSV = "predictions.tsv"
+TRUTH_TSV = "truth.tsv"
+TRIALS_DIR = "trials"        # per-trial segments: trials/NN_<stimulus_id>/
+BETWEEN_DIR = "between"      # footage outside trials: between/KK_<label>/
+VIDEO_FILE = "face.mjpeg"    # concatenated JPEG frames (plays as raw MJPEG in ffmpeg/VLC)
+FRAMES_TSV = "face_frames.tsv"
+AUDIO_FILE = "audio.wav"
+AUDIO_TSV = "audio_blocks.tsv"
+LOST_DIR = "repair_lost"     # bytes repair cut off are moved here, never deleted
+
+EVENT_COLUMNS = ("t_us", "kind", "trial", "detail")
+FRAME_COLUMNS = ("frame", "t_us", "camera_frame_index", "offset", "size")
+AUDIO_COLUMNS = ("block", "t_us", "n_samples", "sample_offset")
+
+_SAFE = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def safe_name(text: str, max_len: int = 40) -> str:
+    """A file-system-safe label (ASCII letters, digits, - and _)."""
+    out = _SAFE.sub("_", str(text)).strip("_")[:max_len]
+    return out or "x"
+
+
+def row_formatter(dtype: np.dtype):
+    """Return ``fmt(records) -> str`` that renders structured records as TSV lines."""
+    parts = []
+    for name in dtype.names:
+        kind = dtype[name].kind
+        parts.append("%d" if kind in "iub" else "%.9g")
+    fmt = "\t".join(parts) + "\n"
+
+    def render(records: np.ndarray) -> str:
+        if len(records) == 0:
+            return ""
+        cols = [records[n].tolist() for n in dtype.names]
+        text = "".join(fmt % row for row in zip(*cols))
+        return text.replace("nan", "NaN")
+
+    return render
+
+
+GAZE_HEADER = "\t".join(GAZE_DTYPE.names) + "\n"
+render_gaze = row_formatter(GAZE_DTYPE)
+
+
+def clean_cell(value) -> str:
+    """TSV-safe text: no tabs, newlines or carriage returns."""
+    return str(value).replace("\t", " ").replace("\r", " ").replace("\n", " ")
+
+
+def tsv_line(values: Sequence) -> str:
+    return "\t".join(clean_cell(v) for v in values) + "\n"
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    """Write JSON via a temp file + rename so a crash never leaves half a session.json."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".json", dir=str(path.parent))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2, sort_keys=False, default=_json_default)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def wav_header(*, rate: int, channels: int, n_frames: int) -> bytes:
+    """44-byte RIFF/WAVE header for 16-bit PCM."""
+    import struct
+
+    data_bytes = n_frames * channels * 2
+    return (b"RIFF" + struct.pack("<I", 36 + data_bytes) + b"WAVE"
+            + b"fmt " + struct.pack("<IHHIIHH", 16, 1, channels, rate, rate * channels * 2, channels * 2, 16)
+            + b"data" + struct.pack("<I", data_bytes))
+
+
+WAV_HEADER_BYTES = 44

@@ -1,0 +1,331 @@
+"""Read a recorded session folder (FORMAT v1) without the devices or the GUI.
+
+Every table is also plain TSV that pandas (``pd.read_csv(p, sep="\\t")``) or R
+(``read.delim(p)``) read without this module; this API adds types, segments and frames.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, List, Optional
+
+import numpy as np
+
+from ..errors import SessionFormatError
+from ..schema import GAZE_DTYPE
+from . import format as fmt
+
+__all__ = ["SessionReader", "Segment", "is_session_dir", "read_tsv_checked"]
+
+
+def is_session_dir(path) -> bool:
+    p = Path(path) / fmt.SESSION_JSON
+    if not p.is_file():
+        return False
+    try:
+        return json.loads(p.read_text(encoding="utf-8")).get("format") == fmt.FORMAT_NAME
+    except (OSError, ValueError):
+        return False
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One video/audio segment of a session (a trial or footage between trials)."""
+
+    relpath: str
+    kind: str                    # "trial" | "between"
+    trial: Optional[int]
+    stimulus_id: Optional[str]
+    label: Optional[str]
+    t_start_us: int
+    path: Path
+
+    @property
+    def has_video(self) -> bool:
+        return (self.path / fmt.FRAMES_TSV).is_file()
+
+    @property
+    def has_audio(self) -> bool:
+        return (self.path / fmt.AUDIO_TSV).is_file()
+
+
+def read_tsv_checked(path: Path, columns, *, what: str) -> "list[list[str]]":
+    """Read a TSV whose header must equal ``columns``; every line must be complete.
+
+    A truncated last line (the mark of a crash) raises SessionFormatError pointing at ``repair``.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SessionFormatError(f"{path}: missing ({what})") from None
+    except UnicodeDecodeError as exc:
+        raise SessionFormatError(f"{path}: not UTF-8 text ({exc.reason}); run `emer-live repair {path.parent}`") from None
+    lines = text.split("\n")
+    if not lines or lines[0].split("\t") != list(columns):
+        raise SessionFormatError(f"{path}: header does not match the {what} columns of format v{fmt.FORMAT_VERSION}")
+    body = lines[1:]
+    if body and body[-1] == "":
+        body.pop()
+    elif body:
+        raise SessionFormatError(f"{path}: last line ({len(body) + 1}) is truncated (no line end) - "
+                                 f"the recording was interrupted; run `emer-live repair {_session_root(path)}`")
+    rows = [ln.split("\t") for ln in body]
+    ncol = len(columns)
+    for i, r in enumerate(rows):
+        if len(r) != ncol:
+            raise SessionFormatError(f"{path}: line {i + 2} has {len(r)} of {ncol} fields; "
+                                     f"run `emer-live repair {_session_root(path)}`")
+    return rows
+
+
+def _session_root(p: Path) -> Path:
+    for parent in [p.parent, *p.parents]:
+        if (parent / fmt.SESSION_JSON).is_file():
+            return parent
+    return p.parent
+
+
+class SessionReader:
+    """Typed access to a session folder.
+
+    Parameters
+    ----------
+    path : path-like
+        A folder written by :class:`~emer_live.recording.Recorder` (or repaired).
+    """
+
+    def __init__(self, path) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise SessionFormatError(f"{self.path}: no such folder")
+        if not self.path.is_dir():
+            raise SessionFormatError(f"{self.path}: not a folder; give a session folder (the one holding session.json)")
+        meta_path = self.path / fmt.SESSION_JSON
+        if not meta_path.is_file():
+            raise SessionFormatError(f"{self.path}: not a session folder (no {fmt.SESSION_JSON}); "
+                                     "give the folder that `emer-live record`/`session` wrote")
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise SessionFormatError(f"{meta_path}: not valid JSON ({exc})") from None
+        if not isinstance(meta, dict) or meta.get("format") != fmt.FORMAT_NAME:
+            raise SessionFormatError(f"{meta_path}: not an emer_live session (format field missing or foreign)")
+        version = meta.get("format_version")
+        if not isinstance(version, int) or version > fmt.FORMAT_VERSION or version < 1:
+            raise SessionFormatError(f"{meta_path}: format version {version!r} is not supported by this "
+                                     f"emer_live (reads 1..{fmt.FORMAT_VERSION}); update emer_live")
+        self.meta = meta
+        self._gaze_cache: Optional[np.ndarray] = None
+        self._frames_cache = {}
+
+    # ------------------------------------------------------------------ metadata
+    @property
+    def format_version(self) -> int:
+        return int(self.meta["format_version"])
+
+    @property
+    def status(self) -> str:
+        return str(self.meta.get("status", "unknown"))
+
+    def segments(self) -> List[Segment]:
+        segs = []
+        for s in self.meta.get("segments", []):
+            segs.append(Segment(s["path"], s["kind"], s.get("trial"), s.get("stimulus_id"), s.get("label"),
+                                int(s["t_start_us"]), self.path / s["path"]))
+        return segs
+
+    def trial_segments(self) -> List[Segment]:
+        return [s for s in self.segments() if s.kind == "trial"]
+
+    # ------------------------------------------------------------------ tables
+    def has_gaze(self) -> bool:
+        return (self.path / fmt.GAZE_TSV).is_file()
+
+    def gaze(self) -> np.ndarray:
+        """All gaze samples as a ``GAZE_DTYPE`` structured array (cached; returns a copy)."""
+        if self._gaze_cache is None:
+            self._gaze_cache = self._read_gaze()
+        return self._gaze_cache.copy()
+
+    def gaze_frame(self):
+        """Gaze samples as a pandas DataFrame."""
+        import pandas as pd
+
+        return pd.DataFrame(self.gaze())
+
+    def _read_gaze(self) -> np.ndarray:
+        p = self.path / fmt.GAZE_TSV
+        if not p.is_file():
+            raise SessionFormatError(f"{p}: missing - this session has no gaze recording")
+        rows = read_tsv_checked(p, GAZE_DTYPE.names, what="gaze")
+        out = np.zeros(len(rows), GAZE_DTYPE)
+        if not rows:
+            return out
+        cols = list(zip(*rows))
+        for name, col in zip(GAZE_DTYPE.names, cols):
+            try:
+                if GAZE_DTYPE[name].kind in "iu":
+                    out[name] = np.array(col, dtype=np.int64)
+                else:
+                    out[name] = np.array(col, dtype=np.float64)
+            except ValueError as exc:
+                raise SessionFormatError(f"{p}: column {name!r} holds a value that is not a number ({exc}); "
+                                         f"run `emer-live repair {self.path}`") from None
+        return out
+
+    def events(self) -> List[dict]:
+        """events.tsv as a list of dicts (``detail`` parsed from JSON)."""
+        rows = read_tsv_checked(self.path / fmt.EVENTS_TSV, fmt.EVENT_COLUMNS, what="events")
+        out = []
+        for t, kind, trial, detail in rows:
+            try:
+                d = json.loads(detail) if detail else {}
+            except ValueError:
+                d = {"text": detail}
+            out.append({"t_us": int(t), "kind": kind, "trial": int(trial) if trial else None, "detail": d})
+        return out
+
+    def _optional_table(self, name: str):
+        import pandas as pd
+
+        p = self.path / name
+        if not p.is_file():
+            return None
+        return pd.read_csv(p, sep="\t")
+
+    def sam(self):
+        """sam.tsv as a DataFrame, or None if the session has no SAM answers."""
+        return self._optional_table(fmt.SAM_TSV)
+
+    def truth(self):
+        """truth.tsv (synthetic sessions only) as a DataFrame, or None."""
+        return self._optional_table(fmt.TRUTH_TSV)
+
+    def predictions(self):
+        return self._optional_table(fmt.PREDICTIONS_TSV)
+
+    # ------------------------------------------------------------------ video
+    def frame_index(self, segment: Segment) -> np.ndarray:
+        """Per-frame (frame, t_us, camera_frame_index, offset, size) of a segment."""
+        key = segment.relpath
+        if key not in self._frames_cache:
+            dt = np.dtype([("frame", np.int64), ("t_us", np.int64), ("camera_frame_index", np.int64),
+                           ("offset", np.int64), ("size", np.int64)])
+            p = segment.path / fmt.FRAMES_TSV
+            if not p.is_file():
+                self._frames_cache[key] = np.zeros(0, dt)
+            else:
+                rows = read_tsv_checked(p, fmt.FRAME_COLUMNS, what="frame index")
+                arr = np.array([tuple(int(v) for v in r) for r in rows], dtype=dt) if rows else np.zeros(0, dt)
+                self._frames_cache[key] = arr
+        return self._frames_cache[key]
+
+    def camera_times(self) -> np.ndarray:
+        """t_us of every recorded frame, all segments, in time order."""
+        parts = [self.frame_index(s)["t_us"] for s in self.segments() if s.has_video]
+        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+    def read_frame(self, segment: Segment, i: int) -> np.ndarray:
+        """Decode frame ``i`` of a segment (BGR uint8)."""
+        import cv2
+
+        idx = self.frame_index(segment)
+        if not 0 <= i < len(idx):
+            raise IndexError(f"{segment.relpath}: frame {i} out of range (0..{len(idx) - 1})")
+        with open(segment.path / fmt.VIDEO_FILE, "rb") as f:
+            f.seek(int(idx["offset"][i]))
+            data = f.read(int(idx["size"][i]))
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        if img is None:
+            raise SessionFormatError(f"{segment.path / fmt.VIDEO_FILE}: frame {i} is not a decodable JPEG; "
+                                     f"run `emer-live repair {self.path}`")
+        return img
+
+    def iter_frames(self, segment: Optional[Segment] = None) -> Iterator[tuple]:
+        """Yield ``(t_us, camera_frame_index, image)`` for one segment or the whole session."""
+        import cv2
+
+        segs = [segment] if segment is not None else [s for s in self.segments() if s.has_video]
+        for seg in segs:
+            idx = self.frame_index(seg)
+            if len(idx) == 0:
+                continue
+            with open(seg.path / fmt.VIDEO_FILE, "rb") as f:
+                for r in idx:
+                    f.seek(int(r["offset"]))
+                    img = cv2.imdecode(np.frombuffer(f.read(int(r["size"])), np.uint8), cv2.IMREAD_COLOR)
+                    if img is None:
+                        raise SessionFormatError(f"{seg.path / fmt.VIDEO_FILE}: frame {int(r['frame'])} is not "
+                                                 f"a decodable JPEG; run `emer-live repair {self.path}`")
+                    yield int(r["t_us"]), int(r["camera_frame_index"]), img
+
+    # ------------------------------------------------------------------ audio
+    def audio_blocks(self, segment: Segment) -> np.ndarray:
+        dt = np.dtype([("block", np.int64), ("t_us", np.int64), ("n_samples", np.int64), ("sample_offset", np.int64)])
+        p = segment.path / fmt.AUDIO_TSV
+        if not p.is_file():
+            return np.zeros(0, dt)
+        rows = read_tsv_checked(p, fmt.AUDIO_COLUMNS, what="audio block index")
+        return np.array([tuple(int(v) for v in r) for r in rows], dtype=dt) if rows else np.zeros(0, dt)
+
+    def audio(self, segment: Segment) -> np.ndarray:
+        """Samples of a segment as float32 (n, channels) in [-1, 1]."""
+        info = self.meta.get("streams", {}).get("audio", {})
+        ch = int(info.get("channels", 1))
+        p = segment.path / fmt.AUDIO_FILE
+        raw = np.fromfile(p, dtype="<i2", offset=fmt.WAV_HEADER_BYTES) if p.is_file() else np.zeros(0, "<i2")
+        n = len(raw) // ch
+        return (raw[: n * ch].reshape(n, ch).astype(np.float32) / 32767.0)
+
+    # ------------------------------------------------------------------ summary
+    def summary(self) -> dict:
+        """The ``emer-live info`` report: per-stream counts, rates, gaps and time range."""
+        streams = {}
+        counters = {k: v.get("counters", {}) for k, v in self.meta.get("streams", {}).items()}
+        if self.has_gaze():
+            g = self.gaze()
+            streams["gaze"] = _stream_stats(g["t_us"], self.meta.get("streams", {}).get("gaze", {}).get("nominal_rate_hz"),
+                                            counters.get("gaze"))
+        cam_t = self.camera_times()
+        if "camera" in self.meta.get("streams", {}) or len(cam_t):
+            streams["camera"] = _stream_stats(cam_t, self.meta.get("streams", {}).get("camera", {}).get("nominal_rate_hz"),
+                                              counters.get("camera"))
+        audio_segs = [s for s in self.segments() if s.has_audio]
+        if "audio" in self.meta.get("streams", {}) or audio_segs:
+            blocks = [self.audio_blocks(s) for s in audio_segs]
+            bt = np.concatenate([b["t_us"] for b in blocks]) if blocks else np.zeros(0, np.int64)
+            nominal = self.meta.get("streams", {}).get("audio", {}).get("nominal_rate_hz")
+            st = _stream_stats(bt, nominal, counters.get("audio"))
+            n_samples = int(sum(int(b["n_samples"].sum()) for b in blocks))
+            st["blocks"] = int(len(bt))
+            st["samples"] = n_samples
+            st["rate_hz"] = round(n_samples / st["duration_s"], 1) if st["duration_s"] else None
+            streams["audio"] = st
+        trials = []
+        for s in self.segments():
+            if s.kind != "trial":
+                continue
+            fi = self.frame_index(s)
+            trials.append({"trial": s.trial, "stimulus_id": s.stimulus_id, "segment": s.relpath,
+                           "t_start_us": s.t_start_us, "frames": int(len(fi))})
+        return {"format": {"name": self.meta["format"], "version": self.format_version},
+                "path": str(self.path), "status": self.status, "participant": self.meta.get("participant"),
+                "streams": streams, "trials": trials}
+
+
+def _stream_stats(t: np.ndarray, nominal_rate_hz, counters) -> dict:
+    n = int(len(t))
+    out = {"samples": n, "duration_s": 0.0, "rate_hz": None, "gaps": 0, "dropped": 0,
+           "first_t_us": int(t[0]) if n else None, "last_t_us": int(t[-1]) if n else None,
+           "strictly_increasing": bool(np.all(np.diff(t) > 0)) if n > 1 else True}
+    if n > 1:
+        dur = (int(t[-1]) - int(t[0])) / 1e6
+        out["duration_s"] = round(dur, 6)
+        out["rate_hz"] = round((n - 1) / dur, 3) if dur > 0 else None
+        period = 1e6 / nominal_rate_hz if nominal_rate_hz else float(np.median(np.diff(t)))
+        out["gaps"] = int((np.diff(t) > 1.5 * period).sum())
+    if counters:
+        out["dropped"] = int(counters.get("dropped", 0)) + int(counters.get("recorder_overruns", 0))
+    return out

@@ -1,0 +1,170 @@
+"""Make a crashed session readable again and report what was lost.
+
+What a crash (SIGKILL, power loss) can leave: a table whose last line has no line end; a frame
+index whose last rows point past the flushed JPEG bytes; JPEG bytes with no index row; a WAV whose
+RIFF sizes lag the data; ``session.json`` still saying ``recording``. Repair cuts each file back to
+its last complete record. Bytes it cuts are moved to ``repair_lost/`` - never deleted - and the
+report is stored in ``session.json`` under ``repairs``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List
+
+from ..clock import utc_now_iso
+from ..errors import SessionFormatError
+from ..schema import GAZE_DTYPE
+from . import format as fmt
+from .reader import SessionReader
+
+__all__ = ["repair_session", "RepairReport"]
+
+
+@dataclass
+class RepairReport:
+    path: str
+    actions: List[str] = field(default_factory=list)
+    lost: List[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.actions)
+
+    def as_dict(self) -> dict:
+        return {"path": self.path, "actions": self.actions, "lost": self.lost, "repaired_utc": utc_now_iso()}
+
+
+def _save_tail(root: Path, file: Path, keep_bytes: int, report: RepairReport, why: str) -> None:
+    """Move the bytes after ``keep_bytes`` of ``file`` into repair_lost/ and truncate."""
+    size = file.stat().st_size
+    if keep_bytes >= size:
+        return
+    lost_dir = root / fmt.LOST_DIR
+    lost_dir.mkdir(exist_ok=True)
+    rel = file.relative_to(root).as_posix().replace("/", "__")
+    dest = lost_dir / f"{rel}.tail"
+    k = 1
+    while dest.exists():
+        dest = lost_dir / f"{rel}.tail{k}"
+        k += 1
+    with open(file, "rb") as f:
+        f.seek(keep_bytes)
+        tail = f.read()
+    dest.write_bytes(tail)
+    with open(file, "r+b") as f:
+        f.truncate(keep_bytes)
+        f.flush()
+        os.fsync(f.fileno())
+    report.actions.append(f"{file.relative_to(root)}: cut {size - keep_bytes} bytes ({why}); kept in {dest.relative_to(root)}")
+
+
+def _repair_table(root: Path, file: Path, ncols: int, report: RepairReport, what: str) -> int:
+    """Cut a TSV back to its last complete line with ``ncols`` fields; return data rows kept."""
+    if not file.is_file():
+        return 0
+    data = file.read_bytes()
+    if not data:
+        report.lost.append(f"{file.relative_to(root)}: empty (no header) - nothing to recover")
+        return 0
+    keep = len(data)
+    if not data.endswith(b"\n"):
+        keep = data.rfind(b"\n") + 1
+    # drop trailing lines with a wrong field count (e.g. a torn write at the end)
+    lines = data[:keep].split(b"\n")[:-1]
+    good = len(lines)
+    while good > 1 and len(lines[good - 1].split(b"\t")) != ncols:
+        good -= 1
+    keep_bytes = sum(len(ln) + 1 for ln in lines[:good])
+    bad_inside = [i + 1 for i, ln in enumerate(lines[1:good], start=1) if len(ln.split(b"\t")) != ncols]
+    if bad_inside:
+        raise SessionFormatError(f"{file}: lines {bad_inside[:5]} are malformed in the middle of the file; "
+                                 "this is not crash damage - inspect the file by hand")
+    if keep_bytes < len(data):
+        n_partial = data[keep_bytes:].count(b"\n") + (0 if data.endswith(b"\n") else 1)
+        report.lost.append(f"{file.relative_to(root)}: {n_partial} incomplete {what} line(s) at the end")
+        _save_tail(root, file, keep_bytes, report, "incomplete last line")
+    return max(good - 1, 0)
+
+
+def _repair_video(root: Path, seg: Path, report: RepairReport) -> None:
+    idx_path, vid_path = seg / fmt.FRAMES_TSV, seg / fmt.VIDEO_FILE
+    if not idx_path.is_file() and not vid_path.is_file():
+        return
+    if not idx_path.is_file():
+        report.lost.append(f"{vid_path.relative_to(root)}: frames without an index (no timestamps) - moved aside")
+        _save_tail(root, vid_path, 0, report, "no frame index")
+        return
+    _repair_table(root, idx_path, len(fmt.FRAME_COLUMNS), report, "frame index")
+    size = vid_path.stat().st_size if vid_path.is_file() else 0
+    text = idx_path.read_text(encoding="utf-8").split("\n")[1:-1]
+    rows = [list(map(int, ln.split("\t"))) for ln in text]
+    # keep index rows whose JPEG lies wholly inside the flushed bytes and ends with EOI (FF D9)
+    good = len(rows)
+    with open(vid_path, "rb") if vid_path.is_file() else open(os.devnull, "rb") as f:
+        while good > 0:
+            off, n = rows[good - 1][3], rows[good - 1][4]
+            if off + n <= size:
+                f.seek(off + n - 2)
+                if f.read(2) == b"\xff\xd9":
+                    break
+            good -= 1
+    if good < len(rows):
+        keep_lines = "\n".join(["\t".join(fmt.FRAME_COLUMNS)] + text[:good]) + "\n"
+        report.lost.append(f"{idx_path.relative_to(root)}: {len(rows) - good} frame(s) indexed but not fully written")
+        _save_tail(root, idx_path, len(keep_lines.encode()), report, "frames not fully written")
+    end = rows[good - 1][3] + rows[good - 1][4] if good else 0
+    if size > end:
+        report.lost.append(f"{vid_path.relative_to(root)}: {size - end} bytes of frames written after the last index flush")
+        _save_tail(root, vid_path, end, report, "frames without index rows")
+
+
+def _repair_audio(root: Path, seg: Path, report: RepairReport, channels: int, rate: int) -> None:
+    idx_path, wav_path = seg / fmt.AUDIO_TSV, seg / fmt.AUDIO_FILE
+    if not idx_path.is_file() or not wav_path.is_file():
+        return
+    _repair_table(root, idx_path, len(fmt.AUDIO_COLUMNS), report, "audio block")
+    text = idx_path.read_text(encoding="utf-8").split("\n")[1:-1]
+    rows = [list(map(int, ln.split("\t"))) for ln in text]
+    frame_bytes = 2 * channels
+    have = (wav_path.stat().st_size - fmt.WAV_HEADER_BYTES) // frame_bytes
+    good = len(rows)
+    while good > 0 and rows[good - 1][3] + rows[good - 1][2] > have:
+        good -= 1
+    if good < len(rows):
+        keep_lines = "\n".join(["\t".join(fmt.AUDIO_COLUMNS)] + text[:good]) + "\n"
+        report.lost.append(f"{idx_path.relative_to(root)}: {len(rows) - good} audio block(s) indexed but not written")
+        _save_tail(root, idx_path, len(keep_lines.encode()), report, "audio not fully written")
+    n_frames = rows[good - 1][3] + rows[good - 1][2] if good else 0
+    _save_tail(root, wav_path, fmt.WAV_HEADER_BYTES + n_frames * frame_bytes, report, "audio without index rows")
+    with open(wav_path, "r+b") as f:
+        head = f.read(fmt.WAV_HEADER_BYTES)
+        want = fmt.wav_header(rate=rate, channels=channels, n_frames=n_frames)
+        if head != want:
+            f.seek(0)
+            f.write(want)
+            report.actions.append(f"{wav_path.relative_to(root)}: WAV header sizes set to {n_frames} frames")
+
+
+def repair_session(path) -> RepairReport:
+    """Repair a session folder in place (see module docstring); returns what was done and lost."""
+    root = Path(path)
+    reader = SessionReader(root)          # refuses non-session folders with a clear message
+    meta = reader.meta
+    report = RepairReport(str(root))
+    _repair_table(root, root / fmt.GAZE_TSV, len(GAZE_DTYPE.names), report, "gaze")
+    _repair_table(root, root / fmt.EVENTS_TSV, len(fmt.EVENT_COLUMNS), report, "event")
+    audio = meta.get("streams", {}).get("audio", {})
+    for seg in reader.segments():
+        _repair_video(root, seg.path, report)
+        _repair_audio(root, seg.path, report, int(audio.get("channels", 1)), int(audio.get("sample_rate_hz", 48000)))
+    if meta.get("status") == "recording":
+        meta["status"] = "interrupted"
+        report.actions.append("session.json: status 'recording' -> 'interrupted' (the recorder did not stop cleanly)")
+    if report.changed or report.lost:
+        meta.setdefault("repairs", []).append(report.as_dict())
+        fmt.write_json_atomic(root / fmt.SESSION_JSON, meta)
+    return report

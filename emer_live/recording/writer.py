@@ -1,0 +1,424 @@
+"""The crash-safe session writer (FORMAT v1, see docs/recording-format.md).
+
+A :class:`Recorder` owns a session folder. It reads the device streams through cursors on its
+own thread (never the device threads, never the GUI thread), appends to the session's files and
+flushes at least every ``flush_interval_s`` so a crash or SIGKILL loses at most that much. Video
+and audio are split into segments (one per trial, plus ``between/`` segments outside trials) so a
+crash corrupts at most the open segment, which ``repair`` recovers.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from .. import __version__
+from ..clock import SessionClock, utc_now_iso
+from ..errors import DiskFullError, SessionExistsError
+from ..streams import Stream, StreamCursor
+from . import format as fmt
+
+__all__ = ["Recorder", "SegmentSpec"]
+
+
+@dataclass(frozen=True)
+class SegmentSpec:
+    """Where the footage from ``t_start_us`` on goes until the next segment begins."""
+
+    t_start_us: int
+    relpath: str                  # e.g. "trials/03_sad_02" or "between/04_sam_03"
+    kind: str                     # "trial" | "between"
+    trial: Optional[int] = None
+    stimulus_id: Optional[str] = None
+    label: Optional[str] = None
+
+
+class _VideoSegmentWriter:
+    def __init__(self, folder: Path, quality: int) -> None:
+        import cv2  # lazy: only recordings with a camera need it
+
+        self._cv2 = cv2
+        self._params = [int(cv2.IMWRITE_JPEG_QUALITY), int(quality)]
+        folder.mkdir(parents=True, exist_ok=True)
+        self.data = open(folder / fmt.VIDEO_FILE, "xb")
+        self.index = open(folder / fmt.FRAMES_TSV, "x", encoding="utf-8", newline="\n")
+        self.index.write("\t".join(fmt.FRAME_COLUMNS) + "\n")
+        self.n = 0
+        self.offset = 0
+
+    def write(self, t_us: int, cam_index: int, image: np.ndarray) -> None:
+        ok, buf = self._cv2.imencode(".jpg", image, self._params)
+        if not ok:
+            raise RuntimeError("JPEG encoding failed")
+        b = buf.tobytes()
+        self.data.write(b)
+        self.index.write(f"{self.n}\t{t_us}\t{cam_index}\t{self.offset}\t{len(b)}\n")
+        self.offset += len(b)
+        self.n += 1
+
+    def flush(self) -> None:
+        # data before index: an index row never points past the flushed bytes
+        self.data.flush()
+        self.index.flush()
+
+    def fsync(self) -> None:
+        os.fsync(self.data.fileno())
+        os.fsync(self.index.fileno())
+
+    def close(self) -> None:
+        self.flush()
+        self.data.close()
+        self.index.close()
+
+
+class _AudioSegmentWriter:
+    def __init__(self, folder: Path, rate: int, channels: int) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.rate, self.channels = rate, channels
+        self.data = open(folder / fmt.AUDIO_FILE, "x+b")
+        self.data.write(fmt.wav_header(rate=rate, channels=channels, n_frames=0))
+        self.index = open(folder / fmt.AUDIO_TSV, "x", encoding="utf-8", newline="\n")
+        self.index.write("\t".join(fmt.AUDIO_COLUMNS) + "\n")
+        self.blocks = 0
+        self.frames = 0
+        self._dirty = False
+
+    def write(self, t_us: int, samples: np.ndarray) -> None:
+        pcm = np.clip(np.asarray(samples, np.float32), -1.0, 1.0)
+        pcm = (pcm * 32767.0).round().astype("<i2")
+        self.data.write(pcm.tobytes())
+        self.index.write(f"{self.blocks}\t{t_us}\t{len(pcm)}\t{self.frames}\n")
+        self.blocks += 1
+        self.frames += len(pcm)
+        self._dirty = True
+
+    def flush(self) -> None:
+        if self._dirty:
+            # keep the RIFF sizes right at every flush so the file is always a valid WAV
+            end = self.data.tell()
+            self.data.seek(0)
+            self.data.write(fmt.wav_header(rate=self.rate, channels=self.channels, n_frames=self.frames))
+            self.data.seek(end)
+            self._dirty = False
+        self.data.flush()
+        self.index.flush()
+
+    def fsync(self) -> None:
+        os.fsync(self.data.fileno())
+        os.fsync(self.index.fileno())
+
+    def close(self) -> None:
+        self.flush()
+        self.data.close()
+        self.index.close()
+
+
+class _SegmentedSink:
+    """Routes time-stamped records of one stream into the segment active at their time."""
+
+    def __init__(self, recorder: "Recorder", make_writer) -> None:
+        self._rec = recorder
+        self._make = make_writer
+        self._pos = -1                  # index into recorder._segments of the open segment
+        self.writer = None
+        self.written: Dict[str, int] = {}
+
+    def writer_for(self, t_us: int):
+        segs = self._rec._segments
+        if not segs:  # nobody began a segment: a recording without trials is one segment
+            self._rec.begin_between("recording", t_us=t_us)
+        pos = self._pos
+        # advance while the next segment has started at or before this record
+        while pos + 1 < len(segs) and segs[pos + 1].t_start_us <= t_us:
+            pos += 1
+        if pos < 0:
+            pos = 0                     # before the first segment: file it with the first one
+        if pos != self._pos or self.writer is None:
+            if self.writer is not None:
+                self.writer.close()
+            self._pos = pos
+            self.writer = self._make(self._rec.path / segs[pos].relpath)
+        return self.writer, segs[pos].relpath
+
+    def flush(self) -> None:
+        if self.writer is not None:
+            self.writer.flush()
+
+    def fsync(self) -> None:
+        if self.writer is not None:
+            self.writer.fsync()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+class Recorder:
+    """Writes one session folder (FORMAT v1).
+
+    Parameters
+    ----------
+    path : path-like
+        The session folder. It must not exist yet, or be empty; a folder that already holds
+        anything is refused (:class:`SessionExistsError`) - nothing is ever overwritten.
+    meta : dict
+        Extra ``session.json`` fields (participant, devices, plan, notes, ...).
+    clock : SessionClock
+        The session clock (for event times and start/stop stamps).
+    flush_interval_s : float
+        Longest time written data stays in user-space buffers.
+    """
+
+    def __init__(self, path, *, meta: Optional[dict] = None, clock: SessionClock,
+                 flush_interval_s: float = 0.25, fsync_interval_s: float = 5.0, jpeg_quality: int = 85) -> None:
+        self.path = Path(path)
+        if self.path.exists():
+            if not self.path.is_dir():
+                raise SessionExistsError(f"{self.path} exists and is not a folder; choose a new --out path")
+            if any(self.path.iterdir()):
+                what = "a session" if (self.path / fmt.SESSION_JSON).exists() else "files"
+                raise SessionExistsError(
+                    f"{self.path} already holds {what}; refusing to overwrite - choose a new --out folder")
+        if not 0 < flush_interval_s <= 1.0:
+            raise ValueError("flush_interval_s must be in (0, 1] (the format promises <= 1 s of loss)")
+        self.clock = clock
+        self.flush_interval_s = flush_interval_s
+        self.fsync_interval_s = fsync_interval_s
+        self.jpeg_quality = int(jpeg_quality)
+        self._streams: Dict[str, Stream] = {}
+        self._cursors: Dict[str, StreamCursor] = {}
+        self._sinks: Dict[str, _SegmentedSink] = {}
+        self._segments: List[SegmentSpec] = []
+        self._between_count = 0
+        self._lock = threading.RLock()          # guards files and segment list
+        self._thread: Optional[threading.Thread] = None
+        self._stop = threading.Event()
+        self.error: Optional[BaseException] = None
+        self.written = {"gaze": 0, "camera": 0, "audio_blocks": 0, "audio_samples": 0}
+        self.overruns: Dict[str, int] = {}
+        self._last_fsync = 0
+        self.started_t_us: Optional[int] = None
+        self.stopped = False
+
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.meta = {
+            "format": fmt.FORMAT_NAME,
+            "format_version": fmt.FORMAT_VERSION,
+            "software": {"name": "emer_live", "version": __version__},
+            "status": "recording",
+            "created_utc": utc_now_iso(),
+            "clock": {"source": clock.source, "unit": "us", "created_t_us": clock.now_us()},
+            "participant": None,
+            "devices": {},
+            "streams": {},
+            "notes": "",
+        }
+        if meta:
+            self.meta.update(meta)
+        fmt.write_json_atomic(self.path / fmt.SESSION_JSON, self.meta)
+        self._events = open(self.path / fmt.EVENTS_TSV, "x", encoding="utf-8", newline="\n")
+        self._events.write("\t".join(fmt.EVENT_COLUMNS) + "\n")
+        self._events.flush()
+        self._gaze = None
+
+    # ------------------------------------------------------------------ set-up
+    def attach(self, kind: str, stream: Stream, *, device_info: Optional[dict] = None) -> None:
+        """Record ``stream`` as ``kind`` (``gaze`` | ``camera`` | ``audio``)."""
+        if kind not in ("gaze", "camera", "audio"):
+            raise ValueError(f"unknown stream kind {kind!r}")
+        if self._thread is not None:
+            raise RuntimeError("attach streams before start()")
+        with self._lock:
+            self._streams[kind] = stream
+            self._cursors[kind] = stream.cursor(from_start=True)
+            self.overruns[kind] = 0
+            info = {"stream": stream.name, "nominal_rate_hz": stream.nominal_rate_hz}
+            if kind == "camera":
+                h, w = stream.dtype["image"].shape[:2]
+                info.update(width=w, height=h, file=fmt.VIDEO_FILE, codec="jpeg")
+                self._sinks[kind] = _SegmentedSink(self, lambda p: _VideoSegmentWriter(p, self.jpeg_quality))
+            elif kind == "audio":
+                n, ch = stream.dtype["samples"].shape
+                info.update(blocksize=n, channels=ch, file=fmt.AUDIO_FILE, encoding="pcm_s16le")
+                rate = int(round(stream.nominal_rate_hz * n)) if stream.nominal_rate_hz else 48000
+                info["sample_rate_hz"] = rate
+                self._sinks[kind] = _SegmentedSink(self, lambda p: _AudioSegmentWriter(p, rate, ch))
+            else:
+                info.update(file=fmt.GAZE_TSV)
+                self._gaze = open(self.path / fmt.GAZE_TSV, "x", encoding="utf-8", newline="\n")
+                self._gaze.write(fmt.GAZE_HEADER)
+                self._gaze.flush()
+            self.meta["streams"][kind] = info
+            if device_info is not None:
+                self.meta["devices"][kind] = device_info
+            self._save_meta()
+
+    def update_meta(self, **fields) -> None:
+        """Merge fields into session.json (atomic rewrite; recorded data files are untouched)."""
+        with self._lock:
+            self.meta.update(fields)
+            self._save_meta()
+
+    def _save_meta(self) -> None:
+        fmt.write_json_atomic(self.path / fmt.SESSION_JSON, self.meta)
+
+    # ------------------------------------------------------------------ events and segments
+    def log_event(self, kind: str, *, trial: Optional[int] = None, t_us: Optional[int] = None, **detail) -> int:
+        """Append one row to events.tsv (written and flushed at once; thread-safe)."""
+        t = self.clock.now_us() if t_us is None else int(t_us)
+        text = json.dumps(detail, default=fmt._json_default, ensure_ascii=False) if detail else ""
+        with self._lock:
+            if self._events.closed:
+                return t
+            self._events.write(fmt.tsv_line((t, kind, "" if trial is None else int(trial), text)))
+            self._events.flush()
+        return t
+
+    def event_sink(self, t_us: int, kind: str, detail: dict) -> None:
+        """Adapter for devices' ``on_event`` callbacks."""
+        self.log_event(kind, t_us=t_us, **detail)
+
+    def begin_trial(self, trial: int, stimulus_id: str, *, t_us: Optional[int] = None) -> SegmentSpec:
+        """From ``t_us`` on, footage goes to ``trials/NN_<stimulus_id>/``."""
+        t = self.clock.now_us() if t_us is None else int(t_us)
+        spec = SegmentSpec(t, f"{fmt.TRIALS_DIR}/{int(trial):02d}_{fmt.safe_name(stimulus_id)}",
+                           "trial", int(trial), stimulus_id, None)
+        return self._add_segment(spec)
+
+    def begin_between(self, label: str, *, t_us: Optional[int] = None) -> SegmentSpec:
+        """From ``t_us`` on, footage goes to ``between/KK_<label>/`` (outside any trial)."""
+        t = self.clock.now_us() if t_us is None else int(t_us)
+        with self._lock:
+            k = self._between_count
+            self._between_count += 1
+        spec = SegmentSpec(t, f"{fmt.BETWEEN_DIR}/{k:02d}_{fmt.safe_name(label)}", "between", None, None, label)
+        return self._add_segment(spec)
+
+    def _add_segment(self, spec: SegmentSpec) -> SegmentSpec:
+        with self._lock:
+            if self._segments and spec.t_start_us < self._segments[-1].t_start_us:
+                raise ValueError("segments must begin in time order")
+            if any(s.relpath == spec.relpath for s in self._segments):
+                raise ValueError(f"segment {spec.relpath} already exists")
+            self._segments.append(spec)
+            self.meta.setdefault("segments", []).append(
+                {"path": spec.relpath, "kind": spec.kind, "trial": spec.trial,
+                 "stimulus_id": spec.stimulus_id, "label": spec.label, "t_start_us": spec.t_start_us})
+            self._save_meta()
+        return spec
+
+    # ------------------------------------------------------------------ running
+    def start(self, *, thread: bool = True) -> None:
+        """Begin recording (and the first segment if none was begun). With ``thread=False`` the
+        caller drives writing by calling :meth:`drain` (fast replays, tests)."""
+        self.started_t_us = self.clock.now_us()
+        self.log_event("recording_start", t_us=self.started_t_us)
+        self.update_meta(clock={**self.meta["clock"], "start_t_us": self.started_t_us, "start_utc": utc_now_iso()})
+        if thread:
+            self._thread = threading.Thread(target=self._loop, name="recorder", daemon=True)
+            self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.flush_interval_s):
+            try:
+                self.drain()
+            except BaseException as exc:
+                self._fail(exc)
+                return
+        try:
+            self.drain()
+        except BaseException as exc:
+            self._fail(exc)
+
+    def _fail(self, exc: BaseException) -> None:
+        self.error = exc
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            self.error = DiskFullError(f"disk full while writing {self.path}; recording stopped, "
+                                       "everything written before is kept - free space and start a new session")
+        try:
+            self.log_event("error", message=str(self.error))
+        except Exception:
+            pass
+
+    def drain(self) -> int:
+        """Write everything pending in the attached streams, then flush. Returns records written."""
+        n = 0
+        with self._lock:
+            for kind, cur in self._cursors.items():
+                got = cur.read()
+                if got.lost:
+                    self.overruns[kind] += got.lost
+                    self.log_event("recorder_overrun", stream=kind, lost=int(got.lost))
+                recs = got.records
+                if len(recs) == 0:
+                    continue
+                n += len(recs)
+                if kind == "gaze":
+                    self._gaze.write(fmt.render_gaze(recs))
+                    self.written["gaze"] += len(recs)
+                elif kind == "camera":
+                    sink = self._sinks[kind]
+                    for r in recs:
+                        w, _ = sink.writer_for(int(r["t_us"]))
+                        w.write(int(r["t_us"]), int(r["frame_index"]), r["image"])
+                    self.written["camera"] += len(recs)
+                else:
+                    sink = self._sinks[kind]
+                    for r in recs:
+                        w, _ = sink.writer_for(int(r["t_us"]))
+                        k = int(r["n"])
+                        w.write(int(r["t_us"]), r["samples"][:k])
+                        self.written["audio_samples"] += k
+                    self.written["audio_blocks"] += len(recs)
+            self._flush()
+        return n
+
+    def _flush(self) -> None:
+        if self._gaze is not None:
+            self._gaze.flush()
+        for s in self._sinks.values():
+            s.flush()
+        now = self.clock.now_us()
+        if self.fsync_interval_s and now - self._last_fsync > self.fsync_interval_s * 1e6:
+            self._last_fsync = now
+            if self._gaze is not None:
+                os.fsync(self._gaze.fileno())
+            for s in self._sinks.values():
+                s.fsync()
+
+    def stop(self, *, status: str = "complete") -> dict:
+        """Drain, close every file and write the final counters into session.json."""
+        if self.stopped:
+            return self.meta
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        elif self.error is None:
+            self.drain()
+        end = self.clock.now_us()
+        with self._lock:
+            if self.error is not None and status == "complete":
+                status = "disk_full" if isinstance(self.error, DiskFullError) else "error"
+            for kind, s in self._streams.items():
+                info = self.meta["streams"].setdefault(kind, {})
+                info["counters"] = {**s.counters.as_dict(), "recorder_overruns": self.overruns.get(kind, 0)}
+            self.meta["written"] = dict(self.written)
+            self.meta["status"] = status
+            self.meta["clock"] = {**self.meta["clock"], "end_t_us": end, "end_utc": utc_now_iso()}
+            self._events.write(fmt.tsv_line((end, "recording_stop", "", json.dumps({"status": status}))))
+            self._events.close()
+            if self._gaze is not None:
+                self._gaze.close()
+            for s in self._sinks.values():
+                s.close()
+            self._save_meta()
+            self.stopped = True
+        return self.meta
