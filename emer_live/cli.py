@@ -18,7 +18,13 @@ from .errors import EmerError
 
 # One line per stage; order = order in --help.
 _COMMAND_MODULES = [
+    "emer_live.demo",                 # demo
     "emer_live.recording.commands",   # record, info, repair
+    "emer_live.session.commands",     # session, collect-synthetic
+    "emer_live.features.commands",    # windows
+    "emer_live.live.commands",        # live
+    "emer_live.session.stimuli_commands",   # stimuli check, placeholders, plan
+    "emer_live.model.commands",       # import-official, model-info
 ]
 
 

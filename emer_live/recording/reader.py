@@ -187,6 +187,23 @@ class SessionReader:
             out.append({"t_us": int(t), "kind": kind, "trial": int(trial) if trial else None, "detail": d})
         return out
 
+    def stimulus_intervals(self) -> List[dict]:
+        """Per presented trial: ``trial, stimulus_id, onset_us, offset_us, status`` from events.tsv
+        (a trial whose clip was restarted after a pause keeps its last onset)."""
+        out = {}
+        for e in self.events():
+            if e["kind"] == "stimulus_onset" and e["trial"] is not None:
+                out[e["trial"]] = {"trial": e["trial"], "stimulus_id": e["detail"].get("stimulus_id"),
+                                   "category": e["detail"].get("category"),
+                                   "onset_us": e["t_us"], "offset_us": None, "status": "running"}
+            elif e["kind"] == "stimulus_offset" and e["trial"] in out:
+                out[e["trial"]]["offset_us"] = e["t_us"]
+            elif e["kind"] == "trial_end" and e["trial"] in out:
+                out[e["trial"]]["status"] = "complete"
+            elif e["kind"] == "trial_aborted" and e["trial"] in out:
+                out[e["trial"]]["status"] = "aborted"
+        return [out[k] for k in sorted(out)]
+
     def _optional_table(self, name: str):
         import pandas as pd
 

@@ -1,0 +1,60 @@
+"""CLI: ``emer-live demo`` - the app's main job with whatever hardware is present.
+
+Until the desktop GUI lands, the demo runs headless: it picks the Tobii tracker when the SDK and
+a tracker are there (else the synthetic participant), the synthetic camera, records a session
+under ``recordings/demo/`` while the live engine prints ER vs FER and the emotion gap once a
+second, then prints the session summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+from pathlib import Path
+
+__all__ = ["register"]
+
+
+def register(sub) -> None:
+    p = sub.add_parser("demo", help="live demo: record + recognise with real or synthetic devices",
+                       description="Record a short session and run EMERT live on it, printing what the face shows "
+                                   "(FER) against what face and eyes reveal (ER). Uses synthetic devices when no "
+                                   "hardware is present.")
+    p.add_argument("--duration", type=float, default=30.0, help="seconds (default 30)")
+    p.add_argument("--out", default=None, help="session folder (default recordings/demo/<time>)")
+    p.add_argument("--checkpoint", default=None, help="checkpoint (default: models/emert_demo_synthetic.pt)")
+    p.add_argument("--seed", type=int, default=0, help="synthetic participant seed")
+    p.set_defaults(func=cmd_demo)
+
+
+def _tracker_spec() -> str:
+    """``tobii`` when the SDK is importable and finds a tracker, else ``synthetic``."""
+    from .devices.tobii import find_trackers, sdk_status
+    from .errors import DeviceUnavailable
+
+    if not sdk_status().available:
+        return "synthetic"
+    try:
+        return "tobii" if find_trackers() else "synthetic"
+    except DeviceUnavailable:
+        return "synthetic"
+
+
+def cmd_demo(args) -> int:
+    from .live.commands import cmd_live, default_checkpoint
+    from .recording.commands import cmd_info
+
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    root = Path(__file__).resolve().parents[1] / "recordings"
+    out = Path(args.out) if args.out else root / "demo" / stamp
+    tracker = _tracker_spec()
+    ckpt = args.checkpoint or str(default_checkpoint())
+    print(f"emer-live demo: tracker {tracker}, camera synthetic, checkpoint {ckpt}; recording to {out}")
+    live_args = argparse.Namespace(tracker=tracker, camera="synthetic", checkpoint=ckpt, window=8.0, hop=1.0,
+                                   duration=args.duration, speed="1", headless=True, out=None, record=str(out),
+                                   rate=250.0, fps=30.0, size="1280x720", seed=args.seed, participant="P00",
+                                   device="auto", quiet=False)
+    rc = cmd_live(live_args)
+    print()
+    cmd_info(argparse.Namespace(session=str(out), json=False))
+    return rc

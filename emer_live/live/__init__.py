@@ -1,0 +1,1 @@
+"""Live recognition: sliding windows -> EMERT worker -> predictions with the emotion gap."""

@@ -1,0 +1,281 @@
+"""The live recognition engine (DESIGN sec. 11; issue 7).
+
+Two threads besides the caller's: a **scheduler** that, every hop, assembles the last W seconds
+from the live streams into a :class:`~emer_live.features.windows.Window` (cheap: gaze features
+and, with hop = W/8, one new face crop per hop), and a **model worker** that runs EMERT and
+publishes :class:`~emer_live.live.prediction.Prediction` objects to callbacks, a bounded
+thread-safe queue and the session's ``predictions.tsv``. Neither ever blocks capture or the GUI:
+between them sits a bounded queue; when the model falls behind, the worker scores every pending
+window in one batch on a GPU, and on a CPU drops the oldest pending window with a counter.
+
+:meth:`LiveEngine.process` builds and scores one window synchronously - the path offline
+re-analysis (``--speed max``) takes, so it gives the same numbers as the live run.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable, Deque, Dict, List, Optional
+
+import numpy as np
+
+from ..features.windows import Window, WindowBuilder, WindowSpec
+from ..session.labels import er3_probs_from_er7, va_from_probs
+from .prediction import Prediction, PredictionLog, emotion_gap
+
+__all__ = ["LiveEngine", "EngineStats", "window_to_prediction"]
+
+
+@dataclass
+class EngineStats:
+    made: int = 0
+    dropped: int = 0
+    batches: int = 0
+    late_windows: int = 0          # windows assembled more than one hop after their end time
+
+
+def _head(out: Dict[str, np.ndarray], name: str, i: int):
+    return None if name not in out else out[name][i]
+
+
+def window_to_prediction(out: Dict[str, np.ndarray], i: int, w: Window, *, checkpoint: str, kind: str,
+                         latency_ms: Dict[str, float]) -> Prediction:
+    """Turn row ``i`` of a model output dict into a :class:`Prediction`."""
+    er7 = _head(out, "er7", i)
+    if er7 is None:
+        raise ValueError("the checkpoint has no er7 head; the live engine needs 7-class ER output")
+    fer7 = _head(out, "fer7", i)
+    er3 = _head(out, "er3", i)
+    er3 = er3_probs_from_er7(er7) if er3 is None else er3
+    va_source = "head"
+    er_va = _head(out, "er_va", i)
+    if er_va is None:
+        va_source = "anchors"
+        er_va = va_from_probs(er7)
+    fer_va = fer3 = None
+    if fer7 is not None:
+        fer3 = _head(out, "fer3", i)
+        fer3 = er3_probs_from_er7(fer7) if fer3 is None else fer3
+        fer_va = _head(out, "fer_va", i)
+        if fer_va is None:
+            fer_va = va_from_probs(fer7)
+            va_source = "anchors"
+    inten = _head(out, "fer_intensity", i)
+    used = out.get("modalities_used")
+    modalities = ({"face": bool(used[i][0]), "eye": bool(used[i][1]), "fixation": bool(used[i][2])}
+                  if used is not None else dict(zip(("face", "eye", "fixation"), w.modalities)))
+    gap = None if fer7 is None else emotion_gap(er7, fer7, float(er_va[0]), float(fer_va[0]))
+    lst = lambda x: None if x is None else [float(v) for v in np.ravel(x)]  # noqa: E731
+    return Prediction(kind=kind, t_start_us=int(w.t_start_us), t_end_us=int(w.t_end_us), trial=int(w.trial),
+                      checkpoint=checkpoint, er7=lst(er7), er3=lst(er3), er_va=lst(er_va), fer7=lst(fer7),
+                      fer3=lst(fer3), fer_va=lst(fer_va),
+                      fer_intensity=None if inten is None else float(np.ravel(inten)[0]),
+                      gap=gap, modalities=modalities,
+                      quality={"valid_gaze_fraction": float(w.quality.get("valid_gaze_fraction", 0.0)),
+                               "face_found_fraction": float(w.quality.get("face_found_fraction", 0.0))},
+                      latency_ms=latency_ms, va_source=va_source)
+
+
+class LiveEngine:
+    """Sliding-window recognition on live (or replayed) streams.
+
+    Parameters
+    ----------
+    builder : WindowBuilder
+        Over a :class:`~emer_live.features.windows.StreamSource` (live) or any source.
+    model : LoadedModel
+        From :func:`emer_live.model.load_checkpoint`.
+    clock : SessionClock
+    t_origin_us : int, optional
+        Window ends are ``t_origin + W + k * hop``; default: the time :meth:`start` is called.
+        A replay passes the live run's origin so both score the same windows.
+    grace_s : float
+        How long after a window's end to wait for late samples before assembling it.
+    max_pending : int
+        Bound of the queue between scheduler and model worker.
+    log : PredictionLog, optional
+    """
+
+    def __init__(self, *, builder: WindowBuilder, model, clock, t_origin_us: Optional[int] = None,
+                 grace_s: float = 0.1, max_pending: int = 2, log: Optional[PredictionLog] = None,
+                 output_queue_size: int = 256) -> None:
+        self.builder = builder
+        self.spec: WindowSpec = builder.spec
+        self.model = model
+        self.clock = clock
+        self.t_origin_us = t_origin_us
+        self.grace_us = int(grace_s * 1e6)
+        self.max_pending = max(1, int(max_pending))
+        self.log = log
+        self.callbacks: List[Callable[[Prediction], None]] = []
+        self.predictions: "queue.Queue[Prediction]" = queue.Queue(maxsize=output_queue_size)
+        self.stats = EngineStats()
+        self.latencies: Dict[str, List[float]] = {"assemble": [], "features": [], "model": [], "total": []}
+        self._pending: Deque = deque()
+        self._cv = threading.Condition()
+        self._stop = threading.Event()
+        self._threads: List[threading.Thread] = []
+        self._model_lock = threading.Lock()
+        self.on_gpu = getattr(getattr(model, "device", None), "type", "cpu") == "cuda"
+        self.errors: List[str] = []
+
+    # ------------------------------------------------------------------ synchronous path
+    def build(self, t_end_us: int, *, t_start_us: Optional[int] = None, trial: int = -1):
+        t0 = time.perf_counter()
+        w = self.builder.build(t_end_us, t_start_us=t_start_us, trial=trial)
+        return w, {"assemble": w.timing_ms["assemble"], "features": w.timing_ms["features"], "_t0": t0}
+
+    def score(self, items) -> List[Prediction]:
+        """Run the model on ``[(window, latency_dict, kind)]`` in one batch and publish."""
+        ws = [w for w, _, _ in items]
+        m = self.model
+        face = np.stack([w.face for w in ws])
+        eye, fix = m.normalize(np.stack([w.eye for w in ws]), np.stack([w.fixation for w in ws]))
+        mask = np.array([w.modalities for w in ws], bool)
+        t0 = time.perf_counter()
+        with self._model_lock:
+            out = m.predict(face, eye, fix, modality_mask=mask)
+        model_ms = (time.perf_counter() - t0) * 1e3 / len(ws)
+        preds = []
+        for i, (w, lat, kind) in enumerate(items):
+            total = (time.perf_counter() - lat["_t0"]) * 1e3
+            latency = {"assemble": lat["assemble"], "features": lat["features"], "model": model_ms, "total": total}
+            p = window_to_prediction(out, i, w, checkpoint=m.id, kind=kind, latency_ms=latency)
+            preds.append(p)
+            self._publish(p)
+        self.stats.batches += 1
+        return preds
+
+    def process(self, t_end_us: int, *, t_start_us: Optional[int] = None, trial: int = -1,
+                kind: str = "window") -> Prediction:
+        """Build and score one window now, in the caller's thread."""
+        w, lat = self.build(t_end_us, t_start_us=t_start_us, trial=trial)
+        return self.score([(w, lat, kind)])[0]
+
+    def predict_trial(self, onset_us: int, offset_us: int, trial: int) -> Prediction:
+        """The paper's whole-trial prediction (8 face frames, 32 eye steps over the clip)."""
+        return self.process(offset_us, t_start_us=onset_us, trial=trial, kind="trial")
+
+    def _publish(self, p: Prediction) -> None:
+        self.stats.made += 1
+        for k in ("assemble", "features", "model", "total"):
+            self.latencies[k].append(p.latency_ms[k])
+        if self.log is not None:
+            self.log.write(p)
+        try:
+            self.predictions.put_nowait(p)
+        except queue.Full:  # nobody is reading the queue: keep the newest
+            try:
+                self.predictions.get_nowait()
+            except queue.Empty:
+                pass
+            self.predictions.put_nowait(p)
+        for cb in list(self.callbacks):
+            cb(p)
+
+    # ------------------------------------------------------------------ threaded live path
+    def next_window_end(self, after_us: int) -> int:
+        """First window end strictly after ``after_us`` on this engine's grid."""
+        first = self.t_origin_us + self.spec.window_us
+        if after_us < first:
+            return first
+        k = (after_us - first) // self.spec.hop_us + 1
+        return first + k * self.spec.hop_us
+
+    def start(self) -> None:
+        if self.t_origin_us is None:
+            self.t_origin_us = self.clock.now_us()
+        self._stop.clear()
+        self._threads = [threading.Thread(target=self._scheduler, name="live-scheduler", daemon=True),
+                         threading.Thread(target=self._worker, name="live-model", daemon=True)]
+        for t in self._threads:
+            t.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        with self._cv:
+            self._cv.notify_all()
+        for t in self._threads:
+            t.join(timeout)
+        self._threads = []
+
+    def _scheduler(self) -> None:
+        b = self.builder
+        hop, grace = self.spec.hop_us, self.grace_us
+        t_end = self.t_origin_us + self.spec.window_us
+        use_face = b.use_face and b.grid_origin_us is not None
+        step = b.face_step_us
+        next_face = b.grid_origin_us + step // 2 if use_face else None
+        while not self._stop.is_set():
+            wake = t_end + grace if next_face is None else min(t_end, next_face) + grace
+            _sleep_until(self.clock, wake, self._stop)
+            if self._stop.is_set():
+                return
+            now = self.clock.now_us()
+            if now - t_end > hop + grace:
+                # far behind (a stall): skip to the newest window instead of piling up
+                skipped = (now - grace - t_end) // hop
+                self.stats.late_windows += int(skipped)
+                self.stats.dropped += int(skipped)
+                t_end += int(skipped) * hop
+            # face crops of grid times that have passed, while their frames are in the ring
+            while next_face is not None and next_face + grace <= now and not self._stop.is_set():
+                if next_face >= t_end - self.spec.window_us - step:
+                    try:
+                        b.prefetch_face(next_face)
+                    except Exception as exc:
+                        self.errors.append(f"face {next_face}: {exc}")
+                next_face += step
+            if t_end + grace > now:
+                continue
+            try:
+                item = self.build(t_end)
+            except Exception as exc:  # keep running; the error is counted and shown
+                self.errors.append(f"window {t_end}: {exc}")
+                t_end += hop
+                continue
+            with self._cv:
+                self._pending.append((item[0], item[1], "window"))
+                while len(self._pending) > self.max_pending and not self.on_gpu:
+                    self._pending.popleft()
+                    self.stats.dropped += 1
+                self._cv.notify()
+            t_end += hop
+
+    def _worker(self) -> None:
+        while True:
+            with self._cv:
+                while not self._pending and not self._stop.is_set():
+                    self._cv.wait(0.2)
+                if not self._pending and self._stop.is_set():
+                    return
+                if self.on_gpu:
+                    items = list(self._pending)
+                    self._pending.clear()
+                else:
+                    items = [self._pending.popleft()]
+            try:
+                self.score(items)
+            except Exception as exc:
+                self.errors.append(f"model: {exc}")
+
+    def summary(self) -> dict:
+        def pct(v, q):
+            return float(np.percentile(v, q)) if v else float("nan")
+
+        return {"predictions": self.stats.made, "dropped": self.stats.dropped, "batches": self.stats.batches,
+                "errors": len(self.errors),
+                "latency_ms": {k: {"p50": pct(v, 50), "p95": pct(v, 95), "max": max(v) if v else float("nan")}
+                               for k, v in self.latencies.items()}}
+
+
+def _sleep_until(clock, t_us: int, stop: threading.Event) -> None:
+    while not stop.is_set():
+        left = t_us - clock.now_us()
+        if left <= 0:
+            return
+        stop.wait(min(left / 1e6, 0.05))

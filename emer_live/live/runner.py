@@ -1,0 +1,202 @@
+"""Wiring for a live run: devices -> (recorder) -> window builder -> engine -> outputs.
+
+Used by ``emer-live live`` and meant for the GUI too: :class:`LiveRun` exposes the device set,
+the engine and a stop flag, and reports predictions through ``engine.callbacks``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from pathlib import Path
+from typing import Optional
+
+from ..devices.factory import make_devices, parse_size
+from ..features.windows import StreamSource, WindowBuilder, WindowSpec, window_ends
+from ..recording.writer import Recorder
+from .engine import LiveEngine
+from .prediction import Prediction, PredictionLog
+
+__all__ = ["LiveRun"]
+
+GAZE_RING_S = 180.0      # long enough for a whole-trial window over a 2-minute clip
+
+
+class LiveRun:
+    def __init__(self, *, args, model, speed: Optional[float], out_path: Optional[Path]) -> None:
+        self.args = args
+        self.model = model
+        self.speed = speed
+        self.out_path = out_path
+        self.stop_event = threading.Event()
+        self.ds = None
+        self.engine: Optional[LiveEngine] = None
+        self.rec: Optional[Recorder] = None
+        self._jsonl = None
+        self._print_lock = threading.Lock()
+        self.spec = WindowSpec(window_s=args.window, hop_s=args.hop)
+
+    # ------------------------------------------------------------------ outputs
+    def _on_prediction(self, p: Prediction) -> None:
+        with self._print_lock:
+            if self._jsonl is not None:
+                self._jsonl.write(p.to_json() + "\n")
+                self._jsonl.flush()
+            if not self.args.quiet:
+                print(p.compact(), flush=True)
+
+    # ------------------------------------------------------------------ set-up
+    def _setup(self) -> None:
+        a = self.args
+        holder = {}
+
+        def on_event(t_us, kind, detail):
+            if holder.get("rec") is not None:
+                holder["rec"].log_event(kind, t_us=t_us, **detail)
+
+        from ..session.ids import validate_participant_id
+
+        participant = validate_participant_id(a.participant)
+        self.ds = make_devices(tracker=a.tracker, camera=a.camera, mic="none", rate=a.rate, fps=a.fps,
+                               size=parse_size(a.size), seed=a.seed, participant=participant, speed=self.speed,
+                               on_event=on_event)
+        if self.ds.tracker is not None and hasattr(self.ds.tracker, "capacity_s"):
+            self.ds.tracker.capacity_s = max(getattr(self.ds.tracker, "capacity_s", 0), GAZE_RING_S)
+        self.ds.open_all()
+        if a.record:
+            try:
+                self.rec = Recorder(a.record, clock=self.ds.clock,
+                                    meta={"participant": participant, "session_id": Path(a.record).name,
+                                          "kind": "live", "seed": a.seed, "synthetic": self.ds.phantom is not None})
+            except BaseException:
+                self.ds.stop_all()
+                raise
+            holder["rec"] = self.rec
+            for kind, dev in (("gaze", self.ds.tracker), ("camera", self.ds.camera)):
+                if dev is not None:
+                    self.rec.attach(kind, dev.stream, device_info=dev.info())
+            if self.ds.phantom is not None:
+                self.ds.phantom.attach_truth_file(Path(a.record) / "truth.tsv")
+        if self.out_path is not None:
+            self._jsonl = open(self.out_path, "x", encoding="utf-8")
+
+    def _engine(self, origin: int) -> LiveEngine:
+        ds = self.ds
+        rect = None
+        if ds.replay is not None:
+            rect = ds.replay.reader.meta.get("stimulus_rect")
+        source = StreamSource(ds.tracker.stream if ds.tracker else None, ds.camera.stream if ds.camera else None,
+                              jpeg_quality=self.rec.jpeg_quality if self.rec is not None else None,
+                              stimulus_rect=rect)
+        builder = WindowBuilder(source, spec=self.spec, use_face=ds.camera is not None, grid_origin_us=origin)
+        log = PredictionLog(self.rec.path / "predictions.tsv") if self.rec is not None else None
+        eng = LiveEngine(builder=builder, model=self.model, clock=ds.clock, t_origin_us=origin, log=log)
+        eng.callbacks.append(self._on_prediction)
+        if self.rec is not None:
+            self.rec.update_meta(live={"window_s": self.spec.window_s, "hop_s": self.spec.hop_s,
+                                       "t_origin_us": origin, "checkpoint": self.model.id,
+                                       "checkpoint_path": str(self.model.path)})
+        return eng
+
+    # ------------------------------------------------------------------ running
+    def run(self) -> int:
+        from ..recording.commands import StopFlag
+
+        import time
+
+        self._setup()
+        status = "complete"
+        self._fast_span_s = 0.0
+        t_wall = time.perf_counter()
+        try:
+            with StopFlag() as stop:
+                self.stop_event = stop.event
+                if self.speed is None:
+                    self._run_fast()
+                else:
+                    self._run_realtime()
+                if stop.event.is_set():
+                    status = "aborted"
+                self._wall_s = time.perf_counter() - t_wall
+        finally:
+            self._teardown(status)
+        return self._report()
+
+    def _run_realtime(self) -> None:
+        ds = self.ds
+        if self.rec is not None:
+            self.rec.start()
+        ds.start_all()
+        origin = ds.clock.now_us()
+        self.engine = self._engine(origin)
+        self.engine.start()
+        duration = self.args.duration
+        if duration is None and ds.replay is not None:
+            duration = ds.replay.duration_s
+        while not self.stop_event.is_set():
+            elapsed = (ds.clock.now_us() - origin) / 1e6
+            if duration is not None and elapsed >= duration:
+                break
+            if ds.replay is not None and ds.replay.finished:
+                break
+            self.stop_event.wait(0.05)
+        self.engine.stop()
+
+    def _run_fast(self) -> None:
+        """Replay as fast as possible, stepping time through face grid points and window ends in
+        order - the same sequence of work the live scheduler does."""
+        ds, src = self.ds, self.ds.replay
+        live_meta = src.reader.meta.get("live") or {}
+        origin = int(live_meta.get("t_origin_us", src.t_start_us))
+        if self.rec is not None:
+            self.rec.start(thread=False)
+        eng = self._engine(origin)
+        self.engine = eng
+        b = eng.builder
+        grace = eng.grace_us
+        t_stop = src.t_end_us if self.args.duration is None else min(src.t_end_us, origin + int(self.args.duration * 1e6))
+        ends = window_ends(origin, t_stop, self.spec)
+        step = b.face_step_us
+        next_face = origin + step // 2 if b.use_face else None
+        for t_end in ends:
+            if self.stop_event.is_set():
+                break
+            while next_face is not None and next_face <= t_end:
+                if next_face < t_end - self.spec.window_us - step:
+                    next_face += step
+                    continue
+                src.advance_to(next_face + grace)
+                b.prefetch_face(next_face)
+                next_face += step
+            src.advance_to(t_end + grace)
+            if self.rec is not None:
+                self.rec.drain()
+            eng.process(t_end)
+            self._fast_span_s = (t_end - origin) / 1e6
+
+    def _teardown(self, status: str) -> None:
+        if self.ds is not None:
+            self.ds.stop_all()
+        if self.ds is not None and self.ds.phantom is not None and hasattr(self.ds.phantom, "close_truth"):
+            self.ds.phantom.close_truth()
+        if self.rec is not None:
+            self.rec.stop(status=status)
+        if self.engine is not None and self.engine.log is not None:
+            self.engine.log.close()
+        if self._jsonl is not None:
+            self._jsonl.close()
+
+    def _report(self) -> int:
+        if self.engine is None:
+            return 1
+        s = self.engine.summary()
+        lat = s["latency_ms"]
+        print(f"summary: {s['predictions']} predictions, {s['dropped']} dropped, {s['errors']} errors; latency ms "
+              + "; ".join(f"{k} p50 {v['p50']:.0f} p95 {v['p95']:.0f} max {v['max']:.0f}" for k, v in lat.items()))
+        if self.speed is None and self._fast_span_s:
+            print(f"real-time factor: {self._fast_span_s / self._wall_s:.2f}x "
+                  f"({self._fast_span_s:.1f} s of recording analysed in {self._wall_s:.1f} s)")
+        for e in self.engine.errors[:5]:
+            print(f"engine error: {e}", file=sys.stderr)
+        return 0 if not self.engine.errors else 1

@@ -1,0 +1,108 @@
+"""CLI: ``emer-live session`` (headless collection sessions) and ``collect-synthetic``."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from ..devices.factory import CAMERA_HELP, MIC_HELP, TRACKER_HELP
+
+__all__ = ["register"]
+
+
+def register(sub) -> None:
+    p = sub.add_parser("session", help="run a collection session (stimuli, SAM, recording)",
+                       description="Run a full session: baseline, then per trial fixation cross -> stimulus -> SAM "
+                                   "-> rest, recorded to ROOT/<participant>/<session_id>/. --headless simulates "
+                                   "playback on the clock and lets the synthetic participant answer the SAM.")
+    p.add_argument("--headless", action="store_true", help="no screen (the only mode until the GUI lands)")
+    p.add_argument("--participant", required=True, help="pseudonymous ID like P01 (never a name)")
+    p.add_argument("--tracker", default="synthetic", help=f"eye tracker: {TRACKER_HELP}")
+    p.add_argument("--camera", default="synthetic", help=f"webcam: {CAMERA_HELP}")
+    p.add_argument("--mic", default="none", help=f"microphone: {MIC_HELP}")
+    p.add_argument("--stimuli", default="placeholder", help="'placeholder' (built-in design, simulated) or a library folder")
+    p.add_argument("--trials", type=int, default=14, help="number of trials (default 14: two per category)")
+    p.add_argument("--time-scale", type=float, default=1.0, help="shrink every phase, e.g. 0.05 for tests (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="study seed (plan randomisation, synthetic participant)")
+    p.add_argument("--rate", type=float, default=250.0, help="tracker rate (default 250)")
+    p.add_argument("--fps", type=float, default=30.0, help="camera fps (default 30)")
+    p.add_argument("--size", default="1280x720", help="camera frame size (default 1280x720)")
+    p.add_argument("--mask-rate", type=float, default=0.4, help="synthetic participant: share of masked trials")
+    p.add_argument("--out", default="recordings", help="recordings root (default recordings/)")
+    p.set_defaults(func=cmd_session)
+
+    p = sub.add_parser("collect-synthetic", help="record many headless synthetic sessions (a labelled corpus)",
+                       description="Run one headless session per synthetic participant P01..PNN (in parallel where "
+                                   "cores allow) into ROOT, for training and tests.")
+    p.add_argument("--participants", type=int, default=12, help="number of participants (default 12)")
+    p.add_argument("--trials", type=int, default=14)
+    p.add_argument("--time-scale", type=float, default=0.1, help="phase shrink factor (default 0.1)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", default="640x360", help="camera frame size (default 640x360)")
+    p.add_argument("--fps", type=float, default=15.0, help="camera fps (default 15)")
+    p.add_argument("--rate", type=float, default=120.0, help="tracker rate (default 120)")
+    p.add_argument("--mask-rate", type=float, default=0.4)
+    p.add_argument("--jobs", type=int, default=0, help="parallel sessions (default: CPU cores)")
+    p.add_argument("--out", required=True, help="corpus root (new or empty folder)")
+    p.set_defaults(func=cmd_collect)
+
+
+def cmd_session(args) -> int:
+    from ..devices.factory import parse_size
+    from ..errors import ConfigError
+    from ..recording.commands import StopFlag
+    from .runner import HeadlessSessionConfig, run_headless_session
+
+    if not args.headless:
+        raise ConfigError("the desktop GUI is not built yet; run with --headless")
+    cfg = HeadlessSessionConfig(participant=args.participant, out_root=args.out, tracker=args.tracker,
+                                camera=args.camera, mic=args.mic, stimuli=args.stimuli, n_trials=args.trials,
+                                time_scale=args.time_scale, seed=args.seed, rate=args.rate, fps=args.fps,
+                                size=parse_size(args.size), mask_rate=args.mask_rate)
+
+    def on_phase(phase, trial):
+        if phase.value in ("fixation", "sam", "done", "aborted", "baseline"):
+            label = f"trial {trial}" if trial is not None else ""
+            print(f"  {phase.value:<9} {label}", flush=True)
+
+    with StopFlag() as stop:
+        out = run_headless_session(cfg, stop_event=stop.event, on_phase=on_phase)
+    from ..recording.reader import SessionReader
+
+    r = SessionReader(out)
+    sam = r.sam()
+    print(f"session {out}: status {r.status}, {0 if sam is None else len(sam)} SAM answers")
+    return 0 if r.status in ("complete", "aborted") else 1
+
+
+def _collect_one(job):
+    from .runner import HeadlessSessionConfig, run_headless_session
+
+    cfg = HeadlessSessionConfig(**job)
+    return str(run_headless_session(cfg))
+
+
+def cmd_collect(args) -> int:
+    import concurrent.futures as cf
+
+    from ..devices.factory import parse_size
+    from ..errors import ConfigError
+
+    root = Path(args.out)
+    if root.exists() and any(root.iterdir()):
+        raise ConfigError(f"{root} already holds files; give a new corpus folder")
+    if not 1 <= args.participants <= 999:
+        raise ConfigError("--participants must be 1..999")
+    size = parse_size(args.size)
+    jobs = [dict(participant=f"P{i + 1:02d}", out_root=str(root), n_trials=args.trials, time_scale=args.time_scale,
+                 seed=args.seed, size=size, fps=args.fps, rate=args.rate, mask_rate=args.mask_rate,
+                 participant_index=i, mic="none") for i in range(args.participants)]
+    n_jobs = args.jobs or max(1, min(os.cpu_count() or 1, 4))
+    done = 0
+    with cf.ProcessPoolExecutor(max_workers=n_jobs) as ex:
+        for path in ex.map(_collect_one, jobs):
+            done += 1
+            print(f"[{done}/{len(jobs)}] {path}", flush=True)
+    print(f"corpus {root}: {done} sessions")
+    return 0

@@ -1,0 +1,395 @@
+"""The collection-session state machine, UI-agnostic (DESIGN sec. 3; issue 3).
+
+``setup -> (calibration) -> baseline -> [fixation -> stimulus -> SAM -> rest] x N -> end``
+
+The controller is *driven*: call :meth:`SessionController.tick` often (a Qt timer in the GUI, a
+loop in headless runs) and feed it the operator's and participant's actions (:meth:`submit_sam`,
+:meth:`pause`, :meth:`resume`, :meth:`abort`). It never blocks and never touches a widget; the
+UI learns about changes through :attr:`listeners` (``fn(phase, trial_or_None)``). Every
+transition is an ``events.tsv`` row on the session clock; footage follows the trial boundaries
+(``trials/NN_<stimulus>/`` from the fixation cross to the SAM answer, ``between/`` otherwise).
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from dataclasses import asdict, dataclass, field
+from typing import Callable, List, Optional, Protocol
+
+from ..errors import ConfigError
+from ..recording import format as rfmt
+from ..recording.writer import Recorder
+from .sam import SamAnswer, SamTable
+
+__all__ = ["Phase", "SessionTiming", "SessionController", "Presenter", "SimulatedPresenter", "TrialSpec"]
+
+
+class Phase(str, enum.Enum):
+    SETUP = "setup"
+    CALIBRATION = "calibration"
+    BASELINE = "baseline"
+    FIXATION = "fixation"
+    STIMULUS = "stimulus"
+    SAM = "sam"
+    REST = "rest"
+    PAUSED = "paused"
+    DONE = "done"
+    ABORTED = "aborted"
+
+
+@dataclass(frozen=True)
+class SessionTiming:
+    """Phase durations in seconds (real clips play their own length); ``time_scale`` shrinks every
+    phase for tests and demos (0.05 = 20x shorter)."""
+
+    baseline_s: float = 60.0
+    fixation_s: float = 3.0
+    rest_s: float = 10.0
+    sam_timeout_s: Optional[float] = None    # None: wait for the participant
+    sam_answer_s: float = 4.0                # how long an automatic (synthetic) participant takes
+    time_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("baseline_s", "fixation_s", "rest_s"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0 seconds")
+        if not 0 < self.time_scale <= 10:
+            raise ConfigError(f"time_scale must be in (0, 10], got {self.time_scale}")
+
+    def us(self, seconds: float) -> int:
+        return int(round(seconds * self.time_scale * 1e6))
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    trial: int                 # 1-based
+    stimulus_id: str
+    category: str
+    duration_s: float          # the clip's own length (before time_scale)
+    fps: float = 25.0
+    path: Optional[str] = None
+
+
+class Presenter(Protocol):
+    """What shows things on the participant's screen. The GUI implements it with Qt; headless
+    runs use :class:`SimulatedPresenter`. ``play`` reports presented frames through
+    ``on_frame(frame_index, t_us)`` and the end through the controller's tick (duration)."""
+
+    def show_fixation(self) -> None: ...
+
+    def play(self, trial: TrialSpec, on_frame: Callable[[int, int], None]) -> None: ...
+
+    def poll(self, now_us: int) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def show_blank(self) -> None: ...
+
+
+class SimulatedPresenter:
+    """Headless stand-in: "presents" a clip's frames at its fps on the session clock (scaled)."""
+
+    def __init__(self, time_scale: float = 1.0) -> None:
+        self.time_scale = time_scale
+        self._trial: Optional[TrialSpec] = None
+        self._on_frame = None
+        self._onset = 0
+        self._next = 0
+        self._n = 0
+
+    def show_fixation(self) -> None:
+        pass
+
+    def show_blank(self) -> None:
+        pass
+
+    def play(self, trial: TrialSpec, on_frame, *, onset_us: int = 0) -> None:
+        self._trial, self._on_frame, self._onset, self._next = trial, on_frame, onset_us, 0
+        self._n = int(trial.duration_s * trial.fps)
+
+    def poll(self, now_us: int) -> None:
+        if self._trial is None:
+            return
+        period = 1e6 / self._trial.fps * self.time_scale
+        while self._next < self._n and self._onset + int(self._next * period) <= now_us:
+            self._on_frame(self._next, self._onset + int(self._next * period))
+            self._next += 1
+
+    def stop(self) -> None:
+        self._trial = None
+
+
+@dataclass
+class _TrialState:
+    spec: TrialSpec
+    status: str = "pending"          # pending | running | complete | aborted
+    t_start_us: Optional[int] = None
+    t_onset_us: Optional[int] = None
+    t_offset_us: Optional[int] = None
+    t_end_us: Optional[int] = None
+    frames_presented: int = 0
+
+
+class SessionController:
+    """Drives one collection session.
+
+    Parameters
+    ----------
+    recorder : Recorder
+        The open session recorder (devices already attached and running).
+    trials : list of TrialSpec
+        The participant's plan, in order.
+    timing : SessionTiming
+    presenter : Presenter, optional
+        Defaults to :class:`SimulatedPresenter`.
+    sam_source : callable, optional
+        ``trial_number -> SamAnswer``: answers automatically (synthetic participant). Without it
+        the controller waits in the SAM phase for :meth:`submit_sam`.
+    phantom : optional
+        The synthetic participant, told when stimuli start and end.
+    calibration : callable, optional
+        Run in the CALIBRATION phase (``-> dict`` stored in session.json); None skips it.
+    """
+
+    def __init__(self, *, recorder: Recorder, trials: List[TrialSpec], timing: SessionTiming = SessionTiming(),
+                 presenter=None, sam_source: Optional[Callable[[int], SamAnswer]] = None, phantom=None,
+                 calibration: Optional[Callable[[], dict]] = None) -> None:
+        if not trials:
+            raise ConfigError("a session needs at least one trial")
+        self.rec = recorder
+        self.clock = recorder.clock
+        self.timing = timing
+        self.presenter = presenter or SimulatedPresenter(timing.time_scale)
+        self.sam_source = sam_source
+        self.phantom = phantom
+        self.calibration = calibration
+        self.trials = [_TrialState(t) for t in trials]
+        self.phase = Phase.SETUP
+        self.current = -1                       # index into self.trials
+        self._phase_end: Optional[int] = None   # t_us when the current timed phase ends
+        self._paused_from: Optional[Phase] = None
+        self._paused_left: Optional[int] = None
+        self._lock = threading.RLock()
+        self.listeners: List[Callable[[Phase, Optional[int]], None]] = []
+        self.sam = SamTable(recorder.path / rfmt.SAM_TSV)
+        self._stim_log = None
+        self._sam_shown_us = 0
+        self.rec.update_meta(timing=asdict(timing), plan=[asdict(t) for t in trials])
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def trial(self) -> Optional[_TrialState]:
+        return self.trials[self.current] if 0 <= self.current < len(self.trials) else None
+
+    @property
+    def finished(self) -> bool:
+        return self.phase in (Phase.DONE, Phase.ABORTED)
+
+    def _set_phase(self, phase: Phase, duration_us: Optional[int] = None, now: Optional[int] = None) -> None:
+        now = self.clock.now_us() if now is None else now
+        self.phase = phase
+        self._phase_end = None if duration_us is None else now + duration_us
+        tr = self.trial.spec.trial if self.trial is not None and phase in (
+            Phase.FIXATION, Phase.STIMULUS, Phase.SAM) else None
+        for fn in list(self.listeners):
+            fn(phase, tr)
+
+    def _event(self, kind: str, t_us: Optional[int] = None, **detail) -> int:
+        tr = self.trial.spec.trial if self.trial is not None and self.trial.status == "running" else None
+        return self.rec.log_event(kind, trial=tr, t_us=t_us, **detail)
+
+    def _save_trials(self) -> None:
+        self.rec.update_meta(trials=[{"trial": t.spec.trial, "stimulus_id": t.spec.stimulus_id,
+                                      "category": t.spec.category, "status": t.status,
+                                      "t_start_us": t.t_start_us, "t_onset_us": t.t_onset_us,
+                                      "t_offset_us": t.t_offset_us, "t_end_us": t.t_end_us,
+                                      "frames_presented": t.frames_presented} for t in self.trials])
+
+    # ------------------------------------------------------------------ operator actions
+    def start(self) -> None:
+        """Leave SETUP: calibration (if any), then the baseline."""
+        with self._lock:
+            if self.phase is not Phase.SETUP:
+                raise RuntimeError(f"start() in phase {self.phase.value}")
+            self._event("session_start", n_trials=len(self.trials))
+            if self.calibration is not None:
+                self._set_phase(Phase.CALIBRATION)
+                self._event("calibration", stage="start")
+                result = self.calibration()
+                self.rec.update_meta(calibration=result)
+                self._event("calibration", stage="end", result=result)
+            self._save_trials()
+            now = self._event("baseline_start")
+            self.rec.begin_between("baseline", t_us=now)
+            self.presenter.show_fixation()
+            self._set_phase(Phase.BASELINE, self.timing.us(self.timing.baseline_s), now)
+
+    def pause(self) -> None:
+        with self._lock:
+            if self.finished or self.phase in (Phase.PAUSED, Phase.SETUP):
+                return
+            now = self._event("pause", phase=self.phase.value)
+            self._paused_from = self.phase
+            self._paused_left = None if self._phase_end is None else max(self._phase_end - now, 0)
+            if self.phase is Phase.STIMULUS:
+                # a clip cannot be resumed mid-way meaningfully for the study: it restarts
+                self.presenter.stop()
+            self._set_phase(Phase.PAUSED, None, now)
+
+    def resume(self) -> None:
+        with self._lock:
+            if self.phase is not Phase.PAUSED:
+                return
+            now = self._event("resume", phase=self._paused_from.value)
+            phase, left = self._paused_from, self._paused_left
+            self._paused_from = self._paused_left = None
+            if phase is Phase.STIMULUS:
+                self._begin_fixation(now, restart=True)
+            else:
+                self._set_phase(phase, left, now)
+
+    def abort(self, reason: str = "operator") -> None:
+        """Stop now; trials done so far stay complete, the running one is marked aborted."""
+        with self._lock:
+            if self.finished:
+                return
+            now = self.clock.now_us()
+            tr = self.trial
+            if tr is not None and tr.status == "running":
+                self.presenter.stop()
+                tr.status = "aborted"
+                tr.t_end_us = now
+                self.rec.log_event("trial_aborted", trial=tr.spec.trial, t_us=now, reason=reason,
+                                   phase=(self._paused_from or self.phase).value)
+            self.rec.log_event("abort", t_us=now, reason=reason)
+            self._close_stim_log()
+            self._save_trials()
+            self._set_phase(Phase.ABORTED, None, now)
+
+    def submit_sam(self, answer: SamAnswer) -> None:
+        """The participant's SAM answer for the current trial."""
+        with self._lock:
+            if self.phase is not Phase.SAM:
+                raise RuntimeError(f"no SAM is being asked (phase {self.phase.value})")
+            tr = self.trial
+            now = self.clock.now_us()
+            self.sam.append(trial=tr.spec.trial, stimulus_id=tr.spec.stimulus_id, category=tr.spec.category,
+                            answer=answer, answered_t_us=now)
+            self._event("sam_answered", t_us=now, valence=answer.valence, arousal=answer.arousal,
+                        dominance=answer.dominance, emotion=answer.emotion)
+            self._event("trial_end", t_us=now)
+            tr.status, tr.t_end_us = "complete", now
+            self._save_trials()
+            self.rec.begin_between(f"rest_{tr.spec.trial:02d}", t_us=now)
+            self.presenter.show_blank()
+            last = self.current == len(self.trials) - 1
+            if last:
+                self._finish(now)
+            else:
+                self._event("rest_start", t_us=now)
+                self._set_phase(Phase.REST, self.timing.us(self.timing.rest_s), now)
+
+    # ------------------------------------------------------------------ the clock
+    def tick(self) -> Phase:
+        """Advance timed phases; call every ~10-50 ms. Returns the phase after the tick."""
+        with self._lock:
+            now = self.clock.now_us()
+            if self.phase is Phase.STIMULUS:
+                self.presenter.poll(now)
+            if self._phase_end is None or now < self._phase_end or self.finished:
+                if (self.phase is Phase.SAM and self.sam_source is not None
+                        and now >= self._sam_shown_us + self.timing.us(self.timing.sam_answer_s)):
+                    self.submit_sam(self.sam_source(self.trial.spec.trial))
+                return self.phase
+            end = self._phase_end
+            if self.phase is Phase.BASELINE:
+                self._event("baseline_end", t_us=end)
+                self._next_trial(end)
+            elif self.phase is Phase.FIXATION:
+                self._begin_stimulus(end)
+            elif self.phase is Phase.STIMULUS:
+                self._end_stimulus(end)
+            elif self.phase is Phase.REST:
+                self._event("rest_end", t_us=end)
+                self._next_trial(end)
+            elif self.phase is Phase.SAM:   # timed out
+                self._event("sam_timeout", t_us=end)
+                self.abort("SAM not answered in time")
+            return self.phase
+
+    def _next_trial(self, now: int) -> None:
+        self.current += 1
+        tr = self.trial
+        tr.status, tr.t_start_us = "running", now
+        self.rec.begin_trial(tr.spec.trial, tr.spec.stimulus_id, t_us=now)
+        self._event("trial_start", t_us=now, stimulus_id=tr.spec.stimulus_id, category=tr.spec.category)
+        self._begin_fixation(now)
+
+    def _begin_fixation(self, now: int, restart: bool = False) -> None:
+        self._event("fixation_cross", t_us=now, restart=restart) if restart else self._event("fixation_cross", t_us=now)
+        self.presenter.show_fixation()
+        self._set_phase(Phase.FIXATION, self.timing.us(self.timing.fixation_s), now)
+
+    def _begin_stimulus(self, now: int) -> None:
+        tr = self.trial
+        tr.t_onset_us = now
+        self._event("stimulus_onset", t_us=now, stimulus_id=tr.spec.stimulus_id, category=tr.spec.category)
+        if self.phantom is not None:
+            self.phantom.begin_trial(tr.spec.trial, now, category=tr.spec.category, stimulus_id=tr.spec.stimulus_id)
+        self._open_stim_log(tr)
+        play = self.presenter.play
+        if isinstance(self.presenter, SimulatedPresenter):
+            play(tr.spec, self._on_frame, onset_us=now)
+        else:
+            play(tr.spec, self._on_frame)
+        self._set_phase(Phase.STIMULUS, self.timing.us(tr.spec.duration_s), now)
+
+    def _end_stimulus(self, now: int) -> None:
+        tr = self.trial
+        self.presenter.poll(now)
+        self.presenter.stop()
+        tr.t_offset_us = now
+        self._close_stim_log()
+        if self.phantom is not None:
+            self.phantom.end_trial(now)
+        self._event("stimulus_offset", t_us=now, stimulus_id=tr.spec.stimulus_id, frames=tr.frames_presented)
+        self._event("sam_shown", t_us=now)
+        self._sam_shown_us = now
+        self._set_phase(Phase.SAM, None if self.timing.sam_timeout_s is None
+                        else self.timing.us(self.timing.sam_timeout_s), now)
+
+    def _finish(self, now: int) -> None:
+        self._event("session_end", t_us=now)
+        self._set_phase(Phase.DONE, None, now)
+
+    # ------------------------------------------------------------------ presentation log
+    def _open_stim_log(self, tr: _TrialState) -> None:
+        folder = self.rec.path / rfmt.TRIALS_DIR / f"{tr.spec.trial:02d}_{rfmt.safe_name(tr.spec.stimulus_id)}"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / STIMULUS_FRAMES_TSV
+        new = not path.exists()   # a restarted clip appends to the same log
+        self._stim_log = open(path, "a", encoding="utf-8", newline="\n")
+        if new:
+            self._stim_log.write("frame\tt_us\n")
+
+    def _on_frame(self, frame_index: int, t_us: int) -> None:
+        tr = self.trial
+        tr.frames_presented += 1
+        if self._stim_log is not None:
+            self._stim_log.write(f"{frame_index}\t{t_us}\n")
+            if frame_index % 25 == 0:
+                self._stim_log.flush()
+
+    def _close_stim_log(self) -> None:
+        if self._stim_log is not None:
+            self._stim_log.close()
+            self._stim_log = None
+
+    def close(self) -> None:
+        """Close the SAM table and logs (the recorder is the caller's to stop)."""
+        self._close_stim_log()
+        self.sam.close()
+
+
+STIMULUS_FRAMES_TSV = "stimulus_frames.tsv"

@@ -1,0 +1,166 @@
+"""Run a whole collection session without a screen (headless), and many of them for a corpus.
+
+The GUI drives :class:`~emer_live.session.controller.SessionController` from a Qt timer with a
+real presenter and SAM dialog; headless runs drive the same controller from a loop, simulate
+playback on the clock and let the synthetic participant answer the SAM.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, List, Optional
+
+from ..errors import ConfigError
+from .controller import SessionController, SessionTiming, TrialSpec
+from .ids import validate_participant_id
+from .plan import make_plan
+from .sam import SamAnswer
+
+__all__ = ["HeadlessSessionConfig", "run_headless_session", "resolve_library", "new_session_dir"]
+
+REPO_STIMULI = Path(__file__).resolve().parents[2] / "stimuli"
+
+
+def resolve_library(stimuli: str):
+    """``placeholder`` -> the built-in 28-clip EMER design (clips simulated, 90 s each);
+    a folder -> its manifest (files must exist)."""
+    from .stimuli import StimulusLibrary, emer_design_clips, load_manifest
+
+    if stimuli == "placeholder":
+        return StimulusLibrary(manifest_path=REPO_STIMULI / "manifest.toml", root=REPO_STIMULI,
+                               clips=tuple(emer_design_clips(duration_s=90.0)), placeholder=True,
+                               title="built-in EMER design (simulated placeholder clips)")
+    folder = Path(stimuli)
+    if not folder.is_dir():
+        raise ConfigError(f"--stimuli {stimuli}: no such folder (use 'placeholder' or a library folder; "
+                          "`emer-live stimuli placeholders --out DIR` makes one)")
+    lib = load_manifest(folder)
+    missing = [c.file for c in lib.clips if not lib.path_of(c).is_file()]
+    if missing:
+        raise ConfigError(f"--stimuli {folder}: {len(missing)} clip file(s) missing, e.g. {missing[0]}; "
+                          f"run `emer-live stimuli check {folder}`")
+    return lib
+
+
+def new_session_dir(root: Path, participant: str) -> Path:
+    """``ROOT/<participant>/S<UTC date-time>`` (a suffix keeps it unique)."""
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("S%Y%m%d-%H%M%S")
+    base = Path(root) / participant
+    p = base / stamp
+    k = 2
+    while p.exists():
+        p = base / f"{stamp}-{k}"
+        k += 1
+    return p
+
+
+@dataclass(frozen=True)
+class HeadlessSessionConfig:
+    participant: str
+    out_root: str = "recordings"
+    tracker: str = "synthetic"
+    camera: str = "synthetic"
+    mic: str = "none"
+    stimuli: str = "placeholder"
+    n_trials: int = 14
+    time_scale: float = 1.0
+    seed: int = 0
+    rate: float = 250.0
+    fps: float = 30.0
+    size: tuple = (1280, 720)
+    mask_rate: float = 0.4
+    participant_index: Optional[int] = None
+    session_dir: Optional[str] = None      # exact folder instead of ROOT/<participant>/<id>
+
+    def __post_init__(self) -> None:
+        validate_participant_id(self.participant)
+        if not 1 <= self.n_trials <= 28:
+            raise ConfigError(f"--trials {self.n_trials}: must be 1..28")
+
+
+def run_headless_session(cfg: HeadlessSessionConfig, *, stop_event: Optional[threading.Event] = None,
+                         on_phase: Optional[Callable] = None, abort_after_trials: Optional[int] = None,
+                         quiet: bool = True) -> Path:
+    """Run one session to the end (or until ``stop_event``); returns the session folder."""
+    from ..devices.factory import make_devices
+    from ..recording.writer import Recorder
+
+    lib = resolve_library(cfg.stimuli)
+    plan = make_plan(lib, participant=cfg.participant, n_trials=cfg.n_trials, seed=cfg.seed,
+                     participant_index=cfg.participant_index)
+    trials = [TrialSpec(trial=t.number, stimulus_id=t.clip_id, category=t.category,
+                        duration_s=lib.clip(t.clip_id).duration_s,
+                        path=str(lib.path_of(t.clip_id))) for t in plan]
+    out = Path(cfg.session_dir) if cfg.session_dir else new_session_dir(Path(cfg.out_root), cfg.participant)
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"{out} already holds files; refusing to overwrite")
+    holder = {}
+
+    def on_event(t_us, kind, detail):
+        if holder.get("rec") is not None:
+            holder["rec"].log_event(kind, t_us=t_us, **detail)
+
+    ds = make_devices(tracker=cfg.tracker, camera=cfg.camera, mic=cfg.mic, rate=cfg.rate, fps=cfg.fps,
+                      size=tuple(cfg.size), seed=cfg.seed, participant=cfg.participant, mask_rate=cfg.mask_rate,
+                      on_event=on_event)
+    ds.open_all()
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        rec = Recorder(out, clock=ds.clock, meta={
+            "participant": cfg.participant, "session_id": out.name, "kind": "session", "headless": True,
+            "seed": cfg.seed, "synthetic": ds.phantom is not None,
+            "stimuli": {"library": str(lib.manifest_path), "placeholder": lib.placeholder, "title": lib.title},
+            "trial_plan": plan.to_dict(), "time_scale": cfg.time_scale})
+    except BaseException:
+        ds.stop_all()
+        raise
+    holder["rec"] = rec
+    for kind, dev in (("gaze", ds.tracker), ("camera", ds.camera), ("audio", ds.mic)):
+        if dev is not None:
+            rec.attach(kind, dev.stream, device_info=dev.info())
+    if ds.phantom is not None:
+        ds.phantom.attach_truth_file(out / "truth.tsv")
+    sam_source = None
+    if ds.phantom is not None:
+        sam_source = lambda trial: SamAnswer(**ds.phantom.sam_answer(trial))  # noqa: E731
+    ctrl = SessionController(recorder=rec, trials=trials,
+                             timing=SessionTiming(time_scale=cfg.time_scale),
+                             sam_source=sam_source, phantom=ds.phantom)
+    if on_phase is not None:
+        ctrl.listeners.append(on_phase)
+    status = "complete"
+    stop_event = stop_event or threading.Event()
+    rec.start()
+    ds.start_all()
+    try:
+        ctrl.start()
+        while not ctrl.finished:
+            if stop_event.is_set():
+                ctrl.abort("stop requested (signal or API)")
+                break
+            if abort_after_trials is not None and sum(t.status == "complete" for t in ctrl.trials) >= abort_after_trials \
+                    and ctrl.phase.value in ("fixation", "stimulus"):
+                ctrl.abort("abort_after_trials (test)")
+                break
+            failed = [d for d in ds.all if d.error is not None]
+            if failed or rec.error is not None:
+                ctrl.abort(f"device/recorder failure: {failed[0].error if failed else rec.error}")
+                break
+            ctrl.tick()
+            stop_event.wait(0.01)
+        if ctrl.phase.value == "aborted":
+            status = "aborted"
+    except BaseException:
+        ctrl.abort("error")
+        status = "error"
+        raise
+    finally:
+        ds.stop_all()
+        ctrl.close()
+        if ds.phantom is not None:
+            ds.phantom.close_truth()
+        rec.stop(status=status)
+    return out
