@@ -69,6 +69,8 @@ class Stream:
         self.capacity = int(capacity)
         self.nominal_rate_hz = nominal_rate_hz
         self._buf = np.zeros(self.capacity, dtype=dtype)
+        # byte view of the ring: writes are plain memcpy instead of field-by-field copies
+        self._raw = self._buf.view(np.uint8).reshape(self.capacity, dtype.itemsize)
         self._total = 0
         self._last_t: Optional[int] = None
         self._lock = threading.Lock()
@@ -98,43 +100,53 @@ class Stream:
         t = records["t_us"]
         with self._lock:
             prev = self._last_t
-            # Refuse records that go back in time: every reader relies on ordered t_us. A record
-            # is kept when it is not older than everything appended before it.
-            floor = np.iinfo(np.int64).min if prev is None else prev
-            before = np.maximum.accumulate(np.concatenate(([floor], t[:-1])))
-            keep = t >= before
-            if not keep.all():
+            dt = np.diff(t) if n > 1 else None
+            if (prev is not None and t[0] < prev) or (dt is not None and (dt < 0).any()):
+                # Refuse records that go back in time: every reader relies on ordered t_us. A
+                # record is kept when it is not older than everything appended before it.
+                floor = np.iinfo(np.int64).min if prev is None else prev
+                before = np.maximum.accumulate(np.concatenate(([floor], t[:-1])))
+                keep = t >= before
                 self.counters.non_monotonic += int((~keep).sum())
                 records, t = records[keep], t[keep]
                 n = len(records)
                 if n == 0:
                     return
-            seq = t if prev is None else np.concatenate(([prev], t))
-            if self.nominal_rate_hz and len(seq) > 1:
-                period = 1e6 / self.nominal_rate_hz
-                dt = np.diff(seq)
-                late = dt > 1.5 * period
-                if late.any():
-                    self.counters.gaps += int(late.sum())
-                    self.counters.missing += int((np.rint(dt[late] / period) - 1).sum())
+                dt = np.diff(t) if n > 1 else None
+            if self.nominal_rate_hz:
+                limit = 1.5e6 / self.nominal_rate_hz
+                if prev is not None and t[0] - prev > limit:
+                    self._count_gap(t[0] - prev)
+                if dt is not None:
+                    late = dt > limit
+                    if late.any():
+                        for d in dt[late]:
+                            self._count_gap(d)
+            raw = np.ascontiguousarray(records).view(np.uint8).reshape(n, self.dtype.itemsize)
             if n >= self.capacity:
-                records = records[-self.capacity:]
+                raw = raw[-self.capacity:]
                 start = (self._total + n - self.capacity) % self.capacity
-                idx = (start + np.arange(self.capacity)) % self.capacity
-                self._buf[idx] = records
+                k = self.capacity - start
+                self._raw[start:] = raw[:k]
+                self._raw[:start] = raw[k:]
             else:
                 start = self._total % self.capacity
                 end = start + n
                 if end <= self.capacity:
-                    self._buf[start:end] = records
+                    self._raw[start:end] = raw
                 else:
                     k = self.capacity - start
-                    self._buf[start:] = records[:k]
-                    self._buf[: n - k] = records[k:]
+                    self._raw[start:] = raw[:k]
+                    self._raw[: n - k] = raw[k:]
             self._total += n
             self._last_t = int(t[-1])
             self.counters.samples += n
             self._new_data.notify_all()
+
+    def _count_gap(self, dt_us) -> None:
+        period = 1e6 / self.nominal_rate_hz
+        self.counters.gaps += 1
+        self.counters.missing += int(round(float(dt_us) / period)) - 1
 
     def count_dropped(self, n: int = 1) -> None:
         """Record drops the device reported itself (e.g. SDK buffer overflow)."""

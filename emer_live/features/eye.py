@@ -7,15 +7,14 @@ Pre-processing (blinks, gap fill-in, noise reduction, velocity, I-VT) lives in
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
 import numpy as np
 
 from ._eye_config import EyeConfig
-from .ivt import (EVENT_NAMES, FIXATION, OTHER, SACCADE, EyeEvents, Preprocessed, classify_events,
-                  detect_blinks, preprocess)
+from .ivt import (EVENT_NAMES, FIXATION, OTHER, SACCADE, EyeEvents, Preprocessed, _check_gaze,
+                  classify_events, detect_blinks, preprocess)
 
 __all__ = [
     "EYE_FEATURE_NAMES", "EYE_FEATURE_UNITS", "N_EYE_FEATURES", "EYE_FEATURE_GROUPS",
@@ -192,9 +191,7 @@ def analyse(gaze: np.ndarray, *, t0_us: int, t1_us: int, config: Optional[EyeCon
     """
     config = _DEFAULT if config is None else config
     t0, t1 = _check_bounds(t0_us, t1_us)
-    if not isinstance(gaze, np.ndarray) or gaze.dtype.names is None or "t_us" not in gaze.dtype.names:
-        raise TypeError("gaze must be a numpy structured array of GAZE_DTYPE")
-    t = gaze["t_us"]
+    t = _check_gaze(gaze)["t_us"]
     lo = int(np.searchsorted(t, t0 - round(config.context_ms * 1000), "left"))
     hi = int(np.searchsorted(t, t1, "left"))
     sub = gaze[lo:hi]
@@ -217,10 +214,15 @@ def _bin_edges(t: np.ndarray, t0: int, t1: int, steps: int) -> np.ndarray:
 def _bin_means(x: np.ndarray, edges: np.ndarray):
     """NaN-ignoring mean of rows of ``x`` within contiguous index bins; also the counts."""
     fin = np.isfinite(x)
-    cs = np.concatenate([np.zeros((1, x.shape[1])), np.cumsum(np.where(fin, x, 0.0), axis=0)])
-    cn = np.concatenate([np.zeros((1, x.shape[1]), np.int64), np.cumsum(fin, axis=0)])
-    sums = cs[edges[1:]] - cs[edges[:-1]]
-    cnt = cn[edges[1:]] - cn[edges[:-1]]
+    steps = edges.size - 1
+    sums = np.zeros((steps, x.shape[1]))
+    cnt = np.zeros((steps, x.shape[1]), np.int64)
+    nonempty = edges[1:] > edges[:-1]
+    if np.any(nonempty):
+        starts = edges[:-1][nonempty]
+        end = edges[-1]   # reduceat runs the last segment to the end of the array
+        sums[nonempty] = np.add.reduceat(np.where(fin, x, 0.0)[:end], starts, axis=0)
+        cnt[nonempty] = np.add.reduceat(fin[:end].astype(np.int64), starts, axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(cnt > 0, sums / np.maximum(cnt, 1), np.nan)
     return mean, cnt

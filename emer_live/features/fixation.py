@@ -16,7 +16,7 @@ import numpy as np
 from ..geometry import DisplayGeometry
 from ._eye_config import EyeConfig
 from .eye import EyeAnalysis, analyse, _bin_edges, _bin_means, _check_bounds
-from .ivt import FIXATION
+from .ivt import FIXATION, _check_gaze, _valid
 
 __all__ = [
     "fixation_sequence", "fixation_points", "to_stimulus_coords", "fixation_heatmap",
@@ -24,6 +24,7 @@ __all__ = [
 ]
 
 FULL_DISPLAY = (0.0, 0.0, 1.0, 1.0)
+_EXACT_MAX_POINTS = 1024
 
 
 def _check_rect(stimulus_rect) -> Tuple[float, float, float, float]:
@@ -155,9 +156,10 @@ def fixation_heatmap(points_xy_norm, durations_ms, *, width: int, height: int, s
 
     Notes
     -----
-    Separable: the map is ``G_y @ W @ G_x.T`` with fixations pooled on a lattice of spacing
-    ``sigma_px / 10`` (position error at most ``sigma_px / 20``), so the cost grows with the
-    number of distinct lattice rows/columns, not with the image area times fixations.
+    Separable: the map is ``G_y @ W @ G_x.T`` with ``W`` the diagonal of the durations, exact
+    for up to 1024 fixations; beyond that fixations are pooled on a lattice of spacing
+    ``sigma_px / 20`` (position error at most ``sigma_px / 40``) so the cost grows with the number
+    of distinct lattice rows and columns, not with the number of fixations.
     """
     for name, v in (("width", width), ("height", height)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
@@ -180,18 +182,20 @@ def fixation_heatmap(points_xy_norm, durations_ms, *, width: int, height: int, s
     if not np.any(keep):
         return out.astype(np.float32)
     px, py, w = px[keep], py[keep], w[keep]
-    spacing = sigma / 10.0
-    qx = np.round(px / spacing).astype(np.int64)
-    qy = np.round(py / spacing).astype(np.int64)
-    ux, ix = np.unique(qx, return_inverse=True)
-    uy, iy = np.unique(qy, return_inverse=True)
-    wm = np.zeros((uy.size, ux.size))
-    np.add.at(wm, (iy.reshape(-1), ix.reshape(-1)), w)
+    if px.size <= _EXACT_MAX_POINTS:     # exact: W = diag(durations)
+        xs, ys, wm = px, py, np.diag(w)
+    else:                                # pool on a lattice of spacing sigma/20
+        spacing = sigma / 20.0
+        ux, ix = np.unique(np.round(px / spacing).astype(np.int64), return_inverse=True)
+        uy, iy = np.unique(np.round(py / spacing).astype(np.int64), return_inverse=True)
+        wm = np.zeros((uy.size, ux.size))
+        np.add.at(wm, (iy.reshape(-1), ix.reshape(-1)), w)
+        xs, ys = ux * spacing, uy * spacing
     cx = np.arange(width) + 0.5
     cy = np.arange(height) + 0.5
-    gx = np.exp(-0.5 * ((cx[:, None] - ux[None, :] * spacing) / sigma) ** 2)   # (W, Rx)
-    gy = np.exp(-0.5 * ((cy[:, None] - uy[None, :] * spacing) / sigma) ** 2)   # (H, Ry)
-    if uy.size <= ux.size:
+    gx = np.exp(-0.5 * ((cx[:, None] - xs[None, :]) / sigma) ** 2)   # (W, Rx)
+    gy = np.exp(-0.5 * ((cy[:, None] - ys[None, :]) / sigma) ** 2)   # (H, Ry)
+    if ys.size <= xs.size:
         out = gy @ (wm @ gx.T)
     else:
         out = (gy @ wm) @ gx.T
@@ -239,7 +243,6 @@ def sigma_px_for_1deg(geometry: DisplayGeometry, viewing_distance_mm: float, sti
 def viewing_distance_mm(gaze: np.ndarray) -> float:
     """Median distance (mm) from the eyes to their gaze points on the display over valid samples
     (NaN when there are none)."""
-    from .ivt import _check_gaze, _valid
     gaze = _check_gaze(gaze)
     d = []
     for eye in ("left", "right"):
