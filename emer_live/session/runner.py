@@ -74,11 +74,15 @@ class HeadlessSessionConfig:
     mask_rate: float = 0.4
     participant_index: Optional[int] = None
     session_dir: Optional[str] = None      # exact folder instead of ROOT/<participant>/<id>
+    fast: bool = False                     # synthetic only: run on a virtual clock, as fast as possible
 
     def __post_init__(self) -> None:
         validate_participant_id(self.participant)
         if not 1 <= self.n_trials <= 28:
             raise ConfigError(f"--trials {self.n_trials}: must be 1..28")
+        if self.fast and (self.tracker != "synthetic" or self.camera not in ("synthetic", "none") or self.mic != "none"):
+            raise ConfigError("--fast runs the synthetic participant on a virtual clock: use --tracker synthetic, "
+                              "--camera synthetic|none and --mic none")
 
 
 def run_headless_session(cfg: HeadlessSessionConfig, *, stop_event: Optional[threading.Event] = None,
@@ -97,6 +101,8 @@ def run_headless_session(cfg: HeadlessSessionConfig, *, stop_event: Optional[thr
     out = Path(cfg.session_dir) if cfg.session_dir else new_session_dir(Path(cfg.out_root), cfg.participant)
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out} already holds files; refusing to overwrite")
+    if cfg.fast:
+        return _run_fast(cfg, lib, plan, trials, out, stop_event=stop_event, on_phase=on_phase)
     holder = {}
 
     def on_event(t_us, kind, detail):
@@ -162,5 +168,56 @@ def run_headless_session(cfg: HeadlessSessionConfig, *, stop_event: Optional[thr
         ctrl.close()
         if ds.phantom is not None:
             ds.phantom.close_truth()
+        rec.stop(status=status)
+    return out
+
+
+def _session_meta(cfg: HeadlessSessionConfig, lib, plan, out: Path, *, synthetic: bool) -> dict:
+    return {"participant": cfg.participant, "session_id": out.name, "kind": "session", "headless": True,
+            "seed": cfg.seed, "synthetic": synthetic, "fast": cfg.fast,
+            "stimuli": {"library": str(lib.manifest_path), "placeholder": lib.placeholder, "title": lib.title},
+            "trial_plan": plan.to_dict(), "time_scale": cfg.time_scale}
+
+
+def _run_fast(cfg: HeadlessSessionConfig, lib, plan, trials, out: Path, *, stop_event=None, on_phase=None) -> Path:
+    """The synthetic session on a virtual clock (see :mod:`emer_live.devices.stepped`)."""
+    from ..devices.stepped import SteppedSynthetic
+    from ..phantom.participant import Phantom
+    from ..recording.writer import Recorder
+
+    phantom = Phantom(seed=cfg.seed, participant=cfg.participant, mask_rate=cfg.mask_rate)
+    cam = (cfg.size[0], cfg.size[1], cfg.fps) if cfg.camera == "synthetic" else None
+    sim = SteppedSynthetic(phantom, rate_hz=cfg.rate, camera=cam)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rec = Recorder(out, clock=sim.clock, meta=_session_meta(cfg, lib, plan, out, synthetic=True))
+    rec.attach("gaze", sim.gaze, device_info=sim.tracker_info())
+    if sim.camera is not None:
+        rec.attach("camera", sim.camera, device_info=sim.camera_info())
+    phantom.attach_truth_file(out / "truth.tsv")
+    ctrl = SessionController(recorder=rec, trials=trials, timing=SessionTiming(time_scale=cfg.time_scale),
+                             sam_source=lambda trial: SamAnswer(**phantom.sam_answer(trial)), phantom=phantom)
+    if on_phase is not None:
+        ctrl.listeners.append(on_phase)
+    rec.start(thread=False)
+    sim.advance_to(sim.t0_us)
+    status = "complete"
+    step = 20_000
+    try:
+        ctrl.start()
+        n = 0
+        while not ctrl.finished:
+            if stop_event is not None and stop_event.is_set():
+                ctrl.abort("stop requested (signal or API)")
+                break
+            sim.advance_to(sim.clock.now_us() + step)
+            ctrl.tick()
+            n += 1
+            if n % 10 == 0:
+                rec.drain()
+        if ctrl.phase.value == "aborted":
+            status = "aborted"
+    finally:
+        ctrl.close()
+        phantom.close_truth()
         rec.stop(status=status)
     return out
