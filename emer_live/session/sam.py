@@ -9,7 +9,7 @@ and the derived ER labels (DESIGN sec. 10) go into one ``sam.tsv`` row per trial
 :data:`SAM_COLUMNS`. The ``note`` column is escaped so a row is always one line: backslash ->
 ``\\\\``, tab -> ``\\t``, newline -> ``\\n``, carriage return -> ``\\r``, double quote -> ``\\"``
 (so that no field ever starts with a quote character and pandas/R read the file with default
-settings); :func:`read_sam` undoes it.
+settings), other control characters -> ``\\xHH``; :func:`read_sam` undoes it.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import numbers
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import IO, List, Optional, Union
@@ -43,13 +44,13 @@ _UNESCAPES = {"\\": "\\", "t": "\t", "n": "\n", "r": "\r", '"': '"'}
 
 def escape_note(text: str) -> str:
     """Escape free text for one TSV field (see the module docstring); other control characters
-    are replaced by spaces."""
+    become ``\\xHH``."""
     out = []
     for ch in text:
         if ch in _ESCAPES:
             out.append(_ESCAPES[ch])
         elif ord(ch) < 32 or ord(ch) == 127:
-            out.append(" ")
+            out.append(f"\\x{ord(ch):02x}")
         else:
             out.append(ch)
     return "".join(out)
@@ -61,9 +62,13 @@ def unescape_note(field: str) -> str:
     i = 0
     while i < len(field):
         ch = field[i]
-        if ch == "\\" and i + 1 < len(field) and field[i + 1] in _UNESCAPES:
-            out.append(_UNESCAPES[field[i + 1]])
+        nxt = field[i + 1] if i + 1 < len(field) else ""
+        if ch == "\\" and nxt in _UNESCAPES:
+            out.append(_UNESCAPES[nxt])
             i += 2
+        elif ch == "\\" and nxt == "x" and re.fullmatch(r"[0-9a-f]{2}", field[i + 2:i + 4]):
+            out.append(chr(int(field[i + 2:i + 4], 16)))
+            i += 4
         else:
             out.append(ch)
             i += 1
@@ -366,14 +371,16 @@ def read_sam(path: Union[str, Path], *, as_dataframe: bool = False):
         where = f"{p} line {lineno}"
         if len(fields) != len(header):
             if last and incomplete:
-                warnings.warn(f"{where}: incomplete last row (writer interrupted?) skipped")
+                warnings.warn(f"{where}: incomplete last row (writer interrupted?) skipped",
+                              stacklevel=2)
                 break
             raise SessionFormatError(f"{where}: {len(fields)} fields, header has {len(header)}")
         try:
             rows.append(_parse_row(fields, col, where))
         except SessionFormatError:
             if last and incomplete:
-                warnings.warn(f"{where}: incomplete last row (writer interrupted?) skipped")
+                warnings.warn(f"{where}: incomplete last row (writer interrupted?) skipped",
+                              stacklevel=2)
                 break
             raise
     if not as_dataframe:
