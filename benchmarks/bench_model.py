@@ -18,7 +18,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -34,7 +34,7 @@ def _sync(dev: torch.device) -> None:
         torch.mps.synchronize()
 
 
-def _inputs(b: int, dev: torch.device, *, channels_last: bool = False) -> Tuple[torch.Tensor, ...]:
+def _inputs(b: int, dev: torch.device) -> Tuple[torch.Tensor, ...]:
     g = torch.Generator().manual_seed(b)
     face = torch.rand(b, 8, 3, 112, 112, generator=g)
     eye = torch.randn(b, 32, 39, generator=g)
@@ -68,10 +68,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--no-compile", action="store_true", help="skip torch.compile")
     args = ap.parse_args(argv)
 
-    dev = select_device(args.device, num_threads=args.threads)
+    dev = select_device(args.device, num_threads=args.threads)  # sets torch threads on CPU
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)  # explicit on every device (CPU-side work on GPUs too)
     gpu = dev.type in ("cuda", "mps")
     it1 = args.iters or (50 if gpu else 20)
-    itb = max(3, it1 // 5)
+    itb = max(5, it1 // 3)
     print(f"device {dev} | torch {torch.__version__} | threads {torch.get_num_threads()} | "
           f"CPUs available {len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()}")
 

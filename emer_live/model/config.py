@@ -10,6 +10,7 @@ the three layouts of the official EMERT checkpoints (``discrete``, ``valence``/`
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
@@ -198,7 +199,7 @@ class EMERTConfig:
                 raise ConfigError(f"EMERTConfig.{name} must be a float in [0, 1), got {v!r}")
             object.__setattr__(self, name, float(v))
         if isinstance(self.grl_lambda, bool) or not isinstance(self.grl_lambda, (int, float)) \
-                or not float(self.grl_lambda) == float(self.grl_lambda) or float(self.grl_lambda) < 0:
+                or not math.isfinite(self.grl_lambda) or self.grl_lambda < 0:
             raise ConfigError(f"EMERTConfig.grl_lambda must be a float >= 0, got {self.grl_lambda!r}")
         object.__setattr__(self, "grl_lambda", float(self.grl_lambda))
         if self.face_channel_order not in _CHANNEL_ORDERS:

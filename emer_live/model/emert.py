@@ -39,7 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from .config import MODALITIES, EMERTConfig, head_kind
-from .layers import CrossAttentionBlock, ResNet18, grad_reverse, mlp
+from .layers import CrossTransformer, ResNet18, grad_reverse, mlp
 
 __all__ = ["EMERT"]
 
@@ -77,14 +77,14 @@ class EMERT(nn.Module):
         self.config = cfg
         d_tok, dim = cfg.token_dim, cfg.model_dim
 
-        # encoders
+        # encoders (declared in the official state-dict order)
         self.face_encoder = ResNet18(with_fc=cfg.official_extras)
-        self.face_proj = nn.Linear(ResNet18.out_dim, d_tok)
         self.eye_encoder = nn.LSTM(cfg.eye_features, d_tok, cfg.lstm_layers, batch_first=True)
         self.fixation_encoder = nn.LSTM(cfg.fixation_features, d_tok, cfg.lstm_layers, batch_first=True)
         if cfg.official_extras:
             # Held only so official checkpoints round-trip; never used in forward.
             self.unused_classifier = nn.Linear(ResNet18.out_dim + 2 * d_tok, 7)
+        self.face_proj = nn.Linear(ResNet18.out_dim, d_tok)
         self.feature_dropout = nn.Dropout(cfg.feature_dropout)
 
         # MAFD
@@ -94,13 +94,10 @@ class EMERT(nn.Module):
         self.discriminator = nn.Linear(dim, len(MODALITIES))
 
         # EMT
-        self.pos_specific = nn.Parameter(torch.randn(1, cfg.n_tokens, dim))
-        self.pos_invariant = nn.Parameter(torch.randn(1, cfg.n_tokens, dim))
-        self.embedding_dropout = nn.Dropout(cfg.embedding_dropout)
-        self.blocks = nn.ModuleList([
-            CrossAttentionBlock(dim, heads=cfg.attention_heads, head_dim=cfg.attention_head_dim,
-                                mlp_dim=cfg.ff_dim, dropout=cfg.transformer_dropout)
-            for _ in range(cfg.transformer_depth)])
+        self.fusion = CrossTransformer(
+            dim, n_query=cfg.n_tokens, n_context=cfg.n_tokens, depth=cfg.transformer_depth,
+            heads=cfg.attention_heads, head_dim=cfg.attention_head_dim, mlp_dim=cfg.ff_dim,
+            dropout=cfg.transformer_dropout, embedding_dropout=cfg.embedding_dropout)
 
         # heads
         self.heads = nn.ModuleDict({
@@ -197,21 +194,16 @@ class EMERT(nn.Module):
 
         spec = torch.cat(specific, dim=1)
         inv = torch.cat(invariant, dim=1)
-        context = self.embedding_dropout(spec + self.pos_specific)
-        tokens = self.embedding_dropout(inv + self.pos_invariant)
         if mask is None:
-            token_mask = torch.ones(b, self.config.n_tokens, dtype=torch.bool, device=tokens.device)
-            for block in self.blocks:
-                tokens = block(tokens, context)
+            token_mask = torch.ones(b, self.config.n_tokens, dtype=torch.bool, device=inv.device)
+            tokens = self.fusion(inv, spec)
             pooled = tokens.mean(dim=1)
         else:
             token_mask = mask[:, self.token_modality]
-            for block in self.blocks:
-                tokens = block(tokens, context, key_mask=token_mask)
-            w = token_mask.to(tokens.dtype).unsqueeze(-1)
-            pooled = torch.where(token_mask.unsqueeze(-1), tokens, torch.zeros((), dtype=tokens.dtype,
-                                                                                device=tokens.device)).sum(1)
-            pooled = pooled / w.sum(dim=1)
+            tokens = self.fusion(inv, spec, key_mask=token_mask)
+            zero = torch.zeros((), dtype=tokens.dtype, device=tokens.device)
+            pooled = torch.where(token_mask.unsqueeze(-1), tokens, zero).sum(dim=1)
+            pooled = pooled / token_mask.sum(dim=1, keepdim=True).to(tokens.dtype)
         used = (torch.ones(b, len(MODALITIES), dtype=torch.bool, device=tokens.device)
                 if mask is None else mask)
         return {

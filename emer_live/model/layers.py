@@ -22,6 +22,7 @@ __all__ = [
     "CrossAttention",
     "FeedForward",
     "CrossAttentionBlock",
+    "CrossTransformer",
 ]
 
 
@@ -206,3 +207,28 @@ class CrossAttentionBlock(nn.Module):
     def forward(self, x: Tensor, context: Tensor, *, key_mask: Optional[Tensor] = None) -> Tensor:
         x = x + self.attn(x, context, key_mask=key_mask)
         return x + self.ff(x)
+
+
+class CrossTransformer(nn.Module):
+    """Learned positional embeddings on both token sets + a stack of cross-attention blocks.
+
+    ``forward(query, context, key_mask=None)``: ``query (B, Nq, D)`` tokens attend to
+    ``context (B, Nk, D)`` tokens in every block; returns the updated query tokens.
+    """
+
+    def __init__(self, dim: int, *, n_query: int, n_context: int, depth: int, heads: int, head_dim: int,
+                 mlp_dim: int, dropout: float = 0.0, embedding_dropout: float = 0.0) -> None:
+        super().__init__()
+        self.pos_context = nn.Parameter(torch.randn(1, n_context, dim))
+        self.pos_query = nn.Parameter(torch.randn(1, n_query, dim))
+        self.embedding_dropout = nn.Dropout(embedding_dropout)
+        self.blocks = nn.ModuleList([
+            CrossAttentionBlock(dim, heads=heads, head_dim=head_dim, mlp_dim=mlp_dim, dropout=dropout)
+            for _ in range(depth)])
+
+    def forward(self, query: Tensor, context: Tensor, *, key_mask: Optional[Tensor] = None) -> Tensor:
+        context = self.embedding_dropout(context + self.pos_context)
+        x = self.embedding_dropout(query + self.pos_query)
+        for block in self.blocks:
+            x = block(x, context, key_mask=key_mask)
+        return x
