@@ -110,10 +110,23 @@ def test_forward_features_and_head_compose(model):
         torch.testing.assert_close(v, out[k])
 
 
+def test_imagenet_face_normalization_inside_the_model():
+    torch.manual_seed(2)
+    norm = EMERT(EMERTConfig(heads=("er7",))).eval()
+    assert norm.config.face_normalization == "imagenet"
+    raw = EMERT(EMERTConfig(heads=("er7",), face_normalization="none")).eval()
+    raw.load_state_dict(norm.state_dict())
+    face, eye, fix = inputs(1)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 1, 3, 1, 1)
+    with torch.no_grad():
+        torch.testing.assert_close(norm(face, eye, fix)["er7"], raw((face - mean) / std, eye, fix)["er7"])
+
+
 def test_bgr_config_flips_channels():
     torch.manual_seed(1)
-    rgb = EMERT(EMERTConfig(heads=("er7",))).eval()
-    bgr = EMERT(EMERTConfig(heads=("er7",), face_channel_order="bgr")).eval()
+    rgb = EMERT(EMERTConfig(heads=("er7",), face_normalization="none")).eval()
+    bgr = EMERT(EMERTConfig(heads=("er7",), face_channel_order="bgr", face_normalization="none")).eval()
     bgr.load_state_dict(rgb.state_dict())
     face, eye, fix = inputs(1)
     with torch.no_grad():

@@ -10,7 +10,7 @@ __all__ = ["register", "build_session_windows"]
 def register(sub) -> None:
     p = sub.add_parser("windows", help="build model input windows from a recorded session",
                        description="Sliding windows (or one whole-trial window per trial with --per-trial) of "
-                                   "face (N,8,3,112,112), eye (N,32,39) and fixation (N,32,2) arrays, with masks, "
+                                   "face (N,8,3,112,112) RGB in [0,1], eye (N,32,39) and fixation (N,32,2) arrays, with masks, "
                                    "t_end_us, trial and quality columns, saved as .npz.")
     p.add_argument("session", help="session folder")
     p.add_argument("--window", type=float, default=8.0, help="window length in seconds (default 8)")

@@ -65,7 +65,7 @@ class WindowSpec:
 class Window:
     t_start_us: int
     t_end_us: int
-    face: np.ndarray            # (8,3,112,112) float32, ImageNet-normalised; zeros where no face
+    face: np.ndarray            # (8,3,112,112) float32 RGB in [0, 1]; zeros where no face
     face_mask: np.ndarray       # (8,) bool: a face was found in that frame
     eye: np.ndarray             # (32,39) float32, raw (not yet normalised with checkpoint stats)
     eye_mask: np.ndarray        # (32,) bool
@@ -347,9 +347,8 @@ class WindowBuilder:
             face_mask[:len(found)] = found
             if whole:
                 self.faces.read_s += sampler.read_s
-            from .face import to_tensor_layout
-
-            face[:len(found)] = to_tensor_layout(crops).astype(np.float32)
+            # the model's face contract: RGB in [0, 1], (n, 3, H, W); EMERT normalises it itself
+            face[:len(found)] = crops.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
             face[~face_mask] = 0.0
         quality = {"valid_gaze_fraction": valid_gaze, "face_found_fraction": float(face_mask.mean()),
                    "n_gaze": n_gaze, "n_frames": n_frames, "blinks": blinks,

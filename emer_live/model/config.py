@@ -134,6 +134,10 @@ class EMERTConfig:
         Channel order the face-encoder weights expect. ``forward`` always takes RGB and flips the
         channels itself when this is ``'bgr'`` (the official checkpoints were trained on OpenCV
         BGR images).
+    face_normalization : {'imagenet', 'none'}
+        What the face encoder does to its RGB [0, 1] input first: ``'imagenet'`` subtracts the
+        ImageNet mean and divides by its std per channel (the usual ResNet input; default for
+        models trained here), ``'none'`` feeds [0, 1] as is (the official checkpoints).
     official_extras : bool
         Also carry the two parameter sets the official checkpoints hold but never use in their
         forward pass (the ResNet's ImageNet ``fc`` 512 -> 1000 and the feature extractor's
@@ -160,6 +164,7 @@ class EMERTConfig:
     transformer_dropout: float = 0.5
     grl_lambda: float = 1.0
     face_channel_order: str = "rgb"
+    face_normalization: str = "imagenet"
     official_extras: bool = False
 
     def __post_init__(self) -> None:
@@ -205,6 +210,9 @@ class EMERTConfig:
         if self.face_channel_order not in _CHANNEL_ORDERS:
             raise ConfigError(
                 f"EMERTConfig.face_channel_order must be 'rgb' or 'bgr', got {self.face_channel_order!r}")
+        if self.face_normalization not in ("imagenet", "none"):
+            raise ConfigError(f"EMERTConfig.face_normalization must be 'imagenet' or 'none', "
+                              f"got {self.face_normalization!r}")
         if not isinstance(self.official_extras, bool):
             raise ConfigError(f"EMERTConfig.official_extras must be a bool, got {self.official_extras!r}")
 
@@ -278,7 +286,7 @@ def official_config(variant: str, *, task: str = "er", n_classes: int = 7) -> EM
         raise ConfigError(f"unknown official variant {variant!r}; choose one of {', '.join(OFFICIAL_VARIANTS)}")
     if task not in ("er", "fer"):
         raise ConfigError(f"task must be 'er' or 'fer', got {task!r}")
-    common = dict(face_channel_order="bgr", official_extras=True)
+    common = dict(face_channel_order="bgr", face_normalization="none", official_extras=True)
     if variant == "discrete":
         if n_classes not in (7, 3):
             raise ConfigError(f"the discrete variant has 7 or 3 classes, got {n_classes!r}")

@@ -106,6 +106,9 @@ class EMERT(nn.Module):
         token_modality = torch.repeat_interleave(
             torch.arange(len(MODALITIES)), torch.tensor(cfg.tokens_per_modality))
         self.register_buffer("token_modality", token_modality, persistent=False)
+        # ImageNet statistics (RGB) for face_normalization="imagenet"; constants, not weights
+        self.register_buffer("face_mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("face_std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1), persistent=False)
 
     # ------------------------------------------------------------------ input checks
     def _check_inputs(self, face: Tensor, eye: Tensor, fixation: Tensor,
@@ -149,6 +152,8 @@ class EMERT(nn.Module):
     # ------------------------------------------------------------------ encoders
     def _encode_face(self, face: Tensor, present: Optional[Tensor]) -> Tensor:
         b, f = face.shape[:2]
+        if self.config.face_normalization == "imagenet":
+            face = (face - self.face_mean) / self.face_std
         if self.config.face_channel_order == "bgr":
             face = face.flip(2)
         if present is None:
