@@ -347,8 +347,10 @@ class WindowBuilder:
             face_mask[:len(found)] = found
             if whole:
                 self.faces.read_s += sampler.read_s
+            from .face import to_tensor_layout
+
             # the model's face contract: RGB in [0, 1], (n, 3, H, W); EMERT normalises it itself
-            face[:len(found)] = crops.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
+            face[:len(found)] = to_tensor_layout(crops, normalization="none")
             face[~face_mask] = 0.0
         quality = {"valid_gaze_fraction": valid_gaze, "face_found_fraction": float(face_mask.mean()),
                    "n_gaze": n_gaze, "n_frames": n_frames, "blinks": blinks,

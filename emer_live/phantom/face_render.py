@@ -8,6 +8,10 @@ light are there: dark eye band and brows, bright cheeks and nose bridge, a shado
 the lower lip. That is also what OpenCV's Haar face cascade keys on, so the pipeline in
 :mod:`emer_live.features.face` finds this face the way it finds a real one.
 
+The person's look (skin, hair, iris, lip and shirt colours, face width, eye spacing, brow weight)
+is a :class:`FaceAppearance`; :meth:`FaceAppearance.for_participant` draws one per synthetic
+participant so a synthetic session population is not a single identity.
+
 Expressions are built from a handful of action-unit-like parameters (brow raise, inner-brow raise,
 brow lowering/drawing together, upper/lower lid, mouth corners, mouth stretch, jaw drop, lip press,
 upper-lip raise, nose wrinkle, cheek raise); each of the 7 classes is a fixed vector of these,
@@ -19,7 +23,7 @@ Conventions
 -----------
 Positive ``yaw_deg`` turns the face towards image-right (the nose moves right), positive
 ``pitch_deg`` tilts it up, positive ``roll_deg`` rotates it counter-clockwise in the image.
-``light_gradient`` > 0 makes the image-right side brighter (a frame-wide ramp of +-50 % x gradient
+``light_gradient`` > 0 makes the image-right side brighter (a frame-wide ramp of +-35 % x gradient
 at the frame edges and a stronger +-45 % x gradient across the face, whose surface turns towards the
 light). Sensor noise (sigma ~2 grey levels) comes from a precomputed tile whose row offset derives
 from the state, so the same state always gives the same frame.
@@ -30,7 +34,7 @@ from __future__ import annotations
 import math
 import threading
 import zlib
-from dataclasses import astuple
+from dataclasses import astuple, dataclass
 from typing import Dict, Optional, Tuple
 
 import cv2
@@ -38,7 +42,7 @@ import numpy as np
 
 from .face_state import EMOTIONS7, FaceState
 
-__all__ = ["render_face", "expression_params", "face_geometry", "PARAM_NAMES"]
+__all__ = ["render_face", "expression_params", "face_geometry", "FaceAppearance", "DEFAULT_APPEARANCE", "PARAM_NAMES"]
 
 # --------------------------------------------------------------------------- expression model
 PARAM_NAMES = (
@@ -104,20 +108,11 @@ def expression_params(state: FaceState) -> Dict[str, float]:
 # --------------------------------------------------------------------------- appearance
 # Colours are BGR. Skin gray level ~185, eye sockets ~150, brows/hair ~45: the contrasts of a face
 # lit from above and in front.
-_SKIN = np.array([138.0, 165.0, 214.0])
-_HAIR = (34.0, 42.0, 58.0)
-_HAIR_LIGHT = (48.0, 60.0, 80.0)
-_BROW = (38.0, 48.0, 66.0)
 _SCLERA = (208.0, 214.0, 220.0)
-_IRIS = (38.0, 58.0, 80.0)
 _PUPIL = (14.0, 14.0, 16.0)
 _LASH = (28.0, 28.0, 34.0)
-_LIP = (100.0, 106.0, 178.0)
-_LIP_UP = (92.0, 96.0, 160.0)
 _MOUTH_IN = (38.0, 30.0, 66.0)
 _TEETH = (212.0, 222.0, 228.0)
-_SHIRT = (112.0, 82.0, 52.0)
-_SHIRT_DARK = (92.0, 66.0, 42.0)
 
 _FACE_UNIT = 0.155          # head half-width in pixels = _FACE_UNIT * frame height * scale
 _HEAD_RY = 1.32             # head half-height / half-width
@@ -128,9 +123,98 @@ _NOISE_SIGMA = 2.0
 _NOISE_ROWS = 64
 
 
-def _skin(f: float) -> Tuple[float, float, float]:
-    c = np.minimum(_SKIN * f, 255.0)
-    return float(c[0]), float(c[1]), float(c[2])
+@dataclass(frozen=True)
+class FaceAppearance:
+    """What a (synthetic) person looks like: colours (BGR, 0..255) and a few proportions.
+
+    Parameters
+    ----------
+    skin, hair, iris, lips, shirt : (float, float, float)
+        BGR colours; ``skin`` is the lit skin tone, shading is derived from it.
+    face_width : float
+        Head width relative to the default (0.9..1.1).
+    eye_spacing : float
+        Half the distance between the eye centres in head half-widths (0.36..0.44).
+    brow_weight : float
+        Eyebrow thickness multiplier (0.6..1.5).
+    """
+
+    skin: Tuple[float, float, float] = (138.0, 165.0, 214.0)
+    hair: Tuple[float, float, float] = (34.0, 42.0, 58.0)
+    iris: Tuple[float, float, float] = (38.0, 58.0, 80.0)
+    lips: Tuple[float, float, float] = (100.0, 106.0, 178.0)
+    shirt: Tuple[float, float, float] = (112.0, 82.0, 52.0)
+    face_width: float = 1.0
+    eye_spacing: float = 0.40
+    brow_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("skin", "hair", "iris", "lips", "shirt"):
+            v = tuple(float(c) for c in getattr(self, name))
+            if len(v) != 3 or not all(0.0 <= c <= 255.0 for c in v):
+                raise ValueError(f"FaceAppearance.{name} must be 3 BGR values in 0..255, got {getattr(self, name)!r}")
+            object.__setattr__(self, name, v)
+        for name, lo, hi in (("face_width", 0.9, 1.1), ("eye_spacing", 0.36, 0.44), ("brow_weight", 0.6, 1.5)):
+            v = float(getattr(self, name))
+            if not lo <= v <= hi:
+                raise ValueError(f"FaceAppearance.{name} must be in [{lo}, {hi}], got {v!r}")
+
+    @classmethod
+    def for_participant(cls, seed: int, participant: str) -> "FaceAppearance":
+        """A look drawn deterministically from ``(seed, participant)``: skin tones from light to
+        medium-dark, black/brown/blond/grey hair, brown/blue/green irises, face proportions."""
+        rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, zlib.crc32(str(participant).encode("utf-8")), 0xFACE])
+        t = float(rng.uniform(0.0, 1.0))
+        light, dark = np.array([150.0, 182.0, 228.0]), np.array([78.0, 108.0, 152.0])
+        skin = (light * (1 - t) + dark * t) * rng.uniform(0.97, 1.03, 3)
+        hairs = [(22, 22, 26), (34, 42, 58), (42, 62, 92), (78, 118, 160), (120, 122, 126)]
+        hair = np.array(hairs[int(rng.choice(5, p=[0.3, 0.3, 0.2, 0.1, 0.1]))], float) * rng.uniform(0.9, 1.1)
+        irises = [(38, 58, 80), (30, 40, 52), (110, 90, 60), (70, 100, 80)]
+        iris = irises[int(rng.choice(4, p=[0.45, 0.25, 0.2, 0.1]))]
+        lips = np.array([100.0, 106.0, 178.0]) * (0.8 + 0.2 * (1 - t)) * rng.uniform(0.95, 1.05)
+        shirt = rng.uniform(40.0, 170.0, 3)
+        def col(v):
+            return tuple(round(float(c), 1) for c in np.clip(v, 0, 255))
+
+        return cls(skin=col(skin), hair=col(hair), iris=col(iris), lips=col(lips), shirt=col(shirt),
+                   face_width=round(float(rng.uniform(0.92, 1.08)), 3),
+                   eye_spacing=round(float(rng.uniform(0.37, 0.43)), 3),
+                   brow_weight=round(float(rng.uniform(0.7, 1.35)), 3))
+
+
+DEFAULT_APPEARANCE = FaceAppearance()
+
+
+class _Palette:
+    """Colours derived from an appearance (cached per appearance)."""
+
+    def __init__(self, a: FaceAppearance) -> None:
+        self.a = a
+        self._skin = np.array(a.skin)
+        self.hair = a.hair
+        self.hair_light = tuple(min(c * 1.4 + 6, 255.0) for c in a.hair)
+        self.brow = tuple(min(c * 1.05, 255.0) for c in np.minimum(np.array(a.hair), self._skin * 0.32))
+        self.iris = a.iris
+        self.lip = a.lips
+        self.lip_up = tuple(c * 0.9 for c in a.lips)
+        self.shirt = a.shirt
+        self.shirt_dark = tuple(c * 0.8 for c in a.shirt)
+
+    def skin(self, f: float) -> Tuple[float, float, float]:
+        c = np.minimum(self._skin * f, 255.0)
+        return float(c[0]), float(c[1]), float(c[2])
+
+
+_PALETTES: Dict[FaceAppearance, _Palette] = {}
+
+
+def _palette(a: FaceAppearance) -> _Palette:
+    pal = _PALETTES.get(a)
+    if pal is None:
+        if len(_PALETTES) > 64:
+            _PALETTES.clear()
+        pal = _PALETTES[a] = _Palette(a)
+    return pal
 
 
 def _unit(name: str, v: float) -> float:
@@ -225,7 +309,7 @@ class _Pose:
     """Orthographic projection of face-model points (x right, y down, z towards the camera,
     units of head half-width) into canvas pixels."""
 
-    def __init__(self, state: FaceState, unit_px: float, origin: Tuple[float, float]) -> None:
+    def __init__(self, state: FaceState, unit_px: float, origin: Tuple[float, float], fw: float = 1.0) -> None:
         yaw, pitch, roll = (math.radians(state.yaw_deg), math.radians(state.pitch_deg),
                             math.radians(state.roll_deg))
         cy_, sy_ = math.cos(yaw), math.sin(yaw)
@@ -239,10 +323,11 @@ class _Pose:
         self.s = unit_px
         self.o = np.array(origin, np.float64)
         self.yaw_s = sy_
+        self.fw = fw                              # head half-width (x radius of the ellipsoid)
 
     def surface(self, x: np.ndarray, y: np.ndarray, dz: float = 0.0) -> np.ndarray:
         """Points on the face surface (ellipsoid) plus a depth offset -> canvas px (N, 2)."""
-        z = np.sqrt(np.maximum(0.0, 1.0 - x * x - (y / _HEAD_RY) ** 2)) * 0.95 + dz
+        z = np.sqrt(np.maximum(0.0, 1.0 - (x / self.fw) ** 2 - (y / _HEAD_RY) ** 2)) * 0.95 + dz
         p = np.stack([x, y, z])
         return (self.rot @ p).T * self.s + self.o
 
@@ -277,7 +362,8 @@ def _head_outline(ang=_ANG48):
     return rx * np.cos(ang), _HEAD_RY * s
 
 
-def face_geometry(state: FaceState, *, width: int, height: int) -> Dict[str, Tuple[float, float]]:
+def face_geometry(state: FaceState, *, width: int, height: int,
+                  appearance: Optional[FaceAppearance] = None) -> Dict[str, Tuple[float, float]]:
     """Where the renderer puts the face in a ``width x height`` frame (for tests and truth).
 
     Returns
@@ -288,8 +374,9 @@ def face_geometry(state: FaceState, *, width: int, height: int) -> Dict[str, Tup
     """
     s = _FACE_UNIT * height * float(state.scale)
     c = (state.cx * width, state.cy * height)
-    pose = _Pose(state, s, c)
-    pts = pose.surface(np.array([-0.40, 0.40, 0.0]), np.array([-0.12, -0.12, 0.62]), -0.06)
+    a = appearance or DEFAULT_APPEARANCE
+    pose = _Pose(state, s, c, a.face_width)
+    pts = pose.surface(np.array([-a.eye_spacing, a.eye_spacing, 0.0]), np.array([-0.12, -0.12, 0.62]), -0.06)
     return {"centre": c, "left_eye": tuple(pts[0]), "right_eye": tuple(pts[1]), "mouth": tuple(pts[2]),
             "unit_px": (s, s)}
 
@@ -311,64 +398,65 @@ def _sym(x, y):
 
 # --------------------------------------------------------------------------- the face
 def _draw_face(canvas: np.ndarray, mask: np.ndarray, state: FaceState, pose: _Pose,
-               prm: Dict[str, float], openness: float) -> None:
+               prm: Dict[str, float], openness: float, pal: _Palette) -> None:
     s = pose.s
     g = prm
-    # neck (not turned by the head pose, only by roll a little) ---------------------------
+    # neck (not turned by the head pose) -----------------------------------------------------
     nx = np.array([-0.44, 0.44, 0.5, 0.0, -0.5])
     ny = np.array([0.7, 0.7, 1.85, 1.97, 1.85])
     neck = pose.o + np.stack([nx, ny], 1) * s
-    _poly(canvas, neck, _skin(0.72))
+    _poly(canvas, neck, pal.skin(0.72))
     _poly(mask, neck, 255)
     # hair behind the head ------------------------------------------------------------------
     ang = np.linspace(np.pi * 0.92, np.pi * 2.08, 30)
-    hx = 1.12 * np.cos(ang) - 0.12 * pose.yaw_s
+    hx = 1.12 * pose.fw * np.cos(ang) - 0.12 * pose.yaw_s
     hy = -0.1 + 1.45 * np.sin(ang)
-    hx = np.concatenate([hx, [1.08, 1.0, 0.9, -0.9, -1.0, -1.08]])
+    hx = np.concatenate([hx, np.array([1.08, 1.0, 0.9, -0.9, -1.0, -1.08]) * pose.fw])
     hy = np.concatenate([hy, [0.3, 0.42, 0.4, 0.4, 0.42, 0.3]])
     back = pose.flat(hx, hy)
-    _poly(canvas, back, _HAIR)
+    _poly(canvas, back, pal.hair)
     _poly(mask, back, 255)
     # ears -----------------------------------------------------------------------------------
     for sx in (1.0, -1.0):
-        ctr = pose.surface(np.array([sx * 0.97]), np.array([0.02]), -0.1)[0]
+        ctr = pose.surface(np.array([sx * 0.97 * pose.fw]), np.array([0.02]), -0.1)[0]
         ex, ey = _ellipse_xy(0.0, 0.02, 0.14, 0.26)
         el = pose.flat(ex, ey) - pose.o + ctr
-        _poly(canvas, el, _skin(0.78))
+        _poly(canvas, el, pal.skin(0.78))
         _poly(mask, el, 255)
     # head with soft shading (drawn flat, blurred below) -----------------------------------
     hx, hy = _head_outline()
+    hx = hx * pose.fw
     head = pose.flat(hx, hy)
-    _poly(canvas, head, _skin(0.80))
+    _poly(canvas, head, pal.skin(0.80))
     _poly(mask, head, 255)
     for k, f in ((0.92, 0.88), (0.82, 0.95), (0.66, 1.0)):
-        _poly(canvas, pose.surface(hx * k, hy * k * 0.95 - 0.02, 0.0), _skin(f))
+        _poly(canvas, pose.surface(hx * k, hy * k * 0.95 - 0.02, 0.0), pal.skin(f))
     # forehead highlight
     fx, fy = _ellipse_xy(0.0, -0.72, 0.48, 0.2)
-    _poly(canvas, pose.surface(fx, fy), _skin(1.05))
+    _poly(canvas, pose.surface(fx, fy), pal.skin(1.05))
     # cheeks: raised and brighter with AU6
     cr = g["cheek_raise"]
     for x, _ in _sym(0.47, 0):
         cx_, cy_ = _ellipse_xy(x, 0.2 - 0.07 * cr, 0.24, 0.17)
-        _poly(canvas, pose.surface(cx_, cy_), tuple(np.minimum(_SKIN * (1.03 + 0.05 * cr) + [0, -3, 5], 255)))
+        _poly(canvas, pose.surface(cx_, cy_), tuple(np.minimum(pal._skin * (1.03 + 0.05 * cr) + [0, -3, 5], 255)))
     # eye sockets: the dark band Haar cascades (and people) see
-    for x, _ in _sym(0.40, 0):
+    for x, _ in _sym(pal.a.eye_spacing, 0):
         sx_, sy_ = _ellipse_xy(x, -0.17, 0.27, 0.16)
-        _poly(canvas, pose.surface(sx_, sy_, -0.05), _skin(0.85))
+        _poly(canvas, pose.surface(sx_, sy_, -0.05), pal.skin(0.85))
         sx_, sy_ = _ellipse_xy(x + 0.01, -0.16, 0.21, 0.10)
-        _poly(canvas, pose.surface(sx_, sy_, -0.06), _skin(0.75))
+        _poly(canvas, pose.surface(sx_, sy_, -0.06), pal.skin(0.75))
     # nose: side shadows, bright bridge, tip, shadow under the nose
     for sx in (1.0, -1.0):
         px_ = np.array([0.07, 0.16, 0.17, 0.10]) * sx
         py_ = np.array([-0.08, 0.12, 0.30, 0.30])
-        _poly(canvas, pose.surface(px_, py_, 0.10), _skin(0.86))
+        _poly(canvas, pose.surface(px_, py_, 0.10), pal.skin(0.86))
     bx = np.array([-0.045, 0.045, 0.06, -0.06])
     by = np.array([-0.20, -0.20, 0.22, 0.22])
-    _poly(canvas, pose.surface(bx, by, 0.16), _skin(1.12))
+    _poly(canvas, pose.surface(bx, by, 0.16), pal.skin(1.12))
     tx, ty = _ellipse_xy(0.0, 0.24, 0.08, 0.065)
-    _poly(canvas, pose.surface(tx, ty, 0.30), _skin(1.14))
+    _poly(canvas, pose.surface(tx, ty, 0.30), pal.skin(1.14))
     ux, uy = _ellipse_xy(0.0, 0.40, 0.19, 0.05)
-    _poly(canvas, pose.surface(ux, uy, 0.02), _skin(0.74))
+    _poly(canvas, pose.surface(ux, uy, 0.02), pal.skin(0.74))
     # nasolabial folds and chin shadow
     nl = g["nasolabial"]
     cu = g["corner_up"]
@@ -377,61 +465,62 @@ def _draw_face(canvas: np.ndarray, mask: np.ndarray, state: FaceState, pose: _Po
     if nl > 0.05:
         for sx in (1.0, -1.0):
             x, y = _bez((0.19 * sx, 0.30), ((mw * 0.9 + 0.06) * sx, 0.47), ((mw + 0.08) * sx, myc + 0.06), _T10)
-            _line(canvas, pose.surface(x, y, 0.02), _skin(1 - 0.25 * nl), 0.045 * s)
+            _line(canvas, pose.surface(x, y, 0.02), pal.skin(1 - 0.25 * nl), 0.045 * s)
     cx_, cy_ = _ellipse_xy(0.0, 0.86, 0.22, 0.07)
-    _poly(canvas, pose.surface(cx_, cy_, 0.0), _skin(0.84))
+    _poly(canvas, pose.surface(cx_, cy_, 0.0), pal.skin(0.84))
     # blur the shading layer cheaply (downscale, blur, upscale)
     h, w = canvas.shape[:2]
-    small = cv2.resize(canvas, (max(w // 4, 8), max(h // 4, 8)), interpolation=cv2.INTER_AREA)
+    small = cv2.resize(canvas, (max(w // 4, 2), max(h // 4, 2)), interpolation=cv2.INTER_AREA)
     small = cv2.GaussianBlur(small, (5, 5), 0)
     cv2.resize(small, (w, h), dst=canvas, interpolation=cv2.INTER_LINEAR)
 
     # ---- sharp features ---------------------------------------------------------------
-    _draw_eyes(canvas, pose, g, openness)
-    _draw_brows(canvas, pose, g)
+    _draw_eyes(canvas, pose, g, openness, pal)
+    _draw_brows(canvas, pose, g, pal)
     # nose: alae and nostrils
     for sx in (1.0, -1.0):
         x, y = _bez((0.08 * sx, 0.22), (0.16 * sx, 0.28), (0.10 * sx, 0.355), _T10)
-        _line(canvas, pose.surface(x, y, 0.14), _skin(0.66), 0.022 * s)
+        _line(canvas, pose.surface(x, y, 0.14), pal.skin(0.66), 0.022 * s)
         nx_, ny_ = _ellipse_xy(0.068 * sx, 0.345, 0.036, 0.017)
-        _poly(canvas, pose.surface(nx_, ny_, 0.18), _skin(0.42))
+        _poly(canvas, pose.surface(nx_, ny_, 0.18), pal.skin(0.42))
     nw = g["nose_wrinkle"]
     if nw > 0.05:
-        col = _skin(1 - 0.35 * nw)
+        col = pal.skin(1 - 0.35 * nw)
         for yy in (-0.06, 0.0, 0.06):
             x = np.linspace(-0.09, 0.09, 6)
             _line(canvas, pose.surface(x, yy + 0.012 * np.cos(x * 30), 0.16), col, 0.018 * s)
     if g["brow_draw"] > 0.3:
-        col = _skin(1 - 0.25 * min(g["brow_draw"], 1.0))
+        col = pal.skin(1 - 0.25 * min(g["brow_draw"], 1.0))
         for sx in (1.0, -1.0):
             y = np.linspace(-0.34, -0.22, 4)
             _line(canvas, pose.surface(0.045 * sx + 0 * y, y, 0.02), col, 0.018 * s)
-    _draw_mouth(canvas, pose, g)
+    _draw_mouth(canvas, pose, g, pal)
     # hair over the forehead: between the head's top silhouette and the hairline
     ang = np.linspace(np.pi * 1.06, np.pi * 1.94, 20)
     ox, oy = _head_outline(ang)
-    top = pose.flat(ox * 1.005, oy * 1.005)
-    hl_x = np.linspace(0.93, -0.93, 17)
-    hl_y = -0.80 + 0.34 * (np.abs(hl_x) / 0.93) ** 2.2 + 0.05 * hl_x - 0.03 * np.exp(-((hl_x + 0.3) / 0.12) ** 2)
+    top = pose.flat(ox * 1.005 * pose.fw, oy * 1.005)
+    hl_x = np.linspace(0.93, -0.93, 17) * pose.fw
+    hl_y = (-0.80 + 0.34 * (np.abs(hl_x) / (0.93 * pose.fw)) ** 2.2 + 0.05 * hl_x     # side parting
+            - 0.03 * np.exp(-((hl_x + 0.3) / 0.12) ** 2))
     hairline = pose.surface(hl_x, hl_y, 0.0)
-    _poly(canvas, np.concatenate([top, hairline]), _HAIR)
+    _poly(canvas, np.concatenate([top, hairline]), pal.hair)
     # a few strands for texture
     for k in range(-5, 6):
         x = np.array([k * 0.13 - 0.3, k * 0.15 - 0.18, k * 0.16 + 0.02])
         y = np.array([-1.28, -1.05, -0.84 + 0.28 * (abs(k) / 5) ** 2])
-        _line(canvas, pose.surface(x, y), _HAIR_LIGHT, 0.012 * s)
+        _line(canvas, pose.surface(x, y), pal.hair_light, 0.012 * s)
     # camera softness
     cv2.GaussianBlur(canvas, (3, 3), 0, dst=canvas)
 
 
-def _draw_eyes(canvas, pose: _Pose, g, openness: float) -> None:
+def _draw_eyes(canvas, pose: _Pose, g, openness: float, pal: _Palette) -> None:
     s = pose.s
     up, lo = g["upper_lid"], g["lower_lid"]
     hu_open = 0.105 * (1 + 0.45 * up)
     hl = 0.055 * (1 - 0.55 * lo)
     t = np.linspace(-1.0, 1.0, 13)
     for sx in (1.0, -1.0):
-        ex, ey = 0.40 * sx, -0.12
+        ex, ey = pal.a.eye_spacing * sx, -0.12
         ew = 0.19
         x = ex + ew * t * sx                           # t=-1 inner corner, t=+1 outer corner
         tilt = -0.012 * t                              # outer corner slightly higher
@@ -443,7 +532,7 @@ def _draw_eyes(canvas, pose: _Pose, g, openness: float) -> None:
         ap32 = ap.astype(np.float32)
         if openness > 0.02 and cv2.contourArea(ap32) > 1.0:
             _poly(canvas, ap, _SCLERA)
-            for r, col, dz in ((0.078, _IRIS, -0.04), (0.034, _PUPIL, -0.03)):
+            for r, col, dz in ((0.078, pal.iris, -0.04), (0.034, _PUPIL, -0.03)):
                 ix, iy = _ellipse_xy(ex - 0.01 * sx, ey - 0.005, r, r)
                 area, inter = cv2.intersectConvexConvex(ap32, pose.surface(ix, iy, dz).astype(np.float32))
                 if inter is not None and area > 0.5:
@@ -454,31 +543,31 @@ def _draw_eyes(canvas, pose: _Pose, g, openness: float) -> None:
                 _poly(canvas, glint, (235, 240, 245))
         # crease above the lid, lashes on the upper lid, lower lid line
         cy_ = ey + tilt - (hu_open + 0.065 - 0.02 * up) * (1 - t * t) ** 0.7
-        _line(canvas, pose.surface(x[1:-1], cy_[1:-1], -0.04), _skin(0.62), 0.016 * s)
+        _line(canvas, pose.surface(x[1:-1], cy_[1:-1], -0.04), pal.skin(0.62), 0.016 * s)
         _line(canvas, pose.surface(x, upper_y, -0.05), _LASH, (0.018 + 0.014 * openness) * s)
-        _line(canvas, pose.surface(x[2:], lower_y[2:], -0.05), _skin(0.6), 0.014 * s)
+        _line(canvas, pose.surface(x[2:], lower_y[2:], -0.05), pal.skin(0.6), 0.014 * s)
         if lo > 0.3:  # crow's feet / lower-lid bulge of AU6-7
-            col = _skin(1 - 0.2 * min(lo, 1.0))
+            col = pal.skin(1 - 0.2 * min(lo, 1.0))
             for dy in (-0.04, 0.03):
                 xx = np.array([ex + 0.22 * sx, ex + 0.30 * sx])
                 _line(canvas, pose.surface(xx, np.array([ey, ey + dy * 1.5]), -0.02), col, 0.014 * s)
 
 
-def _draw_brows(canvas, pose: _Pose, g) -> None:
-    s = pose.s
+def _draw_brows(canvas, pose: _Pose, g, pal: _Palette) -> None:
     raise_, inner, draw = g["brow_raise"], g["brow_inner"], g["brow_draw"]
     for sx in (1.0, -1.0):
-        pi = (sx * (0.15 - 0.06 * draw), -0.335 - 0.10 * raise_ - 0.11 * inner + 0.02 * draw)
-        pm = (sx * (0.40 - 0.02 * draw), -0.415 - 0.11 * raise_ - 0.025 * inner + 0.015 * draw)
-        po = (sx * 0.64, -0.35 - 0.08 * raise_ + 0.035 * inner)
+        d = pal.a.eye_spacing - 0.40
+        pi = (sx * (0.15 + d - 0.06 * draw), -0.335 - 0.10 * raise_ - 0.11 * inner + 0.02 * draw)
+        pm = (sx * (0.40 + d - 0.02 * draw), -0.415 - 0.11 * raise_ - 0.025 * inner + 0.015 * draw)
+        po = (sx * (0.64 + d), -0.35 - 0.08 * raise_ + 0.035 * inner)
         x, y = _bez(pi, pm, po, _T10)
-        thick = np.linspace(0.075, 0.035, len(x))
+        thick = np.linspace(0.075, 0.035, len(x)) * pal.a.brow_weight
         pts = pose.surface(np.concatenate([x, x[::-1]]), np.concatenate([y - thick * 0.5, (y + thick * 0.5)[::-1]]),
                            0.0)
-        _poly(canvas, pts, _BROW)
+        _poly(canvas, pts, pal.brow)
 
 
-def _draw_mouth(canvas, pose: _Pose, g) -> None:
+def _draw_mouth(canvas, pose: _Pose, g, pal: _Palette) -> None:
     s = pose.s
     cu, st, op, pr = g["corner_up"], g["stretch"], g["open"], g["press"]
     ul, lu, tt = g["upper_lip"], g["lower_lip_up"], g["teeth"]
@@ -505,19 +594,19 @@ def _draw_mouth(canvas, pose: _Pose, g) -> None:
         if tt > 0.05:
             t = np.linspace(-1, 1, len(xu_i))
             th = min(0.075 * tt, gap * 0.7) * (1 - t * t)
-            _poly(canvas, pose.surface(np.concatenate([xu_i, xu_i[::-1]]), np.concatenate([yu_i, (yu_i + th)[::-1]]), dz),
-                  _TEETH)
+            _poly(canvas, pose.surface(np.concatenate([xu_i, xu_i[::-1]]),
+                                       np.concatenate([yu_i, (yu_i + th)[::-1]]), dz), _TEETH)
             _poly(canvas, pose.surface(np.concatenate([xl_i, xl_i[::-1]]),
                                        np.concatenate([yl_i, (yl_i - 0.35 * th)[::-1]]), dz),
                   (190, 200, 206))
-    _poly(canvas, pose.surface(np.concatenate([xu_o, xu_i[::-1]]), np.concatenate([yu_o, yu_i[::-1]]), dz), _LIP_UP)
-    _poly(canvas, pose.surface(np.concatenate([xl_i, xl_o[::-1]]), np.concatenate([yl_i, yl_o[::-1]]), dz), _LIP)
+    _poly(canvas, pose.surface(np.concatenate([xu_o, xu_i[::-1]]), np.concatenate([yu_o, yu_i[::-1]]), dz), pal.lip_up)
+    _poly(canvas, pose.surface(np.concatenate([xl_i, xl_o[::-1]]), np.concatenate([yl_i, yl_o[::-1]]), dz), pal.lip)
     # lip line / corners
     col = (50, 48, 90) if gap <= 0.006 else (40, 34, 70)
     _line(canvas, pose.surface(xu_i, yu_i if gap > 0.006 else 0.5 * (yu_i + yl_i), dz), col, 0.018 * s)
     # shadow under the lower lip
     sx_, sy_ = _ellipse_xy(0.0, lo_in + lt + 0.05, 0.14, 0.03, _ANG24[::2])
-    _poly(canvas, pose.surface(sx_, sy_, dz), _skin(0.80))
+    _poly(canvas, pose.surface(sx_, sy_, dz), pal.skin(0.80))
 
 
 # --------------------------------------------------------------------------- public entry
@@ -526,7 +615,8 @@ def _noise_offset(state: FaceState) -> int:
     return zlib.crc32(key) % _NOISE_ROWS
 
 
-def render_face(state: FaceState, *, width: int, height: int, out: Optional[np.ndarray] = None) -> np.ndarray:
+def render_face(state: FaceState, *, width: int, height: int, out: Optional[np.ndarray] = None,
+                appearance: Optional[FaceAppearance] = None) -> np.ndarray:
     """Render one synthetic webcam frame showing the phantom's face.
 
     Parameters
@@ -537,6 +627,9 @@ def render_face(state: FaceState, *, width: int, height: int, out: Optional[np.n
         Frame size in pixels (>= 64 x 48).
     out : ndarray, optional
         C-contiguous ``(height, width, 3)`` uint8 array to render into (no allocation).
+    appearance : FaceAppearance, optional
+        The person's look (default :data:`DEFAULT_APPEARANCE`; see
+        :meth:`FaceAppearance.for_participant`).
 
     Returns
     -------
@@ -566,6 +659,11 @@ def render_face(state: FaceState, *, width: int, height: int, out: Optional[np.n
         raise ValueError(f"FaceState.light_gradient must be in [-1, 1], got {state.light_gradient!r}")
     openness = _unit("eye_openness", state.eye_openness)
     prm = expression_params(state)
+    if appearance is None:
+        appearance = DEFAULT_APPEARANCE
+    elif not isinstance(appearance, FaceAppearance):
+        raise TypeError(f"appearance must be a FaceAppearance, got {type(appearance).__name__}")
+    pal = _palette(appearance)
     if out is None:
         out = np.empty((height, width, 3), np.uint8)
     elif out.shape != (height, width, 3) or out.dtype != np.uint8 or not out.flags.c_contiguous:
@@ -574,8 +672,8 @@ def render_face(state: FaceState, *, width: int, height: int, out: Optional[np.n
     sc = _scene(width, height)
     gain, grad = float(state.light_gain), float(state.light_gradient)
 
-    # 1. lit background: gain(x) = gain * (1 + 0.5 * grad * (2 r - 1)), r = x / width
-    k = 0.5
+    # 1. lit background: gain(x) = gain * (1 + k * grad * (2 r - 1)), r = x / width
+    k = 0.35
     cv2.addWeighted(sc.bg, gain * (1 - k * grad), sc.bg_ramp, 2 * gain * k * grad, 0.0, dst=out)
     def frame_gain(xf: float) -> float:
         return gain * (1 + k * grad * (2 * xf - 1))
@@ -587,22 +685,22 @@ def render_face(state: FaceState, *, width: int, height: int, out: Optional[np.n
     tx = np.array([-0.55, -0.3, 0.0, 0.3, 0.55, 1.55, 2.25, 2.6, 2.8, -2.8, -2.6, -2.25, -1.55])
     ty = np.array([1.64, 1.81, 1.94, 1.81, 1.64, 1.88, 2.21, 2.86, 6.0, 6.0, 2.86, 2.21, 1.88])
     torso = np.stack([fx + tx * s, fy + ty * s], 1)
-    _poly(out, torso, tuple(min(c * tg, 255) for c in _SHIRT))
-    _line(out, torso[:5], tuple(min(c * tg, 255) for c in _SHIRT_DARK), 0.05 * s)
+    _poly(out, torso, tuple(min(c * tg, 255) for c in pal.shirt))
+    _line(out, torso[:5], tuple(min(c * tg, 255) for c in pal.shirt_dark), 0.05 * s)
 
     # 3. head on a small canvas, composited into its region of the frame
     x0 = int(math.floor(fx + _CANVAS_X[0] * s))
     y0 = int(math.floor(fy + _CANVAS_Y[0] * s))
-    x1 = int(math.ceil(fx + _CANVAS_X[1] * s))
-    y1 = int(math.ceil(fy + _CANVAS_Y[1] * s))
+    x1 = x0 + -(-int(math.ceil(fx + _CANVAS_X[1] * s - x0)) // 4) * 4    # sides multiples of 4: the
+    y1 = y0 + -(-int(math.ceil(fy + _CANVAS_Y[1] * s - y0)) // 4) * 4    # shading blur shrinks by 4
     cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
     if cx1 - cx0 >= 2 and cy1 - cy0 >= 2:
         cw, ch = x1 - x0, y1 - y0
         canvas = np.empty((ch, cw, 3), np.uint8)
-        cv2.rectangle(canvas, (0, 0), (cw, ch), _HAIR, -1)
+        cv2.rectangle(canvas, (0, 0), (cw, ch), pal.hair, -1)
         mask = np.zeros((ch, cw), np.uint8)
-        pose = _Pose(state, s, (fx - x0, fy - y0))
-        _draw_face(canvas, mask, state, pose, prm, openness)
+        pose = _Pose(state, s, (fx - x0, fy - y0), appearance.face_width)
+        _draw_face(canvas, mask, state, pose, prm, openness, pal)
         # lighting: frame-wide ramp at the face plus a stronger ramp across the face
         xs = np.arange(x0, x1, dtype=np.float32)
         u = np.clip((xs - fx) / (1.1 * s), -1.0, 1.0)
