@@ -21,3 +21,17 @@ def random_checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp("ckpt") / "random.pt"
     save_checkpoint(path, model, norm_stats=identity_norm_stats(cfg), provenance={"data": "random init (tests)"})
     return path
+
+
+@pytest.fixture(scope="session")
+def recorded20(tmp_path_factory):
+    """A 20 s synthetic recording (250 Hz gaze, 30 fps 1280x720 video, 48 kHz audio) via the CLI."""
+    import subprocess
+    import sys
+
+    d = tmp_path_factory.mktemp("rec") / "s20"
+    p = subprocess.run([sys.executable, "-m", "emer_live.cli", "record", "--tracker", "synthetic", "--camera",
+                        "synthetic", "--mic", "synthetic", "--rate", "250", "--duration", "20", "--out", str(d),
+                        "--quiet"], capture_output=True, text=True, timeout=180)
+    assert p.returncode == 0, p.stderr
+    return d

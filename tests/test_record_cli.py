@@ -21,15 +21,6 @@ def run_cli(*args, timeout=120):
     return subprocess.run(EMER + list(args), capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.fixture(scope="module")
-def recorded20(tmp_path_factory):
-    d = tmp_path_factory.mktemp("rec") / "s20"
-    p = run_cli("record", "--tracker", "synthetic", "--camera", "synthetic", "--mic", "synthetic", "--rate", "250",
-                "--duration", "20", "--out", str(d), "--quiet")
-    assert p.returncode == 0, p.stderr
-    return d
-
-
 def test_record_20s_info_json(recorded20):
     p = run_cli("info", str(recorded20), "--json")
     assert p.returncode == 0, p.stderr
