@@ -94,3 +94,32 @@ def test_tracker_dies_engine_goes_on_face_only(tmp_path, random_checkpoint):
     assert all(p.modalities["eye"] for p in early)
     assert all(not p.modalities["eye"] and not p.modalities["fixation"] and p.modalities["face"] for p in late)
     assert all(p.quality["valid_gaze_fraction"] == 0.0 for p in late)
+
+
+def test_session_with_live_model_predicts_each_trial(tmp_path, random_checkpoint):
+    """Whole-trial predictions at each stimulus end, beside SAM, equal to offline re-analysis."""
+    import pandas as pd
+
+    from emer_live.features.commands import build_session_windows
+    from emer_live.model import load_checkpoint
+    from emer_live.recording import SessionReader
+    from emer_live.session.runner import HeadlessSessionConfig, run_headless_session
+
+    cfg = HeadlessSessionConfig(participant="P07", out_root=str(tmp_path), size=(320, 240), fps=15, rate=120,
+                                n_trials=3, time_scale=0.1, seed=4, fast=True, checkpoint=str(random_checkpoint))
+    out = run_headless_session(cfg)
+    r = SessionReader(out)
+    preds = pd.read_csv(out / "predictions.tsv", sep="\t")
+    trials = preds[preds["kind"] == "trial"].sort_values("trial")
+    assert list(trials["trial"]) == [1, 2, 3]
+    assert (preds["kind"] == "window").sum() >= 20
+    info = r.summary()
+    assert all("predicted_er7" in t and "sam_er7" in t for t in info["trials"])
+    # offline: the same whole-trial windows from the recording, scored by the same model
+    w = build_session_windows(r, per_trial=True)
+    m = load_checkpoint(random_checkpoint, device="cpu")
+    eye, fix = m.normalize(w["eye"], w["fixation"])
+    mask = np.stack([w["face_mask"].any(1), w["eye_mask"].any(1), w["fixation_mask"].any(1)], axis=1)
+    got = m.predict(w["face"], eye, fix, modality_mask=mask)["er7"]
+    cols = [c for c in preds.columns if c.startswith("er7_")]
+    np.testing.assert_allclose(got, trials[cols].to_numpy(), atol=2e-5)

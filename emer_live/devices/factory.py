@@ -81,8 +81,12 @@ def _replay_dir(spec: str, default: Optional[str], what: str) -> str:
 def make_devices(*, tracker: str = "synthetic", camera: str = "synthetic", mic: str = "none",
                  rate: float = 250.0, fps: float = 30.0, size: Tuple[int, int] = (1280, 720),
                  seed: int = 0, participant: str = "SYN01", mask_rate: float = 0.4,
-                 speed: Optional[float] = 1.0, on_event: Optional[EventSink] = None) -> DeviceSet:
-    """Create (not open) the devices named by the specs; raises ConfigError for unknown names."""
+                 speed: Optional[float] = 1.0, on_event: Optional[EventSink] = None,
+                 gaze_capacity_s: float = 180.0) -> DeviceSet:
+    """Create (not open) the devices named by the specs; raises ConfigError for unknown names.
+
+    ``gaze_capacity_s`` sizes the gaze ring: long enough for a whole-trial window over a clip.
+    """
     tracker, camera, mic = str(tracker).strip(), str(camera).strip(), str(mic).strip()
     t_kind = tracker.split(":", 1)[0].lower()
     if t_kind not in ("synthetic", "replay", "tobii", "none"):
@@ -126,14 +130,16 @@ def make_devices(*, tracker: str = "synthetic", camera: str = "synthetic", mic: 
     if t_kind == "synthetic":
         from .synthetic import SyntheticTracker
 
-        ds.tracker = SyntheticTracker(ds.phantom, rate_hz=rate, clock=clock, on_event=on_event)
+        ds.tracker = SyntheticTracker(ds.phantom, rate_hz=rate, clock=clock, on_event=on_event,
+                                      capacity_s=gaze_capacity_s)
     elif t_kind == "replay":
-        ds.tracker = replay_src.tracker(on_event=on_event)
+        ds.tracker = replay_src.tracker(on_event=on_event, capacity_s=gaze_capacity_s)
     elif t_kind == "tobii":
         from .tobii import TobiiTracker
 
         address = tracker.split(":", 1)[1] if ":" in tracker else None
-        ds.tracker = TobiiTracker(address=address, frequency=rate, clock=clock, on_event=on_event)
+        ds.tracker = TobiiTracker(address=address, frequency=rate, clock=clock, on_event=on_event,
+                                  capacity_s=gaze_capacity_s)
 
     # camera
     w, h = size

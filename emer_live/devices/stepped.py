@@ -36,7 +36,7 @@ class SteppedSynthetic:
     """
 
     def __init__(self, phantom, *, rate_hz: float = 120, camera=(640, 360, 15.0), t0_us: int = 1_000_000,
-                 gaze_capacity_s: float = 30.0, camera_capacity_s: float = 2.0) -> None:
+                 gaze_capacity_s: float = 180.0, camera_capacity_s: float = 2.0) -> None:
         if rate_hz not in TRACKER_RATES_HZ:
             raise ConfigError(f"synthetic tracker rate {rate_hz!r} Hz is not offered; use one of {TRACKER_RATES_HZ}")
         self.phantom = phantom

@@ -306,7 +306,16 @@ class WindowBuilder:
             return [int(t0_us + (i + 0.5) * (t1_us - t0_us) / n) for i in range(n)]
         return self.grid_times(t0_us, t1_us)[:n]
 
-    def build(self, t_end_us: int, *, t_start_us: Optional[int] = None, trial: int = -1) -> Window:
+    def trial_sampler(self) -> Optional[FaceSampler]:
+        """A fresh sampler (own pipeline state) for one whole-trial window: live code fills it
+        while the clip plays (:meth:`FaceSampler.crop_at` at :meth:`face_sample_times`), offline
+        code lets :meth:`build` make one - either way the same frames in the same order."""
+        if not self.use_face:
+            return None
+        return FaceSampler(_fresh_pipeline(self.faces.pipeline))
+
+    def build(self, t_end_us: int, *, t_start_us: Optional[int] = None, trial: int = -1,
+              face_sampler: Optional[FaceSampler] = None) -> Window:
         """The window ``[t_start_us, t_end_us)``; ``t_start_us`` defaults to ``t_end - W``
         (pass a trial's onset for the whole-trial mode)."""
         t1 = int(t_end_us)
@@ -341,11 +350,11 @@ class WindowBuilder:
             whole = t_start_us is not None
             times = self.face_sample_times(t0, t1, whole_trial=whole)
             # a whole-trial window gets its own pipeline state so it does not depend on history
-            sampler = FaceSampler(_fresh_pipeline(self.faces.pipeline)) if whole else self.faces
+            sampler = face_sampler if face_sampler is not None else (self.trial_sampler() if whole else self.faces)
             lookback = self.face_lookback_us(t1 - t0)
             crops, found, n_frames = sampler.crops(self.source, times, lookback_us=lookback)
             face_mask[:len(found)] = found
-            if whole:
+            if sampler is not self.faces:
                 self.faces.read_s += sampler.read_s
             from .face import to_tensor_layout
 

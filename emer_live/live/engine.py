@@ -116,6 +116,7 @@ class LiveEngine:
         self.stats = EngineStats()
         self.latencies: Dict[str, List[float]] = {"assemble": [], "features": [], "model": [], "total": []}
         self._pending: Deque = deque()
+        self._trials: Dict[int, dict] = {}
         self._cv = threading.Condition()
         self._stop = threading.Event()
         self._threads: List[threading.Thread] = []
@@ -124,9 +125,9 @@ class LiveEngine:
         self.errors: List[str] = []
 
     # ------------------------------------------------------------------ synchronous path
-    def build(self, t_end_us: int, *, t_start_us: Optional[int] = None, trial: int = -1):
+    def build(self, t_end_us: int, *, t_start_us: Optional[int] = None, trial: int = -1, face_sampler=None):
         t0 = time.perf_counter()
-        w = self.builder.build(t_end_us, t_start_us=t_start_us, trial=trial)
+        w = self.builder.build(t_end_us, t_start_us=t_start_us, trial=trial, face_sampler=face_sampler)
         return w, {"assemble": w.timing_ms["assemble"], "features": w.timing_ms["features"], "_t0": t0}
 
     def score(self, items) -> List[Prediction]:
@@ -156,9 +157,49 @@ class LiveEngine:
         w, lat = self.build(t_end_us, t_start_us=t_start_us, trial=trial)
         return self.score([(w, lat, kind)])[0]
 
-    def predict_trial(self, onset_us: int, offset_us: int, trial: int) -> Prediction:
-        """The paper's whole-trial prediction (8 face frames, 32 eye steps over the clip)."""
-        return self.process(offset_us, t_start_us=onset_us, trial=trial, kind="trial")
+    def predict_trial(self, onset_us: int, offset_us: int, trial: int, *, face_sampler=None) -> Prediction:
+        """The paper's whole-trial prediction (8 face frames, 32 eye steps over the clip), now."""
+        w, lat = self.build(offset_us, t_start_us=onset_us, trial=trial, face_sampler=face_sampler)
+        return self.score([(w, lat, "trial")])[0]
+
+    def schedule_trial(self, trial: int, onset_us: int, offset_us: int) -> None:
+        """Announce a stimulus presentation (live): the scheduler takes the trial's 8 face frames
+        while the clip plays (the camera ring holds only seconds) and queues the whole-trial
+        prediction once ``offset_us`` has passed. If the clip ends early, call
+        :meth:`end_trial` with the real offset."""
+        times = self.builder.face_sample_times(onset_us, offset_us, whole_trial=True)
+        with self._cv:
+            self._trials[trial] = {"onset": int(onset_us), "offset": int(offset_us), "times": times,
+                                   "sampler": self.builder.trial_sampler(), "next": 0}
+            self._cv.notify()
+
+    def end_trial(self, trial: int, offset_us: int) -> None:
+        with self._cv:
+            t = self._trials.get(trial)
+            if t is not None and offset_us != t["offset"]:
+                # aborted or cut short: score what was presented, with frames re-spread over it
+                t["offset"] = int(offset_us)
+                t["times"] = self.builder.face_sample_times(t["onset"], t["offset"], whole_trial=True)
+                t["sampler"], t["next"] = self.builder.trial_sampler(), 0
+
+    def _service_trials(self, now: int) -> list:
+        """Prefetch due whole-trial face frames; build the whole-trial windows that are due."""
+        items = []
+        for trial, t in list(self._trials.items()):
+            sampler = t["sampler"]
+            while sampler is not None and t["next"] < len(t["times"]) and t["times"][t["next"]] + self.grace_us <= now:
+                sampler.crop_at(self.builder.source, int(t["times"][t["next"]]),
+                                lookback_us=self.builder.face_lookback_us(t["offset"] - t["onset"]))
+                t["next"] += 1
+            if t["offset"] + self.grace_us <= now:
+                del self._trials[trial]
+                try:
+                    w, lat = self.build(t["offset"], t_start_us=t["onset"], trial=trial, face_sampler=sampler)
+                except Exception as exc:
+                    self.errors.append(f"trial {trial}: {exc}")
+                    continue
+                items.append((w, lat, "trial"))
+        return items
 
     def _publish(self, p: Prediction) -> None:
         self.stats.made += 1
@@ -178,17 +219,8 @@ class LiveEngine:
             cb(p)
 
     # ------------------------------------------------------------------ threaded live path
-    def next_window_end(self, after_us: int) -> int:
-        """First window end strictly after ``after_us`` on this engine's grid."""
-        first = self.t_origin_us + self.spec.window_us
-        if after_us < first:
-            return first
-        k = (after_us - first) // self.spec.hop_us + 1
-        return first + k * self.spec.hop_us
-
     def start(self) -> None:
-        if self.t_origin_us is None:
-            self.t_origin_us = self.clock.now_us()
+        self._init_schedule()
         self._stop.clear()
         self._threads = [threading.Thread(target=self._scheduler, name="live-scheduler", daemon=True),
                          threading.Thread(target=self._worker, name="live-model", daemon=True)]
@@ -203,48 +235,89 @@ class LiveEngine:
             t.join(timeout)
         self._threads = []
 
-    def _scheduler(self) -> None:
+    # The scheduler's work, one step at a time: the live thread calls step() when it wakes;
+    # as-fast-as-possible drivers (replays, virtual-clock sessions) call it after moving time on.
+    def _init_schedule(self) -> None:
         b = self.builder
-        hop, grace = self.spec.hop_us, self.grace_us
-        t_end = self.t_origin_us + self.spec.window_us
+        if self.t_origin_us is None:
+            self.t_origin_us = self.clock.now_us()
+        self._t_end = self.t_origin_us + self.spec.window_us
         use_face = b.use_face and b.grid_origin_us is not None
+        self._next_face = b.grid_origin_us + b.face_step_us // 2 if use_face else None
+
+    def next_due_us(self) -> int:
+        """Session time at which :meth:`step` has work next (window end, face frame, trial)."""
+        due = self._t_end if self._next_face is None else min(self._t_end, self._next_face)
+        for t in self._trials.values():
+            if t["next"] < len(t["times"]):
+                due = min(due, t["times"][t["next"]])
+            due = min(due, t["offset"])
+        return due + self.grace_us
+
+    def step(self, now: Optional[int] = None, *, sync: bool = False) -> List[Prediction]:
+        """Do everything due at ``now``: face frames of passed grid times, whole-trial frames and
+        windows, and the next sliding window if its end (+ grace) has passed. With ``sync`` the
+        windows are scored here and returned; otherwise they go to the model worker's queue."""
+        if not hasattr(self, "_t_end"):
+            self._init_schedule()
+        b, hop, grace = self.builder, self.spec.hop_us, self.grace_us
+        now = self.clock.now_us() if now is None else now
+        out: List[Prediction] = []
+        if not sync and now - self._t_end > hop + grace:
+            # far behind (a stall): skip to the newest window instead of piling up
+            skipped = (now - grace - self._t_end) // hop
+            self.stats.late_windows += int(skipped)
+            self.stats.dropped += int(skipped)
+            self._t_end += int(skipped) * hop
+        # face crops of grid times that have passed, while their frames are in the ring
         step = b.face_step_us
-        next_face = b.grid_origin_us + step // 2 if use_face else None
+        while self._next_face is not None and self._next_face + grace <= now:
+            if self._next_face >= self._t_end - self.spec.window_us - step:
+                try:
+                    b.prefetch_face(self._next_face)
+                except Exception as exc:
+                    self.errors.append(f"face {self._next_face}: {exc}")
+            self._next_face += step
+        if self._trials:
+            for item in self._service_trials(now):
+                out += self._dispatch(item, sync)
+        while self._t_end + grace <= now:
+            try:
+                item = self.build(self._t_end)
+            except Exception as exc:  # keep running; the error is counted and shown
+                self.errors.append(f"window {self._t_end}: {exc}")
+                item = None
+            self._t_end += hop
+            if item is not None:
+                out += self._dispatch((item[0], item[1], "window"), sync)
+            if not sync:
+                break
+        return out
+
+    def _dispatch(self, item, sync: bool) -> List[Prediction]:
+        if sync:
+            return self.score([item])
+        with self._cv:
+            self._pending.append(item)
+            while len(self._pending) > self.max_pending and not self.on_gpu:
+                # drop the oldest sliding window (trial predictions are kept)
+                idx = next((i for i, it in enumerate(self._pending) if it[2] == "window"), None)
+                if idx is None:
+                    break
+                del self._pending[idx]
+                self.stats.dropped += 1
+            self._cv.notify()
+        return []
+
+    def _scheduler(self) -> None:
         while not self._stop.is_set():
-            wake = t_end + grace if next_face is None else min(t_end, next_face) + grace
+            wake = self.next_due_us()
+            if self._trials:
+                wake = min(wake, self.clock.now_us() + 20_000)
             _sleep_until(self.clock, wake, self._stop)
             if self._stop.is_set():
                 return
-            now = self.clock.now_us()
-            if now - t_end > hop + grace:
-                # far behind (a stall): skip to the newest window instead of piling up
-                skipped = (now - grace - t_end) // hop
-                self.stats.late_windows += int(skipped)
-                self.stats.dropped += int(skipped)
-                t_end += int(skipped) * hop
-            # face crops of grid times that have passed, while their frames are in the ring
-            while next_face is not None and next_face + grace <= now and not self._stop.is_set():
-                if next_face >= t_end - self.spec.window_us - step:
-                    try:
-                        b.prefetch_face(next_face)
-                    except Exception as exc:
-                        self.errors.append(f"face {next_face}: {exc}")
-                next_face += step
-            if t_end + grace > now:
-                continue
-            try:
-                item = self.build(t_end)
-            except Exception as exc:  # keep running; the error is counted and shown
-                self.errors.append(f"window {t_end}: {exc}")
-                t_end += hop
-                continue
-            with self._cv:
-                self._pending.append((item[0], item[1], "window"))
-                while len(self._pending) > self.max_pending and not self.on_gpu:
-                    self._pending.popleft()
-                    self.stats.dropped += 1
-                self._cv.notify()
-            t_end += hop
+            self.step()
 
     def _worker(self) -> None:
         while True:

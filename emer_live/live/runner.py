@@ -20,8 +20,6 @@ from .prediction import Prediction, PredictionLog
 
 __all__ = ["LiveRun"]
 
-GAZE_RING_S = 180.0      # long enough for a whole-trial window over a 2-minute clip
-
 
 class LiveRun:
     def __init__(self, *, args, model, speed: Optional[float], out_path: Optional[Path]) -> None:
@@ -61,8 +59,6 @@ class LiveRun:
         self.ds = make_devices(tracker=a.tracker, camera=a.camera, mic="none", rate=a.rate, fps=a.fps,
                                size=parse_size(a.size), seed=a.seed, participant=participant, speed=self.speed,
                                on_event=on_event)
-        if self.ds.tracker is not None and hasattr(self.ds.tracker, "capacity_s"):
-            self.ds.tracker.capacity_s = max(getattr(self.ds.tracker, "capacity_s", 0), GAZE_RING_S)
         self.ds.open_all()
         if a.record:
             try:
@@ -144,8 +140,9 @@ class LiveRun:
         self.engine.stop()
 
     def _run_fast(self) -> None:
-        """Replay as fast as possible, stepping time through face grid points and window ends in
-        order - the same sequence of work the live scheduler does."""
+        """Replay as fast as possible: move replay time to each moment the engine has work
+        (face grid frame, window end) and let it do that work synchronously - the same sequence
+        of work the live scheduler does, so the predictions are the same."""
         ds, src = self.ds, self.ds.replay
         live_meta = src.reader.meta.get("live") or {}
         origin = int(live_meta.get("t_origin_us", src.t_start_us))
@@ -153,27 +150,15 @@ class LiveRun:
             self.rec.start(thread=False)
         eng = self._engine(origin)
         self.engine = eng
-        b = eng.builder
-        grace = eng.grace_us
+        eng._init_schedule()
         t_stop = src.t_end_us if self.args.duration is None else min(src.t_end_us, origin + int(self.args.duration * 1e6))
-        ends = window_ends(origin, t_stop, self.spec)
-        step = b.face_step_us
-        next_face = origin + step // 2 if b.use_face else None
-        for t_end in ends:
-            if self.stop_event.is_set():
-                break
-            while next_face is not None and next_face <= t_end:
-                if next_face < t_end - self.spec.window_us - step:
-                    next_face += step
-                    continue
-                src.advance_to(next_face + grace)
-                b.prefetch_face(next_face)
-                next_face += step
-            src.advance_to(t_end + grace)
+        while eng._t_end <= t_stop + 1 and not self.stop_event.is_set():
+            due = eng.next_due_us()
+            src.advance_to(due)
             if self.rec is not None:
                 self.rec.drain()
-            eng.process(t_end)
-            self._fast_span_s = (t_end - origin) / 1e6
+            if eng.step(due, sync=True):
+                self._fast_span_s = (eng._t_end - eng.spec.hop_us - origin) / 1e6
 
     def _teardown(self, status: str) -> None:
         if self.ds is not None:

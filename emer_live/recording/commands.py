@@ -223,7 +223,12 @@ def cmd_info(args) -> int:
     if s["trials"]:
         print(f"trials: {len(s['trials'])}")
         for t in s["trials"]:
-            print(f"  {t['trial']:>3} {t['stimulus_id']:<16} frames {t['frames']}")
+            extra = ""
+            if "sam_er7" in t:
+                extra += f"  SAM {t['sam_er7']:<9}"
+            if "predicted_er7" in t:
+                extra += f"  model ER {t['predicted_er7']:<9} FER {t['predicted_fer7']}"
+            print(f"  {t['trial']:>3} {t['stimulus_id']:<16} {t.get('status') or '':<9} frames {t['frames']:>5}{extra}")
     return 0
 
 

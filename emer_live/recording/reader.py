@@ -321,12 +321,26 @@ class SessionReader:
             st["rate_hz"] = round(n_samples / st["duration_s"], 1) if st["duration_s"] else None
             streams["audio"] = st
         trials = []
+        sam = self.sam()
+        preds = self.predictions()
+        status = {t["trial"]: t.get("status") for t in self.meta.get("trials", [])}
         for s in self.segments():
             if s.kind != "trial":
                 continue
             fi = self.frame_index(s)
-            trials.append({"trial": s.trial, "stimulus_id": s.stimulus_id, "segment": s.relpath,
-                           "t_start_us": s.t_start_us, "frames": int(len(fi))})
+            row = {"trial": s.trial, "stimulus_id": s.stimulus_id, "segment": s.relpath,
+                   "t_start_us": s.t_start_us, "frames": int(len(fi)), "status": status.get(s.trial)}
+            # what the participant reported beside what the model said about the whole clip
+            if sam is not None:
+                m = sam[sam["trial"] == s.trial]
+                if len(m):
+                    row["sam_er7"] = str(m["er7"].iloc[0])
+            if preds is not None and "kind" in preds:
+                m = preds[(preds["kind"] == "trial") & (preds["trial"] == s.trial)]
+                if len(m):
+                    row["predicted_er7"] = str(m["er_top"].iloc[-1])
+                    row["predicted_fer7"] = str(m["fer_top"].iloc[-1])
+            trials.append(row)
         return {"format": {"name": self.meta["format"], "version": self.format_version},
                 "path": str(self.path), "status": self.status, "participant": self.meta.get("participant"),
                 "streams": streams, "trials": trials}

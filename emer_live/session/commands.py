@@ -29,6 +29,13 @@ def register(sub) -> None:
     p.add_argument("--fps", type=float, default=30.0, help="camera fps (default 30)")
     p.add_argument("--size", default="1280x720", help="camera frame size (default 1280x720)")
     p.add_argument("--mask-rate", type=float, default=0.4, help="synthetic participant: share of masked trials")
+    p.add_argument("--checkpoint", default=None,
+                   help="run EMERT live during the session: sliding-window and per-trial predictions "
+                        "go to the session's predictions.tsv")
+    p.add_argument("--window", type=float, default=8.0, help="live window length in seconds (default 8)")
+    p.add_argument("--hop", type=float, default=1.0, help="live hop in seconds (default 1)")
+    p.add_argument("--fast", action="store_true",
+                   help="synthetic participant only: run on a virtual clock as fast as the CPU allows")
     p.add_argument("--out", default="recordings", help="recordings root (default recordings/)")
     p.set_defaults(func=cmd_session)
 
@@ -61,7 +68,8 @@ def cmd_session(args) -> int:
     cfg = HeadlessSessionConfig(participant=args.participant, out_root=args.out, tracker=args.tracker,
                                 camera=args.camera, mic=args.mic, stimuli=args.stimuli, n_trials=args.trials,
                                 time_scale=args.time_scale, seed=args.seed, rate=args.rate, fps=args.fps,
-                                size=parse_size(args.size), mask_rate=args.mask_rate)
+                                size=parse_size(args.size), mask_rate=args.mask_rate, checkpoint=args.checkpoint,
+                                window_s=args.window, hop_s=args.hop, fast=args.fast)
 
     def on_phase(phase, trial):
         if phase.value in ("fixation", "sam", "done", "aborted", "baseline"):

@@ -75,6 +75,9 @@ class HeadlessSessionConfig:
     participant_index: Optional[int] = None
     session_dir: Optional[str] = None      # exact folder instead of ROOT/<participant>/<id>
     fast: bool = False                     # synthetic only: run on a virtual clock, as fast as possible
+    checkpoint: Optional[str] = None       # run EMERT live (sliding windows + one prediction per trial)
+    window_s: float = 8.0
+    hop_s: float = 1.0
 
     def __post_init__(self) -> None:
         validate_participant_id(self.participant)
@@ -141,6 +144,11 @@ def run_headless_session(cfg: HeadlessSessionConfig, *, stop_event: Optional[thr
     stop_event = stop_event or threading.Event()
     rec.start()
     ds.start_all()
+    eng = None
+    if cfg.checkpoint:
+        eng = _attach_live(cfg, rec, ctrl, ds.tracker.stream if ds.tracker else None,
+                           ds.camera.stream if ds.camera else None, ds.clock, ds.clock.now_us())
+        eng.start()
     try:
         ctrl.start()
         while not ctrl.finished:
@@ -164,12 +172,44 @@ def run_headless_session(cfg: HeadlessSessionConfig, *, stop_event: Optional[thr
         status = "error"
         raise
     finally:
+        if eng is not None:
+            eng.stop()
+            eng.log.close()
         ds.stop_all()
         ctrl.close()
         if ds.phantom is not None:
             ds.phantom.close_truth()
         rec.stop(status=status)
     return out
+
+
+def _attach_live(cfg: HeadlessSessionConfig, rec, ctrl, gaze_stream, camera_stream, clock, origin: int):
+    """Start a live engine beside the session; the controller tells it when clips play."""
+    from ..features.windows import StreamSource, WindowBuilder, WindowSpec
+    from ..live.engine import LiveEngine
+    from ..live.prediction import PredictionLog
+    from ..model import load_checkpoint
+    from .controller import Phase
+
+    model = load_checkpoint(cfg.checkpoint)
+    spec = WindowSpec(window_s=cfg.window_s, hop_s=cfg.hop_s)
+    source = StreamSource(gaze_stream, camera_stream, jpeg_quality=rec.jpeg_quality)
+    builder = WindowBuilder(source, spec=spec, use_face=camera_stream is not None, grid_origin_us=origin)
+    eng = LiveEngine(builder=builder, model=model, clock=clock, t_origin_us=origin,
+                     log=PredictionLog(rec.path / "predictions.tsv"))
+    rec.update_meta(live={"window_s": spec.window_s, "hop_s": spec.hop_s, "t_origin_us": origin,
+                          "checkpoint": model.id, "checkpoint_path": str(model.path)})
+
+    def on_phase(phase, trial):
+        tr = ctrl.trial
+        if phase is Phase.STIMULUS and tr is not None:
+            eng.schedule_trial(tr.spec.trial, tr.t_onset_us, ctrl._phase_end)
+        elif phase in (Phase.SAM, Phase.ABORTED, Phase.PAUSED) and tr is not None and tr.t_onset_us is not None:
+            end = tr.t_offset_us if tr.t_offset_us is not None else clock.now_us()
+            eng.end_trial(tr.spec.trial, end)
+
+    ctrl.listeners.append(on_phase)
+    return eng
 
 
 def _session_meta(cfg: HeadlessSessionConfig, lib, plan, out: Path, *, synthetic: bool) -> dict:
@@ -200,6 +240,9 @@ def _run_fast(cfg: HeadlessSessionConfig, lib, plan, trials, out: Path, *, stop_
         ctrl.listeners.append(on_phase)
     rec.start(thread=False)
     sim.advance_to(sim.t0_us)
+    eng = None
+    if cfg.checkpoint:
+        eng = _attach_live(cfg, rec, ctrl, sim.gaze, sim.camera, sim.clock, sim.t0_us)
     status = "complete"
     step = 20_000
     try:
@@ -211,12 +254,19 @@ def _run_fast(cfg: HeadlessSessionConfig, lib, plan, trials, out: Path, *, stop_
                 break
             sim.advance_to(sim.clock.now_us() + step)
             ctrl.tick()
+            if eng is not None:
+                eng.step(sim.clock.now_us(), sync=True)
             n += 1
             if n % 10 == 0:
                 rec.drain()
+        if eng is not None:   # the last trial's prediction is due a grace period after its end
+            sim.advance_to(sim.clock.now_us() + eng.grace_us + step)
+            eng.step(sim.clock.now_us(), sync=True)
         if ctrl.phase.value == "aborted":
             status = "aborted"
     finally:
+        if eng is not None:
+            eng.log.close()
         ctrl.close()
         phantom.close_truth()
         rec.stop(status=status)
