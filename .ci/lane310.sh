@@ -78,19 +78,21 @@ if "$VPY" -c "import torch" >/dev/null 2>&1; then
 fi
 "$VPY" -c "import tobii_research as t; print('lane310: tobii_research', t.__version__)"
 
-# Import every module that must work without torch (DESIGN: only emer_live.model / emer_live.live may
-# need it). A module there that fails *because torch is missing* is listed, not failed.
+# Import every module that must work without torch. Only the packages in TORCH_PACKAGES may need it
+# (DESIGN: the model and the live engine; training is torch by nature); a module there that fails
+# *because torch is missing* is listed, not failed. Anything else failing to import fails the lane.
+export TORCH_PACKAGES="${TORCH_PACKAGES:-emer_live.model emer_live.live emer_live.training}"
 QT_QPA_PLATFORM=offscreen "$VPY" - <<'EOF'
-import importlib, pkgutil, sys, traceback
+import importlib, os, pkgutil, sys
 import emer_live
-TORCH_OK = ("emer_live.model", "emer_live.live")
+TORCH_OK = tuple(p + s for p in os.environ["TORCH_PACKAGES"].split() for s in ("", "."))
 names = ["emer_live"] + [m.name for m in pkgutil.walk_packages(emer_live.__path__, "emer_live.")]
 bad, needs_torch = [], []
 for name in names:
     try:
         importlib.import_module(name)
     except ModuleNotFoundError as exc:
-        if exc.name == "torch" and name.startswith(TORCH_OK):
+        if exc.name == "torch" and (name + ".").startswith(TORCH_OK):
             needs_torch.append(name)
         else:
             bad.append((name, exc))

@@ -64,6 +64,12 @@ def gaze_from_sdk_dicts(dicts, *, t_us=None) -> np.ndarray:
         out["device_time_stamp"][i] = d["device_time_stamp"]
         out["system_time_stamp"][i] = d["system_time_stamp"]
         for key, n in SDK_GAZE_KEYS.items():
+            if key not in d:   # e.g. SDK 2.x has no trackbox origin: leave it NaN
+                if n == 1:
+                    continue
+                for c in "xyz"[:n]:
+                    out[f"{key}_{c}"][i] = np.nan
+                continue
             v = d[key]
             if n == 1:
                 out[key][i] = v

@@ -1,0 +1,6 @@
+"""Test doubles for hardware SDKs (Tobii Pro SDK module surface, OpenCV ``VideoCapture``).
+
+Written from the public API surface (names, constants, dict keys, call semantics), not from the
+vendor's code. ``fake_tobii_research`` is checked against the real module on the Python 3.10 lane
+(``tests/test_tobii_sdk.py``) so it cannot silently drift from the SDK.
+"""
