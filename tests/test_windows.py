@@ -120,3 +120,33 @@ def test_bad_input_masks_not_crashes(tmp_path, capsys):
     # the whole-trial mode needs trials: a plain recording has none
     rc = main(["windows", str(tmp_path / "noface"), "--per-trial", "--out", str(tmp_path / "t.npz")])
     assert rc != 0 and "no presented trials" in capsys.readouterr().err
+
+
+class _SlowModel(_CaptureModel):
+    def predict(self, face, eye, fixation, *, modality_mask=None):
+        import time
+        time.sleep(0.6)          # slower than the 0.25 s hop
+        return super().predict(face, eye, fixation, modality_mask=modality_mask)
+
+
+def test_engine_drops_oldest_when_model_falls_behind():
+    from emer_live.devices.factory import make_devices
+    from emer_live.features.windows import StreamSource
+    from emer_live.live.engine import LiveEngine
+    import time
+
+    ds = make_devices(tracker="synthetic", camera="none", rate=60)
+    ds.open_all()
+    ds.start_all()
+    origin = ds.clock.now_us()
+    b = WindowBuilder(StreamSource(ds.tracker.stream, None), spec=WindowSpec(window_s=1.0, hop_s=0.25),
+                      use_face=False, grid_origin_us=origin)
+    eng = LiveEngine(builder=b, model=_SlowModel(), clock=ds.clock, t_origin_us=origin, max_pending=2)
+    eng.start()
+    time.sleep(5.0)
+    eng.stop()
+    ds.stop_all()
+    s = eng.stats
+    assert s.dropped > 0, "a CPU engine that falls behind must drop (and count) old windows"
+    assert len(eng._pending) <= 2                     # never an unbounded queue
+    assert s.made + s.dropped + len(eng._pending) >= 14   # every window accounted for
