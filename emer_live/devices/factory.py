@@ -15,7 +15,7 @@ from ..clock import SessionClock, system_clock
 from ..errors import ConfigError
 from .base import Device, EventSink
 
-__all__ = ["DeviceSet", "make_devices", "parse_size"]
+__all__ = ["DeviceSet", "EventRelay", "make_devices", "parse_size"]
 
 TRACKER_HELP = "synthetic, replay:DIR or tobii[:ADDRESS]"
 CAMERA_HELP = "synthetic, replay[:DIR], none, a camera index or a video file"
@@ -32,6 +32,18 @@ def parse_size(text: str) -> Tuple[int, int]:
     return w, h
 
 
+class EventRelay:
+    """Forwards device events to every listener added later (e.g. a recorder that is created
+    only after the devices opened)."""
+
+    def __init__(self) -> None:
+        self.targets: List[EventSink] = []
+
+    def __call__(self, t_us: int, kind: str, detail: dict) -> None:
+        for fn in list(self.targets):
+            fn(t_us, kind, detail)
+
+
 @dataclass
 class DeviceSet:
     clock: SessionClock
@@ -40,7 +52,7 @@ class DeviceSet:
     mic: Optional[Device] = None
     phantom: object = None          # the synthetic participant, when one is used
     replay: object = None           # the ReplaySource, when one is used
-    notes: List[str] = field(default_factory=list)
+    events: EventRelay = field(default_factory=EventRelay)   # what the devices report
 
     @property
     def all(self) -> List[Device]:
@@ -120,6 +132,9 @@ def make_devices(*, tracker: str = "synthetic", camera: str = "synthetic", mic: 
         raise ConfigError("--speed max: every device must be replay or none (live devices run in real time)")
 
     ds = DeviceSet(clock=clock, replay=replay_src)
+    if on_event is not None:
+        ds.events.targets.append(on_event)
+    on_event = ds.events
     needs_phantom = "synthetic" in (t_kind, c_kind, m_kind)
     if needs_phantom:
         from ..phantom.participant import Phantom

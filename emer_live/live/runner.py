@@ -14,7 +14,7 @@ from typing import Optional
 
 from ..devices.factory import make_devices, parse_size
 from ..features.windows import StreamSource, WindowBuilder, WindowSpec, window_ends
-from ..recording.writer import Recorder
+from ..recording.writer import Recorder, record_device_set
 from .engine import LiveEngine
 from .prediction import Prediction, PredictionLog
 
@@ -47,33 +47,15 @@ class LiveRun:
     # ------------------------------------------------------------------ set-up
     def _setup(self) -> None:
         a = self.args
-        holder = {}
-
-        def on_event(t_us, kind, detail):
-            if holder.get("rec") is not None:
-                holder["rec"].log_event(kind, t_us=t_us, **detail)
-
         from ..session.ids import validate_participant_id
 
         participant = validate_participant_id(a.participant)
         self.ds = make_devices(tracker=a.tracker, camera=a.camera, mic="none", rate=a.rate, fps=a.fps,
-                               size=parse_size(a.size), seed=a.seed, participant=participant, speed=self.speed,
-                               on_event=on_event)
+                               size=parse_size(a.size), seed=a.seed, participant=participant, speed=self.speed)
         self.ds.open_all()
         if a.record:
-            try:
-                self.rec = Recorder(a.record, clock=self.ds.clock,
-                                    meta={"participant": participant, "session_id": Path(a.record).name,
-                                          "kind": "live", "seed": a.seed, "synthetic": self.ds.phantom is not None})
-            except BaseException:
-                self.ds.stop_all()
-                raise
-            holder["rec"] = self.rec
-            for kind, dev in (("gaze", self.ds.tracker), ("camera", self.ds.camera)):
-                if dev is not None:
-                    self.rec.attach(kind, dev.stream, device_info=dev.info())
-            if self.ds.phantom is not None:
-                self.ds.phantom.attach_truth_file(Path(a.record) / "truth.tsv")
+            self.rec = record_device_set(self.ds, Path(a.record), meta={
+                "participant": participant, "session_id": Path(a.record).name, "kind": "live", "seed": a.seed})
         if self.out_path is not None:
             self._jsonl = open(self.out_path, "x", encoding="utf-8")
 

@@ -93,7 +93,7 @@ def _validate_participant(pid: str) -> str:
 
 def cmd_record(args) -> int:
     from ..devices.factory import make_devices, parse_size
-    from ..recording.writer import Recorder
+    from ..recording.writer import record_device_set
 
     size = parse_size(args.size)
     speed = parse_speed(args.speed)
@@ -104,29 +104,11 @@ def cmd_record(args) -> int:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise SessionExistsError(f"{out} already exists and is not empty; refusing to overwrite - choose a new --out folder")
 
-    holder = {}
-
-    def on_event(t_us, kind, detail):
-        rec = holder.get("rec")
-        if rec is not None:
-            rec.log_event(kind, t_us=t_us, **detail)
-
     ds = make_devices(tracker=args.tracker, camera=args.camera, mic=args.mic, rate=args.rate, fps=args.fps,
-                      size=size, seed=args.seed, participant=participant, speed=speed, on_event=on_event)
+                      size=size, seed=args.seed, participant=participant, speed=speed)
     ds.open_all()   # raises DeviceUnavailable before anything is written
-    try:
-        rec = Recorder(out, clock=ds.clock, meta={"participant": participant, "session_id": out.name,
-                                                  "kind": "recording", "seed": args.seed,
-                                                  "synthetic": ds.phantom is not None})
-    except BaseException:
-        ds.stop_all()
-        raise
-    holder["rec"] = rec
-    for kind, dev in (("gaze", ds.tracker), ("camera", ds.camera), ("audio", ds.mic)):
-        if dev is not None:
-            rec.attach(kind, dev.stream, device_info=dev.info())
-    if ds.phantom is not None:
-        ds.phantom.attach_truth_file(out / "truth.tsv")
+    rec = record_device_set(ds, out, meta={"participant": participant, "session_id": out.name,
+                                           "kind": "recording", "seed": args.seed})
     return _run_recording(args, ds, rec, speed)
 
 

@@ -25,7 +25,7 @@ from ..errors import DiskFullError, SessionExistsError
 from ..streams import Stream, StreamCursor
 from . import format as fmt
 
-__all__ = ["Recorder", "SegmentSpec"]
+__all__ = ["Recorder", "SegmentSpec", "record_device_set"]
 
 
 @dataclass(frozen=True)
@@ -422,3 +422,21 @@ class Recorder:
             self._save_meta()
             self.stopped = True
         return self.meta
+
+
+def record_device_set(ds, path, *, meta: dict) -> Recorder:
+    """A :class:`Recorder` for an opened :class:`~emer_live.devices.factory.DeviceSet`: every
+    device's stream attached with its description, device events logged, and the phantom's
+    truth written beside a synthetic session. On failure the devices are stopped."""
+    try:
+        rec = Recorder(path, clock=ds.clock, meta={**meta, "synthetic": ds.phantom is not None})
+    except BaseException:
+        ds.stop_all()
+        raise
+    ds.events.targets.append(rec.event_sink)
+    for kind, dev in (("gaze", ds.tracker), ("camera", ds.camera), ("audio", ds.mic)):
+        if dev is not None:
+            rec.attach(kind, dev.stream, device_info=dev.info())
+    if ds.phantom is not None:
+        ds.phantom.attach_truth_file(Path(path) / "truth.tsv")
+    return rec

@@ -93,7 +93,7 @@ def run_headless_session(cfg: HeadlessSessionConfig, *, stop_event: Optional[thr
                          quiet: bool = True) -> Path:
     """Run one session to the end (or until ``stop_event``); returns the session folder."""
     from ..devices.factory import make_devices
-    from ..recording.writer import Recorder
+    from ..recording.writer import record_device_set
 
     lib = resolve_library(cfg.stimuli)
     plan = make_plan(lib, participant=cfg.participant, n_trials=cfg.n_trials, seed=cfg.seed,
@@ -106,32 +106,11 @@ def run_headless_session(cfg: HeadlessSessionConfig, *, stop_event: Optional[thr
         raise ConfigError(f"{out} already holds files; refusing to overwrite")
     if cfg.fast:
         return _run_fast(cfg, lib, plan, trials, out, stop_event=stop_event, on_phase=on_phase)
-    holder = {}
-
-    def on_event(t_us, kind, detail):
-        if holder.get("rec") is not None:
-            holder["rec"].log_event(kind, t_us=t_us, **detail)
-
     ds = make_devices(tracker=cfg.tracker, camera=cfg.camera, mic=cfg.mic, rate=cfg.rate, fps=cfg.fps,
-                      size=tuple(cfg.size), seed=cfg.seed, participant=cfg.participant, mask_rate=cfg.mask_rate,
-                      on_event=on_event)
+                      size=tuple(cfg.size), seed=cfg.seed, participant=cfg.participant, mask_rate=cfg.mask_rate)
     ds.open_all()
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        rec = Recorder(out, clock=ds.clock, meta={
-            "participant": cfg.participant, "session_id": out.name, "kind": "session", "headless": True,
-            "seed": cfg.seed, "synthetic": ds.phantom is not None,
-            "stimuli": {"library": str(lib.manifest_path), "placeholder": lib.placeholder, "title": lib.title},
-            "trial_plan": plan.to_dict(), "time_scale": cfg.time_scale})
-    except BaseException:
-        ds.stop_all()
-        raise
-    holder["rec"] = rec
-    for kind, dev in (("gaze", ds.tracker), ("camera", ds.camera), ("audio", ds.mic)):
-        if dev is not None:
-            rec.attach(kind, dev.stream, device_info=dev.info())
-    if ds.phantom is not None:
-        ds.phantom.attach_truth_file(out / "truth.tsv")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rec = record_device_set(ds, out, meta=_session_meta(cfg, lib, plan, out))
     sam_source = None
     if ds.phantom is not None:
         sam_source = lambda trial: SamAnswer(**ds.phantom.sam_answer(trial))  # noqa: E731
@@ -212,9 +191,9 @@ def _attach_live(cfg: HeadlessSessionConfig, rec, ctrl, gaze_stream, camera_stre
     return eng
 
 
-def _session_meta(cfg: HeadlessSessionConfig, lib, plan, out: Path, *, synthetic: bool) -> dict:
+def _session_meta(cfg: HeadlessSessionConfig, lib, plan, out: Path) -> dict:
     return {"participant": cfg.participant, "session_id": out.name, "kind": "session", "headless": True,
-            "seed": cfg.seed, "synthetic": synthetic, "fast": cfg.fast,
+            "seed": cfg.seed, "fast": cfg.fast,
             "stimuli": {"library": str(lib.manifest_path), "placeholder": lib.placeholder, "title": lib.title},
             "trial_plan": plan.to_dict(), "time_scale": cfg.time_scale}
 
@@ -229,7 +208,7 @@ def _run_fast(cfg: HeadlessSessionConfig, lib, plan, trials, out: Path, *, stop_
     cam = (cfg.size[0], cfg.size[1], cfg.fps) if cfg.camera == "synthetic" else None
     sim = SteppedSynthetic(phantom, rate_hz=cfg.rate, camera=cam)
     out.parent.mkdir(parents=True, exist_ok=True)
-    rec = Recorder(out, clock=sim.clock, meta=_session_meta(cfg, lib, plan, out, synthetic=True))
+    rec = Recorder(out, clock=sim.clock, meta={**_session_meta(cfg, lib, plan, out), "synthetic": True})
     rec.attach("gaze", sim.gaze, device_info=sim.tracker_info())
     if sim.camera is not None:
         rec.attach("camera", sim.camera, device_info=sim.camera_info())
