@@ -178,7 +178,8 @@ class Recorder:
     """
 
     def __init__(self, path, *, meta: Optional[dict] = None, clock: SessionClock,
-                 flush_interval_s: float = 0.25, fsync_interval_s: float = 5.0, jpeg_quality: int = 85) -> None:
+                 flush_interval_s: float = 0.25, fsync_interval_s: float = 5.0, jpeg_quality: int = 85,
+                 holdback_s: float = 0.3) -> None:
         self.path = Path(path)
         if self.path.exists():
             if not self.path.is_dir():
@@ -191,6 +192,13 @@ class Recorder:
             raise ValueError("flush_interval_s must be in (0, 1] (the format promises <= 1 s of loss)")
         self.clock = clock
         self.flush_interval_s = flush_interval_s
+        # Segmented streams (video, audio) are written only once they are this old: a segment
+        # boundary is announced with the time it took effect, a moment after that time, and a
+        # frame from that moment must still go to the new segment.
+        self.holdback_us = int(holdback_s * 1e6)
+        if flush_interval_s + holdback_s > 1.0:
+            raise ValueError("flush_interval_s + holdback_s must be <= 1 s (the format promises <= 1 s of loss)")
+        self._held: Dict[str, np.ndarray] = {}
         self.fsync_interval_s = fsync_interval_s
         self.jpeg_quality = int(jpeg_quality)
         self._streams: Dict[str, Stream] = {}
@@ -334,7 +342,7 @@ class Recorder:
                 self._fail(exc)
                 return
         try:
-            self.drain()
+            self.drain(final=True)
         except BaseException as exc:
             self._fail(exc)
 
@@ -348,9 +356,11 @@ class Recorder:
         except Exception:
             pass
 
-    def drain(self) -> int:
-        """Write everything pending in the attached streams, then flush. Returns records written."""
+    def drain(self, *, final: bool = False) -> int:
+        """Write what is pending in the attached streams (video/audio older than the hold-back;
+        everything when ``final``), then flush. Returns records written."""
         n = 0
+        watermark = None if final else self.clock.now_us() - self.holdback_us
         with self._lock:
             for kind, cur in self._cursors.items():
                 got = cur.read()
@@ -358,6 +368,15 @@ class Recorder:
                     self.overruns[kind] += got.lost
                     self.log_event("recorder_overrun", stream=kind, lost=int(got.lost))
                 recs = got.records
+                if kind in self._sinks:
+                    held = self._held.pop(kind, None)
+                    if held is not None and len(held):
+                        recs = np.concatenate([held, recs]) if len(recs) else held
+                    if watermark is not None and len(recs):
+                        cut = int(np.searchsorted(recs["t_us"], watermark, side="left"))
+                        if cut < len(recs):
+                            self._held[kind] = recs[cut:]
+                            recs = recs[:cut]
                 if len(recs) == 0:
                     continue
                 n += len(recs)
@@ -402,7 +421,7 @@ class Recorder:
         if self._thread is not None:
             self._thread.join()
         elif self.error is None:
-            self.drain()
+            self.drain(final=True)
         end = self.clock.now_us()
         with self._lock:
             if self.error is not None and status == "complete":

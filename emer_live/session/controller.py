@@ -274,6 +274,8 @@ class SessionController:
                 raise RuntimeError(f"no SAM is being asked (phase {self.phase.value})")
             tr = self.trial
             now = self.clock.now_us()
+            # the trial's footage ends now: announce the boundary before anything slow (fsync)
+            self.rec.begin_between(f"rest_{tr.spec.trial:02d}", t_us=now)
             self.sam.append(trial=tr.spec.trial, stimulus_id=tr.spec.stimulus_id, category=tr.spec.category,
                             answer=answer, answered_t_us=now)
             self._event("sam_answered", t_us=now, valence=answer.valence, arousal=answer.arousal,
@@ -281,7 +283,6 @@ class SessionController:
             self._event("trial_end", t_us=now)
             tr.status, tr.t_end_us = "complete", now
             self._save_trials()
-            self.rec.begin_between(f"rest_{tr.spec.trial:02d}", t_us=now)
             self.presenter.show_blank()
             last = self.current == len(self.trials) - 1
             if last:
