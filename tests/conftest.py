@@ -4,7 +4,29 @@ import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+import importlib.util  # noqa: E402
+
 import pytest  # noqa: E402
+
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+_not_collected = []
+
+
+def pytest_ignore_collect(collection_path, config):
+    """On a torch-less Python (the 3.10 SDK lane) whole torch modules are not collected - and
+    said so at the end - instead of being imported and skipped one by one."""
+    if HAS_TORCH or collection_path.suffix != ".py" or not collection_path.name.startswith("test_"):
+        return None
+    if "pytestmark = pytest.mark.torch" in collection_path.read_text(encoding="utf-8"):
+        _not_collected.append(collection_path.name)
+        return True
+    return None
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _not_collected:
+        terminalreporter.write_line(f"not collected - they need torch, which this Python lacks: "
+                                    f"{', '.join(sorted(_not_collected))}")
 
 
 @pytest.fixture(scope="session")
