@@ -81,12 +81,12 @@ class Prediction:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), allow_nan=False, default=float)
 
-    def compact(self) -> str:
-        """One line for a terminal."""
-        t = self.t_end_us / 1e6
+    def compact(self, t0_us: Optional[int] = None) -> str:
+        """One line for a terminal; time in seconds since ``t0_us`` (the run's start) if given."""
+        t = (self.t_end_us - (t0_us or 0)) / 1e6
         gap = "-" if self.gap is None else f"{self.gap['jsd']:.2f}{'!' if self.gap['disagree'] else ''}"
         used = "".join(c if self.modalities.get(m) else "." for c, m in (("F", "face"), ("E", "eye"), ("X", "fixation")))
-        return (f"t={t:10.2f}s {'trial ' + str(self.trial) if self.kind == 'trial' else 'win':>8} "
+        return (f"t={t:8.2f}s {'trial ' + str(self.trial) if self.kind == 'trial' else 'win':>8} "
                 f"ER {self.er_top:<9} {max(self.er7):.2f}  FER {str(self.fer_top):<9} "
                 f"{'' if self.fer7 is None else f'{max(self.fer7):.2f}'}  gap {gap:<5} [{used}] "
                 f"lat {self.latency_ms.get('total', float('nan')):.0f} ms")

@@ -42,7 +42,8 @@ class LiveRun:
                 self._jsonl.write(p.to_json() + "\n")
                 self._jsonl.flush()
             if not self.args.quiet:
-                print(p.compact(), flush=True)
+                origin = self.engine.t_origin_us if self.engine is not None else None
+                print(p.compact(t0_us=origin), flush=True)
 
     # ------------------------------------------------------------------ set-up
     def _setup(self) -> None:
@@ -112,9 +113,11 @@ class LiveRun:
         duration = self.args.duration
         if duration is None and ds.replay is not None:
             duration = ds.replay.duration_s
+        # run until the window ending at `duration` has been assembled (its end + grace)
+        end_at = None if duration is None else duration + self.engine.grace_us / 1e6 + 0.05
         while not self.stop_event.is_set():
             elapsed = (ds.clock.now_us() - origin) / 1e6
-            if duration is not None and elapsed >= duration:
+            if end_at is not None and elapsed >= end_at:
                 break
             if ds.replay is not None and ds.replay.finished:
                 break
