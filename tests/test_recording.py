@@ -170,3 +170,31 @@ def test_non_session_json_and_future_version(tmp_path):
     (d / "session.json").write_text('{"format": "emer_live.session", "format_version": 99}')
     with pytest.raises(SessionFormatError, match="version 99"):
         SessionReader(d)
+
+
+def test_disk_full_in_an_unthreaded_drain_is_reported(tmp_path, streams, monkeypatch):
+    """A write error while the caller drives the recorder (fast replays, virtual-clock sessions)
+    must end in status disk_full, not 'complete'."""
+    import errno
+
+    from emer_live.errors import DiskFullError
+
+    gaze, cam, mic = streams
+    clock = ReplayClock(0, speed=None)
+    rec = Recorder(tmp_path / "s", clock=clock)
+    rec.attach("gaze", gaze)
+    rec.start(thread=False)
+    fill(clock, gaze, cam, mic, 0, 500_000)
+    rec.drain()
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(rec._gaze, "write", full)
+    fill(clock, gaze, cam, mic, 500_000, 1_000_000)
+    with pytest.raises(DiskFullError, match="disk full"):
+        rec.drain()
+    meta = rec.stop(status="complete")
+    assert meta["status"] == "disk_full"
+    r = SessionReader(tmp_path / "s")
+    assert r.status == "disk_full" and len(r.gaze()) == 125   # what was written before is kept

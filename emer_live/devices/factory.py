@@ -116,6 +116,7 @@ def make_devices(*, tracker: str = "synthetic", camera: str = "synthetic", mic: 
         replay_paths.add(_replay_dir(camera, replay_default, "camera"))
     if m_kind == "replay":
         replay_paths.add(_replay_dir(mic, replay_default, "mic"))
+    replay_paths = {str(Path(p).resolve()) for p in replay_paths}
     if len(replay_paths) > 1:
         raise ConfigError(f"replay devices must come from one session, got {sorted(replay_paths)}")
     if replay_paths:

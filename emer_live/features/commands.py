@@ -39,7 +39,12 @@ def build_session_windows(session, *, window_s: float = 8.0, hop_s: float = 1.0,
     if use_face and not len(src.frame_times(-2**62, 2**62)):
         print(f"warning: {reader.path} has no video - face inputs are masked out")
         use_face = False
-    builder = WindowBuilder(src, spec=spec, use_face=use_face)
+    # The face sample grid (and the window grid) of a live run recorded with the session, so
+    # offline windows are the ones the live engine scored; else anchored at the first sample.
+    live = reader.meta.get("live") or {}
+    t_first, t_last = src.t_range
+    origin = int(live.get("t_origin_us", t_first))
+    builder = WindowBuilder(src, spec=spec, use_face=use_face, grid_origin_us=origin)
     intervals = reader.stimulus_intervals()
     jobs = []
     if per_trial:
@@ -49,8 +54,7 @@ def build_session_windows(session, *, window_s: float = 8.0, hop_s: float = 1.0,
                               "--per-trial needs a session recorded with `emer-live session`")
         jobs = [(iv["offset_us"], iv["onset_us"], iv["trial"]) for iv in done]
     else:
-        t_first, t_last = src.t_range
-        for t_end in window_ends(t_first, t_last, spec):
+        for t_end in window_ends(origin, t_last, spec):
             t0 = t_end - spec.window_us
             trial = next((iv["trial"] for iv in intervals if iv["offset_us"] is not None
                           and iv["onset_us"] <= t0 and t_end <= iv["offset_us"]), -1)

@@ -178,21 +178,36 @@ class LiveEngine:
             t = self._trials.get(trial)
             if t is not None and offset_us != t["offset"]:
                 # aborted or cut short: score what was presented, with frames re-spread over it
-                t["offset"] = int(offset_us)
-                t["times"] = self.builder.face_sample_times(t["onset"], t["offset"], whole_trial=True)
-                t["sampler"], t["next"] = self.builder.trial_sampler(), 0
+                # (a new record, so a scheduler step working on the old one cannot mix them)
+                self._trials[trial] = {
+                    "onset": t["onset"], "offset": int(offset_us), "next": 0,
+                    "times": self.builder.face_sample_times(t["onset"], int(offset_us), whole_trial=True),
+                    "sampler": self.builder.trial_sampler()}
+
+    def finish_trials(self) -> List[Prediction]:
+        """Score, now, every announced trial whose clip has ended (call after :meth:`stop`: an
+        aborted clip still gets its partial whole-trial prediction)."""
+        items = self._service_trials(self.clock.now_us() + self.grace_us)
+        return self.score(items) if items else []
 
     def _service_trials(self, now: int) -> list:
-        """Prefetch due whole-trial face frames; build the whole-trial windows that are due."""
+        """Prefetch due whole-trial face frames; build the whole-trial windows that are due.
+        Trial state is changed by the controller's thread (:meth:`end_trial`), so each trial is
+        taken out under the lock, worked on, and put back unless it was replaced meanwhile."""
         items = []
-        for trial, t in list(self._trials.items()):
+        with self._cv:
+            pending = list(self._trials.items())
+        for trial, t in pending:
             sampler = t["sampler"]
+            lookback = self.builder.face_lookback_us(t["offset"] - t["onset"])
             while sampler is not None and t["next"] < len(t["times"]) and t["times"][t["next"]] + self.grace_us <= now:
-                sampler.crop_at(self.builder.source, int(t["times"][t["next"]]),
-                                lookback_us=self.builder.face_lookback_us(t["offset"] - t["onset"]))
+                sampler.crop_at(self.builder.source, int(t["times"][t["next"]]), lookback_us=lookback)
                 t["next"] += 1
             if t["offset"] + self.grace_us <= now:
-                del self._trials[trial]
+                with self._cv:
+                    if self._trials.get(trial) is not t:
+                        continue          # re-announced while we worked: next step handles it
+                    del self._trials[trial]
                 try:
                     w, lat = self.build(t["offset"], t_start_us=t["onset"], trial=trial, face_sampler=sampler)
                 except Exception as exc:
@@ -248,7 +263,9 @@ class LiveEngine:
     def next_due_us(self) -> int:
         """Session time at which :meth:`step` has work next (window end, face frame, trial)."""
         due = self._t_end if self._next_face is None else min(self._t_end, self._next_face)
-        for t in self._trials.values():
+        with self._cv:
+            trials = list(self._trials.values())
+        for t in trials:
             if t["next"] < len(t["times"]):
                 due = min(due, t["times"][t["next"]])
             due = min(due, t["offset"])
@@ -278,7 +295,9 @@ class LiveEngine:
                 except Exception as exc:
                     self.errors.append(f"face {self._next_face}: {exc}")
             self._next_face += step
-        if self._trials:
+        with self._cv:
+            busy = bool(self._trials)
+        if busy:
             for item in self._service_trials(now):
                 out += self._dispatch(item, sync)
         while self._t_end + grace <= now:
@@ -312,12 +331,18 @@ class LiveEngine:
     def _scheduler(self) -> None:
         while not self._stop.is_set():
             wake = self.next_due_us()
-            if self._trials:
+            with self._cv:
+                busy = bool(self._trials)
+            if busy:
                 wake = min(wake, self.clock.now_us() + 20_000)
             _sleep_until(self.clock, wake, self._stop)
             if self._stop.is_set():
                 return
-            self.step()
+            try:
+                self.step()
+            except Exception as exc:   # never die silently: count it, keep scheduling
+                self.errors.append(f"scheduler: {type(exc).__name__}: {exc}")
+                self._stop.wait(0.1)
 
     def _worker(self) -> None:
         while True:

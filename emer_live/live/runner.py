@@ -48,6 +48,8 @@ class LiveRun:
     # ------------------------------------------------------------------ set-up
     def _setup(self) -> None:
         a = self.args
+        if self.out_path is not None:
+            self._jsonl = open(self.out_path, "x", encoding="utf-8")
         from ..session.ids import validate_participant_id
 
         participant = validate_participant_id(a.participant)
@@ -57,16 +59,19 @@ class LiveRun:
         if a.record:
             self.rec = record_device_set(self.ds, Path(a.record), meta={
                 "participant": participant, "session_id": Path(a.record).name, "kind": "live", "seed": a.seed})
-        if self.out_path is not None:
-            self._jsonl = open(self.out_path, "x", encoding="utf-8")
 
     def _engine(self, origin: int) -> LiveEngine:
         ds = self.ds
         rect = None
         if ds.replay is not None:
             rect = ds.replay.reader.meta.get("stimulus_rect")
+        # Frames being recorded pass through the recorder's JPEG so live crops equal offline ones;
+        # replayed frames were decoded from that JPEG already and must not be compressed again.
+        from ..devices.replay import ReplayCamera
+
+        recompress = self.rec is not None and not isinstance(ds.camera, ReplayCamera)
         source = StreamSource(ds.tracker.stream if ds.tracker else None, ds.camera.stream if ds.camera else None,
-                              jpeg_quality=self.rec.jpeg_quality if self.rec is not None else None,
+                              jpeg_quality=self.rec.jpeg_quality if recompress else None,
                               stimulus_rect=rect)
         builder = WindowBuilder(source, spec=self.spec, use_face=ds.camera is not None, grid_origin_us=origin)
         log = PredictionLog(self.rec.path / "predictions.tsv") if self.rec is not None else None
@@ -119,8 +124,9 @@ class LiveRun:
             elapsed = (ds.clock.now_us() - origin) / 1e6
             if end_at is not None and elapsed >= end_at:
                 break
-            if ds.replay is not None and ds.replay.finished:
-                break
+            if ds.replay is not None and ds.replay.finished and \
+                    self.engine._t_end > ds.replay.t_end_us + 1:
+                break   # the replay is over and its last window has been assembled
             self.stop_event.wait(0.05)
         self.engine.stop()
 

@@ -10,7 +10,7 @@ import threading
 import time
 from pathlib import Path
 
-from ..errors import ConfigError, SessionExistsError
+from ..errors import ConfigError, DiskFullError, SessionExistsError
 from ..devices.factory import CAMERA_HELP, MIC_HELP, TRACKER_HELP
 
 __all__ = ["register", "parse_speed", "StopFlag"]
@@ -127,7 +127,10 @@ def _run_recording(args, ds, rec, speed) -> int:
             while t < t_end and not stop.event.is_set():
                 t = min(t + step, t_end)
                 src.advance_to(t)
-                rec.drain()
+                try:
+                    rec.drain()
+                except (OSError, DiskFullError):
+                    break   # recorded in rec.error (e.g. disk full); stop cleanly below
                 _progress(args, ds, rec, (t - src.t_start_us) / 1e6, duration)
         else:
             rec.start()

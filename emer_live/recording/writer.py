@@ -206,7 +206,13 @@ class Recorder:
         self._sinks: Dict[str, _SegmentedSink] = {}
         self._segments: List[SegmentSpec] = []
         self._between_count = 0
-        self._lock = threading.RLock()          # guards files and segment list
+        # Separate locks so a controller or device thread logging an event or beginning a
+        # segment never waits for the writer encoding JPEGs: _lock guards data files (writer
+        # thread, stop), _meta_lock session.json and the segment list, _events_lock events.tsv.
+        # Order when nested: _lock -> _meta_lock.
+        self._lock = threading.RLock()
+        self._meta_lock = threading.RLock()
+        self._events_lock = threading.Lock()
         self._thread: Optional[threading.Thread] = None
         self._stop = threading.Event()
         self.error: Optional[BaseException] = None
@@ -264,14 +270,15 @@ class Recorder:
                 self._gaze = open(self.path / fmt.GAZE_TSV, "x", encoding="utf-8", newline="\n")
                 self._gaze.write(fmt.GAZE_HEADER)
                 self._gaze.flush()
-            self.meta["streams"][kind] = info
-            if device_info is not None:
-                self.meta["devices"][kind] = device_info
-            self._save_meta()
+            with self._meta_lock:
+                self.meta["streams"][kind] = info
+                if device_info is not None:
+                    self.meta["devices"][kind] = device_info
+                self._save_meta()
 
     def update_meta(self, **fields) -> None:
         """Merge fields into session.json (atomic rewrite; recorded data files are untouched)."""
-        with self._lock:
+        with self._meta_lock:
             self.meta.update(fields)
             self._save_meta()
 
@@ -283,7 +290,7 @@ class Recorder:
         """Append one row to events.tsv (written and flushed at once; thread-safe)."""
         t = self.clock.now_us() if t_us is None else int(t_us)
         text = json.dumps(detail, default=fmt._json_default, ensure_ascii=False) if detail else ""
-        with self._lock:
+        with self._events_lock:
             if self._events.closed:
                 return t
             self._events.write(fmt.tsv_line((t, kind, "" if trial is None else int(trial), text)))
@@ -304,14 +311,14 @@ class Recorder:
     def begin_between(self, label: str, *, t_us: Optional[int] = None) -> SegmentSpec:
         """From ``t_us`` on, footage goes to ``between/KK_<label>/`` (outside any trial)."""
         t = self.clock.now_us() if t_us is None else int(t_us)
-        with self._lock:
+        with self._meta_lock:
             k = self._between_count
             self._between_count += 1
         spec = SegmentSpec(t, f"{fmt.BETWEEN_DIR}/{k:02d}_{fmt.safe_name(label)}", "between", None, None, label)
         return self._add_segment(spec)
 
     def _add_segment(self, spec: SegmentSpec) -> SegmentSpec:
-        with self._lock:
+        with self._meta_lock:
             if self._segments and spec.t_start_us < self._segments[-1].t_start_us:
                 raise ValueError("segments must begin in time order")
             if any(s.relpath == spec.relpath for s in self._segments):
@@ -337,12 +344,12 @@ class Recorder:
     def _loop(self) -> None:
         while not self._stop.wait(self.flush_interval_s):
             try:
-                self.drain()
+                self._drain(False)
             except BaseException as exc:
                 self._fail(exc)
                 return
         try:
-            self.drain(final=True)
+            self._drain(True)
         except BaseException as exc:
             self._fail(exc)
 
@@ -358,7 +365,19 @@ class Recorder:
 
     def drain(self, *, final: bool = False) -> int:
         """Write what is pending in the attached streams (video/audio older than the hold-back;
-        everything when ``final``), then flush. Returns records written."""
+        everything when ``final``), then flush. Returns records written.
+
+        A write error (a full disk) is recorded in :attr:`error` - so :meth:`stop` reports it in
+        the session status - and raised (:class:`DiskFullError` for a full disk)."""
+        try:
+            return self._drain(final)
+        except BaseException as exc:
+            if self._thread is not None and threading.current_thread() is self._thread:
+                raise  # the writer thread's loop reports it
+            self._fail(exc)
+            raise (self.error if isinstance(self.error, DiskFullError) else exc) from None
+
+    def _drain(self, final: bool) -> int:
         n = 0
         watermark = None if final else self.clock.now_us() - self.holdback_us
         with self._lock:
@@ -421,23 +440,30 @@ class Recorder:
         if self._thread is not None:
             self._thread.join()
         elif self.error is None:
-            self.drain(final=True)
+            try:
+                self._drain(True)
+            except BaseException as exc:
+                self._fail(exc)
         end = self.clock.now_us()
-        with self._lock:
-            if self.error is not None and status == "complete":
+        with self._lock, self._meta_lock, self._events_lock:
+            if self.error is not None:
                 status = "disk_full" if isinstance(self.error, DiskFullError) else "error"
             for kind, s in self._streams.items():
                 info = self.meta["streams"].setdefault(kind, {})
                 info["counters"] = {**s.counters.as_dict(), "recorder_overruns": self.overruns.get(kind, 0)}
-            self.meta["written"] = dict(self.written)
+            self.meta["written"] = dict(self.written)   # records handed to the OS (flushed)
             self.meta["status"] = status
             self.meta["clock"] = {**self.meta["clock"], "end_t_us": end, "end_utc": utc_now_iso()}
-            self._events.write(fmt.tsv_line((end, "recording_stop", "", json.dumps({"status": status}))))
-            self._events.close()
+            closers = [lambda: self._events.write(
+                fmt.tsv_line((end, "recording_stop", "", json.dumps({"status": status})))), self._events.close]
             if self._gaze is not None:
-                self._gaze.close()
-            for s in self._sinks.values():
-                s.close()
+                closers.append(self._gaze.close)
+            closers += [s.close for s in self._sinks.values()]
+            for close in closers:
+                try:
+                    close()
+                except OSError:   # a full disk cannot take the last buffered bytes; keep closing
+                    pass
             self._save_meta()
             self.stopped = True
         return self.meta

@@ -371,6 +371,7 @@ class SessionController:
         path = folder / STIMULUS_FRAMES_TSV
         new = not path.exists()   # a restarted clip appends to the same log
         self._stim_log = open(path, "a", encoding="utf-8", newline="\n")
+        self._stim_flushed_us = -(10 ** 18)
         if new:
             self._stim_log.write("frame\tt_us\n")
 
@@ -379,8 +380,9 @@ class SessionController:
         tr.frames_presented += 1
         if self._stim_log is not None:
             self._stim_log.write(f"{frame_index}\t{t_us}\n")
-            if frame_index % 25 == 0:
+            if t_us - self._stim_flushed_us >= 500_000:   # the format promises <= 1 s unflushed
                 self._stim_log.flush()
+                self._stim_flushed_us = t_us
 
     def _close_stim_log(self) -> None:
         if self._stim_log is not None:

@@ -104,8 +104,13 @@ def run_headless_session(cfg: HeadlessSessionConfig, *, stop_event: Optional[thr
     out = Path(cfg.session_dir) if cfg.session_dir else new_session_dir(Path(cfg.out_root), cfg.participant)
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out} already holds files; refusing to overwrite")
+    model = None
+    if cfg.checkpoint:   # before any device or file: a bad checkpoint leaves nothing behind
+        from ..model import load_checkpoint
+
+        model = load_checkpoint(cfg.checkpoint)
     if cfg.fast:
-        return _run_fast(cfg, lib, plan, trials, out, stop_event=stop_event, on_phase=on_phase)
+        return _run_fast(cfg, lib, plan, trials, out, model, stop_event=stop_event, on_phase=on_phase)
     ds = make_devices(tracker=cfg.tracker, camera=cfg.camera, mic=cfg.mic, rate=cfg.rate, fps=cfg.fps,
                       size=tuple(cfg.size), seed=cfg.seed, participant=cfg.participant, mask_rate=cfg.mask_rate)
     ds.open_all()
@@ -124,11 +129,11 @@ def run_headless_session(cfg: HeadlessSessionConfig, *, stop_event: Optional[thr
     rec.start()
     ds.start_all()
     eng = None
-    if cfg.checkpoint:
-        eng = _attach_live(cfg, rec, ctrl, ds.tracker.stream if ds.tracker else None,
-                           ds.camera.stream if ds.camera else None, ds.clock, ds.clock.now_us())
-        eng.start()
     try:
+        if model is not None:
+            eng = _attach_live(cfg, model, rec, ctrl, ds.tracker.stream if ds.tracker else None,
+                               ds.camera.stream if ds.camera else None, ds.clock, ds.clock.now_us())
+            eng.start()
         ctrl.start()
         while not ctrl.finished:
             if stop_event.is_set():
@@ -152,7 +157,8 @@ def run_headless_session(cfg: HeadlessSessionConfig, *, stop_event: Optional[thr
         raise
     finally:
         if eng is not None:
-            eng.stop()
+            eng.stop(timeout=60.0)   # the worker scores what is still queued before the log closes
+            eng.finish_trials()      # e.g. the partial trial of an aborted session
             eng.log.close()
         ds.stop_all()
         ctrl.close()
@@ -162,15 +168,13 @@ def run_headless_session(cfg: HeadlessSessionConfig, *, stop_event: Optional[thr
     return out
 
 
-def _attach_live(cfg: HeadlessSessionConfig, rec, ctrl, gaze_stream, camera_stream, clock, origin: int):
-    """Start a live engine beside the session; the controller tells it when clips play."""
+def _attach_live(cfg: HeadlessSessionConfig, model, rec, ctrl, gaze_stream, camera_stream, clock, origin: int):
+    """A live engine beside the session; the controller tells it when clips play."""
     from ..features.windows import StreamSource, WindowBuilder, WindowSpec
     from ..live.engine import LiveEngine
     from ..live.prediction import PredictionLog
-    from ..model import load_checkpoint
     from .controller import Phase
 
-    model = load_checkpoint(cfg.checkpoint)
     spec = WindowSpec(window_s=cfg.window_s, hop_s=cfg.hop_s)
     source = StreamSource(gaze_stream, camera_stream, jpeg_quality=rec.jpeg_quality)
     builder = WindowBuilder(source, spec=spec, use_face=camera_stream is not None, grid_origin_us=origin)
@@ -198,7 +202,8 @@ def _session_meta(cfg: HeadlessSessionConfig, lib, plan, out: Path) -> dict:
             "trial_plan": plan.to_dict(), "time_scale": cfg.time_scale}
 
 
-def _run_fast(cfg: HeadlessSessionConfig, lib, plan, trials, out: Path, *, stop_event=None, on_phase=None) -> Path:
+def _run_fast(cfg: HeadlessSessionConfig, lib, plan, trials, out: Path, model, *, stop_event=None,
+              on_phase=None) -> Path:
     """The synthetic session on a virtual clock (see :mod:`emer_live.devices.stepped`)."""
     from ..devices.stepped import SteppedSynthetic
     from ..phantom.participant import Phantom
@@ -220,11 +225,11 @@ def _run_fast(cfg: HeadlessSessionConfig, lib, plan, trials, out: Path, *, stop_
     rec.start(thread=False)
     sim.advance_to(sim.t0_us)
     eng = None
-    if cfg.checkpoint:
-        eng = _attach_live(cfg, rec, ctrl, sim.gaze, sim.camera, sim.clock, sim.t0_us)
     status = "complete"
     step = 20_000
     try:
+        if model is not None:
+            eng = _attach_live(cfg, model, rec, ctrl, sim.gaze, sim.camera, sim.clock, sim.t0_us)
         ctrl.start()
         n = 0
         while not ctrl.finished:

@@ -1,0 +1,177 @@
+"""CLI: ``emer-live train`` and ``emer-live evaluate`` (torch is imported only when they run)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+__all__ = ["register"]
+
+_TASKS = ("er7", "er3", "va", "multi")
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "train", help="train EMERT on recorded sessions (or the EMER layout), split by participant",
+        description="Train EMERT with grouped K-fold cross-validation by participant (no participant in both train "
+                    "and test), cosine LR decay, early stopping on a validation group of the training participants, "
+                    "resumable state beside the checkpoint. Runs on CUDA with mixed precision when present, else CPU; "
+                    "under torchrun it uses DistributedDataParallel. See docs/training.md.")
+    p.add_argument("--data", nargs="+", required=True, metavar="ROOT",
+                   help="folders of recorded sessions (searched recursively) and/or EMER dataset roots")
+    p.add_argument("--task", choices=_TASKS, default="multi",
+                   help="er7, er3, va (ER valence/arousal) or multi (ER + FER heads: er7 er3 er_va fer7 fer3 fer_va "
+                        "fer_intensity; default)")
+    p.add_argument("--folds", type=int, default=5, help="K of grouped K-fold by participant (default 5; 1 = no test "
+                                                        "split, train on all)")
+    p.add_argument("--run-folds", type=int, default=None, metavar="N",
+                   help="train only the first N folds (default all)")
+    p.add_argument("--epochs", type=int, default=30, help="maximum epochs per fold (default 30)")
+    p.add_argument("--batch-size", type=int, default=16, help="batch size per process (default 16)")
+    p.add_argument("--lr", type=float, default=1e-4, help="peak learning rate, cosine-decayed (default 1e-4)")
+    p.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay (default 1e-4)")
+    p.add_argument("--alpha", type=float, default=0.3, help="weight of the adversarial loss (paper: 0.3)")
+    p.add_argument("--beta", type=float, default=0.1, help="weight of the task losses (paper: 0.1)")
+    p.add_argument("--grad-clip", type=float, default=1.0,
+                   help="clip the gradient norm to this (default 1.0; 0 = off)")
+    p.add_argument("--modalities", default="face,eye,fixation",
+                   help="modalities the model sees, for ablations (default face,eye,fixation)")
+    p.add_argument("--samples", choices=("trial", "sliding", "both"), default=None,
+                   help="whole-stimulus windows (trial; the paper's protocol, default), sliding windows inside "
+                        "stimuli, or both")
+    p.add_argument("--per-trial", action="store_true", help="same as --samples trial")
+    p.add_argument("--window", type=float, default=8.0, help="sliding-window length in s (default 8)")
+    p.add_argument("--hop", type=float, default=1.0, help="sliding-window hop in s (default 1)")
+    p.add_argument("--patience", type=int, default=8, help="early-stopping patience in epochs (default 8)")
+    p.add_argument("--val-fraction", type=float, default=0.15,
+                   help="share of training participants held out for validation (default 0.15, at least one)")
+    p.add_argument("--final", choices=("fold1", "all"), default="fold1",
+                   help="model saved to --out: the best model of fold 1 (default; evaluate scores it on its "
+                        "held-out participants) or one more model trained on all participants")
+    p.add_argument("--save-folds", action="store_true", help="also save every fold's model as <out>.fold<k>.pt")
+    p.add_argument("--face-train", choices=("all", "layer4", "none"), default="all",
+                   help="which part of the face ResNet-18 trains: all (default), layer4 (stem..layer3 frozen, their "
+                        "activations computed once - much faster on CPU) or none")
+    p.add_argument("--split", choices=("auto", "participant", "emer-set"), default="auto",
+                   help="folds from participants, or from the EMER emer_set.txt sets (auto: sets when every sample "
+                        "has one)")
+    p.add_argument("--emer-layout", default=None, metavar="JSON", help="layout/column map for EMER dataset roots")
+    p.add_argument("--seed", type=int, default=0, help="seed of splits, initialisation and shuffling (default 0)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps (default auto)")
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                   help="mixed precision (default: on with CUDA, off on CPU)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores, shared under torchrun)")
+    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (default 0)")
+    p.add_argument("--cache-dir", default=None,
+                   help="keep window caches here instead of SESSION/cache/ (for read-only data)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from <out stem>.train_state.pt")
+    p.add_argument("--quiet", action="store_true", help="only the per-epoch and summary lines")
+    p.add_argument("--out", required=True, metavar="CKPT", help="checkpoint to write (.pt; refused if it exists)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "evaluate", help="evaluate EMERT checkpoint(s): WAR, UAR, F1, MAE/RMSE, confusion matrices",
+        description="Score checkpoint(s) on recorded sessions (or an EMER root) over the whole test set: WAR, UAR and "
+                    "weighted F1 per class head, MAE/MSE/RMSE for regressions, confusion matrices (PNG with --out-dir). "
+                    "A checkpoint from `emer-live train` is scored on its held-out participants; several fold "
+                    "checkpoints give per-fold results and mean +- sd. --json prints the report documented in "
+                    "docs/training.md.")
+    p.add_argument("--checkpoint", nargs="+", required=True, metavar="CKPT", help="checkpoint(s), e.g. the folds")
+    p.add_argument("--data", nargs="+", required=True, metavar="ROOT", help="session folders and/or EMER roots")
+    p.add_argument("--split", choices=("auto", "test", "all"), default="auto",
+                   help="test: the checkpoint's held-out participants; all: every sample (unseen data); auto: test "
+                        "when the checkpoint records them (default)")
+    p.add_argument("--samples", choices=("trial", "sliding", "both"), default="trial",
+                   help="samples to score (default trial: whole-stimulus windows)")
+    p.add_argument("--window", type=float, default=8.0, help="sliding-window length in s (default 8)")
+    p.add_argument("--hop", type=float, default=1.0, help="sliding-window hop in s (default 1)")
+    p.add_argument("--modalities", default=None,
+                   help="modalities fed to the model (default: those it was trained with)")
+    p.add_argument("--emer-layout", default=None, metavar="JSON", help="layout/column map for EMER dataset roots")
+    p.add_argument("--cache-dir", default=None, help="window cache folder (default SESSION/cache/)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps (default auto)")
+    p.add_argument("--batch-size", type=int, default=32, help="batch size (default 32)")
+    p.add_argument("--json", action="store_true", help="print the full report as JSON on stdout")
+    p.add_argument("--out-dir", default=None, metavar="DIR",
+                   help="write evaluation.json and confusion_<head>_fold<k>.png here")
+    p.set_defaults(func=cmd_evaluate)
+
+
+def cmd_train(args) -> int:
+    from ..errors import ConfigError
+    from .dataset import parse_modalities
+
+    samples = args.samples or "trial"
+    if args.per_trial and args.samples not in (None, "trial"):
+        raise ConfigError("--per-trial contradicts --samples; give one of them")
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError("--threads must be >= 1")
+    from .train import TrainConfig, run_training
+
+    cfg = TrainConfig(
+        data=tuple(args.data), out=args.out, task=args.task, folds=args.folds, run_folds=args.run_folds,
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+        modalities=parse_modalities(args.modalities), samples=samples, window_s=args.window, hop_s=args.hop,
+        seed=args.seed, device=args.device, amp=args.amp, patience=args.patience, val_fraction=args.val_fraction,
+        final=args.final, save_folds=args.save_folds, face_train=args.face_train, alpha=args.alpha, beta=args.beta,
+        grad_clip=args.grad_clip,
+        split=args.split, num_threads=args.threads, cache_dir=args.cache_dir, emer_layout=args.emer_layout,
+        resume=args.resume, quiet=args.quiet, workers=args.workers,
+        command="emer-live train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else None,
+    )
+    run_training(cfg)
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    import torch
+
+    from ..errors import ConfigError
+    from ..model import select_device
+    from .dataset import SampleSpec, load_samples, parse_modalities
+    from .evaluate import evaluate_checkpoints, format_report, write_confusion_pngs
+
+    if args.batch_size < 1:
+        raise ConfigError("--batch-size must be >= 1")
+    for c in args.checkpoint:
+        if not Path(c).is_file():
+            raise ConfigError(f"--checkpoint {c}: no such file")
+    mods = parse_modalities(args.modalities) if args.modalities else None
+    out_dir = Path(args.out_dir) if args.out_dir else None
+    if out_dir is not None and (out_dir / "evaluation.json").exists():
+        raise ConfigError(f"--out-dir {out_dir} already holds an evaluation.json; choose a new folder")
+    if args.device == "auto" and not torch.cuda.is_available():
+        select_device("cpu")
+    if mods is not None:
+        face_needed = "face" in mods
+    else:  # the modalities the checkpoints were trained with decide whether face crops are needed
+        from ..model import load_checkpoint
+
+        face_needed = False
+        for c in args.checkpoint:
+            prov = load_checkpoint(c, device="cpu").provenance or {}
+            face_needed |= "face" in (prov.get("modalities") or ("face",))
+    spec = SampleSpec(kind=args.samples, window_s=args.window, hop_s=args.hop, use_face=None if face_needed else False)
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    samples = load_samples(args.data, spec, load_face=face_needed and spec.resolved_face(), cache_dir=args.cache_dir,
+                           emer_layout=args.emer_layout, progress=lambda m: log(f"  {m}"))
+    log(f"data: {samples.summary()}")
+    report = evaluate_checkpoints(args.checkpoint, samples, split=args.split, modalities=mods, device=args.device,
+                                  batch_size=args.batch_size, data=args.data, sample_spec=spec.to_dict(), log=log)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        pngs = write_confusion_pngs(report, out_dir)
+        report["confusion_png"] = [str(p) for p in pngs]
+        (out_dir / "evaluation.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+        log(f"wrote {out_dir / 'evaluation.json'} and {len(pngs)} confusion-matrix PNG(s)")
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(format_report(report))
+    return 0

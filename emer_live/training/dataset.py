@@ -1,0 +1,955 @@
+"""Training samples from recorded sessions: windows, labels, the window cache and participant splits.
+
+A **sample** is one model input window (face ``(8,3,112,112)``, eye ``(32,39)``, fixation
+``(32,2)`` with their masks) plus its labels and where it came from:
+
+* ``kind="trial"``: one window over a whole stimulus presentation (``per_trial=True`` in
+  :func:`emer_live.features.commands.build_session_windows`; the paper's protocol);
+* ``kind="window"``: a sliding window of ``window_s`` seconds every ``hop_s`` seconds that lies
+  entirely inside one stimulus presentation (windows that straddle trials are dropped).
+
+Labels (class index ``-1`` / ``NaN`` = no label; the loss masks them):
+
+* ER (``er7``, ``er3``, ``er_va`` = valence, arousal) from the session's ``sam.tsv``;
+* FER (``fer7``, ``fer3``, ``fer_va``, ``fer_intensity``), per trial, from the first source that
+  has the trial: the session's ``fer_annotations.tsv`` (format in :func:`read_fer_annotations`),
+  else the synthetic truth (``truth.tsv``: the displayed expression and its intensity x 3),
+  else none. ``fer_va`` comes from the annotation's ``fer_valence``/``fer_arousal`` columns when
+  given, else from the Russell & Mehrabian (1977) anchors of the ``fer7`` category (ratings of
+  emotion *words*, not faces - a coarse target so the live view's FER valence is defined).
+
+Built windows are cached per session in ``SESSION/cache/windows_<key>.npz`` (``key`` = hash of
+the window parameters, the eye/face configurations and the source code of the feature modules);
+a cache whose session files changed since it was written is rebuilt. Nothing else is ever
+written into a session folder.
+
+This module imports without torch; :func:`make_torch_dataset` and :func:`collate` import it
+when called.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..errors import ConfigError, SessionFormatError
+from ..session.labels import ER3_CLASSES, ER7_CLASSES, ER7_TO_ER3, VA_ANCHOR_ARRAY
+
+__all__ = [
+    "SAMPLE_KINDS", "MODALITIES", "SampleSpec", "Samples", "find_sessions", "load_samples",
+    "session_samples", "session_labels", "read_fer_annotations", "FER_ANNOTATIONS_TSV",
+    "participant_folds", "split_validation", "fit_norm_stats", "normalize_inputs",
+    "modality_mask", "head_targets", "make_torch_dataset", "collate", "face_available",
+    "CACHE_DIRNAME", "parse_modalities", "emotion_index",
+]
+
+SAMPLE_KINDS = ("trial", "sliding", "both")
+MODALITIES = ("face", "eye", "fixation")
+FER_ANNOTATIONS_TSV = "fer_annotations.tsv"
+CACHE_DIRNAME = "cache"
+_CACHE_VERSION = 2
+N_FACE, N_STEPS, N_EYE, FACE_SIZE = 8, 32, 39, 112
+_ER3_OF_7 = np.array([ER3_CLASSES.index(ER7_TO_ER3[c]) for c in ER7_CLASSES], np.int64)
+
+#: Source files whose contents decide what a cached window holds (their hash is in the key).
+_FEATURE_SOURCES = ("features/eye.py", "features/ivt.py", "features/fixation.py", "features/windows.py",
+                    "features/_eye_config.py", "features/face.py", "features/_face_align.py",
+                    "features/_face_cache.py", "features/commands.py")
+
+
+# --------------------------------------------------------------------------------------------
+# small helpers
+# --------------------------------------------------------------------------------------------
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def emotion_index(value: Any, *, what: str, where: str) -> int:
+    """Index in :data:`ER7_CLASSES` of a category name (any case) or an index 0..6; -1 if empty."""
+    if value is None:
+        return -1
+    if isinstance(value, (float, np.floating)) and not np.isfinite(value):
+        return -1
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        if 0 <= int(value) < len(ER7_CLASSES):
+            return int(value)
+        raise ConfigError(f"{where}: {what} index {value} is outside 0..6 ({', '.join(ER7_CLASSES)})")
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return emotion_index(int(value), what=what, where=where)
+    s = str(value).strip().lower()
+    if s in ("", "nan", "none", "na", "-"):
+        return -1
+    if s.isdigit():
+        return emotion_index(int(s), what=what, where=where)
+    if s in ER7_CLASSES:
+        return ER7_CLASSES.index(s)
+    raise ConfigError(f"{where}: unknown {what} {value!r}; use one of {', '.join(ER7_CLASSES)} or 0..6")
+
+
+def parse_modalities(text: Any) -> Tuple[str, ...]:
+    """``"face,eye,fixation"`` (any subset, any order) -> tuple in model order."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    items = [str(s).strip().lower() for s in items if str(s).strip()]
+    bad = [s for s in items if s not in MODALITIES]
+    if bad or not items:
+        raise ConfigError(f"--modalities {text!r}: give a comma-separated subset of {','.join(MODALITIES)}")
+    return tuple(m for m in MODALITIES if m in items)
+
+
+def face_available() -> bool:
+    """True when the face pipeline (``emer_live.features.face``) can be imported."""
+    try:
+        import emer_live.features.face  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------------------------
+# sample specification
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SampleSpec:
+    """Which windows become samples.
+
+    Parameters
+    ----------
+    kind : {'trial', 'sliding', 'both'}
+        Whole-stimulus windows (one per presented trial), sliding windows inside stimulus
+        presentations, or both.
+    window_s, hop_s : float
+        Sliding-window length and hop in seconds (unused for ``kind='trial'``).
+    use_face : bool or None
+        Build face crops; ``None`` = when the face pipeline is installed.
+    """
+
+    kind: str = "trial"
+    window_s: float = 8.0
+    hop_s: float = 1.0
+    use_face: Optional[bool] = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in SAMPLE_KINDS:
+            raise ConfigError(f"samples must be one of {', '.join(SAMPLE_KINDS)}, got {self.kind!r}")
+        for name in ("window_s", "hop_s"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.05 <= float(v) <= 600:
+                raise ConfigError(f"{name} must be a number of seconds in 0.05..600, got {v!r}")
+            object.__setattr__(self, name, float(v))
+        if self.use_face is not None and not isinstance(self.use_face, bool):
+            raise ConfigError(f"use_face must be True, False or None, got {self.use_face!r}")
+
+    def resolved_face(self) -> bool:
+        if self.use_face is None:
+            return face_available()
+        if self.use_face and not face_available():
+            raise ConfigError("face crops were requested but the face pipeline (emer_live.features.face) "
+                              "is not installed; train without the face modality (--modalities eye,fixation)")
+        return self.use_face
+
+    def to_dict(self) -> Dict[str, Any]:
+        d = asdict(self)
+        d["use_face"] = self.resolved_face()
+        return d
+
+
+# --------------------------------------------------------------------------------------------
+# Samples container
+# --------------------------------------------------------------------------------------------
+_FIELDS: Dict[str, Tuple[Tuple[int, ...], Any]] = {
+    # name: (shape after N, dtype)
+    "face_row": ((), np.int64),              # row in face_bank, -1 = no face crops
+    "face_mask": ((N_FACE,), bool),
+    "eye": ((N_STEPS, N_EYE), np.float32),
+    "eye_mask": ((N_STEPS,), bool),
+    "fixation": ((N_STEPS, 2), np.float32),
+    "fixation_mask": ((N_STEPS,), bool),
+    "er7": ((), np.int64), "er3": ((), np.int64), "er_va": ((2,), np.float32),
+    "fer7": ((), np.int64), "fer3": ((), np.int64), "fer_va": ((2,), np.float32),
+    "fer_intensity": ((), np.float32),
+    "masked": ((), np.int8),                 # synthetic truth: 1 masked face, 0 not, -1 unknown
+    "true7": ((), np.int64),                 # synthetic truth: felt emotion, -1 unknown
+    "trial": ((), np.int64),
+    "t_start_us": ((), np.int64), "t_end_us": ((), np.int64),
+    "valid_gaze_fraction": ((), np.float32), "face_found_fraction": ((), np.float32),
+    "emer_set": ((), np.int64),              # EMER dataset split set (1..K), -1 = not EMER
+    "participant": ((), str), "session": ((), str), "kind": ((), str), "fer_source": ((), str),
+}
+
+
+class Samples:
+    """Column store of samples (numpy arrays of equal length) plus a bank of face crops.
+
+    Attributes
+    ----------
+    arrays : dict of str -> numpy array
+        One entry per field (see ``Samples.FIELDS``); ``face_row`` indexes ``face_bank``.
+    face_bank : numpy array (M, 8, 3, 112, 112) uint8 or None
+        Face crops as pixels; the model input is ``pixels / 255`` (RGB in [0, 1], exactly what the
+        window builder gives the live engine).
+    """
+
+    FIELDS = tuple(_FIELDS)
+
+    def __init__(self, arrays: Dict[str, np.ndarray], face_bank: Optional[np.ndarray] = None) -> None:
+        missing = [k for k in _FIELDS if k not in arrays]
+        if missing:
+            raise ValueError(f"Samples: missing fields {missing}")
+        n = len(arrays["trial"])
+        out = {}
+        for k, (shape, dtype) in _FIELDS.items():
+            a = np.asarray(arrays[k])
+            a = a.astype(str) if dtype is str else a.astype(dtype, copy=False)
+            if a.shape != (n,) + shape:
+                raise ValueError(f"Samples: field {k!r} has shape {a.shape}, expected {(n,) + shape}")
+            out[k] = a
+        rows = out["face_row"]
+        if face_bank is None:
+            if np.any(rows >= 0):
+                raise ValueError("Samples: face_row refers to a face bank that is missing")
+        else:
+            if face_bank.ndim != 5 or face_bank.shape[1:3] != (N_FACE, 3):
+                raise ValueError(f"Samples: face bank must be (M, 8, 3, H, W), got {face_bank.shape}")
+            if np.any(rows >= len(face_bank)):
+                raise ValueError("Samples: face_row out of range")
+        self.arrays = out
+        self.face_bank = face_bank
+
+    def __len__(self) -> int:
+        return len(self.arrays["trial"])
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.arrays[name]
+
+    @property
+    def participants(self) -> List[str]:
+        """Sorted distinct participant ids."""
+        return sorted(set(self.arrays["participant"].tolist()))
+
+    def subset(self, index: Any) -> "Samples":
+        """Samples at ``index`` (bool mask or integer indices); the face bank is shared."""
+        idx = np.asarray(index)
+        if idx.dtype == bool:
+            idx = np.flatnonzero(idx)
+        return Samples({k: v[idx] for k, v in self.arrays.items()}, self.face_bank)
+
+    def of_participants(self, participants: Iterable[str]) -> "Samples":
+        return self.subset(np.isin(self.arrays["participant"], list(participants)))
+
+    def without_faces(self) -> "Samples":
+        """A copy that holds no face crops (saves memory when the face modality is not used)."""
+        arrays = dict(self.arrays)
+        arrays["face_row"] = np.full(len(self), -1, np.int64)
+        arrays["face_mask"] = np.zeros_like(self.arrays["face_mask"])
+        return Samples(arrays, None)
+
+    def face(self, i: int) -> np.ndarray:
+        """Face crops of sample ``i`` as float32 RGB in [0, 1], ``(8, 3, 112, 112)`` (zeros without one)."""
+        r = int(self.arrays["face_row"][i])
+        if r < 0 or self.face_bank is None:
+            return np.zeros((N_FACE, 3, FACE_SIZE, FACE_SIZE), np.float32)
+        return self.face_bank[r].astype(np.float32) / 255.0
+
+    @staticmethod
+    def concat(parts: Sequence["Samples"]) -> "Samples":
+        """Concatenate sample sets (face banks are concatenated and rows re-indexed)."""
+        parts = [p for p in parts if len(p)]
+        if not parts:
+            return Samples.empty()
+        banks, arrays, offset = [], {k: [] for k in _FIELDS}, 0
+        for p in parts:
+            for k in _FIELDS:
+                arrays[k].append(p.arrays[k])
+            rows = p.arrays["face_row"]
+            if p.face_bank is not None and len(p.face_bank):
+                used = np.unique(rows[rows >= 0])
+                remap = np.full(len(p.face_bank), -1, np.int64)
+                remap[used] = offset + np.arange(len(used))
+                banks.append(p.face_bank[used])
+                arrays["face_row"][-1] = np.where(rows >= 0, remap[np.maximum(rows, 0)], -1)
+                offset += len(used)
+        merged = {k: np.concatenate(v) for k, v in arrays.items()}
+        bank = np.concatenate(banks) if banks else None
+        return Samples(merged, bank)
+
+    @staticmethod
+    def empty() -> "Samples":
+        arrays = {}
+        for k, (shape, dtype) in _FIELDS.items():
+            arrays[k] = np.zeros((0,) + shape, dtype=(np.str_ if dtype is str else dtype))
+        return Samples(arrays, None)
+
+    def summary(self) -> str:
+        kinds = {k: int(np.sum(self.arrays["kind"] == k)) for k in sorted(set(self.arrays["kind"].tolist()))}
+        n_face = int(np.sum(self.arrays["face_mask"].any(axis=1)))
+        return (f"{len(self)} samples ({', '.join(f'{v} {k}' for k, v in kinds.items())}) from "
+                f"{len(self.participants)} participants; ER label {int(np.sum(self.arrays['er7'] >= 0))}, "
+                f"FER label {int(np.sum(self.arrays['fer7'] >= 0))}, with face {n_face}")
+
+
+# --------------------------------------------------------------------------------------------
+# finding sessions
+# --------------------------------------------------------------------------------------------
+def find_sessions(roots: Sequence[Any]) -> List[Path]:
+    """All recorded session folders under ``roots`` (a root may itself be a session).
+
+    Raises
+    ------
+    ConfigError
+        A root does not exist, is not a folder, or holds no session.
+    """
+    from ..recording.reader import is_session_dir
+
+    if not roots:
+        raise ConfigError("no data given: pass --data ROOT (a folder of recorded sessions)")
+    found: List[Path] = []
+    for root in roots:
+        root = Path(root)
+        if not root.exists():
+            raise ConfigError(f"--data {root}: no such folder")
+        if not root.is_dir():
+            raise ConfigError(f"--data {root}: not a folder; give a folder of recorded sessions")
+        if is_session_dir(root):
+            here = [root]
+        else:
+            here = []
+            for dirpath, dirnames, _ in os.walk(root):
+                dirnames.sort()
+                if is_session_dir(dirpath):
+                    here.append(Path(dirpath))
+                    dirnames[:] = []  # do not descend into a session
+                else:
+                    dirnames[:] = [d for d in dirnames if d != CACHE_DIRNAME and not d.startswith(".")]
+        if not here:
+            what = "is empty" if not any(root.iterdir()) else "holds no recorded session (no folder with session.json)"
+            raise ConfigError(f"--data {root}: {what}; record sessions with `emer-live session` or "
+                              "`emer-live collect-synthetic`, or give an EMER dataset root")
+        found.extend(here)
+    seen, out = set(), []
+    for p in found:
+        key = p.resolve()
+        if key not in seen:
+            seen.add(key)
+            out.append(p)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# labels
+# --------------------------------------------------------------------------------------------
+def read_fer_annotations(path: Any) -> Dict[int, Dict[str, Any]]:
+    """Read a session's ``fer_annotations.tsv`` into per-trial FER labels.
+
+    Format: tab-separated, UTF-8, one header row. Columns ``trial`` (the trial number of
+    ``sam.tsv``/``events.tsv``) and ``fer7`` (a category name of the 7-class set, any case, or its
+    index 0..6; empty = "no expression could be judged") are required; ``fer_intensity`` (0..3),
+    ``annotator`` (free text; names starting with ``auto`` or ``model`` mark machine annotations),
+    ``fer_valence`` and ``fer_arousal`` (-1..1) are optional. Several rows may give the same trial:
+    human rows win over machine rows; among the winning rows the most frequent ``fer7`` is used
+    (a tie goes to the earliest row), its rows' mean intensity / valence / arousal likewise.
+
+    Returns
+    -------
+    dict trial -> {"fer7": int, "fer_intensity": float, "fer_va": (float, float) or None}
+    """
+    import pandas as pd
+
+    path = Path(path)
+    try:
+        df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    except (OSError, ValueError) as exc:
+        raise SessionFormatError(f"{path}: cannot read FER annotations ({exc})") from None
+    for col in ("trial", "fer7"):
+        if col not in df.columns:
+            raise SessionFormatError(f"{path}: missing column {col!r}; required: trial, fer7 "
+                                     "(optional: fer_intensity, annotator, fer_valence, fer_arousal)")
+
+    def num(v: str, col: str, line: int, lo: float, hi: float) -> float:
+        v = (v or "").strip()
+        if v == "" or v.lower() == "nan":
+            return float("nan")
+        try:
+            x = float(v)
+        except ValueError:
+            raise SessionFormatError(f"{path}: line {line}: {col} {v!r} is not a number") from None
+        if not lo <= x <= hi:
+            raise SessionFormatError(f"{path}: line {line}: {col} {x} is outside {lo:g}..{hi:g}")
+        return x
+
+    rows: Dict[int, List[Dict[str, Any]]] = {}
+    for i, r in enumerate(df.to_dict("records")):
+        line = i + 2
+        try:
+            trial = int(str(r["trial"]).strip())
+        except ValueError:
+            raise SessionFormatError(f"{path}: line {line}: trial {r['trial']!r} is not a whole number") from None
+        fer7 = emotion_index(r["fer7"], what="fer7", where=f"{path}: line {line}")
+        ann = str(r.get("annotator", "") or "").strip().lower()
+        rows.setdefault(trial, []).append({
+            "order": i, "fer7": fer7, "auto": ann.startswith(("auto", "model")),
+            "intensity": num(r.get("fer_intensity", ""), "fer_intensity", line, 0.0, 3.0),
+            "valence": num(r.get("fer_valence", ""), "fer_valence", line, -1.0, 1.0),
+            "arousal": num(r.get("fer_arousal", ""), "fer_arousal", line, -1.0, 1.0),
+        })
+    out: Dict[int, Dict[str, Any]] = {}
+    for trial, rs in rows.items():
+        human = [r for r in rs if not r["auto"]]
+        rs = human or rs
+        counts: Dict[int, int] = {}
+        for r in rs:
+            counts[r["fer7"]] = counts.get(r["fer7"], 0) + 1
+        best = max(counts.values())
+        label = next(r["fer7"] for r in rs if counts[r["fer7"]] == best)
+        chosen = [r for r in rs if r["fer7"] == label]
+
+        def mean(key: str) -> float:
+            v = [r[key] for r in chosen if np.isfinite(r[key])]
+            return float(np.mean(v)) if v else float("nan")
+
+        va = (mean("valence"), mean("arousal"))
+        out[trial] = {"fer7": label, "fer_intensity": mean("intensity"),
+                      "fer_va": va if all(np.isfinite(va)) else None}
+    return out
+
+
+def _empty_label() -> Dict[str, Any]:
+    return {"er7": -1, "er3": -1, "er_va": (np.nan, np.nan), "fer7": -1, "fer3": -1,
+            "fer_va": (np.nan, np.nan), "fer_intensity": np.nan, "masked": -1, "true7": -1,
+            "fer_source": "none"}
+
+
+def session_labels(reader) -> Dict[int, Dict[str, Any]]:
+    """Per-trial labels of one session (see the module docstring for the sources).
+
+    Parameters
+    ----------
+    reader : SessionReader
+
+    Returns
+    -------
+    dict trial -> {er7, er3, er_va, fer7, fer3, fer_va, fer_intensity, masked, true7, fer_source}
+    """
+    labels: Dict[int, Dict[str, Any]] = {}
+
+    def get(trial: int) -> Dict[str, Any]:
+        return labels.setdefault(int(trial), _empty_label())
+
+    where = reader.path / "sam.tsv"
+    sam = reader.sam()
+    if sam is not None and len(sam):
+        for col in ("trial", "er7"):
+            if col not in sam.columns:
+                raise SessionFormatError(f"{where}: missing column {col!r}")
+        for r in sam.to_dict("records"):
+            lab = get(r["trial"])
+            lab["er7"] = emotion_index(r.get("er7"), what="er7", where=str(where))
+            if lab["er7"] >= 0:
+                lab["er3"] = int(_ER3_OF_7[lab["er7"]])
+            va = (float(r.get("er_valence", np.nan)), float(r.get("er_arousal", np.nan)))
+            lab["er_va"] = va
+
+    truth = reader.truth()
+    if truth is not None and len(truth) and "kind" in truth.columns:
+        tpath = reader.path / "truth.tsv"
+        for r in truth[truth["kind"] == "trial"].to_dict("records"):
+            lab = get(r["trial"])
+            lab["true7"] = emotion_index(r.get("true_emotion"), what="true_emotion", where=str(tpath))
+            m = r.get("masked")
+            lab["masked"] = -1 if m is None or (isinstance(m, float) and not np.isfinite(m)) else int(m)
+            fer7 = emotion_index(r.get("displayed_expression"), what="displayed_expression", where=str(tpath))
+            if fer7 >= 0:
+                lab["fer7"] = fer7
+                inten = r.get("intensity")
+                lab["fer_intensity"] = float(inten) * 3.0 if inten is not None and np.isfinite(inten) else np.nan
+                lab["fer_va"] = None
+                lab["fer_source"] = "truth"
+
+    ann_path = reader.path / FER_ANNOTATIONS_TSV
+    if ann_path.is_file():
+        for trial, a in read_fer_annotations(ann_path).items():
+            lab = get(trial)
+            lab["fer7"] = a["fer7"]
+            lab["fer_intensity"] = a["fer_intensity"]
+            lab["fer_va"] = a["fer_va"]
+            lab["fer_source"] = "annotation"
+
+    for lab in labels.values():
+        if lab["fer7"] >= 0:
+            lab["fer3"] = int(_ER3_OF_7[lab["fer7"]])
+            if lab["fer_va"] is None:
+                lab["fer_va"] = tuple(float(v) for v in VA_ANCHOR_ARRAY[lab["fer7"]])
+        elif lab["fer_va"] is None:
+            lab["fer_va"] = (np.nan, np.nan)
+    return labels
+
+
+# --------------------------------------------------------------------------------------------
+# window cache
+# --------------------------------------------------------------------------------------------
+def _code_hash() -> str:
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha1()
+    for rel in _FEATURE_SOURCES:
+        p = root / rel
+        h.update(rel.encode())
+        h.update(p.read_bytes() if p.is_file() else b"<absent>")
+    return h.hexdigest()[:16]
+
+
+def _window_config(*, per_trial: bool, window_s: float, hop_s: float, use_face: bool) -> Dict[str, Any]:
+    from ..features.eye import EyeConfig
+
+    cfg: Dict[str, Any] = {"cache_version": _CACHE_VERSION, "per_trial": per_trial, "use_face": use_face,
+                           "eye_config": EyeConfig().to_dict(), "code": _code_hash()}
+    if not per_trial:
+        cfg.update(window_s=window_s, hop_s=hop_s, in_trials_only=True)
+    if use_face:
+        try:
+            from ..features import face as face_mod
+
+            pipe_cfg = getattr(face_mod, "FaceConfig", None)
+            cfg["face_config"] = pipe_cfg().to_dict() if pipe_cfg is not None and hasattr(pipe_cfg(), "to_dict") else None
+        except Exception:  # the face module's config is optional; its source is hashed anyway
+            cfg["face_config"] = None
+    return cfg
+
+
+def _cache_key(cfg: Dict[str, Any]) -> str:
+    return hashlib.sha1(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _source_signature(path: Path) -> str:
+    """What the cache must match: sizes and mtimes of the files windows are built from."""
+    parts = []
+    for name in ("session.json", "gaze.tsv", "events.tsv"):
+        p = path / name
+        if p.is_file():
+            st = p.stat()
+            parts.append(f"{name}:{st.st_size}:{st.st_mtime_ns}")
+    for sub in ("trials", "between"):
+        d = path / sub
+        if d.is_dir():
+            for seg in sorted(d.iterdir()):
+                f = seg / "face_frames.tsv"
+                if f.is_file():
+                    parts.append(f"{sub}/{seg.name}:{f.stat().st_size}")
+    return hashlib.sha1("|".join(parts).encode()).hexdigest()
+
+
+def _cache_path(session: Path, key: str, cache_dir: Optional[Path]) -> Path:
+    if cache_dir is None:
+        return session / CACHE_DIRNAME / f"windows_{key}.npz"
+    tag = hashlib.sha1(str(session.resolve()).encode()).hexdigest()[:10]
+    return Path(cache_dir) / f"{session.parent.name}_{session.name}_{tag}" / f"windows_{key}.npz"
+
+
+def _in_trial_windows(path: Path, *, window_s: float, hop_s: float, use_face: bool) -> Dict[str, np.ndarray]:
+    """The sliding windows of ``build_session_windows(per_trial=False)`` (same grid, same
+    builder) that lie inside a stimulus presentation - only those are built (training never
+    uses the others, and building every window of a session costs several times more)."""
+    from ..features.windows import RecordingSource, WindowBuilder, WindowSpec, window_ends
+    from ..recording.reader import SessionReader
+
+    reader = SessionReader(path)
+    spec = WindowSpec(window_s=window_s, hop_s=hop_s)
+    src = RecordingSource(reader)
+    if not reader.has_gaze():
+        print(f"warning: {reader.path} has no gaze.tsv - eye and fixation inputs are masked out")
+    if use_face and not len(src.frame_times(-2**62, 2**62)):
+        print(f"warning: {reader.path} has no video - face inputs are masked out")
+        use_face = False
+    builder = WindowBuilder(src, spec=spec, use_face=use_face)
+    intervals = [iv for iv in reader.stimulus_intervals() if iv["offset_us"] is not None]
+    t_first, t_last = src.t_range
+    jobs = []
+    for t_end in window_ends(t_first, t_last, spec):
+        t0 = t_end - spec.window_us
+        trial = next((iv["trial"] for iv in intervals if iv["onset_us"] <= t0 and t_end <= iv["offset_us"]), -1)
+        if trial >= 0:
+            jobs.append((t_end, trial))
+    if not jobs:
+        raise ConfigError(f"{reader.path}: no {window_s:g} s window fits inside a stimulus presentation")
+    wins = [builder.build(t_end, trial=trial) for t_end, trial in jobs]
+    out = {
+        "face": np.stack([w.face for w in wins]), "face_mask": np.stack([w.face_mask for w in wins]),
+        "eye": np.stack([w.eye for w in wins]), "eye_mask": np.stack([w.eye_mask for w in wins]),
+        "fixation": np.stack([w.fixation for w in wins]), "fixation_mask": np.stack([w.fixation_mask for w in wins]),
+        "t_start_us": np.array([w.t_start_us for w in wins], np.int64),
+        "t_end_us": np.array([w.t_end_us for w in wins], np.int64),
+        "trial": np.array([w.trial for w in wins], np.int64),
+    }
+    for q in wins[0].quality:
+        out[q] = np.array([w.quality[q] for w in wins], np.float64)
+    return out
+
+
+def _face_to_uint8(face: np.ndarray, where: Path) -> np.ndarray:
+    """Window face crops (RGB in [0, 1] = uint8 / 255, the model's face contract) back to the
+    exact uint8 pixels, so caches and memory hold 1 byte per value and nothing is rounded."""
+    face = np.asarray(face, np.float32)
+    u8 = np.rint(face * 255.0)
+    if face.size and (float(np.abs(u8 - face * 255.0).max()) > 1e-3 or u8.min() < 0 or u8.max() > 255):
+        raise ValueError(f"{where}: window face crops are not RGB pixels / 255 in [0, 1]; the face layout "
+                         "changed - update emer_live.training.dataset")
+    return u8.astype(np.uint8)
+
+
+_ARRAY_KEYS = ("face_mask", "eye", "eye_mask", "fixation", "fixation_mask", "t_start_us", "t_end_us", "trial",
+               "valid_gaze_fraction", "face_found_fraction")
+
+
+def session_windows(session: Any, *, per_trial: bool, window_s: float = 8.0, hop_s: float = 1.0,
+                    use_face: bool = False, load_face: bool = True, cache: bool = True,
+                    cache_dir: Optional[Any] = None, progress: Optional[Callable[[str], None]] = None
+                    ) -> Dict[str, np.ndarray]:
+    """Built windows of one session, from its cache when valid (else built and cached).
+
+    Parameters
+    ----------
+    session : path-like
+        Session folder.
+    per_trial : bool
+        One window per presented trial (True) or sliding windows (False).
+    window_s, hop_s : float
+        Sliding-window length and hop.
+    use_face : bool
+        Build face crops (needs the face pipeline).
+    load_face : bool
+        Return the face crops (``face`` uint8) - skip to save memory when they are not used.
+    cache : bool
+        Read/write ``SESSION/cache/windows_<key>.npz`` (or under ``cache_dir``).
+    cache_dir : path-like, optional
+        Keep caches here instead of inside the session folders (read-only data).
+
+    Returns
+    -------
+    dict of arrays (as :func:`~emer_live.features.commands.build_session_windows`; ``face`` as
+    uint8 pixels (the window's RGB [0, 1] values x 255, exact) when ``load_face`` and ``use_face``).
+    """
+    from ..features.commands import build_session_windows
+
+    path = Path(session)
+    cfg = _window_config(per_trial=per_trial, window_s=window_s, hop_s=hop_s, use_face=use_face)
+    key = _cache_key(cfg)
+    cpath = _cache_path(path, key, None if cache_dir is None else Path(cache_dir))
+    signature = _source_signature(path)
+    if cache and cpath.is_file():
+        try:
+            with np.load(cpath, allow_pickle=False) as z:
+                if str(z["_signature"]) == signature:
+                    out = {k: z[k] for k in _ARRAY_KEYS}
+                    if use_face and load_face:
+                        out["face"] = z["face"]
+                    return out
+        except (OSError, ValueError, KeyError, EOFError) as exc:  # a damaged cache is rebuilt
+            if progress:
+                progress(f"{cpath}: unreadable cache ({exc}); rebuilding")
+    if progress:
+        progress(f"building {'whole-trial' if per_trial else 'sliding'} windows of {path}")
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):  # build_session_windows prints warnings on stdout
+        if per_trial:
+            arrays = build_session_windows(str(path), window_s=window_s, hop_s=hop_s, per_trial=True,
+                                           use_face=use_face)
+        else:
+            arrays = _in_trial_windows(path, window_s=window_s, hop_s=hop_s, use_face=use_face)
+    for line in buf.getvalue().splitlines():
+        if line.strip():
+            _log(line.strip())
+    out = {k: np.asarray(arrays[k]) for k in _ARRAY_KEYS}
+    face = _face_to_uint8(arrays["face"], path) if use_face else None
+    if cache:
+        try:
+            cpath.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cpath.with_name(f".{cpath.name}.{os.getpid()}.tmp.npz")
+            payload = dict(out)
+            if face is not None:
+                payload["face"] = face
+            payload["_signature"] = np.array(signature)
+            payload["_config"] = np.array(json.dumps(cfg, sort_keys=True, default=str))
+            np.savez(tmp, **payload)
+            os.replace(tmp, cpath)
+        except OSError as exc:
+            warnings.warn(f"could not write the window cache {cpath} ({exc}); windows are rebuilt next time "
+                          "(use --cache-dir for read-only data)", stacklevel=2)
+    if use_face and load_face:
+        out["face"] = face
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# samples of a session
+# --------------------------------------------------------------------------------------------
+def _window_samples(win: Dict[str, np.ndarray], keep: np.ndarray, *, kind: str, labels: Dict[int, Dict[str, Any]],
+                    participant: str, session: str, face_offset: int) -> Tuple[Dict[str, np.ndarray], Optional[np.ndarray]]:
+    idx = np.flatnonzero(keep)
+    n = len(idx)
+    trials = win["trial"][idx]
+    labs = [labels.get(int(t), _empty_label()) for t in trials]
+    face = win.get("face")
+    has_face = win["face_mask"][idx].any(axis=1)
+    rows = np.full(n, -1, np.int64)
+    bank = None
+    if face is not None and has_face.any():
+        rows[has_face] = face_offset + np.arange(int(has_face.sum()))
+        bank = face[idx[has_face]]
+    arrays = {
+        "face_row": rows, "face_mask": win["face_mask"][idx], "eye": win["eye"][idx],
+        "eye_mask": win["eye_mask"][idx], "fixation": win["fixation"][idx],
+        "fixation_mask": win["fixation_mask"][idx],
+        "er7": np.array([l["er7"] for l in labs], np.int64), "er3": np.array([l["er3"] for l in labs], np.int64),
+        "er_va": np.array([l["er_va"] for l in labs], np.float32).reshape(n, 2),
+        "fer7": np.array([l["fer7"] for l in labs], np.int64), "fer3": np.array([l["fer3"] for l in labs], np.int64),
+        "fer_va": np.array([l["fer_va"] for l in labs], np.float32).reshape(n, 2),
+        "fer_intensity": np.array([l["fer_intensity"] for l in labs], np.float32),
+        "masked": np.array([l["masked"] for l in labs], np.int8),
+        "true7": np.array([l["true7"] for l in labs], np.int64),
+        "trial": trials, "t_start_us": win["t_start_us"][idx], "t_end_us": win["t_end_us"][idx],
+        "valid_gaze_fraction": win["valid_gaze_fraction"][idx].astype(np.float32),
+        "face_found_fraction": win["face_found_fraction"][idx].astype(np.float32),
+        "emer_set": np.full(n, -1, np.int64),
+        "participant": np.array([participant] * n, dtype=str), "session": np.array([session] * n, dtype=str),
+        "kind": np.array([kind] * n, dtype=str), "fer_source": np.array([l["fer_source"] for l in labs], dtype=str),
+    }
+    return arrays, bank
+
+
+def session_samples(session: Any, spec: SampleSpec, *, load_face: bool = True, cache: bool = True,
+                    cache_dir: Optional[Any] = None, progress: Optional[Callable[[str], None]] = None) -> Samples:
+    """Samples of one recorded session (see the module docstring).
+
+    Only windows inside a presented stimulus (``trial >= 0``) become samples. The participant
+    id is ``session.json``'s ``participant``.
+    """
+    from ..recording.reader import SessionReader
+
+    reader = SessionReader(session)
+    participant = str(reader.meta.get("participant") or "")
+    if not participant:
+        raise SessionFormatError(f"{reader.path}/session.json: no participant id; cannot split by participant")
+    sid = str(reader.meta.get("session_id") or reader.path.name)
+    labels = session_labels(reader)
+    use_face = spec.resolved_face()
+    parts_arrays, banks, offset = [], [], 0
+    jobs = []
+    if spec.kind in ("trial", "both"):
+        jobs.append(("trial", True))
+    if spec.kind in ("sliding", "both"):
+        jobs.append(("window", False))
+    intervals = [iv for iv in reader.stimulus_intervals() if iv["offset_us"] is not None]
+    if not intervals:
+        warnings.warn(f"{reader.path}: no presented trials (no stimulus onset/offset); it gives no samples",
+                      stacklevel=2)
+        return Samples.empty()
+    for kind, per_trial in jobs:
+        try:
+            win = session_windows(reader.path, per_trial=per_trial, window_s=spec.window_s, hop_s=spec.hop_s,
+                                  use_face=use_face, load_face=load_face, cache=cache, cache_dir=cache_dir,
+                                  progress=progress)
+        except ConfigError as exc:
+            if per_trial:
+                raise
+            if progress:  # e.g. a session shorter than one window
+                progress(f"{reader.path}: no sliding windows ({exc})")
+            continue
+        keep = win["trial"] >= 0
+        arrays, bank = _window_samples(win, keep, kind=kind, labels=labels, participant=participant, session=sid,
+                                       face_offset=offset)
+        parts_arrays.append(arrays)
+        if bank is not None:
+            banks.append(bank)
+            offset += len(bank)
+    if not parts_arrays:
+        return Samples.empty()
+    merged = {k: np.concatenate([a[k] for a in parts_arrays]) for k in _FIELDS}
+    return Samples(merged, np.concatenate(banks) if banks else None)
+
+
+def load_samples(roots: Sequence[Any], spec: SampleSpec, *, load_face: bool = True, cache: bool = True,
+                 cache_dir: Optional[Any] = None, progress: Optional[Callable[[str], None]] = None,
+                 emer_layout: Optional[Any] = None) -> Samples:
+    """Samples of every session under ``roots`` (and of EMER dataset roots).
+
+    A root holding the EMER dataset layout (see :mod:`emer_live.training.emer_dataset`) is read
+    by the EMER loader; any other root is searched for recorded sessions.
+
+    Raises
+    ------
+    ConfigError
+        A root is missing or empty, holds no session, or no sample at all was found.
+    """
+    from .emer_dataset import is_emer_root, load_emer_samples
+
+    if not roots:
+        raise ConfigError("no data given: pass --data ROOT (a folder of recorded sessions or an EMER root)")
+    parts = []
+    for root in roots:
+        if Path(root).is_dir() and is_emer_root(root):
+            parts.append(load_emer_samples(root, layout=emer_layout, load_face=load_face, progress=progress))
+            continue
+        for s in find_sessions([root]):
+            parts.append(session_samples(s, spec, load_face=load_face, cache=cache, cache_dir=cache_dir,
+                                         progress=progress))
+    out = Samples.concat(parts)
+    if not len(out):
+        raise ConfigError(f"--data {' '.join(map(str, roots))}: no samples (no presented trials with data); "
+                          "check that the sessions ran their stimuli")
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# splits
+# --------------------------------------------------------------------------------------------
+def participant_folds(participants: Sequence[str], k: int, *, seed: int = 0) -> List[List[str]]:
+    """Grouped K-fold: the test participants of each of ``k`` folds.
+
+    Participants are shuffled with ``seed`` and dealt into ``k`` groups whose sizes differ by at
+    most one; every participant is in exactly one test group.
+    """
+    people = sorted(set(str(p) for p in participants))
+    if isinstance(k, bool) or not isinstance(k, int) or k < 2:
+        raise ConfigError(f"--folds must be an integer >= 2 for cross-validation, got {k!r}")
+    if k > len(people):
+        raise ConfigError(f"--folds {k}: only {len(people)} participant(s) in the data; "
+                          f"use --folds {len(people)} or fewer (splits are by participant)")
+    order = np.random.default_rng(seed).permutation(len(people))
+    return [sorted(people[i] for i in order[f::k]) for f in range(k)]
+
+
+def split_validation(participants: Sequence[str], *, fraction: float = 0.15, seed: int = 0
+                     ) -> Tuple[List[str], List[str]]:
+    """Split training participants into (train, validation) for early stopping.
+
+    At least one participant goes to validation when there are two or more; with one
+    participant the validation list is empty (no early stopping possible).
+    """
+    people = sorted(set(str(p) for p in participants))
+    if not 0.0 <= fraction < 1.0:
+        raise ConfigError(f"validation fraction must be in [0, 1), got {fraction!r}")
+    if len(people) < 2 or fraction == 0.0:
+        return people, []
+    n_val = min(len(people) - 1, max(1, int(round(fraction * len(people)))))
+    order = np.random.default_rng(seed + 7919).permutation(len(people))
+    val = sorted(people[i] for i in order[:n_val])
+    return sorted(set(people) - set(val)), val
+
+
+# --------------------------------------------------------------------------------------------
+# normalisation, masks and targets
+# --------------------------------------------------------------------------------------------
+def fit_norm_stats(samples: Samples) -> Dict[str, Any]:
+    """Eye and fixation statistics of ``samples`` as stored in checkpoints (``norm_stats``).
+
+    ``std`` is the divisor actually applied (the fitted standard deviation, or 1 for features
+    that are (nearly) constant in the data, see :class:`~emer_live.features.normalise.FeatureStats`);
+    ``fitted_std``, ``count`` and ``std_floor`` are kept beside it.
+    """
+    from ..features.eye import EYE_FEATURE_NAMES
+    from ..features.normalise import FeatureStats
+
+    if not len(samples):
+        raise ConfigError("cannot fit normalisation statistics on zero samples")
+    out: Dict[str, Any] = {}
+    for name, names in (("eye", EYE_FEATURE_NAMES), ("fixation", ("x", "y"))):
+        x, m = samples[name], samples[f"{name}_mask"]
+        if not m.any():  # no valid step at all (e.g. face-only data): identity
+            n = x.shape[-1]
+            out[name] = {"mean": [0.0] * n, "std": [1.0] * n, "fitted_std": [1.0] * n, "count": [0] * n,
+                         "names": list(names)}
+            continue
+        try:
+            st = FeatureStats.fit([x], masks=[m], names=names)
+        except ValueError:  # a feature never finite: fit what is, centre nothing for the rest
+            xx = np.where(np.isfinite(x), x, np.nan)
+            mean = np.nan_to_num(np.nanmean(xx[m], axis=0))
+            std = np.nan_to_num(np.nanstd(xx[m], axis=0))
+            st = FeatureStats(mean=mean, std=std, count=np.isfinite(xx[m]).sum(axis=0), names=names)
+        d = st.to_dict()
+        out[name] = {"mean": d["mean"], "std": [float(v) for v in st.scale], "fitted_std": d["std"],
+                     "count": d["count"], "std_floor": d["std_floor"], "names": d["names"]}
+    return out
+
+
+def normalize_inputs(eye: np.ndarray, fixation: np.ndarray, norm_stats: Dict[str, Any]) -> Tuple[np.ndarray, np.ndarray]:
+    """``(x - mean) / std`` with the stored statistics (exactly what
+    :meth:`emer_live.model.LoadedModel.normalize` computes), then NaN/inf -> 0."""
+    out = []
+    for name, x in (("eye", eye), ("fixation", fixation)):
+        mean = np.asarray(norm_stats[name]["mean"], dtype=np.float32)
+        std = np.asarray(norm_stats[name]["std"], dtype=np.float32)
+        y = ((np.asarray(x, dtype=np.float32) - mean) / std).astype(np.float32)
+        out.append(np.nan_to_num(y, nan=0.0, posinf=0.0, neginf=0.0))
+    return out[0], out[1]
+
+
+def modality_mask(samples: Samples, modalities: Sequence[str] = MODALITIES) -> np.ndarray:
+    """``(N, 3)`` bool: face / eye / fixation present in a sample and selected."""
+    sel = np.array([m in modalities for m in MODALITIES], bool)
+    present = np.stack([samples["face_mask"].any(axis=1) & (samples["face_row"] >= 0),
+                        samples["eye_mask"].any(axis=1), samples["fixation_mask"].any(axis=1)], axis=1)
+    return present & sel[None, :]
+
+
+def head_targets(samples: Samples, heads: Sequence[str]) -> Dict[str, np.ndarray]:
+    """Targets per head (``-1``/``NaN`` = missing) in the shapes :func:`emert_loss` takes."""
+    out: Dict[str, np.ndarray] = {}
+    for h in heads:
+        fam = "fer" if h.startswith("fer") else "er"
+        if h.endswith(("7", "3")):
+            out[h] = samples[h].astype(np.int64)
+        elif h.endswith("_va"):
+            out[h] = samples[f"{fam}_va"].astype(np.float32)
+        elif h.endswith("_valence"):
+            out[h] = samples[f"{fam}_va"][:, 0].astype(np.float32)
+        elif h.endswith("_arousal"):
+            out[h] = samples[f"{fam}_va"][:, 1].astype(np.float32)
+        elif h == "fer_intensity":
+            out[h] = samples["fer_intensity"].astype(np.float32)
+        else:
+            raise ConfigError(f"no labels for head {h!r}")
+    return out
+
+
+def has_any_target(targets: Dict[str, np.ndarray]) -> np.ndarray:
+    """``(N,)`` bool: the sample has a label for at least one head."""
+    n = len(next(iter(targets.values())))
+    ok = np.zeros(n, bool)
+    for t in targets.values():
+        ok |= (t >= 0) if t.dtype.kind in "iu" else np.isfinite(t).reshape(n, -1).any(axis=1)
+    return ok
+
+
+# --------------------------------------------------------------------------------------------
+# torch glue (imports torch lazily)
+# --------------------------------------------------------------------------------------------
+def make_torch_dataset(samples: Samples, *, heads: Sequence[str], norm_stats: Dict[str, Any],
+                       modalities: Sequence[str] = MODALITIES, face_override: Optional[np.ndarray] = None):
+    """A ``torch.utils.data.Dataset`` over ``samples``; items are dicts of tensors.
+
+    Item keys: ``face`` (8,3,112,112) float32 (zeros without a face; or the row of
+    ``face_override`` when given, e.g. cached frozen-encoder activations), ``eye`` (32,39),
+    ``fixation`` (32,2) normalised, ``modality_mask`` (3,) bool, ``index`` (int64) and one target
+    per head.
+    """
+    from ._torchdata import WindowDataset
+
+    return WindowDataset(samples, heads=heads, norm_stats=norm_stats, modalities=modalities,
+                         face_override=face_override)
+
+
+def collate(items):
+    """Stack a list of dataset items into a batch dict."""
+    from ._torchdata import collate as _collate
+
+    return _collate(items)

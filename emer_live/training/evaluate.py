@@ -1,0 +1,460 @@
+"""Evaluation with the EMER protocol: WAR, UAR, weighted F1, MAE/MSE/RMSE, confusion matrices.
+
+Every metric is computed over the whole test set at once (never averaged per batch), with
+:mod:`emer_live.model.metrics`. A checkpoint written by ``emer-live train`` is scored on its
+held-out participants by default (``provenance.split.test_participants``); several fold
+checkpoints give per-fold results plus mean and standard deviation over folds.
+
+The JSON written by ``emer-live evaluate --json`` is documented field by field in
+``docs/training.md``; :func:`evaluation_report` builds it.
+
+:func:`compute_metrics` and :func:`draw_confusion` import without torch; prediction
+(:func:`predict_samples`) needs it.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..model import metrics as M
+from ..model.config import EMOTIONS_3, EMOTIONS_7, head_kind
+from .dataset import MODALITIES, Samples, head_targets, modality_mask
+
+__all__ = ["REPORT_FORMAT", "REPORT_VERSION", "compute_metrics", "head_metrics", "summarize_folds",
+           "score_of", "predict_samples", "evaluate_checkpoints", "draw_confusion", "write_confusion_pngs",
+           "format_report"]
+
+REPORT_FORMAT = "emer_live.evaluation"
+REPORT_VERSION = 1
+
+
+# --------------------------------------------------------------------------------------------
+# metrics (numpy only)
+# --------------------------------------------------------------------------------------------
+def _class_names(head: str, label_maps: Optional[Dict[str, Any]]) -> List[str]:
+    if label_maps and head in label_maps:
+        return list(label_maps[head])
+    return list(EMOTIONS_7 if head_kind(head)[1] == 7 else EMOTIONS_3)
+
+
+def head_metrics(head: str, pred: np.ndarray, target: np.ndarray, *,
+                 label_maps: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """Metrics of one head over the samples that have a label.
+
+    Parameters
+    ----------
+    head : str
+        Head name (``er7``, ``er_va``, ``fer_intensity``...).
+    pred : array
+        Class heads: ``(N, K)`` scores/probabilities or ``(N,)`` predicted indices;
+        ``*_va``: ``(N, 2)``; scalar heads: ``(N,)``.
+    target : array
+        Class indices (``-1`` = no label) or values (``NaN`` = no label), as
+        :func:`~emer_live.training.dataset.head_targets` gives.
+
+    Returns
+    -------
+    dict
+        Class heads: ``n``, ``war``, ``uar``, ``weighted_f1``, ``confusion`` (truth rows,
+        prediction columns), ``per_class``, ``labels``. ``*_va``: ``n`` and per component
+        (``valence``, ``arousal``) ``n``/``mae``/``mse``/``rmse``, plus the same over both
+        (``mae``, ``mse``, ``rmse``). Scalar heads: ``n``, ``mae``, ``mse``, ``rmse``. A head
+        without any labelled sample gives ``{"n": 0}``.
+    """
+    kind, n_out = head_kind(head)
+    pred = np.asarray(pred)
+    target = np.asarray(target)
+    if kind == "class":
+        y_pred = pred.argmax(axis=-1) if pred.ndim == 2 else pred.astype(np.int64)
+        ok = target >= 0
+        if not ok.any():
+            return {"n": 0}
+        names = _class_names(head, label_maps)
+        out = M.classification_metrics(target[ok].astype(np.int64), y_pred[ok].astype(np.int64),
+                                       n_classes=n_out, class_names=names)
+        out["labels"] = names
+        return out
+    if kind == "va":
+        t = target.reshape(-1, 2).astype(np.float64)
+        p = pred.reshape(-1, 2).astype(np.float64)
+        out: Dict[str, Any] = {}
+        both_t, both_p = [], []
+        for j, comp in enumerate(("valence", "arousal")):
+            ok = np.isfinite(t[:, j]) & np.isfinite(p[:, j])
+            out[comp] = M.regression_metrics(t[ok, j], p[ok, j]) if ok.any() else {"n": 0}
+            both_t.append(t[ok, j])
+            both_p.append(p[ok, j])
+        tt, pp = np.concatenate(both_t), np.concatenate(both_p)
+        if not len(tt):
+            return {"n": 0}
+        allm = M.regression_metrics(tt, pp)
+        out.update(n=int(max(out["valence"]["n"], out["arousal"]["n"])), mae=allm["mae"], mse=allm["mse"],
+                   rmse=allm["rmse"])
+        return out
+    t = target.reshape(-1).astype(np.float64)
+    p = pred.reshape(-1).astype(np.float64)
+    ok = np.isfinite(t) & np.isfinite(p)
+    if not ok.any():
+        return {"n": 0}
+    return M.regression_metrics(t[ok], p[ok])
+
+
+def compute_metrics(preds: Dict[str, np.ndarray], targets: Dict[str, np.ndarray], *,
+                    label_maps: Optional[Dict[str, Any]] = None,
+                    scored: Optional[np.ndarray] = None) -> Dict[str, Any]:
+    """:func:`head_metrics` for every head present in both ``preds`` and ``targets``.
+
+    ``scored`` (bool, per sample) leaves out samples the model could not score (no modality).
+    """
+    out = {}
+    for h in preds:
+        if h not in targets:
+            continue
+        p, t = np.asarray(preds[h]), np.asarray(targets[h])
+        if scored is not None:
+            p, t = p[scored], t[scored]
+        out[h] = head_metrics(h, p, t, label_maps=label_maps)
+    return out
+
+
+def score_of(metrics: Dict[str, Any]) -> float:
+    """One number to select models on (higher is better): the mean UAR of the class heads that
+    have labels, else minus the mean MAE of the regression heads; NaN when nothing is labelled."""
+    uars = [m["uar"] for m in metrics.values() if isinstance(m, dict) and "uar" in m]
+    if uars:
+        return float(np.mean(uars))
+    maes = [m["mae"] for m in metrics.values() if isinstance(m, dict) and "mae" in m]
+    return float(-np.mean(maes)) if maes else float("nan")
+
+
+def _mean_sd(values: List[float]) -> Dict[str, Any]:
+    v = [float(x) for x in values if x is not None and math.isfinite(x)]
+    if not v:
+        return {"mean": None, "sd": None, "n_folds": 0}
+    return {"mean": float(np.mean(v)), "sd": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, "n_folds": len(v)}
+
+
+def summarize_folds(fold_metrics: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """Mean and sample standard deviation (ddof 1; 0 for one fold) over folds of each scalar
+    metric: ``{head: {metric: {"mean", "sd", "n_folds"}}}`` (``*_va`` heads also per component)."""
+    heads: Dict[str, Any] = {}
+    for fm in fold_metrics:
+        for h in fm:
+            heads.setdefault(h, None)
+    out: Dict[str, Any] = {}
+    for h in heads:
+        per = [fm.get(h, {}) for fm in fold_metrics]
+        kind = head_kind(h)[0]
+        keys = ("war", "uar", "weighted_f1") if kind == "class" else ("mae", "mse", "rmse")
+        entry = {k: _mean_sd([p.get(k) for p in per if p.get("n", 0)]) for k in keys}
+        if kind == "va":
+            for comp in ("valence", "arousal"):
+                entry[comp] = {k: _mean_sd([p.get(comp, {}).get(k) for p in per if p.get("n", 0)])
+                               for k in ("mae", "mse", "rmse")}
+        out[h] = entry
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# prediction (torch)
+# --------------------------------------------------------------------------------------------
+def predict_samples(model, samples: Samples, *, heads: Sequence[str], norm_stats: Dict[str, Any],
+                    modalities: Sequence[str] = MODALITIES, device=None, batch_size: int = 32,
+                    amp: bool = False, indices: Optional[np.ndarray] = None) -> Dict[str, np.ndarray]:
+    """Run ``model`` (an EMERT, eval mode) over ``samples``.
+
+    Returns
+    -------
+    dict
+        Per head: class probabilities ``(N, K)`` or values; unscored rows (no selected modality
+        present) are NaN. ``scored`` ``(N,)`` bool.
+    """
+    import torch
+    from torch.utils.data import DataLoader, Subset
+
+    from ._torchdata import WindowDataset, collate
+
+    n = len(samples)
+    mask = modality_mask(samples, modalities)
+    scored = mask.any(axis=1)
+    want = np.flatnonzero(scored) if indices is None else np.asarray(indices)[scored[np.asarray(indices)]]
+    dev = device if device is not None else next(model.parameters()).device
+    out: Dict[str, np.ndarray] = {}
+    for h in heads:
+        kind, k = head_kind(h)
+        shape = (n, k) if kind in ("class", "va") else (n,)
+        out[h] = np.full(shape, np.nan, np.float32)
+    if len(want):
+        ds = WindowDataset(samples, heads=(), norm_stats=norm_stats, modalities=modalities)
+        loader = DataLoader(Subset(ds, want.tolist()), batch_size=batch_size, shuffle=False, collate_fn=collate)
+        was_training = model.training
+        model.eval()
+        with torch.inference_mode():
+            for batch in loader:
+                idx = batch["index"].numpy()
+                with torch.autocast(device_type=dev.type, enabled=bool(amp) and dev.type == "cuda"):
+                    res = model(batch["face"].to(dev, non_blocking=True), batch["eye"].to(dev),
+                                batch["fixation"].to(dev), modality_mask=batch["modality_mask"].to(dev))
+                for h in heads:
+                    y = res[h].float()
+                    if head_kind(h)[0] == "class":
+                        y = torch.softmax(y, dim=-1)
+                    out[h][idx] = y.cpu().numpy()
+        model.train(was_training)
+    out["scored"] = scored
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# evaluating checkpoints
+# --------------------------------------------------------------------------------------------
+def _subsets(samples: Samples) -> Dict[str, np.ndarray]:
+    subs: Dict[str, np.ndarray] = {}
+    kinds = sorted(set(samples["kind"].tolist()))
+    if len(kinds) > 1:
+        for k in kinds:
+            subs[f"kind={k}"] = samples["kind"] == k
+    masked = samples["masked"]
+    if np.any(masked == 1):
+        subs["masked"] = masked == 1
+    if np.any(masked == 0) and np.any(masked == 1):
+        subs["unmasked"] = masked == 0
+    return subs
+
+
+def evaluate_fold(loaded, samples: Samples, *, modalities: Sequence[str], batch_size: int = 32,
+                  amp: bool = False) -> Dict[str, Any]:
+    """Metrics of one loaded checkpoint on ``samples`` (all heads, plus subsets)."""
+    heads = list(loaded.config.heads)
+    preds = predict_samples(loaded.model, samples, heads=heads, norm_stats=loaded.norm_stats,
+                            modalities=modalities, device=loaded.device, batch_size=batch_size, amp=amp)
+    scored = preds.pop("scored")
+    targets = head_targets(samples, heads)
+    result = {
+        "n_samples": int(len(samples)),
+        "n_scored": int(scored.sum()),
+        "n_unscored": int((~scored).sum()),
+        "heads": compute_metrics(preds, targets, label_maps=loaded.label_maps, scored=scored),
+        "subsets": {},
+    }
+    class_heads = [h for h in heads if head_kind(h)[0] == "class"]
+    for name, sel in _subsets(samples).items():
+        keep = scored & sel
+        result["subsets"][name] = {
+            "n_samples": int(sel.sum()),
+            "heads": compute_metrics({h: preds[h] for h in class_heads}, targets, label_maps=loaded.label_maps,
+                                     scored=keep),
+        }
+    return result
+
+
+def _checkpoint_split(loaded) -> Dict[str, Any]:
+    prov = loaded.provenance or {}
+    split = prov.get("split") if isinstance(prov.get("split"), dict) else {}
+    return split or {}
+
+
+def evaluate_checkpoints(checkpoints: Sequence[Any], samples: Samples, *, split: str = "auto",
+                         modalities: Optional[Sequence[str]] = None, device: str = "auto",
+                         batch_size: int = 32, data: Sequence[str] = (), sample_spec: Optional[Dict[str, Any]] = None,
+                         log=None) -> Dict[str, Any]:
+    """Evaluate one or more checkpoints (e.g. the models of the folds of one training run).
+
+    Parameters
+    ----------
+    checkpoints : paths
+    samples : Samples
+        All candidate samples; each checkpoint is scored on a selection of them (``split``).
+    split : {'auto', 'test', 'all'}
+        ``test``: only the participants the checkpoint's training run held out for its fold
+        (``provenance.split.test_participants``; refused when it has none); ``all``: every sample
+        (for data the model never saw); ``auto``: ``test`` when the checkpoint records test
+        participants, else ``all``.
+    modalities : sequence of str, optional
+        Modalities fed to the model; default: the ones it was trained with
+        (``provenance.modalities``), else all three.
+
+    Returns
+    -------
+    dict
+        The report documented in ``docs/training.md``.
+    """
+    from ..model import load_checkpoint
+
+    if split not in ("auto", "test", "all"):
+        raise ConfigError(f"--split must be auto, test or all, got {split!r}")
+    if not checkpoints:
+        raise ConfigError("no checkpoint given: pass --checkpoint CKPT")
+    folds, entries = [], []
+    all_participants = set(samples.participants)
+    for i, path in enumerate(checkpoints):
+        loaded = load_checkpoint(path, device=device)
+        prov = loaded.provenance or {}
+        sp = _checkpoint_split(loaded)
+        test_p = sp.get("test_participants")
+        trained_on = set(sp.get("train_participants") or []) | set(sp.get("val_participants") or [])
+        mode = split
+        if mode == "auto":
+            mode = "test" if test_p else "all"
+        if mode == "test":
+            if not test_p:
+                raise ConfigError(f"{path}: the checkpoint records no held-out test participants "
+                                  "(trained on all); use --split all with data it never saw")
+            sel = samples.of_participants(test_p)
+            if not len(sel):
+                raise ConfigError(f"{path}: none of its test participants ({', '.join(test_p)}) is in the data; "
+                                  "give the data it was trained on, or --split all")
+        else:
+            sel = samples
+        leaked = sorted(set(sel.participants) & trained_on)
+        if leaked and log:
+            log(f"warning: {Path(path).name}: participants {', '.join(leaked)} were in its training data; "
+                "their scores are not a held-out estimate")
+        mods = tuple(modalities) if modalities else tuple(prov.get("modalities") or MODALITIES)
+        res = evaluate_fold(loaded, sel, modalities=mods, batch_size=batch_size)
+        fold_no = sp.get("fold")
+        entry = {"fold": int(fold_no) if isinstance(fold_no, int) else i + 1, "checkpoint": str(path),
+                 "checkpoint_id": loaded.id, "split": mode, "participants": sel.participants,
+                 "modalities": list(mods), "trained_on_evaluated": leaked, **res}
+        folds.append(entry)
+        entries.append({"path": str(path), "id": loaded.id, "heads": list(loaded.config.heads),
+                        "task": prov.get("task")})
+        del loaded
+    report = {
+        "format": REPORT_FORMAT,
+        "version": REPORT_VERSION,
+        "data": [str(d) for d in data],
+        "samples": sample_spec or {},
+        "participants": sorted(all_participants),
+        "checkpoints": entries,
+        "folds": folds,
+        "summary": summarize_folds([f["heads"] for f in folds]),
+        "summary_subsets": {name: summarize_folds([f["subsets"][name]["heads"] for f in folds
+                                                   if name in f["subsets"]])
+                            for name in sorted({n for f in folds for n in f["subsets"]})},
+    }
+    return report
+
+
+# --------------------------------------------------------------------------------------------
+# text and images
+# --------------------------------------------------------------------------------------------
+def _fmt(v: Optional[float]) -> str:
+    return "  -  " if v is None else f"{v:.3f}"
+
+
+def format_report(report: Dict[str, Any]) -> str:
+    """Human-readable summary of :func:`evaluate_checkpoints` output."""
+    lines = []
+    for f in report["folds"]:
+        lines.append(f"fold {f['fold']}: {Path(f['checkpoint']).name} [{f['checkpoint_id']}] on "
+                     f"{len(f['participants'])} participant(s) ({f['split']}), {f['n_scored']}/{f['n_samples']} "
+                     f"samples scored, modalities {','.join(f['modalities'])}")
+        for h, m in f["heads"].items():
+            lines.append("  " + _head_line(h, m))
+        for name, sub in f["subsets"].items():
+            for h, m in sub["heads"].items():
+                if m.get("n"):
+                    lines.append(f"  [{name}] " + _head_line(h, m))
+    if len(report["folds"]) > 1:
+        lines.append(f"mean +- sd over {len(report['folds'])} folds:")
+        for h, m in report["summary"].items():
+            parts = [f"{k.upper() if k != 'weighted_f1' else 'F1w'} {_fmt(v['mean'])} +- {_fmt(v['sd'])}"
+                     for k, v in m.items() if isinstance(v, dict) and "mean" in v]
+            lines.append(f"  {h:<14} " + "  ".join(parts))
+    return "\n".join(lines)
+
+
+def _head_line(h: str, m: Dict[str, Any]) -> str:
+    if not m.get("n"):
+        return f"{h:<14} no labelled samples"
+    if "uar" in m:
+        return f"{h:<14} n={m['n']:<5} WAR {m['war']:.3f}  UAR {m['uar']:.3f}  F1w {m['weighted_f1']:.3f}"
+    if "valence" in m:
+        v, a = m["valence"], m["arousal"]
+        return (f"{h:<14} n={m['n']:<5} MAE {m['mae']:.3f}  RMSE {m['rmse']:.3f}  (valence MAE "
+                f"{_fmt(v.get('mae'))}, arousal MAE {_fmt(a.get('mae'))})")
+    return f"{h:<14} n={m['n']:<5} MAE {m['mae']:.3f}  MSE {m['mse']:.3f}  RMSE {m['rmse']:.3f}"
+
+
+def draw_confusion(cm: Any, labels: Sequence[str], *, title: str = "", cell: int = 64) -> np.ndarray:
+    """Render a confusion matrix (truth in rows, prediction in columns) as a BGR uint8 image.
+
+    Cells are shaded by row-normalised recall (white 0 -> dark blue 1) and show the count and
+    the row percentage. Drawn with OpenCV; no plotting library needed.
+    """
+    import cv2
+
+    cm = np.asarray(cm, dtype=np.int64)
+    k = cm.shape[0]
+    if cm.shape != (k, k) or len(labels) != k:
+        raise ValueError(f"confusion matrix {cm.shape} does not match {len(labels)} labels")
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    short = [str(s)[:9] for s in labels]
+    left = 12 + max(cv2.getTextSize(s, font, 0.45, 1)[0][0] for s in short) + 8
+    top, bottom = 72, 40
+    w, h = left + k * cell + 16, top + k * cell + bottom
+    img = np.full((h, w, 3), 255, np.uint8)
+    rows = cm.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = np.where(rows > 0, cm / np.maximum(rows, 1), 0.0)
+    for i in range(k):
+        for j in range(k):
+            x0, y0 = left + j * cell, top + i * cell
+            f = float(frac[i, j])
+            color = (255 - int(f * 135), 255 - int(f * 205), 255 - int(f * 225))   # BGR towards dark blue
+            cv2.rectangle(img, (x0, y0), (x0 + cell, y0 + cell), color, -1)
+            cv2.rectangle(img, (x0, y0), (x0 + cell, y0 + cell), (180, 180, 180), 1)
+            ink = (255, 255, 255) if f > 0.55 else (20, 20, 20)
+            txt = str(int(cm[i, j]))
+            (tw, th), _ = cv2.getTextSize(txt, font, 0.5, 1)
+            cv2.putText(img, txt, (x0 + (cell - tw) // 2, y0 + cell // 2), font, 0.5, ink, 1, cv2.LINE_AA)
+            pct = f"{100 * f:.0f}%"
+            (pw, _), _ = cv2.getTextSize(pct, font, 0.35, 1)
+            cv2.putText(img, pct, (x0 + (cell - pw) // 2, y0 + cell // 2 + 16), font, 0.35, ink, 1, cv2.LINE_AA)
+        (tw, th), _ = cv2.getTextSize(short[i], font, 0.45, 1)
+        cv2.putText(img, short[i], (left - tw - 8, top + i * cell + cell // 2 + th // 2), font, 0.45,
+                    (0, 0, 0), 1, cv2.LINE_AA)
+    for j in range(k):
+        s = short[j][:5]
+        (tw, th), _ = cv2.getTextSize(s, font, 0.4, 1)
+        cv2.putText(img, s, (left + j * cell + (cell - tw) // 2, top - 8), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(img, "predicted ->", (left, top - 32), font, 0.45, (80, 80, 80), 1, cv2.LINE_AA)
+    cv2.putText(img, "rows: truth", (8, h - 12), font, 0.45, (80, 80, 80), 1, cv2.LINE_AA)
+    if title:
+        cv2.putText(img, title[:60], (8, 20), font, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    return img
+
+
+def write_confusion_pngs(report: Dict[str, Any], out_dir: Any) -> List[Path]:
+    """Write ``confusion_<head>_fold<k>.png`` per fold and class head, and
+    ``confusion_<head>_all.png`` (summed over folds) when there are several folds."""
+    import cv2
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    sums: Dict[str, Any] = {}
+    for f in report["folds"]:
+        for h, m in f["heads"].items():
+            if "confusion" not in m:
+                continue
+            p = out_dir / f"confusion_{h}_fold{f['fold']}.png"
+            img = draw_confusion(m["confusion"], m["labels"],
+                                 title=f"{h} fold {f['fold']}: UAR {m['uar']:.3f} WAR {m['war']:.3f} n={m['n']}")
+            if not cv2.imwrite(str(p), img):
+                raise ConfigError(f"could not write {p}")
+            written.append(p)
+            cm = np.asarray(m["confusion"])
+            sums[h] = (sums[h][0] + cm, m["labels"]) if h in sums else (cm, m["labels"])
+    if len(report["folds"]) > 1:
+        for h, (cm, labels) in sums.items():
+            p = out_dir / f"confusion_{h}_all.png"
+            cv2.imwrite(str(p), draw_confusion(cm, labels, title=f"{h}: all folds, n={int(cm.sum())}"))
+            written.append(p)
+    return written
