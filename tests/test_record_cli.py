@@ -96,3 +96,9 @@ def test_bad_input_messages(tmp_path, recorded20, capsys):
         assert msg in err and err.count("\n") == 1, (argv, err)
     assert (recorded20 / "gaze.tsv").read_bytes() == before
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_info_reports_tracker_clock_drift(recorded20):
+    info = json.loads(run_cli("info", str(recorded20), "--json").stdout)
+    drift = info["streams"]["gaze"]["device_clock_drift_ppm"]
+    assert 5 < drift < 40      # the phantom's tracker clock runs 12-28 ppm fast

@@ -205,6 +205,9 @@ def cmd_info(args) -> int:
         rate = f"{st['rate_hz']:.2f}" if st["rate_hz"] else "-"
         print(f"{name:8} {st['samples']:>9} {st['duration_s']:>11.3f} {rate:>9} {st['gaps']:>5} {st['dropped']:>8}  "
               f"{st['first_t_us']} .. {st['last_t_us']}")
+    drift = s["streams"].get("gaze", {}).get("device_clock_drift_ppm")
+    if drift is not None:
+        print(f"tracker clock vs session clock: {drift:+.1f} ppm")
     if s["trials"]:
         print(f"trials: {len(s['trials'])}")
         for t in s["trials"]:

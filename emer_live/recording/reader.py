@@ -305,6 +305,7 @@ class SessionReader:
             g = self.gaze()
             streams["gaze"] = _stream_stats(g["t_us"], self.meta.get("streams", {}).get("gaze", {}).get("nominal_rate_hz"),
                                             counters.get("gaze"))
+            streams["gaze"]["device_clock_drift_ppm"] = _drift_ppm(g["t_us"], g["device_time_stamp"])
         cam_t = self.camera_times()
         if "camera" in self.meta.get("streams", {}) or len(cam_t):
             streams["camera"] = _stream_stats(cam_t, self.meta.get("streams", {}).get("camera", {}).get("nominal_rate_hz"),
@@ -344,6 +345,17 @@ class SessionReader:
         return {"format": {"name": self.meta["format"], "version": self.format_version},
                 "path": str(self.path), "status": self.status, "participant": self.meta.get("participant"),
                 "streams": streams, "trials": trials}
+
+
+def _drift_ppm(t_us: np.ndarray, device_us: np.ndarray):
+    """How fast the tracker's clock runs against the session clock, in parts per million
+    (least-squares slope of device time on session time); None when too short to tell."""
+    if len(t_us) < 100 or t_us[-1] - t_us[0] < 1_000_000:
+        return None
+    x = (t_us - t_us[0]).astype(np.float64)
+    y = (device_us - device_us[0]).astype(np.float64)
+    slope = float(np.dot(x, y) / np.dot(x, x))
+    return round((slope - 1.0) * 1e6, 2)
 
 
 def _stream_stats(t: np.ndarray, nominal_rate_hz, counters) -> dict:
