@@ -20,7 +20,8 @@ class WindowDataset(Dataset):
                  modalities: Sequence[str] = MODALITIES, face_override: Optional[np.ndarray] = None) -> None:
         self.samples = samples
         self.heads = tuple(heads)
-        eye, fix = normalize_inputs(samples["eye"], samples["fixation"], norm_stats)
+        eye, fix = normalize_inputs(samples["eye"], samples["fixation"], norm_stats,
+                                    eye_ref=samples["eye_ref"], fixation_ref=samples["fixation_ref"])
         self.eye = torch.from_numpy(eye)
         self.fixation = torch.from_numpy(fix)
         self.mask = torch.from_numpy(modality_mask(samples, modalities))

@@ -45,6 +45,10 @@ def register(sub) -> None:
     p.add_argument("--per-trial", action="store_true", help="same as --samples trial")
     p.add_argument("--window", type=float, default=8.0, help="sliding-window length in s (default 8)")
     p.add_argument("--hop", type=float, default=1.0, help="sliding-window hop in s (default 1)")
+    p.add_argument("--eye-reference", choices=("none", "baseline"), default="none",
+                   help="subtract each session's baseline reference (mean eye/fixation features over its baseline "
+                        "phase, else its first 60 s) from the eye and fixation inputs - removes person-specific "
+                        "levels such as the pupil baseline; the live engine must do the same (docs/training.md)")
     p.add_argument("--patience", type=int, default=8, help="early-stopping patience in epochs (default 8)")
     p.add_argument("--val-fraction", type=float, default=0.15,
                    help="share of training participants held out for validation (default 0.15, at least one)")
@@ -100,9 +104,22 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_evaluate)
 
 
+def _need_torch(what: str) -> None:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        from ..errors import EmerError
+
+        raise EmerError(f"`emer-live {what}` needs PyTorch, which is not installed in this Python "
+                        f"({sys.version.split()[0]}); install torch (pip install torch) or use the project's "
+                        "main environment") from None
+
+
 def cmd_train(args) -> int:
     from ..errors import ConfigError
     from .dataset import parse_modalities
+
+    _need_torch("train")
 
     samples = args.samples or "trial"
     if args.per_trial and args.samples not in (None, "trial"):
@@ -117,7 +134,7 @@ def cmd_train(args) -> int:
         modalities=parse_modalities(args.modalities), samples=samples, window_s=args.window, hop_s=args.hop,
         seed=args.seed, device=args.device, amp=args.amp, patience=args.patience, val_fraction=args.val_fraction,
         final=args.final, save_folds=args.save_folds, face_train=args.face_train, alpha=args.alpha, beta=args.beta,
-        grad_clip=args.grad_clip,
+        grad_clip=args.grad_clip, eye_reference=args.eye_reference,
         split=args.split, num_threads=args.threads, cache_dir=args.cache_dir, emer_layout=args.emer_layout,
         resume=args.resume, quiet=args.quiet, workers=args.workers,
         command="emer-live train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else None,
@@ -127,6 +144,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    _need_torch("evaluate")
     import torch
 
     from ..errors import ConfigError

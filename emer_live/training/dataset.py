@@ -18,7 +18,7 @@ Labels (class index ``-1`` / ``NaN`` = no label; the loss masks them):
   given, else from the Russell & Mehrabian (1977) anchors of the ``fer7`` category (ratings of
   emotion *words*, not faces - a coarse target so the live view's FER valence is defined).
 
-Built windows are cached per session in ``SESSION/cache/windows_<key>.npz`` (``key`` = hash of
+Built windows are cached per session in ``SESSION/cache/windows_<tag>_<key>.npz`` (``key`` = hash of
 the window parameters, the eye/face configurations and the source code of the feature modules);
 a cache whose session files changed since it was written is rebuilt. Nothing else is ever
 written into a session folder.
@@ -46,16 +46,27 @@ from ..session.labels import ER3_CLASSES, ER7_CLASSES, ER7_TO_ER3, VA_ANCHOR_ARR
 __all__ = [
     "SAMPLE_KINDS", "MODALITIES", "SampleSpec", "Samples", "find_sessions", "load_samples",
     "session_samples", "session_labels", "read_fer_annotations", "FER_ANNOTATIONS_TSV",
-    "participant_folds", "split_validation", "fit_norm_stats", "normalize_inputs",
+    "participant_folds", "split_validation", "fit_norm_stats", "normalize_inputs", "uses_reference",
+    "session_reference", "reference_from_window", "REFERENCE_KINDS", "BASELINE_REFERENCE",
     "modality_mask", "head_targets", "make_torch_dataset", "collate", "face_available",
     "CACHE_DIRNAME", "parse_modalities", "emotion_index",
 ]
 
 SAMPLE_KINDS = ("trial", "sliding", "both")
+REFERENCE_KINDS = ("none", "baseline")
+#: ``norm_stats["reference"]`` of a checkpoint trained with ``--eye-reference baseline``.
+BASELINE_REFERENCE: Dict[str, Any] = {
+    "kind": "session_baseline",
+    "fallback_s": 60.0,
+    "definition": "per feature, the mean over the valid steps of one window (32 steps, 39 eye features, "
+                  "2 fixation) built over the session's baseline phase (events baseline_start..baseline_end), "
+                  "else over the first fallback_s seconds of the recording; subtracted from every window's "
+                  "eye and fixation values before (x - mean) / std",
+}
 MODALITIES = ("face", "eye", "fixation")
 FER_ANNOTATIONS_TSV = "fer_annotations.tsv"
 CACHE_DIRNAME = "cache"
-_CACHE_VERSION = 2
+_CACHE_VERSION = 4
 N_FACE, N_STEPS, N_EYE, FACE_SIZE = 8, 32, 39, 112
 _ER3_OF_7 = np.array([ER3_CLASSES.index(ER7_TO_ER3[c]) for c in ER7_CLASSES], np.int64)
 
@@ -181,6 +192,8 @@ _FIELDS: Dict[str, Tuple[Tuple[int, ...], Any]] = {
     "t_start_us": ((), np.int64), "t_end_us": ((), np.int64),
     "valid_gaze_fraction": ((), np.float32), "face_found_fraction": ((), np.float32),
     "emer_set": ((), np.int64),              # EMER dataset split set (1..K), -1 = not EMER
+    "eye_ref": ((N_EYE,), np.float32),       # the session's baseline reference (NaN = none)
+    "fixation_ref": ((2,), np.float32),
     "participant": ((), str), "session": ((), str), "kind": ((), str), "fer_source": ((), str),
 }
 
@@ -544,51 +557,18 @@ def _source_signature(path: Path) -> str:
     return hashlib.sha1("|".join(parts).encode()).hexdigest()
 
 
-def _cache_path(session: Path, key: str, cache_dir: Optional[Path]) -> Path:
+def _cache_tag(*, per_trial: bool, window_s: float, hop_s: float, use_face: bool) -> str:
+    """Human-readable part of a cache file name: which windows it holds (one file per tag)."""
+    base = "trial" if per_trial else f"w{window_s:g}-h{hop_s:g}"
+    return f"{base}-{'face' if use_face else 'noface'}"
+
+
+def _cache_path(session: Path, key: str, cache_dir: Optional[Path], tag: str) -> Path:
+    name = f"windows_{tag}_{key}.npz"
     if cache_dir is None:
-        return session / CACHE_DIRNAME / f"windows_{key}.npz"
-    tag = hashlib.sha1(str(session.resolve()).encode()).hexdigest()[:10]
-    return Path(cache_dir) / f"{session.parent.name}_{session.name}_{tag}" / f"windows_{key}.npz"
-
-
-def _in_trial_windows(path: Path, *, window_s: float, hop_s: float, use_face: bool) -> Dict[str, np.ndarray]:
-    """The sliding windows of ``build_session_windows(per_trial=False)`` (same grid, same
-    builder) that lie inside a stimulus presentation - only those are built (training never
-    uses the others, and building every window of a session costs several times more)."""
-    from ..features.windows import RecordingSource, WindowBuilder, WindowSpec, window_ends
-    from ..recording.reader import SessionReader
-
-    reader = SessionReader(path)
-    spec = WindowSpec(window_s=window_s, hop_s=hop_s)
-    src = RecordingSource(reader)
-    if not reader.has_gaze():
-        print(f"warning: {reader.path} has no gaze.tsv - eye and fixation inputs are masked out")
-    if use_face and not len(src.frame_times(-2**62, 2**62)):
-        print(f"warning: {reader.path} has no video - face inputs are masked out")
-        use_face = False
-    builder = WindowBuilder(src, spec=spec, use_face=use_face)
-    intervals = [iv for iv in reader.stimulus_intervals() if iv["offset_us"] is not None]
-    t_first, t_last = src.t_range
-    jobs = []
-    for t_end in window_ends(t_first, t_last, spec):
-        t0 = t_end - spec.window_us
-        trial = next((iv["trial"] for iv in intervals if iv["onset_us"] <= t0 and t_end <= iv["offset_us"]), -1)
-        if trial >= 0:
-            jobs.append((t_end, trial))
-    if not jobs:
-        raise ConfigError(f"{reader.path}: no {window_s:g} s window fits inside a stimulus presentation")
-    wins = [builder.build(t_end, trial=trial) for t_end, trial in jobs]
-    out = {
-        "face": np.stack([w.face for w in wins]), "face_mask": np.stack([w.face_mask for w in wins]),
-        "eye": np.stack([w.eye for w in wins]), "eye_mask": np.stack([w.eye_mask for w in wins]),
-        "fixation": np.stack([w.fixation for w in wins]), "fixation_mask": np.stack([w.fixation_mask for w in wins]),
-        "t_start_us": np.array([w.t_start_us for w in wins], np.int64),
-        "t_end_us": np.array([w.t_end_us for w in wins], np.int64),
-        "trial": np.array([w.trial for w in wins], np.int64),
-    }
-    for q in wins[0].quality:
-        out[q] = np.array([w.quality[q] for w in wins], np.float64)
-    return out
+        return session / CACHE_DIRNAME / name
+    sid = hashlib.sha1(str(session.resolve()).encode()).hexdigest()[:10]
+    return Path(cache_dir) / f"{session.parent.name}_{session.name}_{sid}" / name
 
 
 def _face_to_uint8(face: np.ndarray, where: Path) -> np.ndarray:
@@ -625,7 +605,8 @@ def session_windows(session: Any, *, per_trial: bool, window_s: float = 8.0, hop
     load_face : bool
         Return the face crops (``face`` uint8) - skip to save memory when they are not used.
     cache : bool
-        Read/write ``SESSION/cache/windows_<key>.npz`` (or under ``cache_dir``).
+        Read/write ``SESSION/cache/windows_<tag>_<key>.npz`` (or under ``cache_dir``); a request
+        without faces is also served from the cache built with faces.
     cache_dir : path-like, optional
         Keep caches here instead of inside the session folders (read-only data).
 
@@ -639,19 +620,31 @@ def session_windows(session: Any, *, per_trial: bool, window_s: float = 8.0, hop
     path = Path(session)
     cfg = _window_config(per_trial=per_trial, window_s=window_s, hop_s=hop_s, use_face=use_face)
     key = _cache_key(cfg)
-    cpath = _cache_path(path, key, None if cache_dir is None else Path(cache_dir))
+    tag = _cache_tag(per_trial=per_trial, window_s=window_s, hop_s=hop_s, use_face=use_face)
+    cpath = _cache_path(path, key, None if cache_dir is None else Path(cache_dir), tag)
     signature = _source_signature(path)
-    if cache and cpath.is_file():
+    candidates = [(cpath, False)]
+    if not use_face:  # the eye/fixation arrays of a cache built with faces are the same
+        fcfg = _window_config(per_trial=per_trial, window_s=window_s, hop_s=hop_s, use_face=True)
+        ftag = _cache_tag(per_trial=per_trial, window_s=window_s, hop_s=hop_s, use_face=True)
+        candidates.append((_cache_path(path, _cache_key(fcfg), None if cache_dir is None else Path(cache_dir), ftag),
+                           True))
+    for cand, drop_face in candidates if cache else []:
+        if not cand.is_file():
+            continue
         try:
-            with np.load(cpath, allow_pickle=False) as z:
+            with np.load(cand, allow_pickle=False) as z:
                 if str(z["_signature"]) == signature:
                     out = {k: z[k] for k in _ARRAY_KEYS}
-                    if use_face and load_face:
+                    if drop_face:
+                        out["face_mask"] = np.zeros_like(out["face_mask"])
+                        out["face_found_fraction"] = np.zeros_like(out["face_found_fraction"])
+                    elif use_face and load_face:
                         out["face"] = z["face"]
                     return out
         except (OSError, ValueError, KeyError, EOFError) as exc:  # a damaged cache is rebuilt
             if progress:
-                progress(f"{cpath}: unreadable cache ({exc}); rebuilding")
+                progress(f"{cand}: unreadable cache ({exc}); rebuilding")
     if progress:
         progress(f"building {'whole-trial' if per_trial else 'sliding'} windows of {path}")
     import contextlib
@@ -659,11 +652,15 @@ def session_windows(session: Any, *, per_trial: bool, window_s: float = 8.0, hop
 
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):  # build_session_windows prints warnings on stdout
-        if per_trial:
-            arrays = build_session_windows(str(path), window_s=window_s, hop_s=hop_s, per_trial=True,
-                                           use_face=use_face)
-        else:
-            arrays = _in_trial_windows(path, window_s=window_s, hop_s=hop_s, use_face=use_face)
+        arrays = build_session_windows(str(path), window_s=window_s, hop_s=hop_s, per_trial=per_trial,
+                                       use_face=use_face)
+    if not per_trial:
+        # every window is built (the stateful face pipeline must see the session's frames in order,
+        # as live), but only those inside a stimulus presentation are kept and cached
+        keep = np.asarray(arrays["trial"]) >= 0
+        if not keep.any():
+            raise ConfigError(f"{path}: no {window_s:g} s window fits inside a stimulus presentation")
+        arrays = {k: np.asarray(v)[keep] for k, v in arrays.items()}
     for line in buf.getvalue().splitlines():
         if line.strip():
             _log(line.strip())
@@ -680,6 +677,10 @@ def session_windows(session: Any, *, per_trial: bool, window_s: float = 8.0, hop
             payload["_config"] = np.array(json.dumps(cfg, sort_keys=True, default=str))
             np.savez(tmp, **payload)
             os.replace(tmp, cpath)
+            # caches of the same windows made by older code or configurations are stale: remove them
+            for old in cpath.parent.glob(f"windows_{tag}_*.npz"):
+                if old != cpath:
+                    old.unlink(missing_ok=True)
         except OSError as exc:
             warnings.warn(f"could not write the window cache {cpath} ({exc}); windows are rebuilt next time "
                           "(use --cache-dir for read-only data)", stacklevel=2)
@@ -719,10 +720,58 @@ def _window_samples(win: Dict[str, np.ndarray], keep: np.ndarray, *, kind: str, 
         "valid_gaze_fraction": win["valid_gaze_fraction"][idx].astype(np.float32),
         "face_found_fraction": win["face_found_fraction"][idx].astype(np.float32),
         "emer_set": np.full(n, -1, np.int64),
+        "eye_ref": np.full((n, N_EYE), np.nan, np.float32), "fixation_ref": np.full((n, 2), np.nan, np.float32),
         "participant": np.array([participant] * n, dtype=str), "session": np.array([session] * n, dtype=str),
         "kind": np.array([kind] * n, dtype=str), "fer_source": np.array([l["fer_source"] for l in labs], dtype=str),
     }
     return arrays, bank
+
+
+def reference_from_window(eye: np.ndarray, eye_mask: np.ndarray, fixation: np.ndarray,
+                          fixation_mask: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """The baseline reference of one window: per-feature mean over its valid steps
+    (``(39,)``, ``(2,)``; NaN where nothing is valid). The live engine computes it the same way
+    from a window over the baseline phase (see :data:`BASELINE_REFERENCE`)."""
+    import warnings as _w
+
+    out = []
+    for x, m in ((eye, eye_mask), (fixation, fixation_mask)):
+        x = np.asarray(x, np.float64)
+        m = np.asarray(m, bool)
+        with _w.catch_warnings():
+            _w.simplefilter("ignore", RuntimeWarning)
+            out.append(np.nanmean(np.where(m[:, None], x, np.nan), axis=0).astype(np.float32))
+    return out[0], out[1]
+
+
+def session_reference(reader, *, fallback_s: float = BASELINE_REFERENCE["fallback_s"]
+                      ) -> Tuple[np.ndarray, np.ndarray, str]:
+    """Baseline reference of a session: ``(eye_ref (39,), fixation_ref (2,), span description)``.
+
+    The span is the session's baseline phase (``baseline_start``..``baseline_end`` in
+    ``events.tsv``), else the first ``fallback_s`` seconds of its gaze data. NaN when the span
+    holds no valid gaze.
+    """
+    from ..features.windows import RecordingSource, WindowBuilder, WindowSpec
+
+    ev = reader.events()
+    b0 = next((e["t_us"] for e in ev if e["kind"] == "baseline_start"), None)
+    b1 = next((e["t_us"] for e in ev if e["kind"] == "baseline_end" and (b0 is None or e["t_us"] > b0)), None)
+    src = RecordingSource(reader)
+    if b0 is not None and b1 is not None and b1 > b0:
+        span = "baseline"
+    else:
+        try:
+            t_first, _ = src.t_range
+        except ConfigError:
+            return np.full(N_EYE, np.nan, np.float32), np.full(2, np.nan, np.float32), "none"
+        b0, b1, span = t_first, t_first + int(fallback_s * 1e6), f"first {fallback_s:g} s"
+    if not reader.has_gaze():
+        return np.full(N_EYE, np.nan, np.float32), np.full(2, np.nan, np.float32), "none"
+    w = WindowBuilder(src, spec=WindowSpec(window_s=min(600.0, max(0.5, (b1 - b0) / 1e6)), hop_s=1.0),
+                      use_face=False).build(b1, t_start_us=b0)
+    eye_ref, fix_ref = reference_from_window(w.eye, w.eye_mask, w.fixation, w.fixation_mask)
+    return eye_ref, fix_ref, span
 
 
 def session_samples(session: Any, spec: SampleSpec, *, load_face: bool = True, cache: bool = True,
@@ -772,6 +821,11 @@ def session_samples(session: Any, spec: SampleSpec, *, load_face: bool = True, c
             offset += len(bank)
     if not parts_arrays:
         return Samples.empty()
+    eye_ref, fix_ref, _span = session_reference(reader)
+    for a in parts_arrays:
+        n = len(a["trial"])
+        a["eye_ref"] = np.tile(eye_ref, (n, 1))
+        a["fixation_ref"] = np.tile(fix_ref, (n, 1))
     merged = {k: np.concatenate([a[k] for a in parts_arrays]) for k in _FIELDS}
     return Samples(merged, np.concatenate(banks) if banks else None)
 
@@ -848,21 +902,32 @@ def split_validation(participants: Sequence[str], *, fraction: float = 0.15, see
 # --------------------------------------------------------------------------------------------
 # normalisation, masks and targets
 # --------------------------------------------------------------------------------------------
-def fit_norm_stats(samples: Samples) -> Dict[str, Any]:
+def fit_norm_stats(samples: Samples, *, reference: str = "none") -> Dict[str, Any]:
     """Eye and fixation statistics of ``samples`` as stored in checkpoints (``norm_stats``).
 
     ``std`` is the divisor actually applied (the fitted standard deviation, or 1 for features
     that are (nearly) constant in the data, see :class:`~emer_live.features.normalise.FeatureStats`);
     ``fitted_std``, ``count`` and ``std_floor`` are kept beside it.
+
+    With ``reference="baseline"`` the statistics are those of the baseline-referenced features
+    (each session's :func:`session_reference` subtracted) and ``norm_stats["reference"]`` says
+    so (:data:`BASELINE_REFERENCE`); whoever feeds the model must subtract the same reference.
     """
     from ..features.eye import EYE_FEATURE_NAMES
     from ..features.normalise import FeatureStats
 
     if not len(samples):
         raise ConfigError("cannot fit normalisation statistics on zero samples")
+    if reference not in REFERENCE_KINDS:
+        raise ConfigError(f"eye reference must be one of {', '.join(REFERENCE_KINDS)}, got {reference!r}")
     out: Dict[str, Any] = {}
+    if reference == "baseline":
+        _check_refs(samples)
+        out["reference"] = dict(BASELINE_REFERENCE)
     for name, names in (("eye", EYE_FEATURE_NAMES), ("fixation", ("x", "y"))):
         x, m = samples[name], samples[f"{name}_mask"]
+        if reference == "baseline":
+            x = x - samples[f"{name}_ref"][:, None, :]
         if not m.any():  # no valid step at all (e.g. face-only data): identity
             n = x.shape[-1]
             out[name] = {"mean": [0.0] * n, "std": [1.0] * n, "fitted_std": [1.0] * n, "count": [0] * n,
@@ -881,11 +946,41 @@ def fit_norm_stats(samples: Samples) -> Dict[str, Any]:
     return out
 
 
-def normalize_inputs(eye: np.ndarray, fixation: np.ndarray, norm_stats: Dict[str, Any]) -> Tuple[np.ndarray, np.ndarray]:
-    """``(x - mean) / std`` with the stored statistics (exactly what
-    :meth:`emer_live.model.LoadedModel.normalize` computes), then NaN/inf -> 0."""
+def uses_reference(norm_stats: Dict[str, Any]) -> bool:
+    """True when a checkpoint's ``norm_stats`` expect baseline-referenced eye/fixation inputs."""
+    ref = norm_stats.get("reference") if isinstance(norm_stats, dict) else None
+    return isinstance(ref, dict) and ref.get("kind") == BASELINE_REFERENCE["kind"]
+
+
+def _check_refs(samples: Samples) -> None:
+    bad = ~np.isfinite(samples["eye_ref"]).all(axis=1) | ~np.isfinite(samples["fixation_ref"]).all(axis=1)
+    if bad.any():
+        where = sorted(set(samples["session"][bad].tolist()))[:3]
+        raise ConfigError(f"{int(bad.sum())} sample(s) have no baseline reference (e.g. sessions {', '.join(where)}: "
+                          "no valid gaze in the baseline / first seconds, or EMER data); use --eye-reference none")
+
+
+def normalize_inputs(eye: np.ndarray, fixation: np.ndarray, norm_stats: Dict[str, Any], *,
+                     eye_ref: Optional[np.ndarray] = None, fixation_ref: Optional[np.ndarray] = None
+                     ) -> Tuple[np.ndarray, np.ndarray]:
+    """``(x - reference - mean) / std`` with the stored statistics, then NaN/inf -> 0.
+
+    Without a reference in ``norm_stats`` this is exactly what
+    :meth:`emer_live.model.LoadedModel.normalize` computes. With one (:func:`uses_reference`),
+    ``eye_ref`` ``(..., 39)`` and ``fixation_ref`` ``(..., 2)`` - the session's
+    :func:`session_reference` per sample - are subtracted first (required).
+    """
+    refs = {"eye": eye_ref, "fixation": fixation_ref}
+    if uses_reference(norm_stats) and (eye_ref is None or fixation_ref is None):
+        raise ConfigError("this checkpoint expects baseline-referenced inputs (norm_stats.reference) but no "
+                          "reference was given")
     out = []
     for name, x in (("eye", eye), ("fixation", fixation)):
+        if uses_reference(norm_stats):
+            ref = np.asarray(refs[name], dtype=np.float32)
+            if not np.isfinite(ref).all():
+                raise ConfigError("baseline reference missing (NaN) for some samples; the checkpoint needs one")
+            x = np.asarray(x, dtype=np.float32) - (ref[:, None, :] if ref.ndim == 2 else ref)
         mean = np.asarray(norm_stats[name]["mean"], dtype=np.float32)
         std = np.asarray(norm_stats[name]["std"], dtype=np.float32)
         y = ((np.asarray(x, dtype=np.float32) - mean) / std).astype(np.float32)

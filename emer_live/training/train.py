@@ -93,6 +93,7 @@ class TrainConfig:
     alpha: float = 0.3
     beta: float = 0.1
     grad_clip: float = 1.0
+    eye_reference: str = "none"
     split: str = "auto"
     num_threads: Optional[int] = None
     cache_dir: Optional[str] = None
@@ -131,6 +132,8 @@ class TrainConfig:
             raise ConfigError(f"--final must be fold1 or all, got {self.final!r}")
         if self.face_train not in FACE_TRAIN_CHOICES:
             raise ConfigError(f"--face-train must be one of {', '.join(FACE_TRAIN_CHOICES)}")
+        if self.eye_reference not in ("none", "baseline"):
+            raise ConfigError(f"--eye-reference must be none or baseline, got {self.eye_reference!r}")
         if self.split not in ("auto", "participant", "emer-set"):
             raise ConfigError(f"--split must be auto, participant or emer-set, got {self.split!r}")
         if not self.modalities or any(m not in MODALITIES for m in self.modalities):
@@ -683,6 +686,7 @@ def _provenance(cfg: TrainConfig, samples: Samples, run_info: Dict[str, Any], fo
         },
         "window": {"window_s": cfg.window_s, "hop_s": cfg.hop_s, "samples": cfg.samples,
                    "eye_config": EyeConfig().to_dict()},
+        "eye_reference": cfg.eye_reference,
         "metrics": {
             "folds": [{"fold": r["fold"], "test_participants": r["test_participants"],
                        "best_epoch": r["best_epoch"], "val_score": r["val_score"], **(r.get("test") or {})}
@@ -817,7 +821,8 @@ def _run(cfg: TrainConfig, out: Path, dist: _Dist, log: _Log) -> Dict[str, Any]:
             log(f"{run.name}: already completed (resumed)")
             continue
         train_s = samples.of_participants(run.train_p)
-        norm = fit_norm_stats(train_s)   # fitted on the run's training participants only
+        # fitted on the run's training participants only
+        norm = fit_norm_stats(train_s, reference=cfg.eye_reference)
         norm_cache[run.name] = norm
         rs = resume_state if (resume_state is not None and resume_state.get("run") == run.name) else None
         state, info = trainer.train_run(run, samples, norm, seed=cfg.seed * 1000 + i, resume=rs,

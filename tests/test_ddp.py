@@ -1,0 +1,53 @@
+"""``emer-live train`` under torchrun: DistributedDataParallel with 2 CPU processes (gloo)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from emer_live import cli
+
+pytestmark = pytest.mark.torch
+
+CORPUS_ARGS = ["--participants", "3", "--trials", "3", "--time-scale", "0.03", "--size", "320x240",
+               "--seed", "5", "--mask-rate", "0.5", "--jobs", "1"]
+
+
+def tiny_corpus(tmp_path_factory) -> Path:
+    """The shared tiny corpus (same as tests/test_training.py; recorded once per session)."""
+    root = tmp_path_factory.getbasetemp() / "training_corpus"
+    if not (root / ".complete").exists():
+        if root.exists():
+            shutil.rmtree(root)
+        assert cli.main(["collect-synthetic", *CORPUS_ARGS, "--out", str(root)]) == 0
+        (root / ".complete").write_text("ok")
+    return root
+
+
+def test_two_cpu_processes_train_one_epoch(tmp_path_factory, tmp_path):
+    pytest.importorskip("torch")
+    from emer_live.model import load_checkpoint
+
+    corpus = tiny_corpus(tmp_path_factory)
+    out = tmp_path / "ddp.pt"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "emer_live.cli", "train", "--data", str(corpus), "--folds", "3", "--run-folds", "1",
+           "--epochs", "1", "--batch-size", "2", "--task", "multi", "--modalities", "eye,fixation",
+           "--device", "cpu", "--threads", "1", "--save-folds", "--out", str(out)]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
+    log = res.stdout + res.stderr
+    assert res.returncode == 0, log[-3000:]
+    assert "x2 processes" in log
+    # only rank 0 prints and writes
+    assert log.count("| epoch   1/1 |") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp.fold1.pt", "ddp.pt"]
+    m = load_checkpoint(out, device="cpu")
+    assert m.provenance["training"]["world_size"] == 2
+    assert m.provenance["split"]["test_participants"]
+    assert not set(m.provenance["split"]["test_participants"]) & set(m.provenance["split"]["train_participants"])
