@@ -67,7 +67,10 @@ class SyntheticCamera(Device):
     capacity_s : float
         Seconds of frames the ring keeps (a 1280x720 frame is 2.76 MB: 2 s at 30 fps = 166 MB).
     max_lag_s : float
-        How far behind schedule the renderer may fall before frames are dropped.
+        How far behind schedule the renderer may fall before frames are dropped (default 1 s:
+        a frame is a function of its time stamp, so a short stall of a loaded CPU - a fsync, a
+        burst of model work - is caught up with correct time stamps instead of lost; a CPU that
+        cannot keep up at all still drops, counts and reports).
     appearance : FaceAppearance, optional
         The filmed person's look. Default: drawn from the phantom's ``(seed, participant)``
         (:meth:`FaceAppearance.for_participant`, eye spacing from its interpupillary distance
@@ -80,7 +83,7 @@ class SyntheticCamera(Device):
 
     def __init__(self, phantom, *, width: int = 1280, height: int = 720, fps: float = 30.0,
                  clock: Optional[SessionClock] = None, on_event: Optional[EventSink] = None,
-                 capacity_s: float = 2.0, max_lag_s: float = 0.25, appearance=None,
+                 capacity_s: float = 2.0, max_lag_s: float = 1.0, appearance=None,
                  name: str = "synthetic-camera") -> None:
         if not callable(getattr(phantom, "face_state", None)):
             raise ConfigError(f"SyntheticCamera needs a phantom with face_state(t_us), got {type(phantom).__name__}")
