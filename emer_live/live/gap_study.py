@@ -43,7 +43,7 @@ def gap_by_mask(sessions) -> Dict[str, object]:
         m["session"] = s.name
         rows.append(m)
     df = pd.concat(rows, ignore_index=True)
-    masked = df["masked"].astype(str).str.lower().isin(("1", "true"))
+    masked = df["masked"].astype(str).str.lower().isin(("1", "1.0", "true"))
     g_m, g_u = df.loc[masked, "gap_jsd"].to_numpy(float), df.loc[~masked, "gap_jsd"].to_numpy(float)
     # probability that a masked trial's gap exceeds an unmasked one's (AUC; 0.5 = no difference)
     auc = float(np.mean([(a > b) + 0.5 * (a == b) for a in g_m for b in g_u])) if len(g_m) and len(g_u) else float("nan")
