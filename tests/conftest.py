@@ -57,3 +57,16 @@ def recorded20(tmp_path_factory):
                         "--quiet"], capture_output=True, text=True, timeout=180)
     assert p.returncode == 0, p.stderr
     return d
+
+
+@pytest.fixture(scope="session")
+def training_corpus(tmp_path_factory):
+    """A tiny synthetic corpus (3 participants x 3 trials, virtual clock) shared by the training,
+    evaluation and DDP tests; recorded once per test session."""
+    from emer_live import cli
+
+    root = tmp_path_factory.getbasetemp() / "training_corpus"
+    assert cli.main(["collect-synthetic", "--participants", "3", "--trials", "3", "--time-scale", "0.03",
+                     "--size", "320x240", "--seed", "5", "--mask-rate", "0.5", "--jobs", "1",
+                     "--out", str(root)]) == 0
+    return root

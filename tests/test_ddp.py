@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -14,26 +12,13 @@ from emer_live import cli
 
 pytestmark = pytest.mark.torch
 
-CORPUS_ARGS = ["--participants", "3", "--trials", "3", "--time-scale", "0.03", "--size", "320x240",
-               "--seed", "5", "--mask-rate", "0.5", "--jobs", "1"]
 
 
-def tiny_corpus(tmp_path_factory) -> Path:
-    """The shared tiny corpus (same as tests/test_training.py; recorded once per session)."""
-    root = tmp_path_factory.getbasetemp() / "training_corpus"
-    if not (root / ".complete").exists():
-        if root.exists():
-            shutil.rmtree(root)
-        assert cli.main(["collect-synthetic", *CORPUS_ARGS, "--out", str(root)]) == 0
-        (root / ".complete").write_text("ok")
-    return root
-
-
-def test_two_cpu_processes_train_one_epoch(tmp_path_factory, tmp_path):
+def test_two_cpu_processes_train_one_epoch(training_corpus, tmp_path):
     pytest.importorskip("torch")
     from emer_live.model import load_checkpoint
 
-    corpus = tiny_corpus(tmp_path_factory)
+    corpus = training_corpus
     out = tmp_path / "ddp.pt"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,19 +14,6 @@ from emer_live.training.dataset import Samples
 from emer_live.training.evaluate import (compute_metrics, draw_confusion, head_metrics, score_of,
                                          summarize_folds)
 
-CORPUS_ARGS = ["--participants", "3", "--trials", "3", "--time-scale", "0.03", "--size", "320x240",
-               "--seed", "5", "--mask-rate", "0.5", "--jobs", "1"]
-
-
-def tiny_corpus(tmp_path_factory) -> Path:
-    """The shared tiny corpus (same as tests/test_training.py; recorded once per session)."""
-    root = tmp_path_factory.getbasetemp() / "training_corpus"
-    if not (root / ".complete").exists():
-        if root.exists():
-            shutil.rmtree(root)
-        assert cli.main(["collect-synthetic", *CORPUS_ARGS, "--out", str(root)]) == 0
-        (root / ".complete").write_text("ok")
-    return root
 
 
 # --------------------------------------------------------------------------------------------
@@ -156,12 +141,12 @@ def test_confusion_png_drawing():
 # end to end
 # --------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, training_corpus):
     pytest.importorskip("torch")
     import torch
 
     torch.set_num_threads(1)
-    corpus = tiny_corpus(tmp_path_factory)
+    corpus = training_corpus
     out = tmp_path_factory.mktemp("evalckpt") / "m.pt"
     assert cli.main(["train", "--data", str(corpus), "--folds", "3", "--epochs", "1", "--batch-size", "4",
                      "--task", "multi", "--modalities", "eye,fixation", "--eye-reference", "baseline",

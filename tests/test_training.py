@@ -20,24 +20,11 @@ from emer_live.session.labels import ER7_CLASSES, VA_ANCHORS
 from emer_live.training.dataset import (SampleSpec, fit_norm_stats, load_samples, participant_folds,
                                         read_fer_annotations, session_samples, split_validation)
 
-CORPUS_ARGS = ["--participants", "3", "--trials", "3", "--time-scale", "0.03", "--size", "320x240",
-               "--seed", "5", "--mask-rate", "0.5", "--jobs", "1"]
-
-
-def tiny_corpus(tmp_path_factory) -> Path:
-    """The shared tiny corpus (recorded on first use in this test session)."""
-    root = tmp_path_factory.getbasetemp() / "training_corpus"
-    if not (root / ".complete").exists():
-        if root.exists():
-            shutil.rmtree(root)
-        assert cli.main(["collect-synthetic", *CORPUS_ARGS, "--out", str(root)]) == 0
-        (root / ".complete").write_text("ok")
-    return root
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    return tiny_corpus(tmp_path_factory)
+def corpus(training_corpus):
+    return training_corpus
 
 
 def sessions(root: Path):
