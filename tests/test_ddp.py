@@ -8,10 +8,7 @@ import sys
 
 import pytest
 
-from emer_live import cli
-
 pytestmark = pytest.mark.torch
-
 
 
 def test_two_cpu_processes_train_one_epoch(training_corpus, tmp_path):

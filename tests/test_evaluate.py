@@ -11,7 +11,7 @@ import pytest
 
 from emer_live import cli
 from emer_live.training.dataset import Samples
-from emer_live.training.evaluate import (compute_metrics, draw_confusion, head_metrics, score_of,
+from emer_live.training.evaluate import (draw_confusion, head_metrics, score_of,
                                          summarize_folds)
 
 
