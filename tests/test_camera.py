@@ -15,8 +15,10 @@ from emer_live.devices.camera import CameraDevice, probe_cameras
 from emer_live.errors import DeviceUnavailable
 
 try:
+    from tests.fakes import wait_for
     from tests.fakes.fake_camera import FakeCamera
 except ImportError:
+    from fakes import wait_for
     from fakes.fake_camera import FakeCamera
 
 cv2.setNumThreads(1)
@@ -28,15 +30,6 @@ class Events(list):
 
     def of(self, kind):
         return [d for _, k, d in self if k == kind]
-
-
-def wait_for(pred, timeout=10.0):
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def cam_device(cam, ev=None, **kw):

@@ -21,8 +21,10 @@ from emer_live.schema import GAZE_DTYPE
 
 try:
     from tests.fakes import fake_tobii_research as fk
+    from tests.fakes import wait_for as run_until
 except ImportError:  # tests/ itself on sys.path
     from fakes import fake_tobii_research as fk
+    from fakes import wait_for as run_until
 
 
 @pytest.fixture
@@ -41,15 +43,6 @@ class Events:
 
     def of(self, kind):
         return [d for _, k, d in self.items if k == kind]
-
-
-def run_until(pred, timeout):
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def make(sdk, events=None, **kw):
