@@ -298,6 +298,16 @@ def test_save_load_roundtrip_identical_outputs(tmp_path, small_model):
     assert raw["format_version"] == 1 and set(raw["config"]) == set(EMERTConfig().to_dict())
 
 
+def test_str_subclasses_in_metadata_are_stored_plain(tmp_path, small_model):
+    """torch.__version__ is a str subclass; stored as such, weights_only loading would refuse it."""
+    path = tmp_path / "v.pt"
+    save_checkpoint(path, small_model, norm_stats=identity_norm_stats(small_model.config),
+                    provenance={"torch": torch.__version__, "epochs": np.int64(3)})
+    prov = load_checkpoint(path, device="cpu").provenance
+    assert prov["torch"] == str(torch.__version__) and type(prov["torch"]) is str
+    assert type(prov["epochs"]) is int
+
+
 def test_predict_gives_probabilities_and_checks_inputs(tmp_path, small_model):
     path, _ = _save(tmp_path, small_model)
     lm = load_checkpoint(path, device="cpu")

@@ -81,6 +81,7 @@ def _fake_samples(n, er7, masked):
         "t_end_us": np.zeros(n, np.int64), "valid_gaze_fraction": np.ones(n, np.float32),
         "face_found_fraction": np.zeros(n, np.float32), "emer_set": np.full(n, -1),
         "eye_ref": np.zeros((n, 39), np.float32), "fixation_ref": np.zeros((n, 2), np.float32),
+        "eye_sref_mean": z(39), "eye_sref_sd": z(39) + 1, "fixation_sref_mean": z(2), "fixation_sref_sd": z(2) + 1,
         "participant": np.array(["P01"] * n), "session": np.array(["S"] * n), "kind": np.array(["trial"] * n),
         "fer_source": np.array(["none"] * n),
     }

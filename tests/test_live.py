@@ -113,6 +113,16 @@ def test_session_with_live_model_predicts_each_trial(tmp_path, random_checkpoint
     trials = preds[preds["kind"] == "trial"].sort_values("trial")
     assert list(trials["trial"]) == [1, 2, 3]
     assert (preds["kind"] == "window").sum() >= 20
+    # sliding windows wholly inside a clip say which trial they belong to (as training labels them)
+    spans = {iv["trial"]: (iv["onset_us"], iv["offset_us"]) for iv in r.stimulus_intervals()}
+    wins = preds[preds["kind"] == "window"]
+    inside = wins[wins["trial"] >= 0]
+    assert set(inside["trial"]) == {1, 2, 3}
+    for _, p in inside.iterrows():
+        on, off = spans[p["trial"]]
+        assert on <= p["t_start_us"] and p["t_end_us"] <= off
+    for _, p in wins[wins["trial"] < 0].iterrows():
+        assert not any(on <= p["t_start_us"] and p["t_end_us"] <= off for on, off in spans.values())
     info = r.summary()
     assert all("predicted_er7" in t and "sam_er7" in t for t in info["trials"])
     # offline: the same whole-trial windows from the recording, scored by the same model
@@ -123,3 +133,51 @@ def test_session_with_live_model_predicts_each_trial(tmp_path, random_checkpoint
     got = m.predict(w["face"], eye, fix, modality_mask=mask)["er7"]
     cols = [c for c in preds.columns if c.startswith("er7_")]
     np.testing.assert_allclose(got, trials[cols].to_numpy(), atol=2e-5)
+
+
+def test_session_reference_checkpoint_live_equals_offline(tmp_path):
+    """A checkpoint trained on the running session reference: the live engine z-scores the eyes
+    by the session so far - no eyes before the reference has 16 s of gaze, and whole-trial
+    predictions equal the training pipeline's samples scored offline."""
+    import pandas as pd
+    import torch
+
+    from emer_live.features.commands import build_session_windows
+    from emer_live.features.session_reference import SESSION_REFERENCE
+    from emer_live.model import load_checkpoint
+    from emer_live.model.checkpoint import identity_norm_stats, save_checkpoint
+    from emer_live.model.config import EMERTConfig
+    from emer_live.model.emert import EMERT
+    from emer_live.session.runner import HeadlessSessionConfig, run_headless_session
+    from emer_live.training.dataset import SampleSpec, modality_mask, normalize_samples, session_samples
+
+    torch.manual_seed(1)
+    cfg = EMERTConfig()
+    ckpt = tmp_path / "sref.pt"
+    ns = identity_norm_stats(cfg)
+    ns["eye"]["mean"] = [0.1] * 39        # the global statistics still apply after the reference
+    ns["reference"] = dict(SESSION_REFERENCE)
+    save_checkpoint(ckpt, EMERT(cfg).eval(), norm_stats=ns, provenance={"data": "random init (tests)"})
+    out = run_headless_session(HeadlessSessionConfig(
+        participant="P08", out_root=str(tmp_path), size=(320, 240), fps=15, rate=120, n_trials=2,
+        time_scale=0.3, seed=2, fast=True, checkpoint=str(ckpt)))
+    preds = pd.read_csv(out / "predictions.tsv", sep="\t")
+    win = preds[preds["kind"] == "window"]
+    origin = __import__("json").loads((out / "session.json").read_text())["live"]["t_origin_us"]
+    early = win[win["t_end_us"] - origin < 16_000_000]
+    late = win[win["t_end_us"] - origin >= 24_000_000]
+    assert len(early) and len(late)
+    assert not early["used_eye"].astype(bool).any() and early["used_face"].astype(bool).all()
+    assert late["used_eye"].astype(bool).all()
+    trials = preds[preds["kind"] == "trial"].sort_values("trial")
+    assert list(trials["trial"]) == [1, 2]
+    # offline: training samples (running reference from session.json's live origin) + same crops
+    s = session_samples(out, SampleSpec(kind="trial", use_face=False))
+    m = load_checkpoint(ckpt, device="cpu")
+    eye, fix = normalize_samples(s, m.norm_stats)
+    w = build_session_windows(str(out), per_trial=True)
+    mask = modality_mask(s, ("eye", "fixation"), m.norm_stats)
+    mask[:, 0] = w["face_mask"].any(1)
+    got = m.predict(w["face"], eye, fix, modality_mask=mask)["er7"]
+    cols = [c for c in preds.columns if c.startswith("er7_")]
+    np.testing.assert_allclose(got, trials[cols].to_numpy(), atol=5e-5)

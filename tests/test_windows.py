@@ -150,3 +150,31 @@ def test_engine_drops_oldest_when_model_falls_behind():
     assert s.dropped > 0, "a CPU engine that falls behind must drop (and count) old windows"
     assert len(eng._pending) <= 2                     # never an unbounded queue
     assert s.made + s.dropped + len(eng._pending) >= 14   # every window accounted for
+
+
+class _EyeOnlyModel(_CaptureModel):
+    provenance = {"modalities": ["eye", "fixation"]}
+    norm_stats: dict = {}
+
+
+def test_engine_masks_modalities_the_checkpoint_was_not_trained_on(recorded20):
+    """An ablation checkpoint (trained without the face) never gets a face live, and a
+    checkpoint that needs the baseline phase is refused with the reason."""
+    from emer_live.errors import ConfigError
+    from emer_live.live.engine import LiveEngine
+
+    src = RecordingSource(SessionReader(recorded20))
+    t0, _ = src.t_range
+    b = WindowBuilder(src, spec=WindowSpec(window_s=4.0, hop_s=1.0), use_face=True)
+    eng = LiveEngine(builder=b, model=_EyeOnlyModel(), clock=ReplayClock(t0, speed=None), t_origin_us=t0)
+    p = eng.process(t0 + 6_000_000)
+    assert p.modalities == {"face": False, "eye": True, "fixation": True}
+    assert any("trained on eye, fixation only" in n for n in eng.notes)
+    full = LiveEngine(builder=b, model=_CaptureModel(), clock=ReplayClock(t0, speed=None), t_origin_us=t0)
+    assert full.process(t0 + 6_000_000).modalities["face"]      # the face is there to be used
+
+    class _BaselineModel(_CaptureModel):
+        norm_stats = {"reference": {"kind": "session_baseline"}}
+
+    with pytest.raises(ConfigError, match="baseline"):
+        LiveEngine(builder=b, model=_BaselineModel(), clock=ReplayClock(t0, speed=None), t_origin_us=t0)

@@ -19,10 +19,12 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable, Deque, Dict, List, Optional
+from typing import Callable, Deque, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from ..errors import ConfigError
+from ..features.session_reference import REFERENCE_WINDOW_S, SessionReference, apply_reference, reference_kind
 from ..features.windows import Window, WindowBuilder, WindowSpec
 from ..session.labels import er3_probs_from_er7, va_from_probs
 from .prediction import Prediction, PredictionLog, emotion_gap
@@ -117,26 +119,88 @@ class LiveEngine:
         self.latencies: Dict[str, List[float]] = {"assemble": [], "features": [], "model": [], "total": []}
         self._pending: Deque = deque()
         self._trials: Dict[int, dict] = {}
+        self._spans: Dict[int, List[int]] = {}     # trial -> [onset, offset] of announced clips
         self._cv = threading.Condition()
         self._stop = threading.Event()
         self._threads: List[threading.Thread] = []
         self._model_lock = threading.Lock()
         self.on_gpu = getattr(getattr(model, "device", None), "type", "cpu") == "cuda"
         self.errors: List[str] = []
+        self.reference_kind = reference_kind(getattr(model, "norm_stats", None))
+        if self.reference_kind == "baseline":
+            raise ConfigError(f"{getattr(model, 'path', 'the checkpoint')}: trained with --eye-reference baseline, "
+                              "which needs the session's baseline phase before any window; the live engine "
+                              "supports checkpoints trained with --eye-reference none or session")
+        self.reference: Optional[SessionReference] = None   # made with the schedule (needs the origin)
+        # a checkpoint trained on some modalities only (an ablation) never sees the others live
+        prov = getattr(model, "provenance", None) or {}
+        names = ("face", "eye", "fixation")
+        trained = prov.get("modalities")
+        if not isinstance(trained, (list, tuple)) or not set(trained) & set(names):
+            trained = names
+        self.trained_modalities = np.array([m in trained for m in names], bool)
+        self.notes: List[str] = []     # what the operator should know (printed by the front ends)
+        if not self.trained_modalities.all():
+            self.notes.append(f"the checkpoint was trained on {', '.join(trained)} only; it is given nothing else")
+        trained_w = (prov.get("window") or {}).get("window_s")
+        if isinstance(trained_w, (int, float)) and abs(float(trained_w) - self.spec.window_s) > 1e-6:
+            self.notes.append(f"the checkpoint was trained on {float(trained_w):g} s windows, the engine builds "
+                              f"{self.spec.window_s:g} s windows (--window): its outputs may be less reliable")
 
     # ------------------------------------------------------------------ synchronous path
     def build(self, t_end_us: int, *, t_start_us: Optional[int] = None, trial: int = -1, face_sampler=None):
         t0 = time.perf_counter()
         w = self.builder.build(t_end_us, t_start_us=t_start_us, trial=trial, face_sampler=face_sampler)
-        return w, {"assemble": w.timing_ms["assemble"], "features": w.timing_ms["features"], "_t0": t0}
+        lat = {"assemble": w.timing_ms["assemble"], "features": w.timing_ms["features"], "_t0": t0}
+        if self.reference_kind == "session":
+            if self.reference is None:
+                self._make_reference()
+            t1 = time.perf_counter()
+            lat["reference"] = self.reference.at(int(t_end_us))
+            lat["features"] += (time.perf_counter() - t1) * 1e3
+        return w, lat
+
+    def _make_reference(self) -> None:
+        """The running session reference (:mod:`emer_live.features.session_reference`) on the
+        engine's grid origin, read from the same source as the windows."""
+        if self.t_origin_us is None:
+            self.t_origin_us = self.clock.now_us()
+        rb = WindowBuilder(self.builder.source, spec=WindowSpec(window_s=REFERENCE_WINDOW_S, hop_s=REFERENCE_WINDOW_S),
+                           use_face=False, eye_config=self.builder.eye_config)
+        self.reference = SessionReference(rb, self.t_origin_us)
+
+    def _normalize(self, items) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Model-ready eye/fixation inputs and the modality mask of ``items``: the checkpoint's
+        statistics, after the running session reference when the checkpoint was trained on one
+        (a window before the reference has enough data is scored without eyes, and says so)."""
+        ws = [w for w, _, _ in items]
+        m = self.model
+        mask = np.array([w.modalities for w in ws], bool) & self.trained_modalities[None, :]
+        eye_raw = np.stack([w.eye for w in ws])
+        fix_raw = np.stack([w.fixation for w in ws])
+        if self.reference_kind == "session":
+            for i, (_, lat, _) in enumerate(items):
+                ref = lat.get("reference")
+                if ref is None:
+                    mask[i, 1:] = False
+                    eye_raw[i], fix_raw[i] = 0.0, 0.0
+                else:
+                    eye_raw[i] = apply_reference(eye_raw[i], ref[0], ref[1])
+                    fix_raw[i] = apply_reference(fix_raw[i], ref[2], ref[3])
+        eye, fix = m.normalize(eye_raw, fix_raw)
+        eye = np.nan_to_num(eye, nan=0.0, posinf=0.0, neginf=0.0)
+        fix = np.nan_to_num(fix, nan=0.0, posinf=0.0, neginf=0.0)
+        if self.reference_kind == "session":
+            eye[~mask[:, 1]] = 0.0
+            fix[~mask[:, 2]] = 0.0
+        return eye, fix, mask
 
     def score(self, items) -> List[Prediction]:
         """Run the model on ``[(window, latency_dict, kind)]`` in one batch and publish."""
         ws = [w for w, _, _ in items]
         m = self.model
         face = np.stack([w.face for w in ws])
-        eye, fix = m.normalize(np.stack([w.eye for w in ws]), np.stack([w.fixation for w in ws]))
-        mask = np.array([w.modalities for w in ws], bool)
+        eye, fix, mask = self._normalize(items)
         t0 = time.perf_counter()
         with self._model_lock:
             out = m.predict(face, eye, fix, modality_mask=mask)
@@ -169,12 +233,15 @@ class LiveEngine:
         :meth:`end_trial` with the real offset."""
         times = self.builder.face_sample_times(onset_us, offset_us, whole_trial=True)
         with self._cv:
+            self._spans[trial] = [int(onset_us), int(offset_us)]
             self._trials[trial] = {"onset": int(onset_us), "offset": int(offset_us), "times": times,
                                    "sampler": self.builder.trial_sampler(), "next": 0}
             self._cv.notify()
 
     def end_trial(self, trial: int, offset_us: int) -> None:
         with self._cv:
+            if trial in self._spans:
+                self._spans[trial][1] = int(offset_us)
             t = self._trials.get(trial)
             if t is not None and offset_us != t["offset"]:
                 # aborted or cut short: score what was presented, with frames re-spread over it
@@ -302,7 +369,7 @@ class LiveEngine:
                 out += self._dispatch(item, sync)
         while self._t_end + grace <= now:
             try:
-                item = self.build(self._t_end)
+                item = self.build(self._t_end, trial=self._trial_of(self._t_end))
             except Exception as exc:  # keep running; the error is counted and shown
                 self.errors.append(f"window {self._t_end}: {exc}")
                 item = None
@@ -312,6 +379,17 @@ class LiveEngine:
             if not sync:
                 break
         return out
+
+    def _trial_of(self, t_end_us: int) -> int:
+        """The trial whose clip holds the whole sliding window ending at ``t_end_us`` (as training
+        labels its sliding windows), else -1."""
+        t0 = t_end_us - self.spec.window_us
+        with self._cv:
+            spans = list(self._spans.items())
+        for trial, (onset, offset) in spans:
+            if onset <= t0 and t_end_us <= offset:
+                return int(trial)
+        return -1
 
     def _dispatch(self, item, sync: bool) -> List[Prediction]:
         if sync:

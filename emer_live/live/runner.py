@@ -6,14 +6,13 @@ the engine and a stop flag, and reports predictions through ``engine.callbacks``
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 from pathlib import Path
 from typing import Optional
 
 from ..devices.factory import make_devices, parse_size
-from ..features.windows import StreamSource, WindowBuilder, WindowSpec, window_ends
+from ..features.windows import StreamSource, WindowBuilder, WindowSpec
 from ..recording.writer import Recorder, record_device_set
 from .engine import LiveEngine
 from .prediction import Prediction, PredictionLog
@@ -76,6 +75,8 @@ class LiveRun:
         builder = WindowBuilder(source, spec=self.spec, use_face=ds.camera is not None, grid_origin_us=origin)
         log = PredictionLog(self.rec.path / "predictions.tsv") if self.rec is not None else None
         eng = LiveEngine(builder=builder, model=self.model, clock=ds.clock, t_origin_us=origin, log=log)
+        for note in eng.notes:
+            print(f"note: {note}", file=sys.stderr)
         eng.callbacks.append(self._on_prediction)
         if self.rec is not None:
             self.rec.update_meta(live={"window_s": self.spec.window_s, "hop_s": self.spec.hop_s,
@@ -134,7 +135,7 @@ class LiveRun:
         """Replay as fast as possible: move replay time to each moment the engine has work
         (face grid frame, window end) and let it do that work synchronously - the same sequence
         of work the live scheduler does, so the predictions are the same."""
-        ds, src = self.ds, self.ds.replay
+        src = self.ds.replay
         live_meta = src.reader.meta.get("live") or {}
         origin = int(live_meta.get("t_origin_us", src.t_start_us))
         if self.rec is not None:

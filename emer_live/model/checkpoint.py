@@ -152,9 +152,19 @@ def _check_plain(obj: Any, where: str) -> None:
 def _plain_copy(obj: Any) -> Any:
     """Deep copy into dicts and lists; numpy scalars/arrays become Python numbers/lists."""
     if isinstance(obj, Mapping):
-        return {k: _plain_copy(v) for k, v in obj.items()}
+        return {str(k) if isinstance(k, str) else k: _plain_copy(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [_plain_copy(v) for v in obj]
+    # subclasses (e.g. torch.__version__, a str subclass) would be pickled as their class, which
+    # weights_only loading refuses: store the plain value
+    if isinstance(obj, str) and type(obj) is not str:
+        return str(obj)
+    if isinstance(obj, bool) and type(obj) is not bool:
+        return bool(obj)
+    if isinstance(obj, int) and not isinstance(obj, bool) and type(obj) is not int:
+        return int(obj)
+    if isinstance(obj, float) and type(obj) is not float:
+        return float(obj)
     if isinstance(obj, np.ndarray):
         return obj.tolist()
     if isinstance(obj, np.generic):

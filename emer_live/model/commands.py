@@ -96,6 +96,22 @@ def _cmd_model_info(args: argparse.Namespace) -> int:
     print(f"{lm.path}  id {lm.id}  (format v{lm.format_version})")
     print(f"  heads: {', '.join(lm.config.heads)}   parameters: {info['parameters']:,}   "
           f"width: {lm.config.model_dim}   face channels: {lm.config.face_channel_order}")
+    ref = lm.norm_stats.get("reference") if isinstance(lm.norm_stats, dict) else None
+    print(f"  eye reference: {ref.get('kind') if isinstance(ref, dict) else 'none'}")
     for key, value in lm.provenance.items():
-        print(f"  {key}: {json.dumps(value) if not isinstance(value, str) else value}")
+        print(f"  {key}: {_short(value)}")
+    print("  (long values shortened; --json prints everything)")
     return 0
+
+
+def _short(value, limit: int = 160) -> str:
+    """One line for the text view: a long list or dict (the training history, the session list)
+    is cut with a count of what is left out."""
+    if isinstance(value, str):
+        text = value
+    else:
+        text = json.dumps(value)
+    if len(text) <= limit:
+        return text
+    n = len(value) if isinstance(value, (list, dict)) else None
+    return text[:limit].rstrip() + f" ... ({n} items)" if n is not None else text[:limit] + " ..."

@@ -8,10 +8,11 @@ playback on the clock and let the synthetic participant answer the SAM.
 from __future__ import annotations
 
 import datetime as _dt
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Callable, Optional
 
 from ..errors import ConfigError
 from .controller import SessionController, SessionTiming, TrialSpec
@@ -180,6 +181,8 @@ def _attach_live(cfg: HeadlessSessionConfig, model, rec, ctrl, gaze_stream, came
     builder = WindowBuilder(source, spec=spec, use_face=camera_stream is not None, grid_origin_us=origin)
     eng = LiveEngine(builder=builder, model=model, clock=clock, t_origin_us=origin,
                      log=PredictionLog(rec.path / "predictions.tsv"))
+    for note in eng.notes:
+        print(f"note: {note}", file=sys.stderr)
     rec.update_meta(live={"window_s": spec.window_s, "hop_s": spec.hop_s, "t_origin_us": origin,
                           "checkpoint": model.id, "checkpoint_path": str(model.path)})
 

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .dataset import MODALITIES, Samples, head_targets, modality_mask, normalize_inputs
+from .dataset import MODALITIES, Samples, head_targets, modality_mask, normalize_samples
 
 __all__ = ["WindowDataset", "collate"]
 
@@ -20,11 +20,10 @@ class WindowDataset(Dataset):
                  modalities: Sequence[str] = MODALITIES, face_override: Optional[np.ndarray] = None) -> None:
         self.samples = samples
         self.heads = tuple(heads)
-        eye, fix = normalize_inputs(samples["eye"], samples["fixation"], norm_stats,
-                                    eye_ref=samples["eye_ref"], fixation_ref=samples["fixation_ref"])
+        eye, fix = normalize_samples(samples, norm_stats)
         self.eye = torch.from_numpy(eye)
         self.fixation = torch.from_numpy(fix)
-        self.mask = torch.from_numpy(modality_mask(samples, modalities))
+        self.mask = torch.from_numpy(modality_mask(samples, modalities, norm_stats))
         self.use_face = "face" in modalities
         self.targets = {h: torch.from_numpy(np.ascontiguousarray(t)) for h, t in head_targets(samples, heads).items()}
         if face_override is not None and len(face_override) != len(samples):

@@ -29,6 +29,9 @@ def register(sub) -> None:
                                                         "split, train on all)")
     p.add_argument("--run-folds", type=int, default=None, metavar="N",
                    help="train only the first N folds (default all)")
+    p.add_argument("--only-fold", type=int, default=None, metavar="K",
+                   help="train only fold K (e.g. to spread the folds over machines; --save-folds names it "
+                        "<out>.fold<K>.pt, and --out holds it too); seeds and splits are those of the full run")
     p.add_argument("--epochs", type=int, default=30, help="maximum epochs per fold (default 30)")
     p.add_argument("--batch-size", type=int, default=16, help="batch size per process (default 16)")
     p.add_argument("--lr", type=float, default=1e-4, help="peak learning rate, cosine-decayed (default 1e-4)")
@@ -45,10 +48,14 @@ def register(sub) -> None:
     p.add_argument("--per-trial", action="store_true", help="same as --samples trial")
     p.add_argument("--window", type=float, default=8.0, help="sliding-window length in s (default 8)")
     p.add_argument("--hop", type=float, default=1.0, help="sliding-window hop in s (default 1)")
-    p.add_argument("--eye-reference", choices=("none", "baseline"), default="none",
-                   help="subtract each session's baseline reference (mean eye/fixation features over its baseline "
-                        "phase, else its first 60 s) from the eye and fixation inputs - removes person-specific "
-                        "levels such as the pupil baseline; the live engine must do the same (docs/training.md)")
+    p.add_argument("--eye-reference", choices=("none", "baseline", "session"), default="none",
+                   help="remove person-specific eye levels (pupil baseline, blink rate...): 'baseline' subtracts "
+                        "the mean over the session's baseline phase; 'session' z-scores every eye/fixation feature "
+                        "by the session's running mean and sd so far (the live engine does the same; "
+                        "docs/training.md)")
+    p.add_argument("--face-dropout", type=float, default=0.0, metavar="P",
+                   help="modality dropout: hide the face of this fraction of training samples that have eyes, so "
+                        "the model also learns emotion from the eyes alone (default 0 = the paper's training)")
     p.add_argument("--patience", type=int, default=8, help="early-stopping patience in epochs (default 8)")
     p.add_argument("--val-fraction", type=float, default=0.15,
                    help="share of training participants held out for validation (default 0.15, at least one)")
@@ -130,11 +137,12 @@ def cmd_train(args) -> int:
 
     cfg = TrainConfig(
         data=tuple(args.data), out=args.out, task=args.task, folds=args.folds, run_folds=args.run_folds,
+        only_fold=args.only_fold,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         modalities=parse_modalities(args.modalities), samples=samples, window_s=args.window, hop_s=args.hop,
         seed=args.seed, device=args.device, amp=args.amp, patience=args.patience, val_fraction=args.val_fraction,
         final=args.final, save_folds=args.save_folds, face_train=args.face_train, alpha=args.alpha, beta=args.beta,
-        grad_clip=args.grad_clip, eye_reference=args.eye_reference,
+        grad_clip=args.grad_clip, eye_reference=args.eye_reference, face_dropout=args.face_dropout,
         split=args.split, num_threads=args.threads, cache_dir=args.cache_dir, emer_layout=args.emer_layout,
         resume=args.resume, quiet=args.quiet, workers=args.workers,
         command="emer-live train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else None,

@@ -41,19 +41,21 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 import numpy as np
 
 from ..errors import ConfigError, SessionFormatError
+from ..features.session_reference import reference_kind
 from ..session.labels import ER3_CLASSES, ER7_CLASSES, ER7_TO_ER3, VA_ANCHOR_ARRAY
 
 __all__ = [
     "SAMPLE_KINDS", "MODALITIES", "SampleSpec", "Samples", "find_sessions", "load_samples",
     "session_samples", "session_labels", "read_fer_annotations", "FER_ANNOTATIONS_TSV",
     "participant_folds", "split_validation", "fit_norm_stats", "normalize_inputs", "uses_reference",
+    "reference_kind", "normalize_samples", "reference_available", "running_reference",
     "session_reference", "reference_from_window", "REFERENCE_KINDS", "BASELINE_REFERENCE",
     "modality_mask", "head_targets", "make_torch_dataset", "collate", "face_available",
     "CACHE_DIRNAME", "parse_modalities", "emotion_index",
 ]
 
 SAMPLE_KINDS = ("trial", "sliding", "both")
-REFERENCE_KINDS = ("none", "baseline")
+REFERENCE_KINDS = ("none", "baseline", "session")
 #: ``norm_stats["reference"]`` of a checkpoint trained with ``--eye-reference baseline``.
 BASELINE_REFERENCE: Dict[str, Any] = {
     "kind": "session_baseline",
@@ -194,6 +196,10 @@ _FIELDS: Dict[str, Tuple[Tuple[int, ...], Any]] = {
     "emer_set": ((), np.int64),              # EMER dataset split set (1..K), -1 = not EMER
     "eye_ref": ((N_EYE,), np.float32),       # the session's baseline reference (NaN = none)
     "fixation_ref": ((2,), np.float32),
+    # the session's running reference at the sample's end (NaN = not enough data yet), see
+    # emer_live.features.session_reference
+    "eye_sref_mean": ((N_EYE,), np.float32), "eye_sref_sd": ((N_EYE,), np.float32),
+    "fixation_sref_mean": ((2,), np.float32), "fixation_sref_sd": ((2,), np.float32),
     "participant": ((), str), "session": ((), str), "kind": ((), str), "fer_source": ((), str),
 }
 
@@ -721,6 +727,9 @@ def _window_samples(win: Dict[str, np.ndarray], keep: np.ndarray, *, kind: str, 
         "face_found_fraction": win["face_found_fraction"][idx].astype(np.float32),
         "emer_set": np.full(n, -1, np.int64),
         "eye_ref": np.full((n, N_EYE), np.nan, np.float32), "fixation_ref": np.full((n, 2), np.nan, np.float32),
+        "eye_sref_mean": np.full((n, N_EYE), np.nan, np.float32), "eye_sref_sd": np.full((n, N_EYE), np.nan, np.float32),
+        "fixation_sref_mean": np.full((n, 2), np.nan, np.float32),
+        "fixation_sref_sd": np.full((n, 2), np.nan, np.float32),
         "participant": np.array([participant] * n, dtype=str), "session": np.array([session] * n, dtype=str),
         "kind": np.array([kind] * n, dtype=str), "fer_source": np.array([l["fer_source"] for l in labs], dtype=str),
     }
@@ -774,6 +783,30 @@ def session_reference(reader, *, fallback_s: float = BASELINE_REFERENCE["fallbac
     return eye_ref, fix_ref, span
 
 
+def running_reference(reader, t_ends_us: np.ndarray) -> Dict[str, np.ndarray]:
+    """The session's running eye reference (:mod:`emer_live.features.session_reference`) at each
+    sample end; its grid starts at the live engine's origin when the session ran one (so live and
+    offline use the same reference windows), else at the first gaze sample."""
+    from ..features.session_reference import REFERENCE_WINDOW_S, reference_series
+    from ..features.windows import RecordingSource, WindowBuilder, WindowSpec
+
+    n = len(t_ends_us)
+    empty = {f"{m}_{k}": np.full((n, N_EYE if m == "eye" else 2), np.nan, np.float32)
+             for m in ("eye", "fixation") for k in ("mean", "sd")}
+    if not reader.has_gaze():
+        return empty
+    src = RecordingSource(reader)
+    try:
+        t_first, _ = src.t_range
+    except ConfigError:
+        return empty
+    live = reader.meta.get("live") if isinstance(reader.meta.get("live"), dict) else {}
+    origin = int(live.get("t_origin_us", t_first))
+    builder = WindowBuilder(src, spec=WindowSpec(window_s=REFERENCE_WINDOW_S, hop_s=REFERENCE_WINDOW_S),
+                            use_face=False)
+    return reference_series(builder, origin, t_ends_us)
+
+
 def session_samples(session: Any, spec: SampleSpec, *, load_face: bool = True, cache: bool = True,
                     cache_dir: Optional[Any] = None, progress: Optional[Callable[[str], None]] = None) -> Samples:
     """Samples of one recorded session (see the module docstring).
@@ -822,10 +855,16 @@ def session_samples(session: Any, spec: SampleSpec, *, load_face: bool = True, c
     if not parts_arrays:
         return Samples.empty()
     eye_ref, fix_ref, _span = session_reference(reader)
+    sref = running_reference(reader, np.concatenate([a["t_end_us"] for a in parts_arrays]))
+    start = 0
     for a in parts_arrays:
         n = len(a["trial"])
         a["eye_ref"] = np.tile(eye_ref, (n, 1))
         a["fixation_ref"] = np.tile(fix_ref, (n, 1))
+        for name in ("eye", "fixation"):
+            a[f"{name}_sref_mean"] = sref[f"{name}_mean"][start:start + n]
+            a[f"{name}_sref_sd"] = sref[f"{name}_sd"][start:start + n]
+        start += n
     merged = {k: np.concatenate([a[k] for a in parts_arrays]) for k in _FIELDS}
     return Samples(merged, np.concatenate(banks) if banks else None)
 
@@ -911,10 +950,13 @@ def fit_norm_stats(samples: Samples, *, reference: str = "none") -> Dict[str, An
 
     With ``reference="baseline"`` the statistics are those of the baseline-referenced features
     (each session's :func:`session_reference` subtracted) and ``norm_stats["reference"]`` says
-    so (:data:`BASELINE_REFERENCE`); whoever feeds the model must subtract the same reference.
+    so (:data:`BASELINE_REFERENCE`); with ``reference="session"`` those of the features z-scored
+    by the session's running reference (:mod:`emer_live.features.session_reference`, samples
+    without one left out). Whoever feeds the model must apply the same reference.
     """
     from ..features.eye import EYE_FEATURE_NAMES
     from ..features.normalise import FeatureStats
+    from ..features.session_reference import SESSION_REFERENCE
 
     if not len(samples):
         raise ConfigError("cannot fit normalisation statistics on zero samples")
@@ -924,10 +966,19 @@ def fit_norm_stats(samples: Samples, *, reference: str = "none") -> Dict[str, An
     if reference == "baseline":
         _check_refs(samples)
         out["reference"] = dict(BASELINE_REFERENCE)
+    elif reference == "session":
+        has = _has_session_ref(samples)
+        if not has.any():
+            raise ConfigError("no sample has a running session reference (sessions without gaze, or EMER data); "
+                              "use --eye-reference none")
+        out["reference"] = dict(SESSION_REFERENCE)
     for name, names in (("eye", EYE_FEATURE_NAMES), ("fixation", ("x", "y"))):
         x, m = samples[name], samples[f"{name}_mask"]
         if reference == "baseline":
             x = x - samples[f"{name}_ref"][:, None, :]
+        elif reference == "session":
+            x = _apply_session_ref(samples, name)
+            m = m & has[:, None]
         if not m.any():  # no valid step at all (e.g. face-only data): identity
             n = x.shape[-1]
             out[name] = {"mean": [0.0] * n, "std": [1.0] * n, "fitted_std": [1.0] * n, "count": [0] * n,
@@ -948,8 +999,21 @@ def fit_norm_stats(samples: Samples, *, reference: str = "none") -> Dict[str, An
 
 def uses_reference(norm_stats: Dict[str, Any]) -> bool:
     """True when a checkpoint's ``norm_stats`` expect baseline-referenced eye/fixation inputs."""
-    ref = norm_stats.get("reference") if isinstance(norm_stats, dict) else None
-    return isinstance(ref, dict) and ref.get("kind") == BASELINE_REFERENCE["kind"]
+    return reference_kind(norm_stats) == "baseline"
+
+
+def _has_session_ref(samples: Samples) -> np.ndarray:
+    return (np.isfinite(samples["eye_sref_mean"]).all(axis=1) & np.isfinite(samples["eye_sref_sd"]).all(axis=1)
+            & np.isfinite(samples["fixation_sref_mean"]).all(axis=1)
+            & np.isfinite(samples["fixation_sref_sd"]).all(axis=1))
+
+
+def _apply_session_ref(samples: Samples, name: str) -> np.ndarray:
+    from ..features.session_reference import apply_reference
+
+    mean = np.nan_to_num(samples[f"{name}_sref_mean"], nan=0.0)
+    sd = np.nan_to_num(samples[f"{name}_sref_sd"], nan=1.0)
+    return apply_reference(samples[name], mean, sd)
 
 
 def _check_refs(samples: Samples) -> None:
@@ -968,9 +1032,13 @@ def normalize_inputs(eye: np.ndarray, fixation: np.ndarray, norm_stats: Dict[str
     Without a reference in ``norm_stats`` this is exactly what
     :meth:`emer_live.model.LoadedModel.normalize` computes. With one (:func:`uses_reference`),
     ``eye_ref`` ``(..., 39)`` and ``fixation_ref`` ``(..., 2)`` - the session's
-    :func:`session_reference` per sample - are subtracted first (required).
+    :func:`session_reference` per sample - are subtracted first (required). For a running
+    session reference use :func:`normalize_samples`.
     """
     refs = {"eye": eye_ref, "fixation": fixation_ref}
+    if reference_kind(norm_stats) == "session":
+        raise ConfigError("this checkpoint expects inputs z-scored by the running session reference; "
+                          "use normalize_samples")
     if uses_reference(norm_stats) and (eye_ref is None or fixation_ref is None):
         raise ConfigError("this checkpoint expects baseline-referenced inputs (norm_stats.reference) but no "
                           "reference was given")
@@ -981,18 +1049,49 @@ def normalize_inputs(eye: np.ndarray, fixation: np.ndarray, norm_stats: Dict[str
             if not np.isfinite(ref).all():
                 raise ConfigError("baseline reference missing (NaN) for some samples; the checkpoint needs one")
             x = np.asarray(x, dtype=np.float32) - (ref[:, None, :] if ref.ndim == 2 else ref)
-        mean = np.asarray(norm_stats[name]["mean"], dtype=np.float32)
-        std = np.asarray(norm_stats[name]["std"], dtype=np.float32)
-        y = ((np.asarray(x, dtype=np.float32) - mean) / std).astype(np.float32)
-        out.append(np.nan_to_num(y, nan=0.0, posinf=0.0, neginf=0.0))
+        out.append(_global_norm(x, norm_stats[name]))
     return out[0], out[1]
 
 
-def modality_mask(samples: Samples, modalities: Sequence[str] = MODALITIES) -> np.ndarray:
-    """``(N, 3)`` bool: face / eye / fixation present in a sample and selected."""
+def _global_norm(x: np.ndarray, stats: Dict[str, Any]) -> np.ndarray:
+    mean = np.asarray(stats["mean"], dtype=np.float32)
+    std = np.asarray(stats["std"], dtype=np.float32)
+    y = ((np.asarray(x, dtype=np.float32) - mean) / std).astype(np.float32)
+    return np.nan_to_num(y, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def normalize_samples(samples: Samples, norm_stats: Dict[str, Any]) -> Tuple[np.ndarray, np.ndarray]:
+    """Model-ready eye and fixation inputs of ``samples`` for a checkpoint's ``norm_stats``,
+    whatever reference it uses (samples without a needed running reference get zeros; see
+    :func:`reference_available`)."""
+    if reference_kind(norm_stats) != "session":
+        return normalize_inputs(samples["eye"], samples["fixation"], norm_stats,
+                                eye_ref=samples["eye_ref"], fixation_ref=samples["fixation_ref"])
+    has = _has_session_ref(samples)
+    out = []
+    for name in ("eye", "fixation"):
+        y = _global_norm(_apply_session_ref(samples, name), norm_stats[name])
+        y[~has] = 0.0
+        out.append(y)
+    return out[0], out[1]
+
+
+def reference_available(samples: Samples, norm_stats: Optional[Dict[str, Any]]) -> np.ndarray:
+    """``(N,)`` bool: the eye reference the checkpoint needs exists for the sample (always True
+    without a running session reference)."""
+    if norm_stats is None or reference_kind(norm_stats) != "session":
+        return np.ones(len(samples), bool)
+    return _has_session_ref(samples)
+
+
+def modality_mask(samples: Samples, modalities: Sequence[str] = MODALITIES,
+                  norm_stats: Optional[Dict[str, Any]] = None) -> np.ndarray:
+    """``(N, 3)`` bool: face / eye / fixation present in a sample and selected (and, for a
+    checkpoint on the running session reference, eyes only where that reference exists)."""
     sel = np.array([m in modalities for m in MODALITIES], bool)
+    ref = reference_available(samples, norm_stats)
     present = np.stack([samples["face_mask"].any(axis=1) & (samples["face_row"] >= 0),
-                        samples["eye_mask"].any(axis=1), samples["fixation_mask"].any(axis=1)], axis=1)
+                        samples["eye_mask"].any(axis=1) & ref, samples["fixation_mask"].any(axis=1) & ref], axis=1)
     return present & sel[None, :]
 
 

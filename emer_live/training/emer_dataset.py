@@ -660,6 +660,10 @@ def load_emer_samples(root: Any, *, layout: Optional[Any] = None, load_face: boo
         "face_mask": np.stack(rows["face_mask"]),
         "masked": np.full(n, -1, np.int8), "true7": np.full(n, -1, np.int64),
         "eye_ref": np.full((n, 39), np.nan, np.float32), "fixation_ref": np.full((n, 2), np.nan, np.float32),
+        # no running session reference: EMER tables are per clip, not whole sessions
+        "eye_sref_mean": np.full((n, 39), np.nan, np.float32), "eye_sref_sd": np.full((n, 39), np.nan, np.float32),
+        "fixation_sref_mean": np.full((n, 2), np.nan, np.float32),
+        "fixation_sref_sd": np.full((n, 2), np.nan, np.float32),
         "trial": np.arange(n, dtype=np.int64), "t_start_us": np.zeros(n, np.int64), "t_end_us": np.zeros(n, np.int64),
         "kind": np.array(["emer"] * n), "fer_source": np.array(["emer" if f >= 0 else "none" for f in rows["fer7"]]),
     })

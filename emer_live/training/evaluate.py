@@ -180,7 +180,7 @@ def predict_samples(model, samples: Samples, *, heads: Sequence[str], norm_stats
     from ._torchdata import WindowDataset, collate
 
     n = len(samples)
-    mask = modality_mask(samples, modalities)
+    mask = modality_mask(samples, modalities, norm_stats)
     scored = mask.any(axis=1)
     want = np.flatnonzero(scored) if indices is None else np.asarray(indices)[scored[np.asarray(indices)]]
     dev = device if device is not None else next(model.parameters()).device

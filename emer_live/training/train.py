@@ -73,6 +73,7 @@ class TrainConfig:
     task: str = "multi"
     folds: int = 5
     run_folds: Optional[int] = None
+    only_fold: Optional[int] = None
     epochs: int = 30
     batch_size: int = 16
     lr: float = 1e-4
@@ -93,6 +94,7 @@ class TrainConfig:
     beta: float = 0.1
     grad_clip: float = 1.0
     eye_reference: str = "none"
+    face_dropout: float = 0.0
     split: str = "auto"
     num_threads: Optional[int] = None
     cache_dir: Optional[str] = None
@@ -119,6 +121,12 @@ class TrainConfig:
             check_int(name, lo)
         if self.run_folds is not None:
             check_int("run_folds", 1)
+        if self.only_fold is not None:
+            check_int("only_fold", 1)
+            if self.only_fold > self.folds:
+                raise ConfigError(f"--only-fold {self.only_fold}: there are only --folds {self.folds}")
+            if self.run_folds is not None:
+                raise ConfigError("--only-fold and --run-folds exclude each other")
         for name in ("lr", "weight_decay", "alpha", "beta", "val_fraction", "grad_clip"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
@@ -127,12 +135,15 @@ class TrainConfig:
             raise ConfigError(f"--lr must be > 0, got {self.lr!r}")
         if self.val_fraction >= 1:
             raise ConfigError("--val-fraction must be below 1")
+        if isinstance(self.face_dropout, bool) or not isinstance(self.face_dropout, (int, float)) \
+                or not 0.0 <= self.face_dropout < 1.0:
+            raise ConfigError(f"--face-dropout must be a probability in [0, 1), got {self.face_dropout!r}")
         if self.final not in ("fold1", "all"):
             raise ConfigError(f"--final must be fold1 or all, got {self.final!r}")
         if self.face_train not in FACE_TRAIN_CHOICES:
             raise ConfigError(f"--face-train must be one of {', '.join(FACE_TRAIN_CHOICES)}")
-        if self.eye_reference not in ("none", "baseline"):
-            raise ConfigError(f"--eye-reference must be none or baseline, got {self.eye_reference!r}")
+        if self.eye_reference not in ("none", "baseline", "session"):
+            raise ConfigError(f"--eye-reference must be none, baseline or session, got {self.eye_reference!r}")
         if self.split not in ("auto", "participant", "emer-set"):
             raise ConfigError(f"--split must be auto, participant or emer-set, got {self.split!r}")
         if not self.modalities or any(m not in MODALITIES for m in self.modalities):
@@ -296,6 +307,18 @@ def _amp_settings(cfg: TrainConfig, dev: torch.device) -> Tuple[bool, Optional[t
     return True, torch.float16, True
 
 
+def _drop_face(mask: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:
+    """Modality dropout: hide the face of a random fraction ``p`` of the samples that also have
+    eyes or fixations, so the network must learn to recognise emotion without the face (what it
+    needs when the face is masked or missing)."""
+    drop = (torch.rand(mask.shape[0], generator=gen) < p) & mask[:, 1:].any(dim=1) & mask[:, 0]
+    if not drop.any():
+        return mask
+    out = mask.clone()
+    out[drop, 0] = False
+    return out
+
+
 def _build_model(cfg: TrainConfig, seed: int) -> EMERT:
     torch.manual_seed(seed)
     return EMERT(EMERTConfig(heads=cfg.heads))
@@ -402,12 +425,12 @@ class _Trainer:
         train_s = samples.of_participants(run.train_p)
         val_s = samples.of_participants(run.val_p) if run.val_p else Samples.empty()
         targets = head_targets(train_s, heads)
-        usable = has_any_target(targets) & modality_mask(train_s, cfg.modalities).any(axis=1)
+        usable = has_any_target(targets) & modality_mask(train_s, cfg.modalities, norm_stats).any(axis=1)
         if not usable.any():
             raise ConfigError(f"{run.name}: no training sample has both a label for --task {cfg.task} and one of "
                               f"the modalities {','.join(cfg.modalities)}")
         train_s = train_s.subset(usable)
-        val_usable = (has_any_target(head_targets(val_s, heads)) & modality_mask(val_s, cfg.modalities).any(axis=1)
+        val_usable = (has_any_target(head_targets(val_s, heads)) & modality_mask(val_s, cfg.modalities, norm_stats).any(axis=1)
                       if len(val_s) else np.zeros(0, bool))
         val_s = val_s.subset(val_usable) if len(val_s) else val_s
 
@@ -481,6 +504,8 @@ class _Trainer:
             torch.set_rng_state(resume["torch_rng"])
         for epoch in range(start_epoch, cfg.epochs):
             t_ep = time.perf_counter()
+            g_drop = torch.Generator()
+            g_drop.manual_seed(seed * 7_919 + epoch * 31 + dist.rank)
             if sampler is not None:
                 sampler.set_epoch(epoch)
                 loader = DataLoader(ds_tr, batch_size=cfg.batch_size, sampler=sampler, collate_fn=collate,
@@ -497,9 +522,12 @@ class _Trainer:
             tr_idx: List[np.ndarray] = []
             trunk.activate()
             for step, batch in enumerate(loader):
+                mmask = batch["modality_mask"]
+                if cfg.face_dropout > 0:
+                    mmask = _drop_face(mmask, cfg.face_dropout, g_drop)
                 with torch.autocast(device_type=dev.type, dtype=self.amp[1], enabled=self.amp[0]):
                     out = net(batch["face"].to(dev), batch["eye"].to(dev), batch["fixation"].to(dev),
-                              modality_mask=batch["modality_mask"].to(dev))
+                              modality_mask=mmask.to(dev))
                     losses = emert_loss(out, {h: batch[h].to(dev) for h in heads}, alpha=cfg.alpha, beta=cfg.beta)
                 loss = losses["total"]
                 if not torch.isfinite(loss):
@@ -594,7 +622,7 @@ class _Trainer:
         model.to(self.dist.device)
         test_s = samples.of_participants(test_p)
         ds = WindowDataset(test_s, heads=self.cfg.heads, norm_stats=norm_stats, modalities=self.cfg.modalities)
-        scored = modality_mask(test_s, self.cfg.modalities).any(axis=1)
+        scored = modality_mask(test_s, self.cfg.modalities, norm_stats).any(axis=1)
         metrics = _eval_metrics(model, ds, np.flatnonzero(scored), dist=self.dist,
                                 batch_size=max(self.cfg.batch_size, 32), amp=self.amp, label_maps=self.label_maps)
         sub = {}
@@ -679,7 +707,7 @@ def _provenance(cfg: TrainConfig, samples: Samples, run_info: Dict[str, Any], fo
             "schedule": "cosine per step", "optimizer": "AdamW", "alpha": cfg.alpha, "beta": cfg.beta,
             "grad_clip": cfg.grad_clip,
             "patience": cfg.patience, "val_fraction": cfg.val_fraction, "face_train": cfg.face_train,
-            "seed": cfg.seed, "device": str(dist.device), "world_size": dist.world,
+            "face_dropout": cfg.face_dropout, "seed": cfg.seed, "device": str(dist.device), "world_size": dist.world,
             "amp": str(amp[1]).replace("torch.", "") if amp[0] else None, "seconds": run_info["seconds"],
             "history": run_info["history"], "torch": str(torch.__version__),
         },
@@ -798,7 +826,8 @@ def _run(cfg: TrainConfig, out: Path, dist: _Dist, log: _Log) -> Dict[str, Any]:
     people = samples.participants
     runs: List[_RunSpec] = []
     n_run = len(folds) if cfg.run_folds is None else min(cfg.run_folds, len(folds))
-    for i in range(n_run):
+    fold_ids = range(n_run) if cfg.only_fold is None else [cfg.only_fold - 1]
+    for i in fold_ids:
         test_p = folds[i]
         rest = [p for p in people if p not in test_p]
         tr, va = split_validation(rest, fraction=cfg.val_fraction, seed=cfg.seed + i + 1)
@@ -824,7 +853,9 @@ def _run(cfg: TrainConfig, out: Path, dist: _Dist, log: _Log) -> Dict[str, Any]:
         norm = fit_norm_stats(train_s, reference=cfg.eye_reference)
         norm_cache[run.name] = norm
         rs = resume_state if (resume_state is not None and resume_state.get("run") == run.name) else None
-        state, info = trainer.train_run(run, samples, norm, seed=cfg.seed * 1000 + i, resume=rs,
+        # a fold's seed depends on the fold, not on which folds this process runs (--only-fold)
+        run_seed = cfg.seed * 1000 + (run.fold - 1 if run.fold is not None else i)
+        state, info = trainer.train_run(run, samples, norm, seed=run_seed, resume=rs,
                                         completed=completed, kept_states=kept)
         if run.test_p:
             info["test"] = trainer.test_metrics(state, samples, run.test_p, norm)
@@ -834,7 +865,7 @@ def _run(cfg: TrainConfig, out: Path, dist: _Dist, log: _Log) -> Dict[str, Any]:
                 + "".join(f" | {k}: {_metrics_brief(v)}" for k, v in t["subsets"].items()))
         info["norm_stats"] = norm
         completed.append(_plain({k: v for k, v in info.items() if k != "norm_stats"}) | {"norm_stats": norm})
-        keep_this = (cfg.final == "fold1" and run.fold == 1) or run.name == "all"
+        keep_this = (cfg.final == "fold1" and run is runs[0] and run.fold is not None) or run.name == "all"
         if keep_this:
             kept[run.name] = state
         if cfg.save_folds and run.fold is not None and dist.main:
@@ -848,7 +879,8 @@ def _run(cfg: TrainConfig, out: Path, dist: _Dist, log: _Log) -> Dict[str, Any]:
                                 "kept_states": kept})
 
     fold_results = [c for c in completed if c.get("fold") is not None]
-    final_name = "all" if (cfg.final == "all" or not folds) else "fold1"
+    # --final fold1: the first fold run (fold K with --only-fold K)
+    final_name = "all" if (cfg.final == "all" or not folds) else runs[0].name
     final_info = next(c for c in completed if c["run"] == final_name)
     summary: Dict[str, Any] = {}
     if dist.main:
