@@ -196,6 +196,20 @@ def test_evaluate_json_report(trained, tmp_path, capsys):
     png = tmp_path / "ev" / "confusion_er7_fold2.png"
     assert png.is_file() and cv2.imread(str(png)) is not None
     assert (tmp_path / "ev" / "confusion_er7_all.png").is_file()
+    # one row per sample and fold; its predictions rebuild each fold's confusion matrix
+    import pandas as pd
+
+    rows = pd.read_csv(tmp_path / "ev" / "predictions.tsv", sep="\t", keep_default_na=False)
+    assert list(rows.columns[:8]) == ["fold", "participant", "session", "kind", "trial", "t_end_us", "masked",
+                                      "scored"]
+    assert len(rows) == 9 and sorted(set(rows["participant"])) == sorted(seen)
+    names = rep["folds"][0]["heads"]["er7"]["labels"]
+    for f in rep["folds"]:
+        r = rows[(rows["fold"] == f["fold"]) & (rows["scored"] == 1) & (rows["er7_target"] != "")]
+        cm = np.zeros((7, 7), int)
+        for t, p in zip(r["er7_target"], r["er7_pred"]):
+            cm[names.index(t), names.index(p)] += 1
+        assert cm.tolist() == f["heads"]["er7"]["confusion"]
 
 
 @pytest.mark.torch

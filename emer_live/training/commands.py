@@ -107,8 +107,25 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, default=32, help="batch size (default 32)")
     p.add_argument("--json", action="store_true", help="print the full report as JSON on stdout")
     p.add_argument("--out-dir", default=None, metavar="DIR",
-                   help="write evaluation.json and confusion_<head>_fold<k>.png here")
+                   help="write evaluation.json, predictions.tsv (per sample) and confusion_<head>_fold<k>.png here")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser(
+        "compare", help="ablation table of several evaluations with participant-bootstrap intervals",
+        description="Compare models evaluated on the same held-out samples (each `emer-live evaluate --out-dir DIR`): "
+                    "pooled UAR on all, masked-face and unmasked trials, per-fold mean +- sd, and each model's "
+                    "difference to a baseline model with a 95%% interval from resampling participants (paired). "
+                    "Prints a markdown table (--json: the numbers).")
+    p.add_argument("evaluations", nargs="+", metavar="NAME=DIR",
+                   help="a model's name and the --out-dir of its evaluation (holds predictions.tsv)")
+    p.add_argument("--baseline", default=None, metavar="NAME", help="model the others are compared to (default: first)")
+    p.add_argument("--head", default="er7", help="class head (default er7)")
+    p.add_argument("--samples", choices=("trial", "window", "all"), default="trial",
+                   help="whole-trial samples (default, the paper's protocol), sliding windows, or all")
+    p.add_argument("--bootstrap", type=int, default=2000, metavar="N", help="bootstrap resamples (default 2000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    p.set_defaults(func=cmd_compare)
 
 
 def _need_torch(what: str) -> None:
@@ -158,7 +175,7 @@ def cmd_evaluate(args) -> int:
     from ..errors import ConfigError
     from ..model import select_device
     from .dataset import SampleSpec, load_samples, parse_modalities
-    from .evaluate import evaluate_checkpoints, format_report, write_confusion_pngs
+    from .evaluate import evaluate_checkpoints, format_report, write_confusion_pngs, write_sample_predictions
 
     if args.batch_size < 1:
         raise ConfigError("--batch-size must be >= 1")
@@ -188,16 +205,40 @@ def cmd_evaluate(args) -> int:
     samples = load_samples(args.data, spec, load_face=face_needed and spec.resolved_face(), cache_dir=args.cache_dir,
                            emer_layout=args.emer_layout, progress=lambda m: log(f"  {m}"))
     log(f"data: {samples.summary()}")
+    rows: list = []
     report = evaluate_checkpoints(args.checkpoint, samples, split=args.split, modalities=mods, device=args.device,
-                                  batch_size=args.batch_size, data=args.data, sample_spec=spec.to_dict(), log=log)
+                                  batch_size=args.batch_size, data=args.data, sample_spec=spec.to_dict(), log=log,
+                                  keep_rows=rows)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         pngs = write_confusion_pngs(report, out_dir)
         report["confusion_png"] = [str(p) for p in pngs]
+        write_sample_predictions(rows, out_dir / "predictions.tsv")
         (out_dir / "evaluation.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
-        log(f"wrote {out_dir / 'evaluation.json'} and {len(pngs)} confusion-matrix PNG(s)")
+        log(f"wrote {out_dir / 'evaluation.json'}, predictions.tsv (one row per sample) and {len(pngs)} "
+            "confusion-matrix PNG(s)")
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         print(format_report(report))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from ..errors import ConfigError
+    from .compare import compare_evaluations, format_comparison, read_evaluation, report_json
+
+    evals = []
+    for item in args.evaluations:
+        name, sep, folder = item.partition("=")
+        if not sep or not name or not folder:
+            raise ConfigError(f"{item!r}: give each evaluation as NAME=DIR (e.g. face=eval_face)")
+        evals.append(read_evaluation(name, folder, head=args.head, kind=None if args.samples == "all" else args.samples))
+    if args.bootstrap < 0:
+        raise ConfigError("--bootstrap must be >= 0")
+    rep = compare_evaluations(evals, baseline=args.baseline, n_boot=args.bootstrap, seed=args.seed)
+    if args.json:
+        print(report_json(rep))
+    else:
+        print(format_comparison(rep, chance=1.0 / len(rep["classes"]) if rep["classes"] else None))
     return 0

@@ -26,7 +26,7 @@ from ..model.config import EMOTIONS_3, EMOTIONS_7, head_kind
 from .dataset import MODALITIES, Samples, head_targets, modality_mask
 
 __all__ = ["REPORT_FORMAT", "REPORT_VERSION", "compute_metrics", "head_metrics", "summarize_folds",
-           "score_of", "predict_samples", "evaluate_checkpoints", "draw_confusion", "write_confusion_pngs",
+           "score_of", "predict_samples", "evaluate_checkpoints", "write_sample_predictions", "SAMPLE_COLUMNS", "draw_confusion", "write_confusion_pngs",
            "format_report"]
 
 REPORT_FORMAT = "emer_live.evaluation"
@@ -243,6 +243,7 @@ def evaluate_fold(loaded, samples: Samples, *, modalities: Sequence[str], batch_
         "subsets": {},
     }
     class_heads = [h for h in heads if head_kind(h)[0] == "class"]
+    result["_rows"] = _sample_rows(samples, preds, targets, scored, class_heads, loaded.label_maps)
     for name, sel in _subsets(samples).items():
         keep = scored & sel
         result["subsets"][name] = {
@@ -251,6 +252,41 @@ def evaluate_fold(loaded, samples: Samples, *, modalities: Sequence[str], batch_
                                      scored=keep),
         }
     return result
+
+
+SAMPLE_COLUMNS = ("fold", "participant", "session", "kind", "trial", "t_end_us", "masked", "scored")
+
+
+def _sample_rows(samples: Samples, preds, targets, scored, class_heads, label_maps) -> List[Dict[str, Any]]:
+    """One row per sample: who/what it is, and per class head the target and predicted class
+    names (empty when unlabelled / unscored) - for pooled or per-participant analyses."""
+    rows = []
+    names = {h: _class_names(h, label_maps) for h in class_heads}
+    for i in range(len(samples)):
+        r = {"participant": str(samples["participant"][i]), "session": str(samples["session"][i]),
+             "kind": str(samples["kind"][i]), "trial": int(samples["trial"][i]),
+             "t_end_us": int(samples["t_end_us"][i]), "masked": int(samples["masked"][i]),
+             "scored": int(bool(scored[i]))}
+        for h in class_heads:
+            t = int(targets[h][i])
+            r[f"{h}_target"] = names[h][t] if t >= 0 else ""
+            r[f"{h}_pred"] = names[h][int(np.argmax(preds[h][i]))] if scored[i] else ""
+        rows.append(r)
+    return rows
+
+
+def write_sample_predictions(rows: List[Dict[str, Any]], path: Any) -> Path:
+    """``predictions.tsv`` of an evaluation: :data:`SAMPLE_COLUMNS` then ``<head>_target`` /
+    ``<head>_pred`` per class head (union over the folds' checkpoints)."""
+    path = Path(path)
+    cols = list(SAMPLE_COLUMNS)
+    for r in rows:
+        cols += [k for k in r if k not in cols]
+    with open(path, "w", encoding="utf-8", newline="\n") as f:
+        f.write("\t".join(cols) + "\n")
+        for r in rows:
+            f.write("\t".join(str(r.get(c, "")) for c in cols) + "\n")
+    return path
 
 
 def _checkpoint_split(loaded) -> Dict[str, Any]:
@@ -262,7 +298,7 @@ def _checkpoint_split(loaded) -> Dict[str, Any]:
 def evaluate_checkpoints(checkpoints: Sequence[Any], samples: Samples, *, split: str = "auto",
                          modalities: Optional[Sequence[str]] = None, device: str = "auto",
                          batch_size: int = 32, data: Sequence[str] = (), sample_spec: Optional[Dict[str, Any]] = None,
-                         log=None) -> Dict[str, Any]:
+                         log=None, keep_rows: Optional[List[Dict[str, Any]]] = None) -> Dict[str, Any]:
     """Evaluate one or more checkpoints (e.g. the models of the folds of one training run).
 
     Parameters
@@ -278,6 +314,8 @@ def evaluate_checkpoints(checkpoints: Sequence[Any], samples: Samples, *, split:
     modalities : sequence of str, optional
         Modalities fed to the model; default: the ones it was trained with
         (``provenance.modalities``), else all three.
+    keep_rows : list, optional
+        Receives one dict per scored-or-not sample and fold (see :func:`write_sample_predictions`).
 
     Returns
     -------
@@ -290,7 +328,7 @@ def evaluate_checkpoints(checkpoints: Sequence[Any], samples: Samples, *, split:
         raise ConfigError(f"--split must be auto, test or all, got {split!r}")
     if not checkpoints:
         raise ConfigError("no checkpoint given: pass --checkpoint CKPT")
-    folds, entries = [], []
+    folds, entries, rows = [], [], []
     all_participants = set(samples.participants)
     for i, path in enumerate(checkpoints):
         loaded = load_checkpoint(path, device=device)
@@ -318,6 +356,8 @@ def evaluate_checkpoints(checkpoints: Sequence[Any], samples: Samples, *, split:
         mods = tuple(modalities) if modalities else tuple(prov.get("modalities") or MODALITIES)
         res = evaluate_fold(loaded, sel, modalities=mods, batch_size=batch_size)
         fold_no = sp.get("fold")
+        for r in res.pop("_rows"):
+            rows.append({"fold": int(fold_no) if isinstance(fold_no, int) else i + 1, **r})
         entry = {"fold": int(fold_no) if isinstance(fold_no, int) else i + 1, "checkpoint": str(path),
                  "checkpoint_id": loaded.id, "split": mode, "participants": sel.participants,
                  "modalities": list(mods), "trained_on_evaluated": leaked, **res}
@@ -338,6 +378,8 @@ def evaluate_checkpoints(checkpoints: Sequence[Any], samples: Samples, *, split:
                                                    if name in f["subsets"]])
                             for name in sorted({n for f in folds for n in f["subsets"]})},
     }
+    if keep_rows is not None:
+        keep_rows.extend(rows)
     return report
 
 
