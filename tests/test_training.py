@@ -294,23 +294,44 @@ def test_resume_continues_to_the_same_weights(corpus, tmp_path, monkeypatch):
 
 
 @pytest.mark.torch
+def test_modality_dropout_hides_one_modality_of_full_samples():
+    torch = pytest.importorskip("torch")
+    from emer_live.training.train import _drop_modalities
+
+    n = 20_000
+    mask = torch.ones(n, 3, dtype=torch.bool)
+    mask[: n // 4, 0] = False                 # no face: nothing to drop
+    mask[n // 4: n // 2, 1:] = False          # no eyes: nothing to drop
+    g = torch.Generator().manual_seed(0)
+    out = _drop_modalities(mask, 0.2, 0.3, g)
+    assert torch.equal(out[: n // 2], mask[: n // 2])
+    full = out[n // 2:]
+    no_face = ~full[:, 0]
+    no_eye = ~full[:, 1] & ~full[:, 2]
+    assert not (no_face & no_eye).any() and (full[:, 1] == full[:, 2]).all()
+    assert float(no_face.float().mean()) == pytest.approx(0.2, abs=0.02)
+    assert float(no_eye.float().mean()) == pytest.approx(0.3, abs=0.02)
+    assert torch.equal(_drop_modalities(mask, 0.0, 0.0, g), mask)
+
+
+@pytest.mark.torch
 def test_only_fold_trains_that_fold_as_the_full_run_does(corpus, tmp_path):
     """--only-fold K (folds spread over processes/machines) gives fold K's model of a full run
-    (here with face dropout on, whose random masks must not depend on the other folds either)."""
+    (here with modality dropout on, whose random masks must not depend on the other folds either)."""
     torch = pytest.importorskip("torch")
     from emer_live.model import load_checkpoint
     from emer_live.training.train import fold_checkpoint_path
 
     torch.set_num_threads(1)
     args = ["train", "--data", str(corpus), "--folds", "3", "--epochs", "1", "--batch-size", "2", "--task", "er7",
-            "--face-train", "none", "--face-dropout", "0.5", "--threads", "1", "--quiet"]
+            "--face-train", "none", "--face-dropout", "0.3", "--eye-dropout", "0.3", "--threads", "1", "--quiet"]
     full = tmp_path / "full.pt"
     assert cli.main([*args, "--run-folds", "2", "--save-folds", "--out", str(full)]) == 0
     one = tmp_path / "one.pt"
     assert cli.main([*args, "--only-fold", "2", "--out", str(one)]) == 0
     a, b = load_checkpoint(fold_checkpoint_path(full, 2), device="cpu"), load_checkpoint(one, device="cpu")
     assert b.provenance["split"]["test_participants"] == a.provenance["split"]["test_participants"]
-    assert b.provenance["training"]["face_dropout"] == 0.5
+    assert b.provenance["training"]["face_dropout"] == 0.3 and b.provenance["training"]["eye_dropout"] == 0.3
     for k, v in a.model.state_dict().items():
         torch.testing.assert_close(b.model.state_dict()[k], v, rtol=0, atol=0)
     assert cli.main([*args, "--only-fold", "4", "--out", str(tmp_path / "x.pt")]) == 2

@@ -56,6 +56,9 @@ def register(sub) -> None:
     p.add_argument("--face-dropout", type=float, default=0.0, metavar="P",
                    help="modality dropout: hide the face of this fraction of training samples that have eyes, so "
                         "the model also learns emotion from the eyes alone (default 0 = the paper's training)")
+    p.add_argument("--eye-dropout", type=float, default=0.0, metavar="P",
+                   help="modality dropout: hide eyes and fixations of this fraction of training samples that have a "
+                        "face, so the face path learns on its own too (default 0)")
     p.add_argument("--patience", type=int, default=8, help="early-stopping patience in epochs (default 8)")
     p.add_argument("--val-fraction", type=float, default=0.15,
                    help="share of training participants held out for validation (default 0.15, at least one)")
@@ -160,6 +163,7 @@ def cmd_train(args) -> int:
         seed=args.seed, device=args.device, amp=args.amp, patience=args.patience, val_fraction=args.val_fraction,
         final=args.final, save_folds=args.save_folds, face_train=args.face_train, alpha=args.alpha, beta=args.beta,
         grad_clip=args.grad_clip, eye_reference=args.eye_reference, face_dropout=args.face_dropout,
+        eye_dropout=args.eye_dropout,
         split=args.split, num_threads=args.threads, cache_dir=args.cache_dir, emer_layout=args.emer_layout,
         resume=args.resume, quiet=args.quiet, workers=args.workers,
         command="emer-live train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else None,

@@ -95,6 +95,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     eye_reference: str = "none"
     face_dropout: float = 0.0
+    eye_dropout: float = 0.0
     split: str = "auto"
     num_threads: Optional[int] = None
     cache_dir: Optional[str] = None
@@ -135,9 +136,12 @@ class TrainConfig:
             raise ConfigError(f"--lr must be > 0, got {self.lr!r}")
         if self.val_fraction >= 1:
             raise ConfigError("--val-fraction must be below 1")
-        if isinstance(self.face_dropout, bool) or not isinstance(self.face_dropout, (int, float)) \
-                or not 0.0 <= self.face_dropout < 1.0:
-            raise ConfigError(f"--face-dropout must be a probability in [0, 1), got {self.face_dropout!r}")
+        for name in ("face_dropout", "eye_dropout"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v < 1.0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be a probability in [0, 1), got {v!r}")
+        if self.face_dropout + self.eye_dropout >= 1.0:
+            raise ConfigError("--face-dropout + --eye-dropout must stay below 1 (some samples keep everything)")
         if self.final not in ("fold1", "all"):
             raise ConfigError(f"--final must be fold1 or all, got {self.final!r}")
         if self.face_train not in FACE_TRAIN_CHOICES:
@@ -307,15 +311,21 @@ def _amp_settings(cfg: TrainConfig, dev: torch.device) -> Tuple[bool, Optional[t
     return True, torch.float16, True
 
 
-def _drop_face(mask: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:
-    """Modality dropout: hide the face of a random fraction ``p`` of the samples that also have
-    eyes or fixations, so the network must learn to recognise emotion without the face (what it
-    needs when the face is masked or missing)."""
-    drop = (torch.rand(mask.shape[0], generator=gen) < p) & mask[:, 1:].any(dim=1) & mask[:, 0]
-    if not drop.any():
+def _drop_modalities(mask: torch.Tensor, p_face: float, p_eye: float, gen: torch.Generator) -> torch.Tensor:
+    """Modality dropout on samples that have both a face and eyes: hide the face of a random
+    fraction ``p_face`` (the network must recognise emotion from the eyes alone - what it needs
+    when the face hides the felt emotion or is missing) and the eyes and fixations of another
+    fraction ``p_eye`` (so the face path cannot leave the work to the eyes, which fit the
+    training participants faster)."""
+    both = mask[:, 0] & mask[:, 1:].any(dim=1)
+    u = torch.rand(mask.shape[0], generator=gen)
+    drop_face = both & (u < p_face)
+    drop_eye = both & (u >= p_face) & (u < p_face + p_eye)
+    if not (drop_face.any() or drop_eye.any()):
         return mask
     out = mask.clone()
-    out[drop, 0] = False
+    out[drop_face, 0] = False
+    out[drop_eye, 1:] = False
     return out
 
 
@@ -523,8 +533,8 @@ class _Trainer:
             trunk.activate()
             for step, batch in enumerate(loader):
                 mmask = batch["modality_mask"]
-                if cfg.face_dropout > 0:
-                    mmask = _drop_face(mmask, cfg.face_dropout, g_drop)
+                if cfg.face_dropout > 0 or cfg.eye_dropout > 0:
+                    mmask = _drop_modalities(mmask, cfg.face_dropout, cfg.eye_dropout, g_drop)
                 with torch.autocast(device_type=dev.type, dtype=self.amp[1], enabled=self.amp[0]):
                     out = net(batch["face"].to(dev), batch["eye"].to(dev), batch["fixation"].to(dev),
                               modality_mask=mmask.to(dev))
@@ -707,7 +717,8 @@ def _provenance(cfg: TrainConfig, samples: Samples, run_info: Dict[str, Any], fo
             "schedule": "cosine per step", "optimizer": "AdamW", "alpha": cfg.alpha, "beta": cfg.beta,
             "grad_clip": cfg.grad_clip,
             "patience": cfg.patience, "val_fraction": cfg.val_fraction, "face_train": cfg.face_train,
-            "face_dropout": cfg.face_dropout, "seed": cfg.seed, "device": str(dist.device), "world_size": dist.world,
+            "face_dropout": cfg.face_dropout, "eye_dropout": cfg.eye_dropout, "seed": cfg.seed,
+            "device": str(dist.device), "world_size": dist.world,
             "amp": str(amp[1]).replace("torch.", "") if amp[0] else None, "seconds": run_info["seconds"],
             "history": run_info["history"], "torch": str(torch.__version__),
         },
