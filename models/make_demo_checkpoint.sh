@@ -6,7 +6,7 @@
 #
 # CORPUS_DIR (default recordings/synthetic_demo) receives a synthetic corpus of 20 participants x
 # 28 trials; WORK_DIR (default build/demo) the ablation models, their evaluations and the table.
-# CPU only. On 2 shared cores: corpus ~12 min, window caches ~7 min, each of the 12 trainings
+# CPU only. On 2 shared cores: corpus ~12 min, window caches ~7 min, each of the 15 trainings
 # 10-20 min with --threads 1 (the numbers in the card were made so; more threads are faster but
 # round differently). Two trainings can run side by side: JOBS=2 (default 1).
 # Everything is seeded: the same code gives the same corpus and the same numbers (up to
@@ -35,6 +35,7 @@ mods_of() {
     eye_fixation) echo "--modalities eye,fixation --eye-reference session" ;;
     all) echo "--modalities face,eye,fixation --eye-reference session" ;;
     all_dropout) echo "--modalities face,eye,fixation --eye-reference session --face-dropout 0.25 --eye-dropout 0.25" ;;
+    all_dropout_eye50) echo "--modalities face,eye,fixation --eye-reference session --face-dropout 0.15 --eye-dropout 0.5" ;;
   esac
 }
 
@@ -46,10 +47,10 @@ train() {  # name fold
 }
 
 # the first training builds the window caches (with face crops; the others reuse them), alone;
-# then the other eleven, dealt round-robin to JOBS lanes that run side by side
+# then the other fourteen, dealt round-robin to JOBS lanes that run side by side
 train face 1
-RUNS=(eye_fixation:1 all:1 all_dropout:1 face:2 eye_fixation:2 all:2 all_dropout:2
-      face:3 eye_fixation:3 all:3 all_dropout:3)
+RUNS=(eye_fixation:1 all:1 all_dropout:1 all_dropout_eye50:1 face:2 eye_fixation:2 all:2 all_dropout:2
+      all_dropout_eye50:2 face:3 eye_fixation:3 all:3 all_dropout:3 all_dropout_eye50:3)
 for ((lane = 0; lane < JOBS; lane++)); do
   (
     for ((i = lane; i < ${#RUNS[@]}; i += JOBS)); do
@@ -59,7 +60,7 @@ for ((lane = 0; lane < JOBS; lane++)); do
 done
 wait
 
-for m in face eye_fixation all all_dropout; do
+for m in face eye_fixation all all_dropout all_dropout_eye50; do
   rm -rf "$WORK/eval_$m"
   "$EMER" evaluate --checkpoint "$WORK/$m".fold{1,2,3}.pt --data "$CORPUS" --samples trial \
       --out-dir "$WORK/eval_$m" > "$WORK/eval_$m.txt"
@@ -69,13 +70,13 @@ done
   echo "ER 7-class (SAM answers), whole-trial samples of the held-out participants of folds 1-3:"
   echo
   "$EMER" compare face="$WORK/eval_face" eye_fixation="$WORK/eval_eye_fixation" all="$WORK/eval_all" \
-      all_dropout="$WORK/eval_all_dropout" --baseline face --head er7
+      all_dropout="$WORK/eval_all_dropout" all_dropout_eye50="$WORK/eval_all_dropout_eye50" --baseline face --head er7
   echo
   echo "FER 7-class (displayed expression):"
   echo
   "$EMER" compare face="$WORK/eval_face" eye_fixation="$WORK/eval_eye_fixation" all="$WORK/eval_all" \
-      all_dropout="$WORK/eval_all_dropout" --baseline face --head fer7
+      all_dropout="$WORK/eval_all_dropout" all_dropout_eye50="$WORK/eval_all_dropout_eye50" --baseline face --head fer7
 } | tee "$WORK/ablation.md"
 
-cp -n "$WORK/all_dropout.fold1.pt" models/emert_demo_synthetic.pt 2>/dev/null \
-  || echo "models/emert_demo_synthetic.pt exists; the new model is $WORK/all_dropout.fold1.pt"
+cp -n "$WORK/all_dropout_eye50.fold1.pt" models/emert_demo_synthetic.pt 2>/dev/null \
+  || echo "models/emert_demo_synthetic.pt exists; the new model is $WORK/all_dropout_eye50.fold1.pt"
