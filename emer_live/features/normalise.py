@@ -10,9 +10,42 @@ import numpy as np
 
 from ..errors import CheckpointError
 
-__all__ = ["FeatureStats"]
+__all__ = ["FeatureStats", "RunningStats"]
 
 _VERSION = 1
+
+
+class RunningStats:
+    """Count, mean and sum of squared deviations per feature, merged batch by batch (Chan et
+    al.'s parallel update: a large corpus can be streamed, large offsets keep their precision).
+    NaN values and masked-out steps are ignored."""
+
+    def __init__(self, n_features: int) -> None:
+        self.n = np.zeros(n_features, np.int64)
+        self.mean = np.zeros(n_features, np.float64)
+        self.m2 = np.zeros(n_features, np.float64)
+
+    def add(self, x: np.ndarray, mask: np.ndarray) -> None:
+        """Add the rows of ``x`` ``(N, F)`` where ``mask`` ``(N,)`` is True."""
+        x = np.asarray(x, np.float64)[np.asarray(mask, bool)]
+        fin = np.isfinite(x)
+        nb = fin.sum(axis=0)
+        if not nb.any():
+            return
+        mb = np.where(fin, x, 0.0).sum(axis=0) / np.maximum(nb, 1)
+        m2b = np.where(fin, (x - mb) ** 2, 0.0).sum(axis=0)
+        tot = self.n + nb
+        delta = mb - self.mean
+        safe = np.maximum(tot, 1)
+        self.mean = np.where(tot > 0, self.mean + delta * nb / safe, 0.0)
+        self.m2 = self.m2 + m2b + np.where(tot > 0, delta ** 2 * self.n * nb / safe, 0.0)
+        self.n = tot
+
+    def mean_sd(self, min_count: int) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+        """``(mean, sd)`` as float32, or None while any feature has fewer than ``min_count`` values."""
+        if self.n.min() < min_count:
+            return None
+        return self.mean.astype(np.float32), np.sqrt(self.m2 / self.n).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -94,14 +127,13 @@ class FeatureStats:
         corpus can be streamed and large offsets do not lose precision.
         """
         mask_iter = iter(masks) if masks is not None else None
-        n = mean = m2 = None
-        f = None
+        acc: Optional[RunningStats] = None
         for i, arr in enumerate(arrays):
             x = np.asarray(arr, np.float64)
-            if x.ndim < 1 or (f is not None and x.shape[-1] != f):
-                raise ValueError(f"array {i} has shape {x.shape}; expected (..., {f})")
-            f = x.shape[-1]
-            x = x.reshape(-1, f)
+            if x.ndim < 1 or (acc is not None and x.shape[-1] != acc.n.size):
+                raise ValueError(f"array {i} has shape {x.shape}; expected (..., {acc.n.size if acc else '?'})")
+            x = x.reshape(-1, x.shape[-1])
+            m = np.ones(x.shape[0], bool)
             if mask_iter is not None:
                 try:
                     m = np.asarray(next(mask_iter), bool).reshape(-1)
@@ -109,24 +141,12 @@ class FeatureStats:
                     raise ValueError(f"fewer masks than arrays (none for array {i})") from None
                 if m.size != x.shape[0]:
                     raise ValueError(f"mask {i} has {m.size} entries for {x.shape[0]} steps")
-                x = x[m]
-            fin = np.isfinite(x)
-            nb = fin.sum(axis=0).astype(np.int64)
-            xb = np.where(fin, x, 0.0)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                mb = np.where(nb > 0, xb.sum(axis=0) / np.maximum(nb, 1), 0.0)
-            m2b = np.where(fin, (x - mb) ** 2, 0.0).sum(axis=0)
-            if n is None:
-                n, mean, m2 = nb, mb, m2b
-                continue
-            tot = n + nb
-            delta = mb - mean
-            with np.errstate(invalid="ignore", divide="ignore"):
-                mean = np.where(tot > 0, mean + delta * nb / np.maximum(tot, 1), 0.0)
-                m2 = m2 + m2b + np.where(tot > 0, delta ** 2 * n * nb / np.maximum(tot, 1), 0.0)
-            n = tot
-        if n is None:
+            if acc is None:
+                acc = RunningStats(x.shape[-1])
+            acc.add(x, m)
+        if acc is None:
             raise ValueError("FeatureStats.fit needs at least one array")
+        n, mean, m2 = acc.n, acc.mean, acc.m2
         if np.any(n == 0):
             raise ValueError(f"features {np.flatnonzero(n == 0).tolist()} have no finite, unmasked values")
         std = np.sqrt(m2 / n)

@@ -24,6 +24,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .normalise import RunningStats  # noqa: F401  (re-exported: the tests and callers use it here)
+
 __all__ = ["reference_kind", "REFERENCE_WINDOW_S", "MIN_VALID_STEPS", "SESSION_REFERENCE", "RunningStats", "SessionReference",
            "apply_reference", "reference_series"]
 
@@ -48,37 +50,6 @@ def reference_kind(norm_stats) -> str:
     ref = norm_stats.get("reference") if isinstance(norm_stats, dict) else None
     kind = ref.get("kind") if isinstance(ref, dict) else None
     return {"session_baseline": "baseline", SESSION_REFERENCE["kind"]: "session"}.get(kind, "none")
-
-
-class RunningStats:
-    """Count, mean and sum of squared deviations per feature, merged window by window."""
-
-    def __init__(self, n_features: int) -> None:
-        self.n = np.zeros(n_features, np.int64)
-        self.mean = np.zeros(n_features, np.float64)
-        self.m2 = np.zeros(n_features, np.float64)
-
-    def add(self, x: np.ndarray, mask: np.ndarray) -> None:
-        x = np.asarray(x, np.float64)[np.asarray(mask, bool)]
-        fin = np.isfinite(x)
-        nb = fin.sum(axis=0)
-        if not nb.any():
-            return
-        xb = np.where(fin, x, 0.0)
-        mb = xb.sum(axis=0) / np.maximum(nb, 1)
-        m2b = np.where(fin, (x - mb) ** 2, 0.0).sum(axis=0)
-        tot = self.n + nb
-        delta = mb - self.mean
-        safe = np.maximum(tot, 1)
-        self.mean = np.where(tot > 0, self.mean + delta * nb / safe, 0.0)
-        self.m2 = self.m2 + m2b + np.where(tot > 0, delta ** 2 * self.n * nb / safe, 0.0)
-        self.n = tot
-
-    def mean_sd(self, min_count: int) -> Optional[Tuple[np.ndarray, np.ndarray]]:
-        """``(mean, sd)`` as float32, or None while any feature has fewer than ``min_count`` values."""
-        if self.n.min() < min_count:
-            return None
-        return self.mean.astype(np.float32), np.sqrt(self.m2 / self.n).astype(np.float32)
 
 
 class SessionReference:
