@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Callable, Optional
 
-__all__ = ["SessionClock", "ReplayClock", "system_clock", "monotonic_us", "utc_now_iso"]
+__all__ = ["SessionClock", "ReplayClock", "system_clock", "monotonic_us", "utc_now_iso", "fit_clock_sync"]
 
 
 if sys.platform == "win32":
@@ -104,3 +104,32 @@ def system_clock() -> SessionClock:
     if _default is None:
         _default = SessionClock()
     return _default
+
+
+def fit_clock_sync(request_us, device_us, response_us) -> dict:
+    """Device-vs-system clock from time-synchronisation packets (a request/response round trip
+    with the device's time stamp inside it; all microseconds).
+
+    Returns ``n``, and with 2 or more packets: ``offset_us`` (device minus system time at the
+    latest packet, system time taken at the round trip's midpoint), ``drift_ppm`` (least-squares
+    slope of that offset over time; packets whose round trip is above twice the median are left
+    out because the midpoint is then uncertain), ``rtt_median_us`` and ``span_s``.
+    """
+    import numpy as np
+
+    req = np.asarray(request_us, dtype=np.float64)
+    resp = np.asarray(response_us, dtype=np.float64)
+    dev = np.asarray(device_us, dtype=np.float64)
+    out: dict = {"n": int(len(req)), "source": "time_synchronization_data"}
+    if len(req) < 2:
+        return out
+    rtt = resp - req
+    keep = rtt <= 2 * max(float(np.median(rtt)), 1.0)
+    mid = (req + resp) / 2
+    off = dev - mid
+    x = mid[keep] - mid[keep][0]
+    out.update(offset_us=float(off[-1]), rtt_median_us=float(np.median(rtt)), span_s=float((mid[-1] - mid[0]) / 1e6))
+    if keep.sum() >= 2 and x[-1] > 0:
+        slope = np.polyfit(x, off[keep] - off[keep][0], 1)[0]
+        out["drift_ppm"] = float(slope * 1e6)
+    return out

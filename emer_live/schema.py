@@ -12,6 +12,7 @@ import numpy as np
 
 __all__ = [
     "GAZE_DTYPE", "GAZE_COLUMNS", "SDK_GAZE_KEYS", "gaze_from_sdk_dicts",
+    "EYE_OPENNESS_DTYPE", "TIME_SYNC_DTYPE",
     "frame_dtype", "FRAME_META_DTYPE", "audio_block_dtype", "EVENT_KINDS",
 ]
 
@@ -79,6 +80,20 @@ def gaze_from_sdk_dicts(dicts, *, t_us=None) -> np.ndarray:
     out["t_us"] = out["system_time_stamp"] if t_us is None else t_us
     return out
 
+
+#: Eye openness records (trackers that offer it; the Pro Fusion may not). Openness in mm.
+EYE_OPENNESS_DTYPE = np.dtype([
+    ("t_us", np.int64), ("device_time_stamp", np.int64), ("system_time_stamp", np.int64),
+    ("left_eye_openness_value", np.float32), ("left_eye_validity", np.int8),
+    ("right_eye_openness_value", np.float32), ("right_eye_validity", np.int8),
+])
+
+#: The tracker's time synchronisation packets (all microseconds). ``t_us`` is the midpoint of
+#: the request and the response on the session clock; the other stamps are the SDK's.
+TIME_SYNC_DTYPE = np.dtype([
+    ("t_us", np.int64), ("system_request_time_stamp", np.int64), ("device_time_stamp", np.int64),
+    ("system_response_time_stamp", np.int64),
+])
 
 FRAME_META_DTYPE = np.dtype([("t_us", np.int64), ("frame_index", np.int64)])
 

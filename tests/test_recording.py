@@ -190,7 +190,7 @@ def test_disk_full_in_an_unthreaded_drain_is_reported(tmp_path, streams, monkeyp
     def full(*a, **k):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(rec._gaze, "write", full)
+    monkeypatch.setattr(rec._tables["gaze"], "write", full)
     fill(clock, gaze, cam, mic, 500_000, 1_000_000)
     with pytest.raises(DiskFullError, match="disk full"):
         rec.drain()

@@ -276,6 +276,58 @@ def test_eye_openness_when_offered_and_absent(sdk):
     assert tr.openness is None and sdk.EYETRACKER_EYE_OPENNESS_DATA not in et.fake_subscribe_calls
 
 
+def test_recording_keeps_eye_openness_and_clock_sync(sdk, tmp_path, capsys):
+    """A Tobii session folder holds eye_openness.tsv and time_sync.tsv beside gaze.tsv, and
+    session.json ends with the tracker's final clock sync (the fake's device clock runs 25 ppm
+    fast); a torn last line of the new tables is cut by repair like gaze.tsv's."""
+    from emer_live.devices.factory import DeviceSet
+    from emer_live.recording import format as fmt
+    from emer_live.recording.reader import SessionReader
+    from emer_live.recording.repair import repair_session
+    from emer_live.recording.writer import record_device_set
+
+    sdk.fake_reset(speed=10.0)
+    et = sdk.fake_add_tracker(eye_openness=True, duration_s=12.0, frequency=120.0)
+    tr = make(sdk, frequency=120)
+    ds = DeviceSet(clock=sdk.fake_clock(), tracker=tr)
+    ds.open_all()
+    rec = record_device_set(ds, tmp_path / "S", meta={"participant": "P01"})
+    rec.start()
+    ds.start_all()
+    assert run_until(lambda: et.fake_done, 30)
+    time.sleep(0.1)
+    ds.stop_all()
+    meta = rec.stop()
+
+    r = SessionReader(tmp_path / "S")
+    g, o, ts = r.gaze(), r.eye_openness(), r.time_sync()
+    assert len(g) == len(et.fake_delivered_gaze) > 1000
+    assert np.array_equal(o["system_time_stamp"], g["system_time_stamp"])        # one per gaze sample here
+    assert (o["left_eye_openness_value"][o["left_eye_validity"] == 1] > 0).all()
+    assert 10 <= len(ts) <= 14                                                     # one packet a second
+    assert (np.diff(ts["t_us"]) > 0).all()
+    cs = meta["devices"]["gaze"]["clock_sync"]                                    # the final, not the first, info
+    assert cs["n"] == len(ts) and cs["drift_ppm"] == pytest.approx(25.0, abs=1.0)
+    s = r.summary()["streams"]
+    summary = r.summary()
+    assert summary["tracker_clock_sync"]["packets"] == len(ts)
+    assert summary["tracker_clock_sync"]["device_clock_drift_ppm"] == pytest.approx(25.0, abs=1.0)
+    assert s["eye_openness"]["samples"] == len(o)
+    from emer_live.cli import main
+    assert main(["info", str(tmp_path / "S")]) == 0
+    out = capsys.readouterr().out
+    assert "eye_openness" in out and "time-sync packets" in out
+    assert meta["written"]["eye_openness"] == len(o) and meta["written"]["time_sync"] == len(ts)
+
+    # a crash mid-line in eye_openness.tsv: repair keeps every complete row and moves the rest
+    p = tmp_path / "S" / fmt.EYE_OPENNESS_TSV
+    with open(p, "ab") as f:
+        f.write(b"123\t45")
+    rep = repair_session(tmp_path / "S")
+    assert any("eye openness" in x for x in rep.lost)
+    assert len(SessionReader(tmp_path / "S").eye_openness()) == len(o)
+
+
 def test_session_clock_offset_is_applied(sdk):
     sdk.fake_reset(speed=10.0)
     et = sdk.fake_add_tracker(duration_s=0.5)

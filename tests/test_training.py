@@ -184,13 +184,20 @@ def test_window_cache_is_used_and_stays_in_cache_folder(corpus, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("windows were rebuilt although cached")
 
+    import emer_live.training.dataset as ds_mod
+
     monkeypatch.setattr(fc, "build_session_windows", boom)
+    monkeypatch.setattr(ds_mod, "running_reference", boom)     # the running reference is cached too
+    monkeypatch.setattr(ds_mod, "session_reference", boom)
     again = load_samples([corpus], spec)
     np.testing.assert_array_equal(first["eye"], again["eye"])
+    for k in ("eye_sref_mean", "eye_sref_sd", "fixation_sref_mean", "eye_ref"):
+        np.testing.assert_array_equal(first[k], again[k])
     after = {p: p.stat().st_mtime_ns for p in corpus.rglob("*") if p.is_file() and "cache" not in p.parts}
     assert before == after  # nothing but cache/ was written into the sessions
     for sess in sessions(corpus):
         assert list((sess / "cache").glob("windows_*.npz"))
+        assert len(list((sess / "cache").glob("reference_*.npz"))) >= 1
 
 
 # --------------------------------------------------------------------------------------------

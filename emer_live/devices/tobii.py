@@ -41,9 +41,10 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from ..clock import fit_clock_sync
 from ..errors import DeviceUnavailable
 from ..geometry import DEFAULT_DISPLAY, DisplayGeometry
-from ..schema import GAZE_DTYPE
+from ..schema import EYE_OPENNESS_DTYPE, GAZE_DTYPE, TIME_SYNC_DTYPE
 from ..streams import Stream
 from .base import Device, EventSink
 
@@ -54,19 +55,6 @@ __all__ = [
 
 #: The only Python (major, minor) the Tobii Pro SDK is published for.
 SDK_PYTHON = (3, 10)
-
-#: Eye openness records (trackers that offer it; the Pro Fusion may not). Openness in mm.
-EYE_OPENNESS_DTYPE = np.dtype([
-    ("t_us", np.int64), ("device_time_stamp", np.int64), ("system_time_stamp", np.int64),
-    ("left_eye_openness_value", np.float32), ("left_eye_validity", np.int8),
-    ("right_eye_openness_value", np.float32), ("right_eye_validity", np.int8),
-])
-
-#: The SDK's time synchronisation packets (all microseconds; system stamps on the SDK clock).
-TIME_SYNC_DTYPE = np.dtype([
-    ("system_request_time_stamp", np.int64), ("device_time_stamp", np.int64),
-    ("system_response_time_stamp", np.int64),
-])
 
 _RING = 8192                 # callback slots: 32 s at 250 Hz between two device-thread passes
 _MASK = _RING - 1
@@ -277,6 +265,7 @@ class TobiiTracker(Device):
         self._geometry: Optional[DisplayGeometry] = None
         self._t_offset_us = 0
         self.openness: Optional[Stream] = None
+        self.time_sync: Optional[Stream] = None
         self._subs: List[Tuple[str, Callable]] = []
         self._calibrating = False
         self._reset_runtime_state()
@@ -290,6 +279,7 @@ class TobiiTracker(Device):
         self._ow = 0
         self._or = 0
         self._sync: collections.deque = collections.deque(maxlen=100_000)
+        self._sync_new: collections.deque = collections.deque()   # not yet in the time_sync stream
         self._notes: collections.deque = collections.deque()
         # device-thread state
         self._last_t: Optional[int] = None
@@ -384,6 +374,8 @@ class TobiiTracker(Device):
         self.stream = Stream("gaze", GAZE_DTYPE, cap, nominal_rate_hz=self.frequency)
         self.openness = (Stream("eye_openness", EYE_OPENNESS_DTYPE, cap, nominal_rate_hz=self.frequency)
                          if desc.get("eye_openness") else None)
+        # time-sync packets as a stream too, so a recording keeps them (drift can be re-measured)
+        self.time_sync = Stream("time_sync", TIME_SYNC_DTYPE, max(int(self.capacity_s * 10), 256))
         self._gout = np.zeros(_RING, GAZE_DTYPE)
         self._sdk, self._et = sdk, et
         self.name = f"tobii:{desc['serial_number']}"
@@ -412,7 +404,9 @@ class TobiiTracker(Device):
         self._ow = i + 1
 
     def _on_sync(self, d: dict) -> None:
-        self._sync.append((d["system_request_time_stamp"], d["device_time_stamp"], d["system_response_time_stamp"]))
+        rec = (d["system_request_time_stamp"], d["device_time_stamp"], d["system_response_time_stamp"])
+        self._sync.append(rec)
+        self._sync_new.append(rec)
 
     def _on_note(self, d: dict) -> None:
         self._notes.append(d)
@@ -502,6 +496,7 @@ class TobiiTracker(Device):
         self._handle_notes()
         n = self._drain_gaze()
         self._drain_openness()
+        self._drain_sync()
         if final:
             if self._gap_reason is not None and self._last_t is not None:
                 now = self.clock.now_us()
@@ -567,6 +562,18 @@ class TobiiTracker(Device):
             rec[name] = [d[name] for d in batch]
         rec["t_us"] = rec["system_time_stamp"] + self._t_offset_us
         self.openness.extend(rec)
+
+    def _drain_sync(self) -> None:
+        if self.time_sync is None or not self._sync_new:
+            return
+        batch = []
+        while self._sync_new:
+            batch.append(self._sync_new.popleft())
+        rec = np.zeros(len(batch), TIME_SYNC_DTYPE)
+        arr = np.array(batch, dtype=np.int64)
+        rec["system_request_time_stamp"], rec["device_time_stamp"], rec["system_response_time_stamp"] = arr.T
+        rec["t_us"] = (arr[:, 0] + arr[:, 2]) // 2 + self._t_offset_us
+        self.time_sync.extend(rec)
 
     def _check_gaps(self, t: np.ndarray) -> None:
         seq = t if self._last_t is None else np.concatenate(([self._last_t], t))
@@ -694,8 +701,9 @@ class TobiiTracker(Device):
             self._resub_backoff = min(self._resub_backoff * 2, 10.0)
 
     def _close(self) -> None:
-        if self.openness is not None:
-            self.openness.close()
+        for s in (self.openness, self.time_sync):
+            if s is not None:
+                s.close()
 
     # ------------------------------------------------------------------ public surface
     @property
@@ -727,7 +735,12 @@ class TobiiTracker(Device):
 
     def time_sync_records(self) -> np.ndarray:
         """Every time-synchronisation packet received so far (:data:`TIME_SYNC_DTYPE`)."""
-        return np.array(list(self._sync), dtype=TIME_SYNC_DTYPE) if self._sync else np.zeros(0, TIME_SYNC_DTYPE)
+        rec = np.zeros(len(self._sync), TIME_SYNC_DTYPE)
+        if len(rec):
+            arr = np.array(list(self._sync), dtype=np.int64)
+            rec["system_request_time_stamp"], rec["device_time_stamp"], rec["system_response_time_stamp"] = arr.T
+            rec["t_us"] = (arr[:, 0] + arr[:, 2]) // 2 + self._t_offset_us
+        return rec
 
     def clock_sync(self) -> dict:
         """Device-vs-system clock from the SDK's time synchronisation packets.
@@ -741,22 +754,8 @@ class TobiiTracker(Device):
             and ``span_s``. Only ``n`` when fewer than 2 packets arrived.
         """
         rec = self.time_sync_records()
-        out: Dict[str, Any] = {"n": int(len(rec)), "source": "time_synchronization_data"}
-        if len(rec) < 2:
-            return out
-        req = rec["system_request_time_stamp"].astype(np.float64)
-        resp = rec["system_response_time_stamp"].astype(np.float64)
-        dev = rec["device_time_stamp"].astype(np.float64)
-        rtt = resp - req
-        keep = rtt <= 2 * max(np.median(rtt), 1.0)
-        mid = (req + resp) / 2
-        off = dev - mid
-        x = mid[keep] - mid[keep][0]
-        out.update(offset_us=float(off[-1]), rtt_median_us=float(np.median(rtt)), span_s=float((mid[-1] - mid[0]) / 1e6))
-        if keep.sum() >= 2 and x[-1] > 0:
-            slope = np.polyfit(x, off[keep] - off[keep][0], 1)[0]
-            out["drift_ppm"] = float(slope * 1e6)
-        return out
+        return fit_clock_sync(rec["system_request_time_stamp"], rec["device_time_stamp"],
+                              rec["system_response_time_stamp"])
 
     def isi_median_ms(self) -> Optional[float]:
         """Median inter-sample interval of everything received (1 us resolution)."""

@@ -200,14 +200,18 @@ def cmd_info(args) -> int:
         return 0
     print(f"{s['path']}  (format {s['format']['name']} v{s['format']['version']}, status {s['status']}, "
           f"participant {s['participant']})")
-    print(f"{'stream':8} {'samples':>9} {'duration_s':>11} {'rate_hz':>9} {'gaps':>5} {'dropped':>8}  first_t_us .. last_t_us")
+    print(f"{'stream':12} {'samples':>9} {'duration_s':>11} {'rate_hz':>9} {'gaps':>5} {'dropped':>8}  first_t_us .. last_t_us")
     for name, st in s["streams"].items():
         rate = f"{st['rate_hz']:.2f}" if st["rate_hz"] else "-"
-        print(f"{name:8} {st['samples']:>9} {st['duration_s']:>11.3f} {rate:>9} {st['gaps']:>5} {st['dropped']:>8}  "
+        print(f"{name:12} {st['samples']:>9} {st['duration_s']:>11.3f} {rate:>9} {st['gaps']:>5} {st['dropped']:>8}  "
               f"{st['first_t_us']} .. {st['last_t_us']}")
     drift = s["streams"].get("gaze", {}).get("device_clock_drift_ppm")
     if drift is not None:
-        print(f"tracker clock vs session clock: {drift:+.1f} ppm")
+        print(f"tracker clock vs session clock: {drift:+.1f} ppm (from the gaze time stamps)")
+    cs = s.get("tracker_clock_sync")
+    if cs and cs.get("device_clock_drift_ppm") is not None:
+        print(f"tracker time-sync packets: {cs['packets']} over {cs['span_s']:.0f} s, "
+              f"device clock {cs['device_clock_drift_ppm']:+.1f} ppm")
     if s["trials"]:
         print(f"trials: {len(s['trials'])}")
         for t in s["trials"]:

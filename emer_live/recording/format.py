@@ -15,13 +15,15 @@ from typing import Sequence
 
 import numpy as np
 
-from ..schema import GAZE_DTYPE
+from ..schema import EYE_OPENNESS_DTYPE, GAZE_DTYPE, TIME_SYNC_DTYPE
 
 FORMAT_NAME = "emer_live.session"
 FORMAT_VERSION = 1
 
 SESSION_JSON = "session.json"
 GAZE_TSV = "gaze.tsv"
+EYE_OPENNESS_TSV = "eye_openness.tsv"   # trackers that offer eye openness
+TIME_SYNC_TSV = "time_sync.tsv"         # the tracker's device-vs-system clock packets
 EVENTS_TSV = "events.tsv"
 SAM_TSV = "sam.tsv"
 PREDICTIONS_TSV = "predictions.tsv"
@@ -67,6 +69,13 @@ def row_formatter(dtype: np.dtype):
 
 GAZE_HEADER = "\t".join(GAZE_DTYPE.names) + "\n"
 render_gaze = row_formatter(GAZE_DTYPE)
+
+#: Append-only per-sample tables a recorder writes, by stream kind: file name and record layout.
+TABLES = {
+    "gaze": (GAZE_TSV, GAZE_DTYPE),
+    "eye_openness": (EYE_OPENNESS_TSV, EYE_OPENNESS_DTYPE),
+    "time_sync": (TIME_SYNC_TSV, TIME_SYNC_DTYPE),
+}
 
 
 def clean_cell(value) -> str:

@@ -14,6 +14,7 @@ from typing import Iterator, List, Optional
 import numpy as np
 
 from ..errors import SessionFormatError
+from ..clock import fit_clock_sync
 from ..schema import GAZE_DTYPE
 from . import format as fmt
 
@@ -159,14 +160,22 @@ class SessionReader:
         p = self.path / fmt.GAZE_TSV
         if not p.is_file():
             raise SessionFormatError(f"{p}: missing - this session has no gaze recording")
-        rows = read_tsv_checked(p, GAZE_DTYPE.names, what="gaze")
-        out = np.zeros(len(rows), GAZE_DTYPE)
+        return self._read_table("gaze")
+
+    def _read_table(self, kind: str) -> np.ndarray:
+        """One of the per-sample tables (format.TABLES) as a structured array; empty when absent."""
+        file, dtype = fmt.TABLES[kind]
+        p = self.path / file
+        if not p.is_file():
+            return np.zeros(0, dtype)
+        rows = read_tsv_checked(p, dtype.names, what=kind.replace("_", " "))
+        out = np.zeros(len(rows), dtype)
         if not rows:
             return out
         cols = list(zip(*rows))
-        for name, col in zip(GAZE_DTYPE.names, cols):
+        for name, col in zip(dtype.names, cols):
             try:
-                if GAZE_DTYPE[name].kind in "iu":
+                if dtype[name].kind in "iu":
                     out[name] = np.array(col, dtype=np.int64)
                 else:
                     out[name] = np.array(col, dtype=np.float64)
@@ -174,6 +183,14 @@ class SessionReader:
                 raise SessionFormatError(f"{p}: column {name!r} holds a value that is not a number ({exc}); "
                                          f"run `emer-live repair {self.path}`") from None
         return out
+
+    def eye_openness(self) -> np.ndarray:
+        """Eye openness records (``EYE_OPENNESS_DTYPE``); empty when the tracker offered none."""
+        return self._read_table("eye_openness")
+
+    def time_sync(self) -> np.ndarray:
+        """The tracker's time-synchronisation packets (``TIME_SYNC_DTYPE``); empty when none."""
+        return self._read_table("time_sync")
 
     def events(self) -> List[dict]:
         """events.tsv as a list of dicts (``detail`` parsed from JSON)."""
@@ -306,6 +323,20 @@ class SessionReader:
             streams["gaze"] = _stream_stats(g["t_us"], self.meta.get("streams", {}).get("gaze", {}).get("nominal_rate_hz"),
                                             counters.get("gaze"))
             streams["gaze"]["device_clock_drift_ppm"] = _drift_ppm(g["t_us"], g["device_time_stamp"])
+        if (self.path / fmt.EYE_OPENNESS_TSV).is_file():
+            o = self.eye_openness()
+            streams["eye_openness"] = _stream_stats(
+                o["t_us"], self.meta.get("streams", {}).get("eye_openness", {}).get("nominal_rate_hz"),
+                counters.get("eye_openness"))
+        clock_sync = None
+        if (self.path / fmt.TIME_SYNC_TSV).is_file():
+            ts = self.time_sync()
+            fit = fit_clock_sync(ts["system_request_time_stamp"], ts["device_time_stamp"],
+                                 ts["system_response_time_stamp"])
+            drift = fit.get("drift_ppm")
+            clock_sync = {"packets": fit["n"], "span_s": fit.get("span_s"),
+                          "device_clock_drift_ppm": None if drift is None else round(drift, 2),
+                          "device_minus_system_us": fit.get("offset_us")}
         cam_t = self.camera_times()
         if "camera" in self.meta.get("streams", {}) or len(cam_t):
             streams["camera"] = _stream_stats(cam_t, self.meta.get("streams", {}).get("camera", {}).get("nominal_rate_hz"),
@@ -344,7 +375,7 @@ class SessionReader:
             trials.append(row)
         return {"format": {"name": self.meta["format"], "version": self.format_version},
                 "path": str(self.path), "status": self.status, "participant": self.meta.get("participant"),
-                "streams": streams, "trials": trials}
+                "streams": streams, "tracker_clock_sync": clock_sync, "trials": trials}
 
 
 def _drift_ppm(t_us: np.ndarray, device_us: np.ndarray):

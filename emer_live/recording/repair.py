@@ -155,7 +155,8 @@ def repair_session(path) -> RepairReport:
     reader = SessionReader(root)          # refuses non-session folders with a clear message
     meta = reader.meta
     report = RepairReport(str(root))
-    _repair_table(root, root / fmt.GAZE_TSV, len(GAZE_DTYPE.names), report, "gaze")
+    for kind, (file, dtype) in fmt.TABLES.items():
+        _repair_table(root, root / file, len(dtype.names), report, kind.replace("_", " "))
     _repair_table(root, root / fmt.EVENTS_TSV, len(fmt.EVENT_COLUMNS), report, "event")
     audio = meta.get("streams", {}).get("audio", {})
     for seg in reader.segments():

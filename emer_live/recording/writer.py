@@ -217,6 +217,7 @@ class Recorder:
         self._stop = threading.Event()
         self.error: Optional[BaseException] = None
         self.written = {"gaze": 0, "camera": 0, "audio_blocks": 0, "audio_samples": 0}
+        self._final_info: Dict[str, object] = {}
         self.overruns: Dict[str, int] = {}
         self._last_fsync = 0
         self.started_t_us: Optional[int] = None
@@ -241,12 +242,16 @@ class Recorder:
         self._events = open(self.path / fmt.EVENTS_TSV, "x", encoding="utf-8", newline="\n")
         self._events.write("\t".join(fmt.EVENT_COLUMNS) + "\n")
         self._events.flush()
-        self._gaze = None
+        self._tables: Dict[str, object] = {}    # kind -> open append-only TSV (gaze, eye_openness, ...)
+        self._renderers: Dict[str, object] = {}
 
     # ------------------------------------------------------------------ set-up
-    def attach(self, kind: str, stream: Stream, *, device_info: Optional[dict] = None) -> None:
-        """Record ``stream`` as ``kind`` (``gaze`` | ``camera`` | ``audio``)."""
-        if kind not in ("gaze", "camera", "audio"):
+    def attach(self, kind: str, stream: Stream, *, device_info: Optional[dict] = None,
+               final_info=None) -> None:
+        """Record ``stream`` as ``kind`` (``gaze`` | ``eye_openness`` | ``time_sync`` | ``camera`` |
+        ``audio``). ``final_info``, a callable returning the device description, is asked again
+        at :meth:`stop` so session.json ends with the device's final counters and clock sync."""
+        if kind not in ("camera", "audio") and kind not in fmt.TABLES:
             raise ValueError(f"unknown stream kind {kind!r}")
         if self._thread is not None:
             raise RuntimeError("attach streams before start()")
@@ -266,10 +271,18 @@ class Recorder:
                 info["sample_rate_hz"] = rate
                 self._sinks[kind] = _SegmentedSink(self, lambda p: _AudioSegmentWriter(p, rate, ch))
             else:
-                info.update(file=fmt.GAZE_TSV)
-                self._gaze = open(self.path / fmt.GAZE_TSV, "x", encoding="utf-8", newline="\n")
-                self._gaze.write(fmt.GAZE_HEADER)
-                self._gaze.flush()
+                file, dtype = fmt.TABLES[kind]
+                if stream.dtype != dtype:
+                    raise ValueError(f"{kind} stream {stream.name!r} has the wrong record layout for {file}")
+                info.update(file=file)
+                f = open(self.path / file, "x", encoding="utf-8", newline="\n")
+                f.write("\t".join(dtype.names) + "\n")
+                f.flush()
+                self._tables[kind] = f
+                self._renderers[kind] = fmt.render_gaze if kind == "gaze" else fmt.row_formatter(dtype)
+                self.written.setdefault(kind, 0)
+            if final_info is not None:
+                self._final_info[kind] = final_info
             with self._meta_lock:
                 self.meta["streams"][kind] = info
                 if device_info is not None:
@@ -399,9 +412,9 @@ class Recorder:
                 if len(recs) == 0:
                     continue
                 n += len(recs)
-                if kind == "gaze":
-                    self._gaze.write(fmt.render_gaze(recs))
-                    self.written["gaze"] += len(recs)
+                if kind in self._tables:
+                    self._tables[kind].write(self._renderers[kind](recs))
+                    self.written[kind] += len(recs)
                 elif kind == "camera":
                     sink = self._sinks[kind]
                     for r in recs:
@@ -420,15 +433,15 @@ class Recorder:
         return n
 
     def _flush(self) -> None:
-        if self._gaze is not None:
-            self._gaze.flush()
+        for f in self._tables.values():
+            f.flush()
         for s in self._sinks.values():
             s.flush()
         now = self.clock.now_us()
         if self.fsync_interval_s and now - self._last_fsync > self.fsync_interval_s * 1e6:
             self._last_fsync = now
-            if self._gaze is not None:
-                os.fsync(self._gaze.fileno())
+            for f in self._tables.values():
+                os.fsync(f.fileno())
             for s in self._sinks.values():
                 s.fsync()
 
@@ -445,7 +458,14 @@ class Recorder:
             except BaseException as exc:
                 self._fail(exc)
         end = self.clock.now_us()
+        final_devices = {}
+        for kind, ask in self._final_info.items():
+            try:
+                final_devices[kind] = ask()
+            except Exception as exc:  # a device that cannot describe itself keeps its first description
+                final_devices[kind] = {**self.meta["devices"].get(kind, {}), "final_info_error": repr(exc)}
         with self._lock, self._meta_lock, self._events_lock:
+            self.meta["devices"].update(final_devices)
             if self.error is not None:
                 status = "disk_full" if isinstance(self.error, DiskFullError) else "error"
             for kind, s in self._streams.items():
@@ -456,8 +476,7 @@ class Recorder:
             self.meta["clock"] = {**self.meta["clock"], "end_t_us": end, "end_utc": utc_now_iso()}
             closers = [lambda: self._events.write(
                 fmt.tsv_line((end, "recording_stop", "", json.dumps({"status": status})))), self._events.close]
-            if self._gaze is not None:
-                closers.append(self._gaze.close)
+            closers += [f.close for f in self._tables.values()]
             closers += [s.close for s in self._sinks.values()]
             for close in closers:
                 try:
@@ -481,7 +500,12 @@ def record_device_set(ds, path, *, meta: dict) -> Recorder:
     ds.events.targets.append(rec.event_sink)
     for kind, dev in (("gaze", ds.tracker), ("camera", ds.camera), ("audio", ds.mic)):
         if dev is not None:
-            rec.attach(kind, dev.stream, device_info=dev.info())
+            rec.attach(kind, dev.stream, device_info=dev.info(), final_info=dev.info)
+    # a Tobii tracker's side streams: eye openness (when offered) and its clock-sync packets
+    for kind, attr in (("eye_openness", "openness"), ("time_sync", "time_sync")):
+        side = getattr(ds.tracker, attr, None) if ds.tracker is not None else None
+        if isinstance(side, Stream):
+            rec.attach(kind, side)
     if ds.phantom is not None:
         ds.phantom.attach_truth_file(Path(path) / "truth.tsv")
     return rec

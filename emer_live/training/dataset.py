@@ -569,12 +569,16 @@ def _cache_tag(*, per_trial: bool, window_s: float, hop_s: float, use_face: bool
     return f"{base}-{'face' if use_face else 'noface'}"
 
 
-def _cache_path(session: Path, key: str, cache_dir: Optional[Path], tag: str) -> Path:
-    name = f"windows_{tag}_{key}.npz"
+def _session_cache_dir(session: Path, cache_dir: Optional[Path]) -> Path:
+    """SESSION/cache, or a folder of its own for the session under ``cache_dir``."""
     if cache_dir is None:
-        return session / CACHE_DIRNAME / name
+        return session / CACHE_DIRNAME
     sid = hashlib.sha1(str(session.resolve()).encode()).hexdigest()[:10]
-    return Path(cache_dir) / f"{session.parent.name}_{session.name}_{sid}" / name
+    return Path(cache_dir) / f"{session.parent.name}_{session.name}_{sid}"
+
+
+def _cache_path(session: Path, key: str, cache_dir: Optional[Path], tag: str) -> Path:
+    return _session_cache_dir(session, cache_dir) / f"windows_{tag}_{key}.npz"
 
 
 def _face_to_uint8(face: np.ndarray, where: Path) -> np.ndarray:
@@ -807,6 +811,48 @@ def running_reference(reader, t_ends_us: np.ndarray) -> Dict[str, np.ndarray]:
     return reference_series(builder, origin, t_ends_us)
 
 
+_REFERENCE_SOURCES = ("features/session_reference.py", "features/normalise.py", "training/dataset.py")
+
+
+def _session_references(reader, t_ends_us: np.ndarray, *, cache: bool, cache_dir: Optional[Any]
+                        ) -> Tuple[np.ndarray, np.ndarray, Dict[str, np.ndarray]]:
+    """Baseline reference and running reference at ``t_ends_us`` of one session, from
+    ``cache/reference_<ends>_<key>.npz`` when valid: the running reference reads the whole
+    session's gaze (a few seconds per session), which every training run would otherwise repeat."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha1(_code_hash().encode())
+    for rel in _REFERENCE_SOURCES:
+        h.update((root / rel).read_bytes())
+    key = h.hexdigest()[:12]
+    ends = hashlib.sha1(np.ascontiguousarray(t_ends_us, np.int64).tobytes()).hexdigest()[:10]
+    cpath = _session_cache_dir(reader.path, None if cache_dir is None else Path(cache_dir)) / f"reference_{ends}_{key}.npz"
+    signature = _source_signature(reader.path)
+    names = ("eye_mean", "eye_sd", "fixation_mean", "fixation_sd")
+    if cache and cpath.is_file():
+        try:
+            with np.load(cpath, allow_pickle=False) as z:
+                if str(z["_signature"]) == signature and np.array_equal(z["t_end_us"], t_ends_us):
+                    return z["eye_ref"], z["fixation_ref"], {k: z[k] for k in names}
+        except (OSError, ValueError, KeyError, EOFError):  # damaged: recompute
+            pass
+    eye_ref, fix_ref, _span = session_reference(reader)
+    sref = running_reference(reader, t_ends_us)
+    if cache:
+        try:
+            cpath.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cpath.with_name(f".{cpath.name}.{os.getpid()}.tmp.npz")
+            np.savez(tmp, eye_ref=eye_ref, fixation_ref=fix_ref, t_end_us=np.asarray(t_ends_us, np.int64),
+                     _signature=np.array(signature), **sref)
+            os.replace(tmp, cpath)
+            for old in cpath.parent.glob(f"reference_{ends}_*.npz"):   # made by older code
+                if old != cpath:
+                    old.unlink(missing_ok=True)
+        except OSError as exc:
+            warnings.warn(f"could not write the reference cache {cpath} ({exc}); it is recomputed next time",
+                          stacklevel=2)
+    return eye_ref, fix_ref, sref
+
+
 def session_samples(session: Any, spec: SampleSpec, *, load_face: bool = True, cache: bool = True,
                     cache_dir: Optional[Any] = None, progress: Optional[Callable[[str], None]] = None) -> Samples:
     """Samples of one recorded session (see the module docstring).
@@ -854,8 +900,8 @@ def session_samples(session: Any, spec: SampleSpec, *, load_face: bool = True, c
             offset += len(bank)
     if not parts_arrays:
         return Samples.empty()
-    eye_ref, fix_ref, _span = session_reference(reader)
-    sref = running_reference(reader, np.concatenate([a["t_end_us"] for a in parts_arrays]))
+    eye_ref, fix_ref, sref = _session_references(reader, np.concatenate([a["t_end_us"] for a in parts_arrays]),
+                                                 cache=cache, cache_dir=cache_dir)
     start = 0
     for a in parts_arrays:
         n = len(a["trial"])
