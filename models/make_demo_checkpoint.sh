@@ -11,6 +11,8 @@
 # round differently). Two trainings can run side by side: JOBS=2 (default 1).
 # Everything is seeded: the same code gives the same corpus and the same numbers (up to
 # floating-point differences between machines / thread counts).
+# STAGE=confirm models/make_demo_checkpoint.sh [CORPUS_DIR] [WORK_DIR] afterwards trains the
+# confirmation runs of the card (face only and the demo recipe on folds 4-5; 4 more trainings).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,19 +48,44 @@ train() {  # name fold
   "$EMER" train "${COMMON[@]}" $(mods_of "$1") --only-fold "$2" --out "$out" > "$WORK/$1.fold$2.log" 2>&1
 }
 
+run_lanes() {  # name:fold ... - dealt round-robin to JOBS lanes that run side by side
+  local runs=("$@")
+  for ((lane = 0; lane < JOBS; lane++)); do
+    (
+      for ((i = lane; i < ${#runs[@]}; i += JOBS)); do
+        train "${runs[$i]%%:*}" "${runs[$i]##*:}"
+      done
+    ) &
+  done
+  wait
+}
+
+# STAGE=confirm (or all) trains face-only and the demo recipe on folds 4-5 as well: 8 participants
+# held out from every model the recipe was chosen among, so the choice is checked on unseen data.
+STAGE=${STAGE:-ablation}
+if [ "$STAGE" = confirm ]; then
+  train face 4
+  run_lanes all_dropout_eye50:4 face:5 all_dropout_eye50:5
+  for m in face all_dropout_eye50; do
+    rm -rf "$WORK/confirm_$m"
+    "$EMER" evaluate --checkpoint "$WORK/$m".fold{4,5}.pt --data "$CORPUS" --samples trial \
+        --out-dir "$WORK/confirm_$m" > "$WORK/confirm_$m.txt"
+  done
+  for head in er7 fer7; do
+    echo "$head, whole-trial samples of the held-out participants of folds 4-5:"
+    echo
+    "$EMER" compare face="$WORK/confirm_face" all_dropout_eye50="$WORK/confirm_all_dropout_eye50" \
+        --baseline face --head "$head"
+    echo
+  done | tee "$WORK/confirm.md"
+  exit 0
+fi
+
 # the first training builds the window caches (with face crops; the others reuse them), alone;
-# then the other fourteen, dealt round-robin to JOBS lanes that run side by side
+# then the other fourteen
 train face 1
-RUNS=(eye_fixation:1 all:1 all_dropout:1 all_dropout_eye50:1 face:2 eye_fixation:2 all:2 all_dropout:2
-      all_dropout_eye50:2 face:3 eye_fixation:3 all:3 all_dropout:3 all_dropout_eye50:3)
-for ((lane = 0; lane < JOBS; lane++)); do
-  (
-    for ((i = lane; i < ${#RUNS[@]}; i += JOBS)); do
-      train "${RUNS[$i]%%:*}" "${RUNS[$i]##*:}"
-    done
-  ) &
-done
-wait
+run_lanes eye_fixation:1 all:1 all_dropout:1 all_dropout_eye50:1 face:2 eye_fixation:2 all:2 all_dropout:2 \
+          all_dropout_eye50:2 face:3 eye_fixation:3 all:3 all_dropout:3 all_dropout_eye50:3
 
 for m in face eye_fixation all all_dropout all_dropout_eye50; do
   rm -rf "$WORK/eval_$m"
