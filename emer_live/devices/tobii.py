@@ -60,6 +60,7 @@ _RING = 8192                 # callback slots: 32 s at 250 Hz between two device
 _MASK = _RING - 1
 _SAFETY = 64                 # slots never read when the ring overflowed (the writer may be there)
 _POLL_S = 0.010
+_SYNC_CAPACITY = 100_000     # time-sync packets kept (one a second or so)
 _ISI_BINS = 100_000          # inter-sample interval histogram: 1 us bins up to 100 ms (+1 overflow)
 
 # SDK dict key -> GAZE_DTYPE columns (SDK 2.x keys; trackbox origins are optional: SDK 1.x had them)
@@ -278,8 +279,7 @@ class TobiiTracker(Device):
         self._oslots: List[Optional[dict]] = [None] * _RING
         self._ow = 0
         self._or = 0
-        self._sync: collections.deque = collections.deque(maxlen=100_000)
-        self._sync_new: collections.deque = collections.deque()   # not yet in the time_sync stream
+        self._sync: collections.deque = collections.deque()   # packets not yet in the time_sync stream
         self._notes: collections.deque = collections.deque()
         # device-thread state
         self._last_t: Optional[int] = None
@@ -374,8 +374,9 @@ class TobiiTracker(Device):
         self.stream = Stream("gaze", GAZE_DTYPE, cap, nominal_rate_hz=self.frequency)
         self.openness = (Stream("eye_openness", EYE_OPENNESS_DTYPE, cap, nominal_rate_hz=self.frequency)
                          if desc.get("eye_openness") else None)
-        # time-sync packets as a stream too, so a recording keeps them (drift can be re-measured)
-        self.time_sync = Stream("time_sync", TIME_SYNC_DTYPE, max(int(self.capacity_s * 10), 256))
+        # time-sync packets (about 1/s) as a stream: a recording keeps them and clock_sync() fits
+        # them; 100k slots (3 MB) hold more than a day
+        self.time_sync = Stream("time_sync", TIME_SYNC_DTYPE, _SYNC_CAPACITY)
         self._gout = np.zeros(_RING, GAZE_DTYPE)
         self._sdk, self._et = sdk, et
         self.name = f"tobii:{desc['serial_number']}"
@@ -404,9 +405,7 @@ class TobiiTracker(Device):
         self._ow = i + 1
 
     def _on_sync(self, d: dict) -> None:
-        rec = (d["system_request_time_stamp"], d["device_time_stamp"], d["system_response_time_stamp"])
-        self._sync.append(rec)
-        self._sync_new.append(rec)
+        self._sync.append((d["system_request_time_stamp"], d["device_time_stamp"], d["system_response_time_stamp"]))
 
     def _on_note(self, d: dict) -> None:
         self._notes.append(d)
@@ -564,11 +563,11 @@ class TobiiTracker(Device):
         self.openness.extend(rec)
 
     def _drain_sync(self) -> None:
-        if self.time_sync is None or not self._sync_new:
+        if self.time_sync is None or not self._sync:
             return
         batch = []
-        while self._sync_new:
-            batch.append(self._sync_new.popleft())
+        while self._sync:
+            batch.append(self._sync.popleft())
         rec = np.zeros(len(batch), TIME_SYNC_DTYPE)
         arr = np.array(batch, dtype=np.int64)
         rec["system_request_time_stamp"], rec["device_time_stamp"], rec["system_response_time_stamp"] = arr.T
@@ -734,13 +733,10 @@ class TobiiTracker(Device):
         self._calibrating = bool(active)
 
     def time_sync_records(self) -> np.ndarray:
-        """Every time-synchronisation packet received so far (:data:`TIME_SYNC_DTYPE`)."""
-        rec = np.zeros(len(self._sync), TIME_SYNC_DTYPE)
-        if len(rec):
-            arr = np.array(list(self._sync), dtype=np.int64)
-            rec["system_request_time_stamp"], rec["device_time_stamp"], rec["system_response_time_stamp"] = arr.T
-            rec["t_us"] = (arr[:, 0] + arr[:, 2]) // 2 + self._t_offset_us
-        return rec
+        """Every time-synchronisation packet the device thread has passed on (:data:`TIME_SYNC_DTYPE`)."""
+        if self.time_sync is None:
+            return np.zeros(0, TIME_SYNC_DTYPE)
+        return self.time_sync.latest(_SYNC_CAPACITY)
 
     def clock_sync(self) -> dict:
         """Device-vs-system clock from the SDK's time synchronisation packets.

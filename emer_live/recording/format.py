@@ -67,9 +67,6 @@ def row_formatter(dtype: np.dtype):
     return render
 
 
-GAZE_HEADER = "\t".join(GAZE_DTYPE.names) + "\n"
-render_gaze = row_formatter(GAZE_DTYPE)
-
 #: Append-only per-sample tables a recorder writes, by stream kind: file name and record layout.
 TABLES = {
     "gaze": (GAZE_TSV, GAZE_DTYPE),

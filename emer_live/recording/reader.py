@@ -15,7 +15,6 @@ import numpy as np
 
 from ..errors import SessionFormatError
 from ..clock import fit_clock_sync
-from ..schema import GAZE_DTYPE
 from . import format as fmt
 
 __all__ = ["SessionReader", "Segment", "is_session_dir", "read_tsv_checked"]

@@ -17,7 +17,6 @@ from typing import List
 
 from ..clock import utc_now_iso
 from ..errors import SessionFormatError
-from ..schema import GAZE_DTYPE
 from . import format as fmt
 from .reader import SessionReader
 

@@ -279,7 +279,7 @@ class Recorder:
                 f.write("\t".join(dtype.names) + "\n")
                 f.flush()
                 self._tables[kind] = f
-                self._renderers[kind] = fmt.render_gaze if kind == "gaze" else fmt.row_formatter(dtype)
+                self._renderers[kind] = fmt.row_formatter(dtype)
                 self.written.setdefault(kind, 0)
             if final_info is not None:
                 self._final_info[kind] = final_info

@@ -29,6 +29,7 @@ when called.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -513,6 +514,7 @@ def session_labels(reader) -> Dict[int, Dict[str, Any]]:
 # --------------------------------------------------------------------------------------------
 # window cache
 # --------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=1)
 def _code_hash() -> str:
     root = Path(__file__).resolve().parents[1]
     h = hashlib.sha1()
@@ -814,16 +816,22 @@ def running_reference(reader, t_ends_us: np.ndarray) -> Dict[str, np.ndarray]:
 _REFERENCE_SOURCES = ("features/session_reference.py", "features/normalise.py", "training/dataset.py")
 
 
+@functools.lru_cache(maxsize=1)
+def _reference_code_key() -> str:
+    """Hash of the code the eye references come from (read once per process, not per session)."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha1(_code_hash().encode())
+    for rel in _REFERENCE_SOURCES:
+        h.update((root / rel).read_bytes())
+    return h.hexdigest()[:12]
+
+
 def _session_references(reader, t_ends_us: np.ndarray, *, cache: bool, cache_dir: Optional[Any]
                         ) -> Tuple[np.ndarray, np.ndarray, Dict[str, np.ndarray]]:
     """Baseline reference and running reference at ``t_ends_us`` of one session, from
     ``cache/reference_<ends>_<key>.npz`` when valid: the running reference reads the whole
     session's gaze (a few seconds per session), which every training run would otherwise repeat."""
-    root = Path(__file__).resolve().parents[1]
-    h = hashlib.sha1(_code_hash().encode())
-    for rel in _REFERENCE_SOURCES:
-        h.update((root / rel).read_bytes())
-    key = h.hexdigest()[:12]
+    key = _reference_code_key()
     ends = hashlib.sha1(np.ascontiguousarray(t_ends_us, np.int64).tobytes()).hexdigest()[:10]
     cpath = _session_cache_dir(reader.path, None if cache_dir is None else Path(cache_dir)) / f"reference_{ends}_{key}.npz"
     signature = _source_signature(reader.path)
