@@ -76,3 +76,26 @@ def test_compare_bad_input(tmp_path, capsys):
     assert "NAME=DIR" in capsys.readouterr().err
     assert cli.main(["compare", f"a={tmp_path / 'missing'}"]) == 2
     assert "evaluate" in capsys.readouterr().err
+
+
+def test_new_participants_scored_by_every_fold_model(tmp_path):
+    # evaluate --split all of fold 4's and fold 5's models on the same new people: one row per
+    # (fold, sample); pooled over both models, bootstrap over the people
+    targets = ["sadness", "fear", "anger"] * 4
+    people = ["P1", "P2", "P3", "P4"] * 3
+    rows_a, rows_b = [], []
+    for fold in (4, 5):
+        for i, (t, p) in enumerate(zip(targets, people)):
+            rows_a.append((fold, p, "S", "trial", i, i * 10, 0, 1, t, t))
+            rows_b.append((fold, p, "S", "trial", i, i * 10, 0, 1, t, "fear" if fold == 5 else t))
+    ea = read_evaluation("a", _write(tmp_path / "a", rows_a))
+    eb = read_evaluation("b", _write(tmp_path / "b", rows_b))
+    rep = compare_evaluations([ea, eb], n_boot=100)
+    assert rep["n_participants"] == 4
+    a, b = (m["subsets"]["all"] for m in rep["models"])
+    assert a["n"] == b["n"] == 24 and a["uar_folds"] == [1.0, 1.0]
+    assert b["uar_folds"][0] == 1.0 and b["uar_folds"][1] == pytest.approx(1 / 3)
+    # a sample twice within one fold is still refused
+    dup = _write(tmp_path / "dup", rows_a + rows_a[:1])
+    with pytest.raises(Exception, match="appears twice"):
+        compare_evaluations([read_evaluation("d", dup), ea])

@@ -181,3 +181,35 @@ def test_session_reference_checkpoint_live_equals_offline(tmp_path):
     got = m.predict(w["face"], eye, fix, modality_mask=mask)["er7"]
     cols = [c for c in preds.columns if c.startswith("er7_")]
     np.testing.assert_allclose(got, trials[cols].to_numpy(), atol=5e-5)
+
+
+def test_replay_with_face_fallback_takes_er_from_the_face(live_run, random_checkpoint, tmp_path):
+    from emer_live.model import load_checkpoint
+
+    d, _ = live_run
+    ff = tmp_path / "ff.pt"
+    # a threshold below any 7-class top probability: every window with face and eyes takes the face's ER
+    load_checkpoint(random_checkpoint, device="cpu").with_inference(ff, {"face_fallback": {"threshold": 0.01}})
+    p = live("--tracker", f"replay:{d / 'S'}", "--camera", "replay", "--speed", "max", "--checkpoint", str(ff),
+             "--window", "4", "--hop", "1", "--out", str(tmp_path / "F.jsonl"), "--record", str(tmp_path / "S"))
+    assert p.returncode == 0, p.stderr + p.stdout
+    plain = {q["t_end_us"]: q for q in map(json.loads, (d / "P.jsonl").read_text().splitlines())}
+    fb = {q["t_end_us"]: q for q in map(json.loads, (tmp_path / "F.jsonl").read_text().splitlines())}
+    common = sorted(set(plain) & set(fb))
+    assert len(common) >= 5
+    n_face = 0
+    for t in common:
+        a, b = plain[t], fb[t]
+        m = b["modalities"]
+        assert b["er_from_face"] == (m["face"] and (m["eye"] or m["fixation"]))
+        np.testing.assert_allclose(a["fer7"], b["fer7"], atol=1e-4)   # FER always from the fused pass
+        if b["er_from_face"]:
+            n_face += 1
+            assert np.abs(np.subtract(a["er7"], b["er7"])).max() > 1e-4
+        else:
+            np.testing.assert_allclose(a["er7"], b["er7"], atol=1e-4)
+    assert n_face >= 3
+    rows = (tmp_path / "S" / "predictions.tsv").read_text().splitlines()
+    head = rows[0].split("\t")
+    col = [r.split("\t")[head.index("er_from_face")] for r in rows[1:]]
+    assert col.count("1") >= n_face

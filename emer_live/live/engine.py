@@ -79,7 +79,8 @@ def window_to_prediction(out: Dict[str, np.ndarray], i: int, w: Window, *, check
                       gap=gap, modalities=modalities,
                       quality={"valid_gaze_fraction": float(w.quality.get("valid_gaze_fraction", 0.0)),
                                "face_found_fraction": float(w.quality.get("face_found_fraction", 0.0))},
-                      latency_ms=latency_ms, va_source=va_source)
+                      latency_ms=latency_ms, va_source=va_source,
+                      er_from_face=bool(out["er_face_fallback"][i]) if "er_face_fallback" in out else False)
 
 
 class LiveEngine:

@@ -64,6 +64,7 @@ class Prediction:
     quality: Dict[str, float]
     latency_ms: Dict[str, float] = field(default_factory=dict)
     va_source: str = "head"           # "head" or "anchors" (probability-weighted R&M anchors)
+    er_from_face: bool = False        # face fallback: ER taken from the face alone (it was sure)
 
     @property
     def er_top(self) -> str:
@@ -86,6 +87,7 @@ class Prediction:
         t = (self.t_end_us - (t0_us or 0)) / 1e6
         gap = "-" if self.gap is None else f"{self.gap['jsd']:.2f}{'!' if self.gap['disagree'] else ''}"
         used = "".join(c if self.modalities.get(m) else "." for c, m in (("F", "face"), ("E", "eye"), ("X", "fixation")))
+        used += ", ER face" if self.er_from_face else ""
         return (f"t={t:8.2f}s {'trial ' + str(self.trial) if self.kind == 'trial' else 'win':>8} "
                 f"ER {self.er_top:<9} {max(self.er7):.2f}  FER {str(self.fer_top):<9} "
                 f"{'' if self.fer7 is None else f'{max(self.fer7):.2f}'}  gap {gap:<5} [{used}] "
@@ -101,7 +103,7 @@ PREDICTION_COLUMNS = (
     + [f"er7_{c}" for c in ER7_CLASSES] + [f"fer7_{c}" for c in ER7_CLASSES]
     + [f"er3_{c}" for c in ER3_CLASSES] + [f"fer3_{c}" for c in ER3_CLASSES]
     + ["er_valence", "er_arousal", "fer_valence", "fer_arousal", "fer_intensity", "va_source",
-       "gap_jsd", "gap_valence", "disagree", "used_face", "used_eye", "used_fixation",
+       "gap_jsd", "gap_valence", "disagree", "used_face", "used_eye", "used_fixation", "er_from_face",
        "valid_gaze_fraction", "face_found_fraction",
        "lat_assemble_ms", "lat_features_ms", "lat_model_ms", "lat_total_ms"]
 )
@@ -141,7 +143,8 @@ class PredictionLog:
                + _vals(p.er7, 7) + _vals(p.fer7, 7) + _vals(p.er3, 3) + _vals(p.fer3, 3)
                + _vals(p.er_va, 2) + _vals(p.fer_va, 2) + [p.fer_intensity, p.va_source,
                                                            g.get("jsd"), g.get("valence_diff"), g.get("disagree")]
-               + [p.modalities.get("face", False), p.modalities.get("eye", False), p.modalities.get("fixation", False)]
+               + [p.modalities.get("face", False), p.modalities.get("eye", False), p.modalities.get("fixation", False),
+                  p.er_from_face]
                + [p.quality.get("valid_gaze_fraction"), p.quality.get("face_found_fraction")]
                + [p.latency_ms.get(k) for k in ("assemble", "features", "model", "total")])
         line = "\t".join(_fmt(v) for v in row) + "\n"

@@ -29,7 +29,7 @@ import math
 import numbers
 import os
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
@@ -42,6 +42,7 @@ from ..errors import CheckpointError, ConfigError, DeviceUnavailable
 from ._io import compare_layout, first_non_finite, is_tensor_mapping, read_file, safe_torch_load, weights_digest
 from .config import MODALITIES, EMERTConfig, default_label_maps, head_kind
 from .emert import EMERT
+from .fallback import check_face_fallback, combine, eligible_rows, threshold_of
 
 __all__ = [
     "FORMAT_NAME",
@@ -253,7 +254,7 @@ def checkpoint_id(sha256_hex: str) -> str:
 # --------------------------------------------------------------------------------------------
 def save_checkpoint(path: PathLike, model: EMERT, *, norm_stats: Mapping[str, Any],
                     provenance: Mapping[str, Any], label_maps: Optional[Mapping[str, Any]] = None,
-                    overwrite: bool = False) -> str:
+                    inference: Optional[Mapping[str, Any]] = None, overwrite: bool = False) -> str:
     """Write ``model`` and its metadata to one checkpoint file (atomically).
 
     Parameters
@@ -270,6 +271,9 @@ def save_checkpoint(path: PathLike, model: EMERT, *, norm_stats: Mapping[str, An
         ``created_utc``, ``git_commit`` and ``software_version`` are filled in when absent.
     label_maps : dict, optional
         Head -> class names in output order; default :func:`default_label_maps`.
+    inference : dict, optional
+        How :meth:`LoadedModel.predict` runs the model: ``{"face_fallback": {"threshold": t, ...}}``
+        (see :mod:`emer_live.model.fallback`); default none (one fused pass).
     overwrite : bool
         Replace an existing file; otherwise an existing ``path`` raises ``CheckpointError``.
 
@@ -290,6 +294,7 @@ def save_checkpoint(path: PathLike, model: EMERT, *, norm_stats: Mapping[str, An
         raise ValueError(f"provenance must be a dict, got {type(provenance).__name__}")
     prov = _plain_copy(provenance)
     _check_plain(prov, "provenance")
+    infer = _check_inference(inference)
     created = _utc_now()
     prov.setdefault("created_utc", created)
     prov.setdefault("software_version", __version__)
@@ -311,6 +316,7 @@ def save_checkpoint(path: PathLike, model: EMERT, *, norm_stats: Mapping[str, An
         "norm_stats": stats,
         "label_maps": maps,
         "provenance": prov,
+        "inference": infer,
     }
     buf = io.BytesIO()
     torch.save(payload, buf)
@@ -353,6 +359,9 @@ class LoadedModel:
         First 12 hex digits of the file's sha256.
     path : Path
     format_version : int
+    inference : dict
+        Inference settings stored with the weights (``face_fallback``; empty for checkpoints
+        written before they existed).
     """
 
     model: EMERT
@@ -364,6 +373,12 @@ class LoadedModel:
     id: str
     path: Path
     format_version: int
+    inference: Dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def face_fallback(self) -> Optional[float]:
+        """The stored face-fallback threshold, or None when off (:mod:`emer_live.model.fallback`)."""
+        return threshold_of(self.inference)
 
     def normalize(self, eye: Any, fixation: Any) -> Tuple[Any, Any]:
         """Apply the stored normalisation: ``(x - mean) / std`` per feature (numpy or tensors)."""
@@ -379,7 +394,7 @@ class LoadedModel:
         return out[0], out[1]
 
     def predict(self, face: Any, eye: Any, fixation: Any, *,
-                modality_mask: Any = None) -> Dict[str, np.ndarray]:
+                modality_mask: Any = None, face_fallback: Optional[bool] = None) -> Dict[str, np.ndarray]:
         """Run the model under ``torch.inference_mode`` on already-normalised inputs.
 
         Parameters
@@ -388,12 +403,17 @@ class LoadedModel:
             ``(B, 8, 3, H, W)`` RGB in [0, 1], ``(B, 32, 39)``, ``(B, 32, 2)`` (normalised, see
             :meth:`normalize`).
         modality_mask : array-like (B, 3) bool, optional
+        face_fallback : bool, optional
+            Apply the checkpoint's face fallback (default: when it stores a threshold): rows with a
+            face and eyes are also scored face-only, and where that pass is sure the ER heads
+            come from it.
 
         Returns
         -------
         dict of str -> numpy array
             Class heads as probabilities (softmax), regression heads as values,
-            ``modalities_used`` (B, 3) bool.
+            ``modalities_used`` (B, 3) bool, ``er_face_fallback`` (B,) bool (ER taken from the
+            face-only pass).
         """
         dev = self.device
         tensors = []
@@ -411,8 +431,34 @@ class LoadedModel:
             if rows.numel() and not bool(torch.isfinite(rows).all()):
                 raise ValueError(f"{name} input holds NaN or inf for a sample where it is marked present; "
                                  "interpolate it or mark the modality missing in modality_mask")
+        threshold = self.face_fallback if face_fallback is not False else None
+        face_feats = None
+        if threshold is not None:  # encode the faces once for both passes
+            with torch.inference_mode():
+                face_feats = self.model.encode_face(tensors[0], mask)
+        result = self._forward(tensors, mask, face_feats)
+        n = tensors[0].shape[0]
+        result["er_face_fallback"] = np.zeros(n, bool)
+        if threshold is not None:
+            full_mask = mask if mask is not None else torch.ones(n, 3, dtype=torch.bool, device=dev)
+            rows = np.flatnonzero(eligible_rows(full_mask.cpu().numpy()))
+            if len(rows):
+                idx = torch.as_tensor(rows, device=dev)
+                face_mask = full_mask[idx].clone()
+                face_mask[:, 1:] = False
+                part = self._forward([t[idx] for t in tensors], face_mask, face_feats[idx])
+                face_only = {h: np.zeros_like(v) for h, v in result.items() if h in part}
+                for h in face_only:
+                    face_only[h][rows] = part[h]
+                elig = np.zeros(n, bool)
+                elig[rows] = True
+                combined, fired = combine(result, face_only, threshold, elig)
+                result = {**combined, "er_face_fallback": fired}
+        return result
+
+    def _forward(self, tensors, mask, face_features=None) -> Dict[str, np.ndarray]:
         with torch.inference_mode():
-            out = self.model(*tensors, modality_mask=mask)
+            out = self.model(*tensors, modality_mask=mask, face_features=face_features)
         result: Dict[str, np.ndarray] = {}
         for h in self.config.heads:
             y = out[h].float()
@@ -421,6 +467,32 @@ class LoadedModel:
             result[h] = y.cpu().numpy()
         result["modalities_used"] = out["modalities_used"].cpu().numpy()
         return result
+
+    def with_inference(self, path: PathLike, inference: Mapping[str, Any], *,
+                       note: Optional[str] = None) -> str:
+        """Write these weights with new ``inference`` settings to a new checkpoint ``path``
+        (provenance kept, plus a note of where they came from). Returns the new id."""
+        prov = _plain_copy(self.provenance)
+        prov.pop("created_utc", None)
+        prov["derived_from"] = {"checkpoint_id": self.id, "file": self.path.name,
+                                **({"note": note} if note else {})}
+        return save_checkpoint(path, self.model, norm_stats=self.norm_stats, provenance=prov,
+                               label_maps=self.label_maps, inference=inference)
+
+
+def _check_inference(inference: Any) -> Dict[str, Any]:
+    if inference is None:
+        return {}
+    if not isinstance(inference, Mapping):
+        raise ValueError(f"inference settings must be a dict, got {type(inference).__name__}")
+    out = _plain_copy(inference)
+    _check_plain(out, "inference")
+    unknown = sorted(set(out) - {"face_fallback"})
+    if unknown:
+        raise ValueError(f"unknown inference setting(s) {', '.join(unknown)} (known: face_fallback)")
+    if out.get("face_fallback") is not None:
+        out["face_fallback"] = check_face_fallback(out["face_fallback"], "inference.face_fallback")
+    return out
 
 
 def load_checkpoint(path: PathLike, *, device: Union[str, torch.device] = "auto") -> LoadedModel:
@@ -486,6 +558,7 @@ def load_checkpoint(path: PathLike, *, device: Union[str, torch.device] = "auto"
         if not isinstance(provenance, Mapping):
             raise ValueError("provenance missing or not a dict")
         _check_plain(provenance, "provenance")
+        inference = _check_inference(payload.get("inference"))
     except ValueError as exc:
         raise CheckpointError(f"{path}: invalid metadata: {exc}") from None
     model.load_state_dict(state, strict=True)
@@ -493,4 +566,4 @@ def load_checkpoint(path: PathLike, *, device: Union[str, torch.device] = "auto"
     model.to(dev).eval()
     return LoadedModel(model=model, config=config, device=dev, norm_stats=norm_stats, label_maps=label_maps,
                        provenance=_plain_copy(provenance), id=checkpoint_id(sha), path=path,
-                       format_version=version)
+                       format_version=version, inference=inference)

@@ -89,6 +89,7 @@ def _cmd_model_info(args: argparse.Namespace) -> int:
         "label_maps": lm.label_maps,
         "provenance": lm.provenance,
         "norm_stats": lm.norm_stats,
+        "inference": lm.inference,
     }
     if args.json:
         print(json.dumps(info, indent=2))
@@ -98,6 +99,13 @@ def _cmd_model_info(args: argparse.Namespace) -> int:
           f"width: {lm.config.model_dim}   face channels: {lm.config.face_channel_order}")
     ref = lm.norm_stats.get("reference") if isinstance(lm.norm_stats, dict) else None
     print(f"  eye reference: {ref.get('kind') if isinstance(ref, dict) else 'none'}")
+    ff = lm.inference.get("face_fallback")
+    t = lm.face_fallback
+    print("  face fallback: " + ("none" if not ff else
+                                 f"off (tuned on {', '.join(ff.get('participants') or [])}: no threshold helped)"
+                                 if t is None else
+                                 f"threshold {t:.2f} (ER from the face alone where it is that sure; tuned on "
+                                 f"{', '.join(ff.get('participants') or []) or '?'})"))
     for key, value in lm.provenance.items():
         print(f"  {key}: {_short(value)}")
     print("  (long values shortened; --json prints everything)")

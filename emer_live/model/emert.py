@@ -173,9 +173,15 @@ class EMERT(nn.Module):
         return lstm(x)[0]
 
     # ------------------------------------------------------------------ forward
+    def encode_face(self, face: Tensor, modality_mask: Optional[Tensor] = None) -> Tensor:
+        """The face encoder's per-frame features ``(B, 8, 512)`` (zeros where the face is absent),
+        to pass as ``face_features`` when the same faces are scored again with another mask."""
+        return self._encode_face(face, None if modality_mask is None else modality_mask[:, 0])
+
     def forward_features(self, face: Tensor, eye: Tensor, fixation: Tensor, *,
-                         modality_mask: Optional[Tensor] = None) -> Dict[str, Tensor]:
-        """Everything up to the pooled feature.
+                         modality_mask: Optional[Tensor] = None,
+                         face_features: Optional[Tensor] = None) -> Dict[str, Tensor]:
+        """Everything up to the pooled feature (``face_features``: see :meth:`encode_face`).
 
         Returns a dict with ``pooled`` (B, D), ``tokens`` (B, 72, D) transformer output,
         ``token_mask`` (B, 72) bool, ``specific`` and ``invariant`` (B, 72, D) MAFD outputs
@@ -183,8 +189,13 @@ class EMERT(nn.Module):
         ``modalities_used`` (B, 3) bool.
         """
         b, mask = self._check_inputs(face, eye, fixation, modality_mask)
+        if face_features is None:
+            face_features = self._encode_face(face, None if mask is None else mask[:, 0])
+        elif tuple(face_features.shape) != (b, face.shape[1], ResNet18.out_dim):
+            raise ValueError(f"face_features must be (B, {face.shape[1]}, {ResNet18.out_dim}) as encode_face gives, "
+                             f"got {tuple(face_features.shape)}")
         x = (
-            self.face_proj(self._encode_face(face, None if mask is None else mask[:, 0])),
+            self.face_proj(face_features),
             self._encode_sequence(self.eye_encoder, eye, None if mask is None else mask[:, 1]),
             self._encode_sequence(self.fixation_encoder, fixation, None if mask is None else mask[:, 2]),
         )
@@ -231,7 +242,7 @@ class EMERT(nn.Module):
         return out
 
     def forward(self, face: Tensor, eye: Tensor, fixation: Tensor, *,
-                modality_mask: Optional[Tensor] = None) -> Dict[str, Tensor]:
+                modality_mask: Optional[Tensor] = None, face_features: Optional[Tensor] = None) -> Dict[str, Tensor]:
         """Run the model; see the class notes for the returned dict.
 
         Parameters
@@ -244,8 +255,11 @@ class EMERT(nn.Module):
             Normalised fixation positions (DESIGN sec. 8).
         modality_mask : Tensor (B, 3) bool, optional
             Which of face, eye, fixation are present per sample; ``None`` = all.
+        face_features : Tensor (B, 8, 512), optional
+            The face encoder's output for these faces (:meth:`encode_face`), reused instead of
+            running the ResNet again.
         """
-        feats = self.forward_features(face, eye, fixation, modality_mask=modality_mask)
+        feats = self.forward_features(face, eye, fixation, modality_mask=modality_mask, face_features=face_features)
         out = self.forward_head(feats["pooled"])
         out["features"] = feats["pooled"]
         out["disc_specific"] = feats["disc_specific"]

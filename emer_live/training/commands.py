@@ -1,4 +1,5 @@
-"""CLI: ``emer-live train`` and ``emer-live evaluate`` (torch is imported only when they run)."""
+"""CLI: ``emer-live train``, ``evaluate``, ``compare`` and ``tune-fallback`` (torch is imported only
+when they run)."""
 
 from __future__ import annotations
 
@@ -59,6 +60,10 @@ def register(sub) -> None:
     p.add_argument("--eye-dropout", type=float, default=0.0, metavar="P",
                    help="modality dropout: hide eyes and fixations of this fraction of training samples that have a "
                         "face, so the face path learns on its own too (default 0)")
+    p.add_argument("--face-fallback", choices=("auto", "off"), default="auto",
+                   help="auto (default): for a model that sees face and eyes, choose on the validation participants "
+                        "whether and when to take the ER answer from the face alone where the face alone is sure "
+                        "(stored in the checkpoint; see tune-fallback); off: never")
     p.add_argument("--patience", type=int, default=8, help="early-stopping patience in epochs (default 8)")
     p.add_argument("--val-fraction", type=float, default=0.15,
                    help="share of training participants held out for validation (default 0.15, at least one)")
@@ -111,7 +116,34 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="print the full report as JSON on stdout")
     p.add_argument("--out-dir", default=None, metavar="DIR",
                    help="write evaluation.json, predictions.tsv (per sample) and confusion_<head>_fold<k>.png here")
+    p.add_argument("--no-face-fallback", action="store_true",
+                   help="score the plain fused model even when the checkpoint stores a face fallback "
+                        "(see tune-fallback)")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser(
+        "tune-fallback", help="choose a checkpoint's face fallback on its validation participants",
+        description="Face fallback: where the model run on the face alone is sure of the ER answer (top ER7 "
+                    "probability >= a threshold), take the face's answer; elsewhere (typically a smile or a neutral "
+                    "face, the faces people hide behind) the fused face+eyes answer stands. This command picks the "
+                    "threshold that maximises ER7 UAR on the checkpoint's validation participants (never its test "
+                    "participants), or 'off' when none beats the fused model, and writes a new checkpoint with it; "
+                    "the live app and `evaluate` then apply it. `train` does this by itself (--face-fallback auto). "
+                    "See docs/training.md.")
+    p.add_argument("--checkpoint", required=True, metavar="CKPT", help="a face+eyes checkpoint from `emer-live train`")
+    p.add_argument("--data", nargs="+", required=True, metavar="ROOT",
+                   help="the data it was trained on (its validation participants are taken from there)")
+    p.add_argument("--participants", default=None, metavar="P01,P02",
+                   help="tune on these participants instead of the checkpoint's validation participants")
+    p.add_argument("--samples", choices=("trial", "sliding", "both"), default=None,
+                   help="samples to tune on (default: those the checkpoint was trained on)")
+    p.add_argument("--window", type=float, default=None, help="sliding-window length in s (default: as trained)")
+    p.add_argument("--hop", type=float, default=None, help="sliding-window hop in s (default: as trained)")
+    p.add_argument("--cache-dir", default=None, help="window cache folder (default SESSION/cache/)")
+    p.add_argument("--emer-layout", default=None, metavar="JSON", help="layout/column map for EMER dataset roots")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    p.add_argument("--out", required=True, metavar="CKPT", help="new checkpoint to write (refused if it exists)")
+    p.set_defaults(func=cmd_tune_fallback)
 
     p = sub.add_parser(
         "compare", help="ablation table of several evaluations with participant-bootstrap intervals",
@@ -163,7 +195,7 @@ def cmd_train(args) -> int:
         seed=args.seed, device=args.device, amp=args.amp, patience=args.patience, val_fraction=args.val_fraction,
         final=args.final, save_folds=args.save_folds, face_train=args.face_train, alpha=args.alpha, beta=args.beta,
         grad_clip=args.grad_clip, eye_reference=args.eye_reference, face_dropout=args.face_dropout,
-        eye_dropout=args.eye_dropout,
+        eye_dropout=args.eye_dropout, face_fallback=args.face_fallback,
         split=args.split, num_threads=args.threads, cache_dir=args.cache_dir, emer_layout=args.emer_layout,
         resume=args.resume, quiet=args.quiet, workers=args.workers,
         command="emer-live train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else None,
@@ -212,7 +244,7 @@ def cmd_evaluate(args) -> int:
     rows: list = []
     report = evaluate_checkpoints(args.checkpoint, samples, split=args.split, modalities=mods, device=args.device,
                                   batch_size=args.batch_size, data=args.data, sample_spec=spec.to_dict(), log=log,
-                                  keep_rows=rows)
+                                  keep_rows=rows, face_fallback=not args.no_face_fallback)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         pngs = write_confusion_pngs(report, out_dir)
@@ -225,6 +257,50 @@ def cmd_evaluate(args) -> int:
         print(json.dumps(report, indent=2))
     else:
         print(format_report(report))
+    return 0
+
+
+def cmd_tune_fallback(args) -> int:
+    _need_torch("tune-fallback")
+    import torch
+
+    from ..errors import ConfigError
+    from ..model import load_checkpoint, select_device
+    from .dataset import SampleSpec, load_samples
+    from .evaluate import tune_face_fallback
+
+    if not Path(args.checkpoint).is_file():
+        raise ConfigError(f"--checkpoint {args.checkpoint}: no such file")
+    if Path(args.out).exists():
+        raise ConfigError(f"--out {args.out} already exists; choose a new file (the input checkpoint is never changed)")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ConfigError("--threads must be >= 1")
+        torch.set_num_threads(args.threads)
+    if not torch.cuda.is_available():
+        select_device("cpu")
+    loaded = load_checkpoint(args.checkpoint)
+    trained = (loaded.provenance or {}).get("samples") or {}
+    spec = SampleSpec(kind=args.samples or trained.get("kind") or "trial",
+                      window_s=args.window or trained.get("window_s") or 8.0,
+                      hop_s=args.hop or trained.get("hop_s") or 1.0, use_face=True)
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    samples = load_samples(args.data, spec, load_face=spec.resolved_face(), cache_dir=args.cache_dir,
+                           emer_layout=args.emer_layout, progress=lambda m: log(f"  {m}"))
+    people = [p.strip() for p in args.participants.split(",") if p.strip()] if args.participants else None
+    ff = tune_face_fallback(loaded, samples, participants=people, log=log)
+    for t, u, share in ff["grid"]:
+        print(f"  threshold {t:.2f}: ER7 UAR {u:.3f}, ER from the face on {100 * share:.0f} % of samples")
+    cid = loaded.with_inference(args.out, {**loaded.inference, "face_fallback": ff},
+                                note="emer-live tune-fallback")
+    t = ff["threshold"]
+    print(f"wrote {args.out} [{cid}]: face fallback "
+          + (f"threshold {t:.2f} (validation ER7 UAR {ff['val_er7_uar_fused']:.3f} fused -> {ff['val_er7_uar']:.3f})"
+             if t is not None else f"off (no threshold beat the fused model's validation ER7 UAR "
+                                   f"{ff['val_er7_uar_fused']:.3f})"))
     return 0
 
 

@@ -33,7 +33,9 @@ class Evaluation:
     """The scored, labelled samples of one evaluation for one head."""
 
     name: str
-    key: List[Tuple[str, str, str, int, int]]   # participant, session, kind, trial, t_end_us
+    # fold, participant, session, kind, trial, t_end_us: with the fold, new participants scored by
+    # every fold's model (evaluate --split all) give one row per model and sample
+    key: List[Tuple[int, str, str, str, int, int]]
     participant: np.ndarray
     fold: np.ndarray
     masked: np.ndarray      # 1 / 0 / -1 (unknown)
@@ -63,7 +65,8 @@ def read_evaluation(name: str, folder: Any, *, head: str = "er7", kind: Optional
     idx = {c: i for i, c in enumerate(classes)}
     return Evaluation(
         name=name,
-        key=[(r["participant"], r["session"], r["kind"], int(r["trial"]), int(r["t_end_us"])) for r in rows],
+        key=[(int(r["fold"]), r["participant"], r["session"], r["kind"], int(r["trial"]), int(r["t_end_us"]))
+             for r in rows],
         participant=np.array([r["participant"] for r in rows]),
         fold=np.array([int(r["fold"]) for r in rows]),
         masked=np.array([int(r["masked"]) for r in rows]),

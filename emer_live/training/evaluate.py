@@ -23,11 +23,12 @@ import numpy as np
 from ..errors import ConfigError
 from ..model import metrics as M
 from ..model.config import EMOTIONS_3, EMOTIONS_7, head_kind
+from ..model.fallback import combine, eligible_rows
 from .dataset import MODALITIES, Samples, head_targets, modality_mask
 
 __all__ = ["REPORT_FORMAT", "REPORT_VERSION", "compute_metrics", "head_metrics", "summarize_folds",
            "score_of", "predict_samples", "evaluate_checkpoints", "write_sample_predictions", "SAMPLE_COLUMNS", "draw_confusion", "write_confusion_pngs",
-           "format_report"]
+           "format_report", "tune_face_fallback", "fallback_on_samples", "describe_fallback"]
 
 REPORT_FORMAT = "emer_live.evaluation"
 REPORT_VERSION = 1
@@ -165,14 +166,19 @@ def summarize_folds(fold_metrics: List[Dict[str, Any]]) -> Dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 def predict_samples(model, samples: Samples, *, heads: Sequence[str], norm_stats: Dict[str, Any],
                     modalities: Sequence[str] = MODALITIES, device=None, batch_size: int = 32,
-                    amp: bool = False, indices: Optional[np.ndarray] = None) -> Dict[str, np.ndarray]:
+                    amp: bool = False, indices: Optional[np.ndarray] = None,
+                    face_fallback: Optional[float] = None) -> Dict[str, np.ndarray]:
     """Run ``model`` (an EMERT, eval mode) over ``samples``.
+
+    ``face_fallback``: a threshold turns on the face fallback of :mod:`emer_live.model.fallback`
+    (samples with a face and eyes are also scored face-only; where that pass is sure, the ER heads
+    come from it), as :meth:`LoadedModel.predict` does for a checkpoint that stores one.
 
     Returns
     -------
     dict
         Per head: class probabilities ``(N, K)`` or values; unscored rows (no selected modality
-        present) are NaN. ``scored`` ``(N,)`` bool.
+        present) are NaN. ``scored`` ``(N,)`` bool; ``er_face_fallback`` ``(N,)`` bool.
     """
     import torch
     from torch.utils.data import DataLoader, Subset
@@ -206,6 +212,16 @@ def predict_samples(model, samples: Samples, *, heads: Sequence[str], norm_stats
                         y = torch.softmax(y, dim=-1)
                     out[h][idx] = y.cpu().numpy()
         model.train(was_training)
+    out["er_face_fallback"] = np.zeros(n, bool)
+    if face_fallback is not None and "face" in modalities and len(want):
+        elig = np.zeros(n, bool)
+        elig[want] = eligible_rows(mask[want])
+        if elig.any():
+            face_only = predict_samples(model, samples, heads=heads, norm_stats=norm_stats, modalities=("face",),
+                                        device=device, batch_size=batch_size, amp=amp, indices=np.flatnonzero(elig))
+            combined, fired = combine({h: out[h] for h in heads}, face_only, face_fallback, elig)
+            out.update(combined)
+            out["er_face_fallback"] = fired
     out["scored"] = scored
     return out
 
@@ -228,22 +244,30 @@ def _subsets(samples: Samples) -> Dict[str, np.ndarray]:
 
 
 def evaluate_fold(loaded, samples: Samples, *, modalities: Sequence[str], batch_size: int = 32,
-                  amp: bool = False) -> Dict[str, Any]:
-    """Metrics of one loaded checkpoint on ``samples`` (all heads, plus subsets)."""
+                  amp: bool = False, face_fallback: bool = True) -> Dict[str, Any]:
+    """Metrics of one loaded checkpoint on ``samples`` (all heads, plus subsets); with
+    ``face_fallback`` the checkpoint's stored face fallback applies (as in the live app)."""
     heads = list(loaded.config.heads)
+    threshold = getattr(loaded, "face_fallback", None) if face_fallback else None
     preds = predict_samples(loaded.model, samples, heads=heads, norm_stats=loaded.norm_stats,
-                            modalities=modalities, device=loaded.device, batch_size=batch_size, amp=amp)
+                            modalities=modalities, device=loaded.device, batch_size=batch_size, amp=amp,
+                            face_fallback=threshold)
     scored = preds.pop("scored")
+    fired = preds.pop("er_face_fallback")
     targets = head_targets(samples, heads)
     result = {
         "n_samples": int(len(samples)),
         "n_scored": int(scored.sum()),
         "n_unscored": int((~scored).sum()),
+        "face_fallback": None if threshold is None else {"threshold": threshold, "n_er_from_face": int(fired.sum())},
         "heads": compute_metrics(preds, targets, label_maps=loaded.label_maps, scored=scored),
         "subsets": {},
     }
     class_heads = [h for h in heads if head_kind(h)[0] == "class"]
     result["_rows"] = _sample_rows(samples, preds, targets, scored, class_heads, loaded.label_maps)
+    if threshold is not None:
+        for r, f in zip(result["_rows"], fired):
+            r["er_face_fallback"] = int(f)
     for name, sel in _subsets(samples).items():
         keep = scored & sel
         result["subsets"][name] = {
@@ -298,7 +322,8 @@ def _checkpoint_split(loaded) -> Dict[str, Any]:
 def evaluate_checkpoints(checkpoints: Sequence[Any], samples: Samples, *, split: str = "auto",
                          modalities: Optional[Sequence[str]] = None, device: str = "auto",
                          batch_size: int = 32, data: Sequence[str] = (), sample_spec: Optional[Dict[str, Any]] = None,
-                         log=None, keep_rows: Optional[List[Dict[str, Any]]] = None) -> Dict[str, Any]:
+                         log=None, keep_rows: Optional[List[Dict[str, Any]]] = None,
+                         face_fallback: bool = True) -> Dict[str, Any]:
     """Evaluate one or more checkpoints (e.g. the models of the folds of one training run).
 
     Parameters
@@ -316,6 +341,9 @@ def evaluate_checkpoints(checkpoints: Sequence[Any], samples: Samples, *, split:
         (``provenance.modalities``), else all three.
     keep_rows : list, optional
         Receives one dict per scored-or-not sample and fold (see :func:`write_sample_predictions`).
+    face_fallback : bool
+        Apply each checkpoint's stored face fallback (default, as the live app does); False
+        scores the plain fused model.
 
     Returns
     -------
@@ -354,7 +382,7 @@ def evaluate_checkpoints(checkpoints: Sequence[Any], samples: Samples, *, split:
             log(f"warning: {Path(path).name}: participants {', '.join(leaked)} were in its training data; "
                 "their scores are not a held-out estimate")
         mods = tuple(modalities) if modalities else tuple(prov.get("modalities") or MODALITIES)
-        res = evaluate_fold(loaded, sel, modalities=mods, batch_size=batch_size)
+        res = evaluate_fold(loaded, sel, modalities=mods, batch_size=batch_size, face_fallback=face_fallback)
         fold_no = sp.get("fold")
         for r in res.pop("_rows"):
             rows.append({"fold": int(fold_no) if isinstance(fold_no, int) else i + 1, **r})
@@ -397,6 +425,10 @@ def format_report(report: Dict[str, Any]) -> str:
         lines.append(f"fold {f['fold']}: {Path(f['checkpoint']).name} [{f['checkpoint_id']}] on "
                      f"{len(f['participants'])} participant(s) ({f['split']}), {f['n_scored']}/{f['n_samples']} "
                      f"samples scored, modalities {','.join(f['modalities'])}")
+        fb = f.get("face_fallback")
+        if fb:
+            lines.append(f"  face fallback (threshold {fb['threshold']:.2f}): ER taken from the face alone on "
+                         f"{fb['n_er_from_face']} sample(s)")
         for h, m in f["heads"].items():
             lines.append("  " + _head_line(h, m))
         for name, sub in f["subsets"].items():
@@ -500,3 +532,80 @@ def write_confusion_pngs(report: Dict[str, Any], out_dir: Any) -> List[Path]:
             cv2.imwrite(str(p), draw_confusion(cm, labels, title=f"{h}: all folds, n={int(cm.sum())}"))
             written.append(p)
     return written
+
+
+# --------------------------------------------------------------------------------------------
+# tuning the face fallback
+# --------------------------------------------------------------------------------------------
+def tune_face_fallback(loaded, samples: Samples, *, participants: Optional[Sequence[str]] = None,
+                       batch_size: int = 32, log=None) -> Dict[str, Any]:
+    """Choose the face-fallback threshold of a checkpoint on its validation participants.
+
+    Parameters
+    ----------
+    loaded : LoadedModel
+        Trained with face and eyes (and, to have a useful face-only pass, with eye dropout).
+    samples : Samples
+        Data holding the participants to tune on.
+    participants : sequence of str, optional
+        Default: the checkpoint's validation participants (``provenance.split.val_participants``),
+        never its test participants.
+
+    Returns
+    -------
+    dict
+        The ``face_fallback`` setting to store (:func:`emer_live.model.fallback.choose_threshold`
+        plus ``participants``, ``n_samples`` and ``method``).
+    """
+    sp = _checkpoint_split(loaded)
+    mods = tuple((loaded.provenance or {}).get("modalities") or MODALITIES)
+    if "face" not in mods or not ({"eye", "fixation"} & set(mods)):
+        raise ConfigError(f"{loaded.path}: trained on {'+'.join(mods)}; the face fallback needs a model that "
+                          "sees the face and the eyes")
+    if "er7" not in loaded.config.heads:
+        raise ConfigError(f"{loaded.path}: no er7 head; the face fallback is tuned on ER7")
+    people = list(participants) if participants else list(sp.get("val_participants") or [])
+    if not people:
+        raise ConfigError(f"{loaded.path}: the checkpoint records no validation participants; name the "
+                          "participants to tune on (never its test participants)")
+    leaked = sorted(set(people) & set(sp.get("test_participants") or []))
+    if leaked:
+        raise ConfigError(f"refusing to tune on {', '.join(leaked)}: held-out test participants of "
+                          f"{loaded.path.name}; tune on its validation participants")
+    sel = samples.of_participants(people)
+    if not len(sel):
+        raise ConfigError(f"none of the participants to tune on ({', '.join(people)}) is in the data")
+    spec = fallback_on_samples(loaded.model, sel, norm_stats=loaded.norm_stats, modalities=mods,
+                               device=loaded.device, batch_size=batch_size)
+    if log:
+        log(describe_fallback(spec))
+    return spec
+
+
+def fallback_on_samples(model, samples: Samples, *, norm_stats: Dict[str, Any], modalities: Sequence[str],
+                        device=None, batch_size: int = 32) -> Dict[str, Any]:
+    """:func:`~emer_live.model.fallback.choose_threshold` for ``model`` on ``samples`` (the
+    validation participants): the fused and the face-only pass, ER7 targets."""
+    from ..model.fallback import choose_threshold
+
+    heads = ["er7"]
+    fused = predict_samples(model, samples, heads=heads, norm_stats=norm_stats, modalities=modalities,
+                            device=device, batch_size=batch_size)
+    face = predict_samples(model, samples, heads=heads, norm_stats=norm_stats, modalities=("face",),
+                           device=device, batch_size=batch_size)
+    elig = eligible_rows(modality_mask(samples, modalities, norm_stats)) & face["scored"]
+    target = head_targets(samples, heads)["er7"].copy()
+    target[~fused["scored"]] = -1
+    spec = choose_threshold(np.nan_to_num(fused["er7"]), np.nan_to_num(face["er7"]), elig, target)
+    spec.update({"participants": sorted(samples.participants), "n_samples": int(len(samples)),
+                 "method": "ER7 UAR on validation participants, thresholds 0.30-0.95; off unless it beats the "
+                           "fused model"})
+    return spec
+
+
+def describe_fallback(spec: Dict[str, Any]) -> str:
+    """One log line for a tuned face-fallback setting."""
+    t = spec["threshold"]
+    return (f"face fallback on {', '.join(spec['participants'])} ({spec['n_val']} samples): fused ER7 UAR "
+            f"{spec['val_er7_uar_fused']:.3f}; " + (f"threshold {t:.2f} gives {spec['val_er7_uar']:.3f}"
+                                                    if t is not None else "no threshold beats it: fallback off"))

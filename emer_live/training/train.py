@@ -96,6 +96,7 @@ class TrainConfig:
     eye_reference: str = "none"
     face_dropout: float = 0.0
     eye_dropout: float = 0.0
+    face_fallback: str = "auto"
     split: str = "auto"
     num_threads: Optional[int] = None
     cache_dir: Optional[str] = None
@@ -142,6 +143,8 @@ class TrainConfig:
                 raise ConfigError(f"--{name.replace('_', '-')} must be a probability in [0, 1), got {v!r}")
         if self.face_dropout + self.eye_dropout >= 1.0:
             raise ConfigError("--face-dropout + --eye-dropout must stay below 1 (some samples keep everything)")
+        if self.face_fallback not in ("auto", "off"):
+            raise ConfigError(f"--face-fallback must be auto or off, got {self.face_fallback!r}")
         if self.final not in ("fold1", "all"):
             raise ConfigError(f"--final must be fold1 or all, got {self.final!r}")
         if self.face_train not in FACE_TRAIN_CHOICES:
@@ -739,11 +742,32 @@ def _provenance(cfg: TrainConfig, samples: Samples, run_info: Dict[str, Any], fo
 
 
 def _save(path: Path, cfg: TrainConfig, state: Dict[str, torch.Tensor], norm_stats: Dict[str, Any],
-          provenance: Dict[str, Any], label_maps: Dict[str, Any], *, overwrite: bool) -> str:
+          provenance: Dict[str, Any], label_maps: Dict[str, Any], *, overwrite: bool,
+          face_fallback: Optional[Dict[str, Any]] = None) -> str:
     model = EMERT(EMERTConfig(heads=cfg.heads))
     model.load_state_dict(state)
     return save_checkpoint(path, model, norm_stats=norm_stats, provenance=provenance, label_maps=label_maps,
+                           inference={"face_fallback": face_fallback} if face_fallback else None,
                            overwrite=overwrite)
+
+
+def _tune_fallback(cfg: TrainConfig, run: "_RunSpec", state: Dict[str, torch.Tensor], samples: Samples,
+                   norm_stats: Dict[str, Any], device: torch.device) -> Optional[Dict[str, Any]]:
+    """--face-fallback auto: choose the face-fallback threshold on the run's validation participants
+    (models that see face and eyes and have an er7 head; None otherwise)."""
+    if (cfg.face_fallback != "auto" or "face" not in cfg.modalities or not ({"eye", "fixation"} & set(cfg.modalities))
+            or "er7" not in cfg.heads or not run.val_p):
+        return None
+    from .evaluate import fallback_on_samples
+
+    val_s = samples.of_participants(run.val_p)
+    if not len(val_s) or not np.any(head_targets(val_s, ["er7"])["er7"] >= 0):
+        return None
+    model = EMERT(EMERTConfig(heads=cfg.heads))
+    model.load_state_dict(state)
+    model.to(device).eval()
+    return fallback_on_samples(model, val_s, norm_stats=norm_stats, modalities=cfg.modalities, device=device,
+                               batch_size=max(cfg.batch_size, 32))
 
 
 # --------------------------------------------------------------------------------------------
@@ -868,6 +892,14 @@ def _run(cfg: TrainConfig, out: Path, dist: _Dist, log: _Log) -> Dict[str, Any]:
         run_seed = cfg.seed * 1000 + (run.fold - 1 if run.fold is not None else i)
         state, info = trainer.train_run(run, samples, norm, seed=run_seed, resume=rs,
                                         completed=completed, kept_states=kept)
+        if dist.main:
+            ff = _tune_fallback(cfg, run, state, samples, norm, dist.device)
+            if ff is not None:
+                info["face_fallback"] = ff
+                from .evaluate import describe_fallback
+
+                log(f"{run.name}: {describe_fallback(ff)} (stored in the checkpoint; `evaluate` and the live app "
+                    "apply it, the TEST line below is the fused model alone)")
         if run.test_p:
             info["test"] = trainer.test_metrics(state, samples, run.test_p, norm)
             t = info["test"]
@@ -882,7 +914,8 @@ def _run(cfg: TrainConfig, out: Path, dist: _Dist, log: _Log) -> Dict[str, Any]:
         if cfg.save_folds and run.fold is not None and dist.main:
             fp = fold_checkpoint_path(out, run.fold)
             prov = _provenance(cfg, samples, info, folds, [info], spec_d, split_method, dist, trainer.amp)
-            cid = _save(fp, cfg, state, norm, prov, trainer.label_maps, overwrite=True)
+            cid = _save(fp, cfg, state, norm, prov, trainer.label_maps, overwrite=True,
+                        face_fallback=info.get("face_fallback"))
             log(f"{run.name}: saved {fp} [{cid}]")
         if i + 1 < len(runs):  # checkpoint between runs so --resume skips finished folds
             trainer.save_state({"format": STATE_FORMAT, "version": STATE_VERSION, "config": cfg.to_dict(),
@@ -896,7 +929,8 @@ def _run(cfg: TrainConfig, out: Path, dist: _Dist, log: _Log) -> Dict[str, Any]:
     summary: Dict[str, Any] = {}
     if dist.main:
         prov = _provenance(cfg, samples, final_info, folds, fold_results, spec_d, split_method, dist, trainer.amp)
-        cid = _save(out, cfg, kept[final_name], final_info["norm_stats"], prov, trainer.label_maps, overwrite=False)
+        cid = _save(out, cfg, kept[final_name], final_info["norm_stats"], prov, trainer.label_maps, overwrite=False,
+                    face_fallback=final_info.get("face_fallback"))
         if trainer.state_path.exists():
             trainer.state_path.unlink()
         if len(fold_results) > 1:
