@@ -15,8 +15,8 @@
 # confirmation runs of the card (face only and the demo recipe on folds 4-5; 4 more trainings).
 # STAGE=fresh models/make_demo_checkpoint.sh [CORPUS_DIR] [WORK_DIR] after that: the face fallback
 # (docs/training.md) tuned on the validation participants of the fold 4-5 models, and every model
-# scored on 8 new synthetic participants (seed 1, FRESH_DIR, default WORK_DIR/fresh_corpus) that
-# no model or choice has seen (~15 min corpus, ~15 min evaluations).
+# scored on two cohorts of 8 new synthetic participants that no model or choice has seen
+# (WORK_DIR/cohort_seed1, WORK_DIR/cohort_p21; ~15 min each to record, ~30 min of evaluations).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -70,37 +70,51 @@ run_lanes() {  # name:fold ... - dealt round-robin to JOBS lanes that run side b
 # held out from every model the recipe was chosen among, so the choice is checked on unseen data.
 STAGE=${STAGE:-ablation}
 if [ "$STAGE" = fresh ]; then
-  FRESH=${FRESH_DIR:-$WORK/fresh_corpus}
-  if [ ! -d "$FRESH" ] || [ -z "$(ls -A "$FRESH" 2>/dev/null)" ]; then
-    "$EMER" collect-synthetic --participants 8 --trials 28 --time-scale 0.3 --seed 1 --mask-rate 0.4 --jobs 1 --out "$FRESH"
-  fi
+  # two cohorts no model or choice has seen: 8 people of another population (seed 1, named P01-P08
+  # like training participants - evaluate warns by name; they are other people) and 8 more people
+  # of the training population (seed 0, P21-P28)
+  cohort_opts() { case $1 in seed1) echo "--seed 1" ;; p21) echo "--seed 0 --first 21" ;; esac; }
+  for c in seed1 p21; do
+    dir="$WORK/cohort_$c"
+    if [ ! -d "$dir" ] || [ -z "$(ls -A "$dir" 2>/dev/null)" ]; then
+      # shellcheck disable=SC2086
+      "$EMER" collect-synthetic --participants 8 --trials 28 --time-scale 0.3 --mask-rate 0.4 --jobs 1 \
+          $(cohort_opts $c) --out "$dir"
+    fi
+  done
   for f in 4 5; do
     [ -f "$WORK/fallback.fold$f.pt" ] || "$EMER" tune-fallback --checkpoint "$WORK/all_dropout_eye50.fold$f.pt" \
         --data "$CORPUS" --threads 1 --out "$WORK/fallback.fold$f.pt" > "$WORK/fallback.fold$f.log"
   done
-  ev() {  # name checkpoint-stem [evaluate options] - both fold models score every new participant
-    local name=$1 stem=$2; shift 2
-    rm -rf "$WORK/fresh_$name"
-    "$EMER" evaluate --checkpoint "$WORK/$stem".fold{4,5}.pt --data "$FRESH" --split all --samples trial \
-        --out-dir "$WORK/fresh_$name" "$@" > "$WORK/fresh_$name.txt"
+  ev() {  # cohort name checkpoint-stem [evaluate options] - both fold models score every new participant
+    local c=$1 name=$2 stem=$3; shift 3
+    rm -rf "$WORK/${c}_$name"
+    "$EMER" evaluate --checkpoint "$WORK/$stem".fold{4,5}.pt --data "$WORK/cohort_$c" --split all --samples trial \
+        --out-dir "$WORK/${c}_$name" "$@" > "$WORK/${c}_$name.txt"
   }
-  ev face face
-  ev eyes_of_fused all_dropout_eye50 --modalities eye,fixation
-  ev fused all_dropout_eye50
-  ev fused_fallback fallback
+  for c in seed1 p21; do
+    ev $c face face
+    ev $c eyes_of_fused all_dropout_eye50 --modalities eye,fixation
+    ev $c fused all_dropout_eye50
+    ev $c fused_fallback fallback
+  done
   rm -rf "$WORK/confirm_fused_fallback"
   "$EMER" evaluate --checkpoint "$WORK"/fallback.fold{4,5}.pt --data "$CORPUS" --samples trial \
       --out-dir "$WORK/confirm_fused_fallback" > "$WORK/confirm_fused_fallback.txt"
-  for head in er7 fer7; do
-    echo "$head, whole-trial samples of 8 new participants, each scored by the fold-4 and the fold-5 model:"
-    echo
-    "$EMER" compare face="$WORK/fresh_face" eyes_of_fused="$WORK/fresh_eyes_of_fused" fused="$WORK/fresh_fused" \
-        fused_fallback="$WORK/fresh_fused_fallback" --baseline face --head "$head"
-    echo
+  for c in seed1 p21; do
+    for head in er7 fer7; do
+      echo "$head, cohort $c: whole-trial samples of 8 new participants, each scored by the fold-4 and the fold-5 model:"
+      echo
+      "$EMER" compare face="$WORK/${c}_face" eyes_of_fused="$WORK/${c}_eyes_of_fused" fused="$WORK/${c}_fused" \
+          fused_fallback="$WORK/${c}_fused_fallback" --baseline face --head "$head"
+      echo
+    done
   done | tee "$WORK/fresh.md"
-  echo "er7, held-out participants of folds 4-5 (the confirmation's):"
-  "$EMER" compare face="$WORK/confirm_face" fused="$WORK/confirm_all_dropout_eye50" \
-      fused_fallback="$WORK/confirm_fused_fallback" --baseline face --head er7 | tee -a "$WORK/fresh.md"
+  for head in er7 fer7; do
+    echo "$head, held-out participants of folds 4-5 (the confirmation's):"
+    "$EMER" compare face="$WORK/confirm_face" fused="$WORK/confirm_all_dropout_eye50" \
+        fused_fallback="$WORK/confirm_fused_fallback" --baseline face --head "$head"
+  done | tee -a "$WORK/fresh.md"
   exit 0
 fi
 if [ "$STAGE" = confirm ]; then

@@ -20,7 +20,7 @@ def test_two_cpu_processes_train_one_epoch(training_corpus, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "emer_live.cli", "train", "--data", str(corpus), "--folds", "3", "--run-folds", "1",
-           "--epochs", "1", "--batch-size", "2", "--task", "multi", "--modalities", "eye,fixation",
+           "--epochs", "1", "--batch-size", "2", "--task", "multi", "--face-train", "none",
            "--device", "cpu", "--threads", "1", "--save-folds", "--out", str(out)]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
     log = res.stdout + res.stderr
@@ -31,5 +31,9 @@ def test_two_cpu_processes_train_one_epoch(training_corpus, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp.fold1.pt", "ddp.pt"]
     m = load_checkpoint(out, device="cpu")
     assert m.provenance["training"]["world_size"] == 2
+    # face + eyes: every process tuned the face fallback on the validation participants (none waits
+    # for rank 0 at the next gather), rank 0 logged and stored it
+    assert log.count("face fallback on") == 1
+    assert m.inference["face_fallback"]["participants"] == sorted(m.provenance["split"]["val_participants"])
     assert m.provenance["split"]["test_participants"]
     assert not set(m.provenance["split"]["test_participants"]) & set(m.provenance["split"]["train_participants"])

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from emer_live import cli
+from emer_live.errors import ConfigError
 from emer_live.model.fallback import check_face_fallback, choose_threshold, combine, eligible_rows
 
 
@@ -70,7 +71,7 @@ def test_threshold_is_off_when_the_face_never_helps():
     # unlabelled samples are ignored; none at all is an error
     spec = choose_threshold(fused, face, np.ones(70, bool), np.where(y == 3, -1, y))
     assert spec["n_val"] == 60
-    with pytest.raises(ValueError, match="no labelled"):
+    with pytest.raises(ConfigError, match="no scored sample with an ER7 label"):
         choose_threshold(fused, face, np.ones(70, bool), np.full(70, -1))
 
 
@@ -144,6 +145,14 @@ def test_a_checkpoint_with_a_bad_setting_is_refused(random_checkpoint, tmp_path)
     torch.save(payload, bad)
     with pytest.raises(CheckpointError, match="unknown inference setting"):
         load_checkpoint(bad, device="cpu")
+    # a threshold on ER7 probabilities needs an er7 head
+    from emer_live.model import EMERT, EMERTConfig, save_checkpoint
+    from emer_live.model.checkpoint import identity_norm_stats
+
+    cfg = EMERTConfig(heads=("fer7",))
+    with pytest.raises(ValueError, match="needs an er7 head"):
+        save_checkpoint(tmp_path / "fer.pt", EMERT(cfg), norm_stats=identity_norm_stats(cfg), provenance={},
+                        inference={"face_fallback": {"threshold": 0.5}})
 
 
 # --------------------------------------------------------------------------------------------
@@ -215,6 +224,10 @@ def test_tune_fallback_uses_validation_participants_and_evaluate_applies_it(trai
     assert cli.main(["evaluate", "--checkpoint", str(forced), "--data", str(training_corpus),
                      "--no-face-fallback", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["folds"][0]["face_fallback"] is None
+    # fed the face alone there is nothing to fall back from
+    assert cli.main(["evaluate", "--checkpoint", str(forced), "--data", str(training_corpus),
+                     "--modalities", "face", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["folds"][0]["face_fallback"] is None
 
 
 @pytest.mark.torch
@@ -226,6 +239,13 @@ def test_tune_fallback_refuses_test_participants_and_existing_output(trained, tr
     rc = cli.main(["tune-fallback", "--checkpoint", str(trained), "--data", str(training_corpus),
                    "--participants", ",".join(test_p), "--out", str(out)])
     assert rc != 0 and "held-out test participants" in capsys.readouterr().err and not out.exists()
+    sp = load_checkpoint(trained, device="cpu").provenance["split"]
+    rc = cli.main(["tune-fallback", "--checkpoint", str(trained), "--data", str(training_corpus),
+                   "--participants", sp["train_participants"][0], "--out", str(out)])
+    assert rc != 0 and "was trained on them" in capsys.readouterr().err and not out.exists()
+    rc = cli.main(["tune-fallback", "--checkpoint", str(trained), "--data", str(training_corpus),
+                   "--participants", "P77", "--out", str(out)])
+    assert rc != 0 and "P77 to tune on are not in the data" in capsys.readouterr().err
     rc = cli.main(["tune-fallback", "--checkpoint", str(trained), "--data", str(training_corpus),
                    "--out", str(trained)])
     assert rc != 0 and "already exists" in capsys.readouterr().err

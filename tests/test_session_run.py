@@ -97,3 +97,18 @@ def test_missing_stimulus_folder(tmp_path, capsys):
     rc = main(["session", "--headless", "--participant", "P01", "--stimuli", str(tmp_path / "nope"),
                "--out", str(tmp_path / "rec")])
     assert rc != 0 and "no such folder" in capsys.readouterr().err
+
+
+def test_collect_first_adds_the_same_people_under_their_numbers(training_corpus, tmp_path, capsys):
+    # the training corpus: seed 5, P01..P03; --first 2 --participants 1 must record P02 again, identically
+    out = tmp_path / "more"
+    assert main(["collect-synthetic", "--participants", "1", "--first", "2", "--trials", "3", "--time-scale", "0.03",
+                 "--size", "320x240", "--seed", "5", "--mask-rate", "0.5", "--jobs", "1", "--out", str(out)]) == 0
+    assert [p.name for p in out.iterdir()] == ["P02"]
+    new = next(out.glob("P02/*/session.json")).parent
+    old = next(training_corpus.glob("P02/*/session.json")).parent
+    for name in ("truth.tsv", "sam.tsv"):
+        assert (new / name).read_bytes() == (old / name).read_bytes(), name
+    assert json.loads((new / "session.json").read_text())["plan"] == json.loads((old / "session.json").read_text())["plan"]
+    assert main(["collect-synthetic", "--participants", "5", "--first", "997", "--out", str(tmp_path / "x")]) == 2
+    assert "--first must be 1..995" in capsys.readouterr().err and not (tmp_path / "x").exists()

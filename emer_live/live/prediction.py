@@ -103,9 +103,9 @@ PREDICTION_COLUMNS = (
     + [f"er7_{c}" for c in ER7_CLASSES] + [f"fer7_{c}" for c in ER7_CLASSES]
     + [f"er3_{c}" for c in ER3_CLASSES] + [f"fer3_{c}" for c in ER3_CLASSES]
     + ["er_valence", "er_arousal", "fer_valence", "fer_arousal", "fer_intensity", "va_source",
-       "gap_jsd", "gap_valence", "disagree", "used_face", "used_eye", "used_fixation", "er_from_face",
+       "gap_jsd", "gap_valence", "disagree", "used_face", "used_eye", "used_fixation",
        "valid_gaze_fraction", "face_found_fraction",
-       "lat_assemble_ms", "lat_features_ms", "lat_model_ms", "lat_total_ms"]
+       "lat_assemble_ms", "lat_features_ms", "lat_model_ms", "lat_total_ms", "er_from_face"]
 )
 
 
@@ -143,10 +143,9 @@ class PredictionLog:
                + _vals(p.er7, 7) + _vals(p.fer7, 7) + _vals(p.er3, 3) + _vals(p.fer3, 3)
                + _vals(p.er_va, 2) + _vals(p.fer_va, 2) + [p.fer_intensity, p.va_source,
                                                            g.get("jsd"), g.get("valence_diff"), g.get("disagree")]
-               + [p.modalities.get("face", False), p.modalities.get("eye", False), p.modalities.get("fixation", False),
-                  p.er_from_face]
+               + [p.modalities.get("face", False), p.modalities.get("eye", False), p.modalities.get("fixation", False)]
                + [p.quality.get("valid_gaze_fraction"), p.quality.get("face_found_fraction")]
-               + [p.latency_ms.get(k) for k in ("assemble", "features", "model", "total")])
+               + [p.latency_ms.get(k) for k in ("assemble", "features", "model", "total")] + [p.er_from_face])
         line = "\t".join(_fmt(v) for v in row) + "\n"
         with self._lock:
             self._f.write(line)

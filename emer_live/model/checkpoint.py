@@ -294,7 +294,7 @@ def save_checkpoint(path: PathLike, model: EMERT, *, norm_stats: Mapping[str, An
         raise ValueError(f"provenance must be a dict, got {type(provenance).__name__}")
     prov = _plain_copy(provenance)
     _check_plain(prov, "provenance")
-    infer = _check_inference(inference)
+    infer = _check_inference(inference, config)
     created = _utc_now()
     prov.setdefault("created_utc", created)
     prov.setdefault("software_version", __version__)
@@ -480,7 +480,7 @@ class LoadedModel:
                                label_maps=self.label_maps, inference=inference)
 
 
-def _check_inference(inference: Any) -> Dict[str, Any]:
+def _check_inference(inference: Any, config: Optional[EMERTConfig] = None) -> Dict[str, Any]:
     if inference is None:
         return {}
     if not isinstance(inference, Mapping):
@@ -492,6 +492,10 @@ def _check_inference(inference: Any) -> Dict[str, Any]:
         raise ValueError(f"unknown inference setting(s) {', '.join(unknown)} (known: face_fallback)")
     if out.get("face_fallback") is not None:
         out["face_fallback"] = check_face_fallback(out["face_fallback"], "inference.face_fallback")
+        if (config is not None and out["face_fallback"].get("threshold") is not None
+                and "er7" not in config.heads):
+            raise ValueError("inference.face_fallback needs an er7 head (its threshold applies to ER7 "
+                             "probabilities); this model has " + ", ".join(config.heads))
     return out
 
 
@@ -558,7 +562,7 @@ def load_checkpoint(path: PathLike, *, device: Union[str, torch.device] = "auto"
         if not isinstance(provenance, Mapping):
             raise ValueError("provenance missing or not a dict")
         _check_plain(provenance, "provenance")
-        inference = _check_inference(payload.get("inference"))
+        inference = _check_inference(payload.get("inference"), config)
     except ValueError as exc:
         raise CheckpointError(f"{path}: invalid metadata: {exc}") from None
     model.load_state_dict(state, strict=True)

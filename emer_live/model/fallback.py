@@ -9,7 +9,7 @@ people hide behind - the fused answer stands. The threshold is chosen on the val
 participants of the model's own training run (:func:`choose_threshold`), and "off" is kept when
 no threshold beats the plain fused model there.
 
-Only the ER heads (``er7``, ``er3``, ``er_va``) are switched; FER heads always come from the
+Only the ER heads (``er7``, ``er3``, ``er_va``, ``er_valence``, ``er_arousal``) are switched; FER heads always come from the
 fused pass. Imports without torch.
 """
 
@@ -20,13 +20,14 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..errors import ConfigError
 from . import metrics as M
 
 __all__ = ["ER_HEADS", "THRESHOLDS", "eligible_rows", "combine", "choose_threshold", "check_face_fallback",
            "threshold_of"]
 
-#: The heads the fallback switches to the face-only pass.
-ER_HEADS = ("er7", "er3", "er_va")
+#: The heads the fallback switches to the face-only pass (every ER head a config can have).
+ER_HEADS = ("er7", "er3", "er_va", "er_valence", "er_arousal")
 #: Thresholds tried when tuning (top ER7 probability of the face-only pass).
 THRESHOLDS = tuple(round(0.30 + 0.05 * i, 2) for i in range(14))  # 0.30 ... 0.95
 
@@ -97,7 +98,8 @@ def choose_threshold(fused_er7: Any, face_er7: Any, eligible: Any, target: Any, 
     elig = np.asarray(eligible, dtype=bool)[keep]
     y = y[keep].astype(np.int64)
     if not len(y):
-        raise ValueError("no labelled ER7 sample to choose a face-fallback threshold on")
+        raise ConfigError("no scored sample with an ER7 label among the participants to tune the face fallback "
+                          "on; tune on participants with SAM ratings and eyes (or train with --face-fallback off)")
     k = fused.shape[1]
     base = M.uar(y, fused.argmax(axis=1), n_classes=k)
     best_t, best_u = None, base

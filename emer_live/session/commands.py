@@ -41,8 +41,13 @@ def register(sub) -> None:
 
     p = sub.add_parser("collect-synthetic", help="record many headless synthetic sessions (a labelled corpus)",
                        description="Run one headless session per synthetic participant P01..PNN (in parallel where "
-                                   "cores allow) into ROOT, for training and tests.")
+                                   "cores allow) into ROOT, for training and tests. A participant is determined by "
+                                   "--seed and its name, so P05 of seed 0 is the same person in every corpus.")
     p.add_argument("--participants", type=int, default=12, help="number of participants (default 12)")
+    p.add_argument("--first", type=int, default=1, metavar="N",
+                   help="number of the first participant (default 1: P01..); e.g. --first 21 adds P21.. - new people "
+                        "of the same population (same --seed) for a test set whose names differ from the training "
+                        "corpus's")
     p.add_argument("--trials", type=int, default=14)
     p.add_argument("--time-scale", type=float, default=0.1, help="phase shrink factor (default 0.1)")
     p.add_argument("--seed", type=int, default=0)
@@ -104,10 +109,13 @@ def cmd_collect(args) -> int:
         raise ConfigError(f"{root} already holds files; give a new corpus folder")
     if not 1 <= args.participants <= 999:
         raise ConfigError("--participants must be 1..999")
+    if not 1 <= args.first <= 999 - args.participants + 1:
+        raise ConfigError(f"--first must be 1..{999 - args.participants + 1} (participant numbers end at 999)")
     size = parse_size(args.size)
+    numbers = range(args.first - 1, args.first - 1 + args.participants)
     jobs = [dict(participant=f"P{i + 1:02d}", out_root=str(root), n_trials=args.trials, time_scale=args.time_scale,
                  seed=args.seed, size=size, fps=args.fps, rate=args.rate, mask_rate=args.mask_rate,
-                 participant_index=i, mic="none", fast=not args.real_time) for i in range(args.participants)]
+                 participant_index=i, mic="none", fast=not args.real_time) for i in numbers]
     n_jobs = args.jobs or max(1, min(os.cpu_count() or 1, 4))
     done = 0
     with cf.ProcessPoolExecutor(max_workers=n_jobs) as ex:

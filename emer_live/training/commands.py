@@ -273,13 +273,11 @@ def cmd_tune_fallback(args) -> int:
         raise ConfigError(f"--checkpoint {args.checkpoint}: no such file")
     if Path(args.out).exists():
         raise ConfigError(f"--out {args.out} already exists; choose a new file (the input checkpoint is never changed)")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ConfigError("--threads must be >= 1")
-        torch.set_num_threads(args.threads)
-    if not torch.cuda.is_available():
-        select_device("cpu")
-    loaded = load_checkpoint(args.checkpoint)
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError("--threads must be >= 1")
+    # select_device sets the CPU thread count; load on the device it chose so it is not reset
+    dev = select_device("auto" if torch.cuda.is_available() else "cpu", num_threads=args.threads)
+    loaded = load_checkpoint(args.checkpoint, device=dev)
     trained = (loaded.provenance or {}).get("samples") or {}
     spec = SampleSpec(kind=args.samples or trained.get("kind") or "trial",
                       window_s=args.window or trained.get("window_s") or 8.0,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -103,6 +104,10 @@ def _aligned(evals: Sequence[Evaluation]) -> List[Evaluation]:
         if len(set(e.key)) != len(e.key):
             raise ConfigError(f"{e.name}: a sample appears twice (several evaluations of one model concatenated?)")
     order = sorted(common)
+    for e in evals:
+        if len(e.key) > len(order):  # say so: a comparison on the overlap only is easy to misread
+            print(f"compare: {e.name}: {len(e.key) - len(order)} of its {len(e.key)} samples are not in every "
+                  "evaluation and are left out", file=sys.stderr)
     out = []
     for e in evals:
         pos = {k: i for i, k in enumerate(e.key)}

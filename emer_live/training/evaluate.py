@@ -249,6 +249,8 @@ def evaluate_fold(loaded, samples: Samples, *, modalities: Sequence[str], batch_
     ``face_fallback`` the checkpoint's stored face fallback applies (as in the live app)."""
     heads = list(loaded.config.heads)
     threshold = getattr(loaded, "face_fallback", None) if face_fallback else None
+    if "face" not in modalities or not ({"eye", "fixation"} & set(modalities)):
+        threshold = None  # nothing to fall back from: one pass is all there is
     preds = predict_samples(loaded.model, samples, heads=heads, norm_stats=loaded.norm_stats,
                             modalities=modalities, device=loaded.device, batch_size=batch_size, amp=amp,
                             face_fallback=threshold)
@@ -572,9 +574,15 @@ def tune_face_fallback(loaded, samples: Samples, *, participants: Optional[Seque
     if leaked:
         raise ConfigError(f"refusing to tune on {', '.join(leaked)}: held-out test participants of "
                           f"{loaded.path.name}; tune on its validation participants")
+    trained = sorted(set(people) & set(sp.get("train_participants") or []))
+    if trained:
+        raise ConfigError(f"refusing to tune on {', '.join(trained)}: {loaded.path.name} was trained on them, so "
+                          "its answers there are too good; tune on its validation participants")
+    missing = sorted(set(people) - set(samples.participants))
+    if missing:
+        raise ConfigError(f"participant(s) {', '.join(missing)} to tune on are not in the data; give the data the "
+                          "checkpoint was trained on (--data)")
     sel = samples.of_participants(people)
-    if not len(sel):
-        raise ConfigError(f"none of the participants to tune on ({', '.join(people)}) is in the data")
     spec = fallback_on_samples(loaded.model, sel, norm_stats=loaded.norm_stats, modalities=mods,
                                device=loaded.device, batch_size=batch_size)
     if log:

@@ -746,13 +746,18 @@ def _save(path: Path, cfg: TrainConfig, state: Dict[str, torch.Tensor], norm_sta
           face_fallback: Optional[Dict[str, Any]] = None) -> str:
     model = EMERT(EMERTConfig(heads=cfg.heads))
     model.load_state_dict(state)
+    if face_fallback and isinstance(provenance.get("metrics"), dict):
+        provenance = {**provenance, "metrics": {
+            **provenance["metrics"], "face_fallback": "not applied here: these test metrics are the fused model's; "
+                                                      "`emer-live evaluate` and the live app apply the stored face "
+                                                      "fallback (--no-face-fallback: without it)"}}
     return save_checkpoint(path, model, norm_stats=norm_stats, provenance=provenance, label_maps=label_maps,
                            inference={"face_fallback": face_fallback} if face_fallback else None,
                            overwrite=overwrite)
 
 
 def _tune_fallback(cfg: TrainConfig, run: "_RunSpec", state: Dict[str, torch.Tensor], samples: Samples,
-                   norm_stats: Dict[str, Any], device: torch.device) -> Optional[Dict[str, Any]]:
+                   norm_stats: Dict[str, Any], device: torch.device, log) -> Optional[Dict[str, Any]]:
     """--face-fallback auto: choose the face-fallback threshold on the run's validation participants
     (models that see face and eyes and have an er7 head; None otherwise)."""
     if (cfg.face_fallback != "auto" or "face" not in cfg.modalities or not ({"eye", "fixation"} & set(cfg.modalities))
@@ -766,8 +771,12 @@ def _tune_fallback(cfg: TrainConfig, run: "_RunSpec", state: Dict[str, torch.Ten
     model = EMERT(EMERTConfig(heads=cfg.heads))
     model.load_state_dict(state)
     model.to(device).eval()
-    return fallback_on_samples(model, val_s, norm_stats=norm_stats, modalities=cfg.modalities, device=device,
-                               batch_size=max(cfg.batch_size, 32))
+    try:
+        return fallback_on_samples(model, val_s, norm_stats=norm_stats, modalities=cfg.modalities, device=device,
+                                   batch_size=max(cfg.batch_size, 32))
+    except ConfigError as exc:
+        log(f"{run.name}: face fallback not tuned: {exc}")
+        return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -892,14 +901,14 @@ def _run(cfg: TrainConfig, out: Path, dist: _Dist, log: _Log) -> Dict[str, Any]:
         run_seed = cfg.seed * 1000 + (run.fold - 1 if run.fold is not None else i)
         state, info = trainer.train_run(run, samples, norm, seed=run_seed, resume=rs,
                                         completed=completed, kept_states=kept)
-        if dist.main:
-            ff = _tune_fallback(cfg, run, state, samples, norm, dist.device)
-            if ff is not None:
-                info["face_fallback"] = ff
-                from .evaluate import describe_fallback
+        # every process tunes (the same, deterministic result) so none waits at the next gather
+        ff = _tune_fallback(cfg, run, state, samples, norm, dist.device, log)
+        if ff is not None:
+            info["face_fallback"] = ff
+            from .evaluate import describe_fallback
 
-                log(f"{run.name}: {describe_fallback(ff)} (stored in the checkpoint; `evaluate` and the live app "
-                    "apply it, the TEST line below is the fused model alone)")
+            log(f"{run.name}: {describe_fallback(ff)} (stored in the checkpoint; `evaluate` and the live app "
+                "apply it, the TEST line below is the fused model alone)")
         if run.test_p:
             info["test"] = trainer.test_metrics(state, samples, run.test_p, norm)
             t = info["test"]
