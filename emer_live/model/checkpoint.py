@@ -42,7 +42,7 @@ from ..errors import CheckpointError, ConfigError, DeviceUnavailable
 from ._io import compare_layout, first_non_finite, is_tensor_mapping, read_file, safe_torch_load, weights_digest
 from .config import MODALITIES, EMERTConfig, default_label_maps, head_kind
 from .emert import EMERT
-from .fallback import check_face_fallback, combine, eligible_rows, threshold_of
+from .fallback import check_face_fallback, combine, scatter_rows, threshold_of
 
 __all__ = [
     "FORMAT_NAME",
@@ -432,33 +432,24 @@ class LoadedModel:
                 raise ValueError(f"{name} input holds NaN or inf for a sample where it is marked present; "
                                  "interpolate it or mark the modality missing in modality_mask")
         threshold = self.face_fallback if face_fallback is not False else None
-        face_feats = None
-        if threshold is not None:  # encode the faces once for both passes
-            with torch.inference_mode():
-                face_feats = self.model.encode_face(tensors[0], mask)
-        result = self._forward(tensors, mask, face_feats)
         n = tensors[0].shape[0]
+        with torch.inference_mode():
+            if threshold is None:
+                fused, face_only, rows = self.model(*tensors, modality_mask=mask), None, None
+            else:
+                fused, face_only, rows = self.model.forward_fused_and_face_only(*tensors, modality_mask=mask)
+            result = self._numpy(fused)
+            part = None if face_only is None else self._numpy(face_only)
         result["er_face_fallback"] = np.zeros(n, bool)
-        if threshold is not None:
-            full_mask = mask if mask is not None else torch.ones(n, 3, dtype=torch.bool, device=dev)
-            rows = np.flatnonzero(eligible_rows(full_mask.cpu().numpy()))
-            if len(rows):
-                idx = torch.as_tensor(rows, device=dev)
-                face_mask = full_mask[idx].clone()
-                face_mask[:, 1:] = False
-                part = self._forward([t[idx] for t in tensors], face_mask, face_feats[idx])
-                face_only = {h: np.zeros_like(v) for h, v in result.items() if h in part}
-                for h in face_only:
-                    face_only[h][rows] = part[h]
-                elig = np.zeros(n, bool)
-                elig[rows] = True
-                combined, fired = combine(result, face_only, threshold, elig)
-                result = {**combined, "er_face_fallback": fired}
+        if part is not None:
+            part.pop("modalities_used")
+            face_full, eligible = scatter_rows(part, rows, n)
+            combined, fired = combine(result, face_full, threshold, eligible)
+            result = {**combined, "er_face_fallback": fired}
         return result
 
-    def _forward(self, tensors, mask, face_features=None) -> Dict[str, np.ndarray]:
-        with torch.inference_mode():
-            out = self.model(*tensors, modality_mask=mask, face_features=face_features)
+    def _numpy(self, out: Dict[str, Tensor]) -> Dict[str, np.ndarray]:
+        """Model outputs as numpy: softmax probabilities for class heads, values otherwise."""
         result: Dict[str, np.ndarray] = {}
         for h in self.config.heads:
             y = out[h].float()

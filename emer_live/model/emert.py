@@ -35,10 +35,12 @@ from __future__ import annotations
 
 from typing import Dict, Optional, Tuple
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from .config import MODALITIES, EMERTConfig, head_kind
+from .fallback import eligible_rows
 from .layers import CrossTransformer, ResNet18, grad_reverse, mlp
 
 __all__ = ["EMERT"]
@@ -177,6 +179,30 @@ class EMERT(nn.Module):
         """The face encoder's per-frame features ``(B, 8, 512)`` (zeros where the face is absent),
         to pass as ``face_features`` when the same faces are scored again with another mask."""
         return self._encode_face(face, None if modality_mask is None else modality_mask[:, 0])
+
+    def forward_fused_and_face_only(self, face: Tensor, eye: Tensor, fixation: Tensor, *,
+                                    modality_mask: Optional[Tensor] = None
+                                    ) -> Tuple[Dict[str, Tensor], Optional[Dict[str, Tensor]], np.ndarray]:
+        """The face fallback's two passes (:mod:`emer_live.model.fallback`), the face encoder run once:
+        the fused outputs of every sample, and the outputs with the face alone of the samples that
+        have a face and eyes or fixations.
+
+        Returns ``(fused, face_only, rows)``: ``rows`` (numpy int) index the batch rows that
+        ``face_only`` holds (``face_only`` is None when there are none).
+        """
+        b = face.shape[0]
+        feats = self.encode_face(face, modality_mask)
+        fused = self(face, eye, fixation, modality_mask=modality_mask, face_features=feats)
+        full = (modality_mask if modality_mask is not None
+                else torch.ones(b, len(MODALITIES), dtype=torch.bool, device=face.device))
+        rows = np.flatnonzero(eligible_rows(full.cpu().numpy()))
+        if not len(rows):
+            return fused, None, rows
+        idx = torch.as_tensor(rows, device=face.device)
+        face_mask = full.index_select(0, idx).clone()
+        face_mask[:, 1:] = False
+        face_only = self(face[idx], eye[idx], fixation[idx], modality_mask=face_mask, face_features=feats[idx])
+        return fused, face_only, rows
 
     def forward_features(self, face: Tensor, eye: Tensor, fixation: Tensor, *,
                          modality_mask: Optional[Tensor] = None,

@@ -23,8 +23,8 @@ import numpy as np
 from ..errors import ConfigError
 from . import metrics as M
 
-__all__ = ["ER_HEADS", "THRESHOLDS", "eligible_rows", "combine", "choose_threshold", "check_face_fallback",
-           "threshold_of"]
+__all__ = ["ER_HEADS", "THRESHOLDS", "applies", "eligible_rows", "scatter_rows", "combine", "choose_threshold",
+           "check_face_fallback", "threshold_of"]
 
 #: The heads the fallback switches to the face-only pass (every ER head a config can have).
 ER_HEADS = ("er7", "er3", "er_va", "er_valence", "er_arousal")
@@ -32,11 +32,31 @@ ER_HEADS = ("er7", "er3", "er_va", "er_valence", "er_arousal")
 THRESHOLDS = tuple(round(0.30 + 0.05 * i, 2) for i in range(14))  # 0.30 ... 0.95
 
 
+def applies(modalities: Sequence[str], heads: Optional[Sequence[str]] = None) -> bool:
+    """Whether a model fed ``modalities`` (and having ``heads``, when given) can use a face
+    fallback: it needs the face, eyes or fixations to fall back from, and an er7 head."""
+    mods = set(modalities)
+    return "face" in mods and bool({"eye", "fixation"} & mods) and (heads is None or "er7" in heads)
+
+
 def eligible_rows(modality_mask: Any) -> np.ndarray:
     """Rows where a face-only pass differs from the fused one: face present and eyes or fixations
     present. ``modality_mask`` is ``(B, 3)`` bool (face, eye, fixation)."""
     m = np.asarray(modality_mask, dtype=bool)
     return m[:, 0] & (m[:, 1] | m[:, 2])
+
+
+def scatter_rows(part: Mapping[str, np.ndarray], rows: np.ndarray, n: int) -> Tuple[Dict[str, np.ndarray], np.ndarray]:
+    """Face-only outputs of ``rows`` (of a batch of ``n``) spread to full size (NaN elsewhere), and the
+    eligible mask, as :func:`combine` takes them."""
+    full = {}
+    for h, v in part.items():
+        v = np.asarray(v)
+        full[h] = np.full((n,) + v.shape[1:], np.nan, v.dtype if v.dtype.kind == "f" else np.float32)
+        full[h][rows] = v
+    eligible = np.zeros(n, bool)
+    eligible[rows] = True
+    return full, eligible
 
 
 def combine(fused: Mapping[str, np.ndarray], face_only: Mapping[str, np.ndarray], threshold: float,

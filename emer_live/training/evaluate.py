@@ -23,7 +23,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..model import metrics as M
 from ..model.config import EMOTIONS_3, EMOTIONS_7, head_kind
-from ..model.fallback import combine, eligible_rows
+from ..model.fallback import applies, combine
 from .dataset import MODALITIES, Samples, head_targets, modality_mask
 
 __all__ = ["REPORT_FORMAT", "REPORT_VERSION", "compute_metrics", "head_metrics", "summarize_folds",
@@ -167,18 +167,21 @@ def summarize_folds(fold_metrics: List[Dict[str, Any]]) -> Dict[str, Any]:
 def predict_samples(model, samples: Samples, *, heads: Sequence[str], norm_stats: Dict[str, Any],
                     modalities: Sequence[str] = MODALITIES, device=None, batch_size: int = 32,
                     amp: bool = False, indices: Optional[np.ndarray] = None,
-                    face_fallback: Optional[float] = None) -> Dict[str, np.ndarray]:
+                    face_fallback: Optional[float] = None, face_only: bool = False) -> Dict[str, np.ndarray]:
     """Run ``model`` (an EMERT, eval mode) over ``samples``.
 
     ``face_fallback``: a threshold turns on the face fallback of :mod:`emer_live.model.fallback`
     (samples with a face and eyes are also scored face-only; where that pass is sure, the ER heads
     come from it), as :meth:`LoadedModel.predict` does for a checkpoint that stores one.
+    ``face_only``: also return that face-only pass (to tune the threshold on).
 
     Returns
     -------
     dict
         Per head: class probabilities ``(N, K)`` or values; unscored rows (no selected modality
-        present) are NaN. ``scored`` ``(N,)`` bool; ``er_face_fallback`` ``(N,)`` bool.
+        present) are NaN. ``scored`` ``(N,)`` bool; ``er_face_fallback`` ``(N,)`` bool. With
+        ``face_only``: ``face_only`` (per head, NaN where not scored so) and ``face_eligible``
+        ``(N,)`` bool (samples with a face and eyes or fixations).
     """
     import torch
     from torch.utils.data import DataLoader, Subset
@@ -195,6 +198,18 @@ def predict_samples(model, samples: Samples, *, heads: Sequence[str], norm_stats
         kind, k = head_kind(h)
         shape = (n, k) if kind in ("class", "va") else (n,)
         out[h] = np.full(shape, np.nan, np.float32)
+    # the fallback's face-only pass rides along in the same batches, the face encoder run once
+    two_pass = (face_fallback is not None or face_only) and applies(modalities)
+    face_out = {h: np.full_like(v, np.nan) for h, v in out.items()}
+    eligible = np.zeros(n, bool)
+
+    def store(dst, res, rows) -> None:
+        for h in heads:
+            y = res[h].float()
+            if head_kind(h)[0] == "class":
+                y = torch.softmax(y, dim=-1)
+            dst[h][rows] = y.cpu().numpy()
+
     if len(want):
         ds = WindowDataset(samples, heads=(), norm_stats=norm_stats, modalities=modalities)
         loader = DataLoader(Subset(ds, want.tolist()), batch_size=batch_size, shuffle=False, collate_fn=collate)
@@ -203,25 +218,25 @@ def predict_samples(model, samples: Samples, *, heads: Sequence[str], norm_stats
         with torch.inference_mode():
             for batch in loader:
                 idx = batch["index"].numpy()
+                inputs = (batch["face"].to(dev, non_blocking=True), batch["eye"].to(dev), batch["fixation"].to(dev))
                 with torch.autocast(device_type=dev.type, enabled=bool(amp) and dev.type == "cuda"):
-                    res = model(batch["face"].to(dev, non_blocking=True), batch["eye"].to(dev),
-                                batch["fixation"].to(dev), modality_mask=batch["modality_mask"].to(dev))
-                for h in heads:
-                    y = res[h].float()
-                    if head_kind(h)[0] == "class":
-                        y = torch.softmax(y, dim=-1)
-                    out[h][idx] = y.cpu().numpy()
+                    if two_pass:
+                        res, res_face, rows = model.forward_fused_and_face_only(
+                            *inputs, modality_mask=batch["modality_mask"].to(dev))
+                    else:
+                        res, res_face = model(*inputs, modality_mask=batch["modality_mask"].to(dev)), None
+                store(out, res, idx)
+                if res_face is not None:
+                    store(face_out, res_face, idx[rows])
+                    eligible[idx[rows]] = True
         model.train(was_training)
     out["er_face_fallback"] = np.zeros(n, bool)
-    if face_fallback is not None and "face" in modalities and len(want):
-        elig = np.zeros(n, bool)
-        elig[want] = eligible_rows(mask[want])
-        if elig.any():
-            face_only = predict_samples(model, samples, heads=heads, norm_stats=norm_stats, modalities=("face",),
-                                        device=device, batch_size=batch_size, amp=amp, indices=np.flatnonzero(elig))
-            combined, fired = combine({h: out[h] for h in heads}, face_only, face_fallback, elig)
-            out.update(combined)
-            out["er_face_fallback"] = fired
+    if face_fallback is not None and eligible.any():
+        combined, fired = combine({h: out[h] for h in heads}, face_out, face_fallback, eligible)
+        out.update(combined)
+        out["er_face_fallback"] = fired
+    if face_only:
+        out["face_only"], out["face_eligible"] = face_out, eligible
     out["scored"] = scored
     return out
 
@@ -249,7 +264,7 @@ def evaluate_fold(loaded, samples: Samples, *, modalities: Sequence[str], batch_
     ``face_fallback`` the checkpoint's stored face fallback applies (as in the live app)."""
     heads = list(loaded.config.heads)
     threshold = getattr(loaded, "face_fallback", None) if face_fallback else None
-    if "face" not in modalities or not ({"eye", "fixation"} & set(modalities)):
+    if not applies(modalities):
         threshold = None  # nothing to fall back from: one pass is all there is
     preds = predict_samples(loaded.model, samples, heads=heads, norm_stats=loaded.norm_stats,
                             modalities=modalities, device=loaded.device, batch_size=batch_size, amp=amp,
@@ -561,11 +576,9 @@ def tune_face_fallback(loaded, samples: Samples, *, participants: Optional[Seque
     """
     sp = _checkpoint_split(loaded)
     mods = tuple((loaded.provenance or {}).get("modalities") or MODALITIES)
-    if "face" not in mods or not ({"eye", "fixation"} & set(mods)):
-        raise ConfigError(f"{loaded.path}: trained on {'+'.join(mods)}; the face fallback needs a model that "
-                          "sees the face and the eyes")
-    if "er7" not in loaded.config.heads:
-        raise ConfigError(f"{loaded.path}: no er7 head; the face fallback is tuned on ER7")
+    if not applies(mods, loaded.config.heads):
+        raise ConfigError(f"{loaded.path}: trained on {'+'.join(mods)} with heads {', '.join(loaded.config.heads)}; "
+                          "the face fallback needs a model that sees the face and the eyes and has an er7 head")
     people = list(participants) if participants else list(sp.get("val_participants") or [])
     if not people:
         raise ConfigError(f"{loaded.path}: the checkpoint records no validation participants; name the "
@@ -597,14 +610,12 @@ def fallback_on_samples(model, samples: Samples, *, norm_stats: Dict[str, Any], 
     from ..model.fallback import choose_threshold
 
     heads = ["er7"]
-    fused = predict_samples(model, samples, heads=heads, norm_stats=norm_stats, modalities=modalities,
-                            device=device, batch_size=batch_size)
-    face = predict_samples(model, samples, heads=heads, norm_stats=norm_stats, modalities=("face",),
-                           device=device, batch_size=batch_size)
-    elig = eligible_rows(modality_mask(samples, modalities, norm_stats)) & face["scored"]
+    pred = predict_samples(model, samples, heads=heads, norm_stats=norm_stats, modalities=modalities,
+                           device=device, batch_size=batch_size, face_only=True)
     target = head_targets(samples, heads)["er7"].copy()
-    target[~fused["scored"]] = -1
-    spec = choose_threshold(np.nan_to_num(fused["er7"]), np.nan_to_num(face["er7"]), elig, target)
+    target[~pred["scored"]] = -1
+    spec = choose_threshold(np.nan_to_num(pred["er7"]), np.nan_to_num(pred["face_only"]["er7"]),
+                            pred["face_eligible"], target)
     spec.update({"participants": sorted(samples.participants), "n_samples": int(len(samples)),
                  "method": "ER7 UAR on validation participants, thresholds 0.30-0.95; off unless it beats the "
                            "fused model"})

@@ -48,7 +48,8 @@ from ._face_trunk import FACE_TRAIN_CHOICES, FaceTrunk
 from ._torchdata import WindowDataset, collate
 from .dataset import (MODALITIES, SampleSpec, Samples, fit_norm_stats, has_any_target, head_targets,
                       load_samples, modality_mask, participant_folds, split_validation)
-from .evaluate import compute_metrics, score_of, summarize_folds
+from ..model.fallback import applies
+from .evaluate import compute_metrics, describe_fallback, fallback_on_samples, score_of, summarize_folds
 
 __all__ = ["TASK_HEADS", "TrainConfig", "run_training", "state_path_for", "fold_checkpoint_path"]
 
@@ -760,11 +761,8 @@ def _tune_fallback(cfg: TrainConfig, run: "_RunSpec", state: Dict[str, torch.Ten
                    norm_stats: Dict[str, Any], device: torch.device, log) -> Optional[Dict[str, Any]]:
     """--face-fallback auto: choose the face-fallback threshold on the run's validation participants
     (models that see face and eyes and have an er7 head; None otherwise)."""
-    if (cfg.face_fallback != "auto" or "face" not in cfg.modalities or not ({"eye", "fixation"} & set(cfg.modalities))
-            or "er7" not in cfg.heads or not run.val_p):
+    if cfg.face_fallback != "auto" or not applies(cfg.modalities, cfg.heads) or not run.val_p:
         return None
-    from .evaluate import fallback_on_samples
-
     val_s = samples.of_participants(run.val_p)
     if not len(val_s) or not np.any(head_targets(val_s, ["er7"])["er7"] >= 0):
         return None
@@ -905,8 +903,6 @@ def _run(cfg: TrainConfig, out: Path, dist: _Dist, log: _Log) -> Dict[str, Any]:
         ff = _tune_fallback(cfg, run, state, samples, norm, dist.device, log)
         if ff is not None:
             info["face_fallback"] = ff
-            from .evaluate import describe_fallback
-
             log(f"{run.name}: {describe_fallback(ff)} (stored in the checkpoint; `evaluate` and the live app "
                 "apply it, the TEST line below is the fused model alone)")
         if run.test_p:
