@@ -267,7 +267,7 @@ def cmd_tune_fallback(args) -> int:
     from ..errors import ConfigError
     from ..model import load_checkpoint, select_device
     from .dataset import SampleSpec, load_samples
-    from .evaluate import tune_face_fallback
+    from .evaluate import check_fallback_model, tune_face_fallback
 
     if not Path(args.checkpoint).is_file():
         raise ConfigError(f"--checkpoint {args.checkpoint}: no such file")
@@ -278,6 +278,7 @@ def cmd_tune_fallback(args) -> int:
     # select_device sets the CPU thread count; load on the device it chose so it is not reset
     dev = select_device("auto" if torch.cuda.is_available() else "cpu", num_threads=args.threads)
     loaded = load_checkpoint(args.checkpoint, device=dev)
+    check_fallback_model(loaded)  # before the data: building window caches can take minutes
     trained = (loaded.provenance or {}).get("samples") or {}
     spec = SampleSpec(kind=args.samples or trained.get("kind") or "trial",
                       window_s=args.window or trained.get("window_s") or 8.0,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -575,10 +575,7 @@ def tune_face_fallback(loaded, samples: Samples, *, participants: Optional[Seque
         plus ``participants``, ``n_samples`` and ``method``).
     """
     sp = _checkpoint_split(loaded)
-    mods = tuple((loaded.provenance or {}).get("modalities") or MODALITIES)
-    if not applies(mods, loaded.config.heads):
-        raise ConfigError(f"{loaded.path}: trained on {'+'.join(mods)} with heads {', '.join(loaded.config.heads)}; "
-                          "the face fallback needs a model that sees the face and the eyes and has an er7 head")
+    mods = check_fallback_model(loaded)
     people = list(participants) if participants else list(sp.get("val_participants") or [])
     if not people:
         raise ConfigError(f"{loaded.path}: the checkpoint records no validation participants; name the "
@@ -601,6 +598,16 @@ def tune_face_fallback(loaded, samples: Samples, *, participants: Optional[Seque
     if log:
         log(describe_fallback(spec))
     return spec
+
+
+def check_fallback_model(loaded) -> Tuple[str, ...]:
+    """The modalities ``loaded`` was trained with; ConfigError when a face fallback cannot apply to it
+    (checked before any data is loaded)."""
+    mods = tuple((loaded.provenance or {}).get("modalities") or MODALITIES)
+    if not applies(mods, loaded.config.heads):
+        raise ConfigError(f"{loaded.path}: trained on {'+'.join(mods)} with heads {', '.join(loaded.config.heads)}; "
+                          "the face fallback needs a model that sees the face and the eyes and has an er7 head")
+    return mods
 
 
 def fallback_on_samples(model, samples: Samples, *, norm_stats: Dict[str, Any], modalities: Sequence[str],
