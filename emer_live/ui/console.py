@@ -40,7 +40,6 @@ class ConsoleOptions:
     checkpoint: str = field(default_factory=lambda: str(default_checkpoint()))
     participant: str = "P00"
     out: Optional[str] = None          # recordings root (default recordings/, demo: recordings/demo)
-    stimuli: str = "placeholder"
     size: Tuple[int, int] = (1280, 720)
     fps: float = 30.0
     rate: float = 250.0

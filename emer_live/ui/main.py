@@ -37,7 +37,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="eye tracker: auto (a Tobii when found, else synthetic), synthetic, tobii[:ADDRESS], replay:DIR")
     p.add_argument("--camera", default="synthetic", help="webcam: synthetic, an index, a video file, replay, none")
     p.add_argument("--mic", default="none", help="microphone: none, synthetic, default, an index or name")
-    p.add_argument("--stimuli", default="placeholder", help="stimulus library folder or 'placeholder'")
     p.add_argument("--checkpoint", default=None, help="EMERT checkpoint (default: the demo checkpoint in models/)")
     p.add_argument("--participant", default="P00", help="pseudonymous participant ID (never a name)")
     p.add_argument("--out", default=None,
@@ -106,7 +105,7 @@ def run_gui(args) -> int:
     app.setOrganizationName("emer_live")
     opts = ConsoleOptions(tracker=tracker, camera=args.camera, mic=args.mic,
                           checkpoint=args.checkpoint or str(default_checkpoint()), participant=args.participant,
-                          out=args.out, stimuli=args.stimuli, size=size, fps=args.fps, rate=args.rate,
+                          out=args.out, size=size, fps=args.fps, rate=args.rate,
                           seed=args.seed, window_s=args.window, hop_s=args.hop, model_device=args.device,
                           demo=tracker == "synthetic")
     settings = QtCore.QSettings(args.settings, QtCore.QSettings.Format.IniFormat) if args.settings else None
