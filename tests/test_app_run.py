@@ -179,16 +179,31 @@ print(len(core))
     assert int(p.stdout.strip()) > 50
 
 
+# Reads of another object's private state that stay: a reader class beside its buffer in one
+# module, and argparse, whose sub-parsers have no public accessor.
+ALLOWED_PRIVATE = {("emer_live/streams.py", "s._lock"), ("emer_live/streams.py", "s._total"),
+                   ("emer_live/streams.py", "s._take"), ("emer_live/_clidoc.py", "parser._actions"),
+                   ("emer_live/_clidoc.py", "p._actions"), ("emer_live/_clidoc.py", "argparse._SubParsersAction")}
+
+
 def test_no_private_reach_ins_between_modules():
-    """The reach-ins a GUI would copy are gone: no module touches another object's private
-    schedule/phase state, and the controller does not special-case the simulated presenter."""
-    pattern = re.compile(r"\b(?:eng|engine|ctrl|controller|run|self\.engine|self\.controller)\._[a-z]\w*")
+    """No module touches another object's private attributes (``obj._name``, not ``self._name``):
+    the engine's schedule, the controller's phase end, the phantom's look-ahead and the rest have
+    public methods; and the controller does not special-case the simulated presenter."""
+    pattern = re.compile(r"(?<![\w.])([A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)*)\.(_[a-z]\w*)")
     hits = []
-    for path in (ROOT / "emer_live").rglob("*.py"):
-        text = path.read_text(encoding="utf-8")
-        for i, line in enumerate(text.splitlines(), 1):
-            if pattern.search(line):
-                hits.append(f"{path.relative_to(ROOT)}:{i}: {line.strip()}")
-            if "isinstance(self.presenter, SimulatedPresenter)" in line:
-                hits.append(f"{path.relative_to(ROOT)}:{i}: {line.strip()}")
+    for path in sorted((ROOT / "emer_live").rglob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            code = line.split("#", 1)[0]
+            if code.lstrip().startswith(("from ", "import ")) or '"""' in code or "``" in code:
+                continue
+            for m in pattern.finditer(code):
+                owner, name = m.group(1), m.group(2)
+                if owner in ("self", "cls") or owner.startswith("emer_live") \
+                        or (rel, f"{owner}.{name}") in ALLOWED_PRIVATE:
+                    continue
+                hits.append(f"{rel}:{i}: {owner}.{name}")
+            if "isinstance(self.presenter, SimulatedPresenter)" in code:
+                hits.append(f"{rel}:{i}: presenter special case")
     assert not hits, "\n".join(hits)

@@ -133,7 +133,7 @@ class OperatorConsole(QtWidgets.QMainWindow):
         self.settings = settings or QtCore.QSettings("emer_live", "operator-console")
         self.setWindowTitle("emer_live - operator console")
         self.resize(1600, 980)
-        self._last_error: Optional[str] = None
+        self.last_error: Optional[str] = None
         self._shown_once = False
         self._layout_restored = False
         self._tick_times: List[float] = []
@@ -345,7 +345,7 @@ class OperatorConsole(QtWidgets.QMainWindow):
         self._update_actions()
 
     def _error_dialog(self, title: str, text: str) -> None:
-        self._last_error = text
+        self.last_error = text
         self.event_log.log(f"ERROR: {text}")
         if QtWidgets.QApplication.platformName() in ("offscreen", "minimal"):
             return            # no one to click a modal dialog away; the log and status show it

@@ -128,8 +128,8 @@ def run_gui(args) -> int:
         print(f"run: status {run.status}, folder {run.session_dir}", flush=True)
         if run.status not in (None, "complete", "aborted"):
             result["rc"] = 1
-    if win._last_error:
-        print(f"emer-live: error: {win._last_error.splitlines()[0]}", file=sys.stderr)
+    if win.last_error:
+        print(f"emer-live: error: {win.last_error.splitlines()[0]}", file=sys.stderr)
         result["rc"] = 1
     return result["rc"]
 
