@@ -231,6 +231,7 @@ class EyePanel(QtWidgets.QWidget):
 
     SPAN_S = 10.0
     N_BLINK_REGIONS = 12
+    MAX_POINTS = 500
     FIELDS = ("t_us", "left_pupil_diameter", "right_pupil_diameter", "left_pupil_validity", "right_pupil_validity",
               "left_gaze_point_on_display_area_x", "left_gaze_point_on_display_area_y",
               "right_gaze_point_on_display_area_x", "right_gaze_point_on_display_area_y",
@@ -248,12 +249,12 @@ class EyePanel(QtWidgets.QWidget):
         self.gaze = self.glw.addPlot(row=1, col=0, title="gaze on display (0..1)")
         self.gaze.setXLink(self.pupil)
         self.gaze.setYRange(-0.05, 1.05, padding=0)
-        self.gaze.setLabel("bottom", "time since start", units="s")
+        self.pupil.setYRange(1.5, 7.5, padding=0)     # adult pupils; fixed so the axis never re-layouts
+        self.gaze.setLabel("bottom", "seconds before now")
         for p in (self.pupil, self.gaze):
             p.setMouseEnabled(x=False, y=False)
             p.showGrid(x=True, y=True, alpha=0.2)
-            p.setClipToView(True)
-            p.setDownsampling(auto=True, mode="peak")
+            p.setXRange(-self.SPAN_S, 0, padding=0)
         self.pupil.addLegend(offset=(5, 5), labelTextSize="8pt")
         self.gaze.addLegend(offset=(5, 5), labelTextSize="8pt")
         self.left = self.pupil.plot(pen=_pen("#1f77b4", 1.5), name="left")
@@ -278,20 +279,14 @@ class EyePanel(QtWidgets.QWidget):
         if not len(d):
             self.valid_label.setText("valid gaze: no samples in the last 10 s")
             return
-        t = (d["t_us"] - (run.t_origin_us or 0)) / 1e6
+        # x = seconds before now on a fixed axis (-10..0): the axes never re-layout, and the
+        # traces are thinned to <= MAX_POINTS (blinks are found at full rate first)
+        t = (d["t_us"] - now) / 1e6
         lv = d["left_pupil_validity"] > 0
         rv = d["right_pupil_validity"] > 0
-        self.left.setData(t, np.where(lv, d["left_pupil_diameter"], np.nan), connect="finite")
-        self.right.setData(t, np.where(rv, d["right_pupil_diameter"], np.nan), connect="finite")
         gl = d["left_gaze_point_validity"] > 0
         gr = d["right_gaze_point_validity"] > 0
-        gx = _mean_of_valid(d["left_gaze_point_on_display_area_x"], gl, d["right_gaze_point_on_display_area_x"], gr)
-        gy = _mean_of_valid(d["left_gaze_point_on_display_area_y"], gl, d["right_gaze_point_on_display_area_y"], gr)
-        self.gx.setData(t, gx, connect="finite")
-        self.gy.setData(t, gy, connect="finite")
         self.valid_fraction = float(np.mean(gl | gr))
-        self.valid_label.setText(f"valid gaze: {100 * self.valid_fraction:.0f} % of the last {self.SPAN_S:.0f} s")
-        # blinks: runs where neither pupil is valid
         lost = ~(lv | rv)
         edges = np.flatnonzero(np.diff(np.r_[0, lost.astype(np.int8), 0]))
         runs = list(zip(edges[::2], edges[1::2]))[-self.N_BLINK_REGIONS:]
@@ -303,7 +298,16 @@ class EyePanel(QtWidgets.QWidget):
             else:
                 reg.setVisible(False)
         self.n_blinks_shown = len(runs)
-        self.pupil.setXRange(t[-1] - self.SPAN_S, t[-1], padding=0)
+        k = max(1, -(-len(t) // self.MAX_POINTS))
+        sl = slice(None, None, k)
+        ts = t[sl]
+        self.left.setData(ts, np.where(lv, d["left_pupil_diameter"], np.nan)[sl], connect="finite")
+        self.right.setData(ts, np.where(rv, d["right_pupil_diameter"], np.nan)[sl], connect="finite")
+        gx = _mean_of_valid(d["left_gaze_point_on_display_area_x"], gl, d["right_gaze_point_on_display_area_x"], gr)
+        gy = _mean_of_valid(d["left_gaze_point_on_display_area_y"], gl, d["right_gaze_point_on_display_area_y"], gr)
+        self.gx.setData(ts, gx[sl], connect="finite")
+        self.gy.setData(ts, gy[sl], connect="finite")
+        self.valid_label.setText(f"valid gaze: {100 * self.valid_fraction:.0f} % of the last {self.SPAN_S:.0f} s")
 
 
 def _mean_of_valid(a, a_ok, b, b_ok) -> np.ndarray:
@@ -360,7 +364,7 @@ class CameraPanel(QtWidgets.QWidget):
         frame = rec["image"][0]                        # BGR
         h, w = frame.shape[:2]
         s = self.PREVIEW_W / float(w)
-        small = cv2.resize(frame, (self.PREVIEW_W, int(round(h * s))), interpolation=cv2.INTER_AREA)
+        small = cv2.resize(frame, (self.PREVIEW_W, int(round(h * s))), interpolation=cv2.INTER_LINEAR)
         eng = run.engine
         res, crops, found = eng.latest_faces() if eng is not None else (None, None, None)
         self.has_box = bool(res is not None and res.found and res.box is not None)
