@@ -484,7 +484,8 @@ class Run:
             self._step_fast_replay()
         else:
             self._step_realtime()
-        self._progress()
+        if self.state is RunState.RUNNING:     # nothing may follow RunFinished
+            self._progress()
 
     def _progress(self) -> None:
         el = self.elapsed_s
@@ -607,11 +608,11 @@ class Run:
             self.poll()
         self.dispatch()
 
-    def submit_sam(self, answer) -> None:
+    def submit_sam(self, answer, *, response_ms: Optional[dict] = None) -> None:
         """The participant's SAM answer (sessions whose SAM is answered on screen)."""
         if self.controller is None:
             raise RuntimeError("not a session")
-        self.controller.submit_sam(answer)
+        self.controller.submit_sam(answer, response_ms=response_ms)
 
     def _finish(self, status: str, reason: str) -> None:
         if self.state is RunState.FINISHED:
