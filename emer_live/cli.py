@@ -9,12 +9,13 @@ non-zero exit; anything else keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 from typing import List, Optional
 
 from . import __version__
-from .errors import EmerError
+from .errors import DiskFullError, EmerError
 
 # One line per stage; order = order in --help.
 _COMMAND_MODULES = [
@@ -54,6 +55,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     except EmerError as exc:
         print(f"emer-live: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:
+        # a full disk is the operator's to fix, not a programming error: one line, exit 4
+        if exc.errno not in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+            raise
+        where = f" while writing {exc.filename}" if exc.filename else ""
+        print(f"emer-live: error: disk full{where}; what was written before is kept - free space, then run "
+              "`emer-live repair` on a recording this interrupted", file=sys.stderr)
+        return DiskFullError.exit_code
     except KeyboardInterrupt:
         print("emer-live: interrupted", file=sys.stderr)
         return 130

@@ -197,6 +197,7 @@ def cmd_info(args) -> int:
     s = SessionReader(args.session).summary()
     if args.json:
         print(json.dumps(s, indent=2))
+        _warn_problems(s)
         return 0
     print(f"{s['path']}  (format {s['format']['name']} v{s['format']['version']}, status {s['status']}, "
           f"participant {s['participant']})")
@@ -221,7 +222,14 @@ def cmd_info(args) -> int:
             if "predicted_er7" in t:
                 extra += f"  model ER {t['predicted_er7']:<9} FER {t['predicted_fer7']}"
             print(f"  {t['trial']:>3} {t['stimulus_id']:<16} {t.get('status') or '':<9} frames {t['frames']:>5}{extra}")
+    _warn_problems(s)
     return 0
+
+
+def _warn_problems(summary: dict) -> None:
+    """What is wrong with the folder goes to stderr (the table and --json stay parseable)."""
+    for msg in summary.get("problems", []):
+        print(f"emer-live: warning: {msg}", file=sys.stderr)
 
 
 def cmd_repair(args) -> int:

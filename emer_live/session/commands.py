@@ -88,6 +88,11 @@ def cmd_session(args) -> int:
     r = SessionReader(out)
     sam = r.sam()
     print(f"session {out}: status {r.status}, {0 if sam is None else len(sam)} SAM answers")
+    if r.status == "disk_full":
+        from ..errors import DiskFullError
+
+        raise DiskFullError(r.meta.get("error") or f"disk full while writing {out}; what was written is kept - "
+                                                   "free space and start a new session")
     return 0 if r.status in ("complete", "aborted") else 1
 
 

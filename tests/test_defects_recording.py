@@ -1,0 +1,324 @@
+"""Issue 17 defects in recording, repair, the readers and the pre-session check.
+
+Each test names the defect it covers; each failed before its fix. The disk-full tests mount a
+small tmpfs (root only); where that is impossible they are skipped with the reason.
+"""
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from emer_live.clock import ReplayClock
+from emer_live.errors import DiskFullError, SessionFormatError
+from emer_live.recording import Recorder, SessionReader
+from emer_live.recording import format as fmt
+from emer_live.recording.repair import repair_session
+from emer_live.schema import GAZE_DTYPE, frame_dtype
+from emer_live.streams import Stream
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args, timeout=120):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "emer_live.cli", *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout, env=env)
+
+
+# ---------------------------------------------------------------------------- a small session
+def _gaze(t_us):
+    g = np.zeros(len(t_us), GAZE_DTYPE)
+    g["t_us"] = g["system_time_stamp"] = t_us
+    g["device_time_stamp"] = t_us + 1000
+    for eye in ("left", "right"):
+        g[f"{eye}_gaze_point_on_display_area_x"] = 0.5
+        g[f"{eye}_gaze_point_on_display_area_y"] = 0.5
+        g[f"{eye}_pupil_diameter"] = 3.0
+        g[f"{eye}_pupil_validity"] = 1
+        g[f"{eye}_gaze_point_validity"] = 1
+    return g
+
+
+def make_session(path, *, seconds=4, trial=True, stop=True):
+    """Gaze at 250 Hz and 64x48 video at 30 fps; one trial from 1 s to 3 s."""
+    gaze = Stream("gaze", GAZE_DTYPE, 5000, nominal_rate_hz=250)
+    cam = Stream("camera", frame_dtype(64, 48), 400, nominal_rate_hz=30)
+    clock = ReplayClock(0, speed=None)
+    rec = Recorder(path, clock=clock, meta={"participant": "P01"})
+    rec.attach("gaze", gaze)
+    rec.attach("camera", cam)
+    rec.start(thread=False)
+    rec.begin_between("baseline", t_us=0)
+    end = seconds * 1_000_000
+    gaze.extend(_gaze(np.arange(0, end, 4000, dtype=np.int64)))
+    for t in range(0, end, 33_333):
+        f = np.zeros(1, cam.dtype)
+        f["t_us"], f["frame_index"] = t, t // 33_333
+        f["image"][0] = 80 + (t // 100_000) % 100
+        cam.extend(f)
+    if trial:
+        rec.begin_trial(1, "hap_01", t_us=1_000_000)
+        rec.log_event("stimulus_onset", trial=1, t_us=1_000_000, stimulus_id="hap_01")
+        rec.log_event("stimulus_offset", trial=1, t_us=3_000_000)
+        rec.begin_between("sam_01", t_us=3_000_000)
+    clock.advance_to(end)
+    rec.drain()
+    if stop:
+        rec.stop()
+    return rec
+
+
+@pytest.fixture
+def session(tmp_path):
+    p = tmp_path / "s"
+    make_session(p)
+    return p
+
+
+# ---------------------------------------------------------------------------- tmpfs (defect 1)
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 3 MB tmpfs, unmounted afterwards."""
+    d = tmp_path / "disk"
+    d.mkdir()
+    if not hasattr(os, "geteuid") or os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a small tmpfs needs root and `mount` (the disk-full tests run as root in CI)")
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(d)], capture_output=True, text=True)
+    if p.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {p.stderr.strip()}")
+    try:
+        yield d
+    finally:
+        subprocess.run(["umount", "-l", str(d)], capture_output=True)
+
+
+def fill_disk(folder: Path) -> Path:
+    """Take every free byte of ``folder``'s file system; returns the filler file."""
+    filler = folder / f"filler_{uuid.uuid4().hex[:6]}"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    try:
+        for block in (65536, 512, 1):
+            while True:
+                try:
+                    os.write(fd, b"\0" * block)
+                except OSError:
+                    break
+    finally:
+        os.close(fd)
+    return filler
+
+
+def test_disk_full_record_ends_cleanly_with_status(small_disk):
+    """Defect 1: `record` into a small disk: exit 4, one clear line, no traceback, and
+    session.json itself says disk_full with the cause."""
+    out = small_disk / "s1"
+    p = run_cli("record", "--duration", "8", "--out", out, "--quiet")
+    assert p.returncode == 4, p.stderr
+    assert "Traceback" not in p.stderr and "emer-live: error: disk full" in p.stderr
+    meta = json.loads((out / "session.json").read_text())
+    assert meta["status"] == "disk_full" and "disk full" in meta["error"]
+    assert not (out / fmt.RESERVE_FILE).exists()
+    stops = [ln for ln in (out / "events.tsv").read_text().splitlines() if "\trecording_stop\t" in ln]
+    assert stops and '"disk_full"' in stops[-1]
+
+
+def test_disk_full_start_leaves_nothing(small_disk):
+    """Defect 1: starting on a full disk: exit 4, the clear message, no folder left behind."""
+    filler = fill_disk(small_disk)
+    p = run_cli("record", "--duration", "2", "--out", small_disk / "s2", "--quiet")
+    assert p.returncode == 4, p.stderr
+    assert "Traceback" not in p.stderr and "disk full" in p.stderr
+    assert not (small_disk / "s2").exists()
+    filler.unlink()
+
+
+def test_disk_full_session_cli(small_disk):
+    """Defect 1: `session` on a disk that fills: exit 4 and the message, not a traceback."""
+    p = run_cli("session", "--headless", "--participant", "P01", "--trials", "2", "--time-scale", "0.05",
+                "--out", small_disk / "root", timeout=180)
+    assert p.returncode == 4, p.stdout + p.stderr
+    assert "Traceback" not in p.stderr and "disk full" in p.stderr
+    (folder,) = (small_disk / "root" / "P01").iterdir()
+    assert json.loads((folder / "session.json").read_text())["status"] == "disk_full"
+
+
+def test_recorder_stop_on_full_disk_does_not_raise(small_disk):
+    """Defect 1: Recorder.stop() after the disk filled writes status disk_full (via the
+    reserve it set aside) instead of raising OSError."""
+    rec = make_session(small_disk / "s", seconds=2, stop=False)
+    filler = fill_disk(small_disk)
+    rec.log_event("note", text="x" * 20000)     # cannot be written: remembered, not raised
+    meta = rec.stop()
+    assert meta["status"] == "disk_full"
+    on_disk = json.loads((small_disk / "s" / "session.json").read_text())
+    assert on_disk["status"] == "disk_full" and "disk full" in on_disk["error"]
+    filler.unlink()
+
+
+def test_repair_on_full_disk_is_clear_and_changes_nothing(small_disk):
+    """Defect 1: `repair` on a full disk: exit 4, clear line, no 0-byte .tail, nothing cut; it
+    works once space is free."""
+    s = small_disk / "s"
+    make_session(s, seconds=2, stop=False)          # a crash: status recording
+    with open(s / "gaze.tsv", "a") as f:
+        f.write("123\t4")                            # a torn last line
+    (s / fmt.RESERVE_FILE).unlink()                  # (repair would free it first)
+    before = (s / "gaze.tsv").read_bytes()
+    filler = fill_disk(small_disk)
+    p = run_cli("repair", s)
+    assert p.returncode == 4, p.stdout + p.stderr
+    assert "Traceback" not in p.stderr and "disk full" in p.stderr
+    assert (s / "gaze.tsv").read_bytes() == before
+    lost = s / fmt.LOST_DIR
+    assert not lost.exists() or all(f.stat().st_size > 0 for f in lost.iterdir())
+    filler.unlink()
+    p = run_cli("repair", s)
+    assert p.returncode == 0, p.stderr
+    assert SessionReader(s).status == "interrupted" and len(SessionReader(s).gaze()) == 500
+
+
+def test_repair_frees_a_leftover_reserve(tmp_path):
+    """A crash leaves the recorder's reserve; repair removes it (its space is repair's room)."""
+    s = tmp_path / "s"
+    make_session(s, seconds=2, stop=False)
+    assert (s / fmt.RESERVE_FILE).is_file()
+    rep = repair_session(s)
+    assert not (s / fmt.RESERVE_FILE).exists() and any(fmt.RESERVE_FILE in a for a in rep.actions)
+
+
+def test_repair_keeps_disk_full_status_from_events(tmp_path):
+    """Defect 1: a recorder that could not rewrite session.json left the cause in events.tsv;
+    repair carries it into session.json instead of a bare 'interrupted'."""
+    s = tmp_path / "s"
+    rec = make_session(s, seconds=2, stop=False)
+    rec.log_event("error", message="disk full while writing X")
+    rec._events.write(fmt.tsv_line((2_000_000, "recording_stop", "", json.dumps({"status": "disk_full"}))))
+    rec._events.flush()
+    repair_session(s)
+    meta = SessionReader(s).meta
+    assert meta["status"] == "disk_full" and meta["error"] == "disk full while writing X"
+
+
+# ---------------------------------------------------------------------------- defect 2
+def test_repair_makes_a_zero_byte_frame_index_readable(session):
+    """Defect 2: a trial's face_frames.tsv of 0 bytes (its header never reached the disk):
+    repair must leave a folder info and windows read, and say nothing to repair the second time."""
+    seg = session / "trials" / "01_hap_01"
+    (seg / fmt.FRAMES_TSV).write_bytes(b"")
+    rep = repair_session(session)
+    assert rep.changed
+    r = SessionReader(session)
+    r.summary()                                        # raised "header does not match" before
+    assert len(r.frame_index(r.trial_segments()[0])) == 0
+    assert (session / fmt.LOST_DIR / "trials__01_hap_01__face.mjpeg.tail").stat().st_size > 0
+    again = repair_session(session)
+    assert not again.changed and not again.lost
+
+
+def test_repair_does_not_claim_success_on_an_unreadable_folder(session):
+    """Defect 2: damage repair cannot undo (a foreign header) is an error, not 'readable again'."""
+    (session / "gaze.tsv").write_text("foo\tbar\n1\t2\n")
+    p = run_cli("repair", session)
+    assert p.returncode != 0
+    assert "still not readable" in p.stderr and "readable again" not in p.stdout
+
+
+# ---------------------------------------------------------------------------- defect 3
+def _truncate_video(session):
+    vid = session / "between" / "00_baseline" / fmt.VIDEO_FILE
+    with open(vid, "r+b") as f:
+        f.truncate(vid.stat().st_size // 2)
+
+
+def test_truncated_video_info_windows_replay(session, tmp_path):
+    """Defect 3: info warns; windows and a replay give one clear error (no cv2 traceback) and
+    the replay leaves no new session behind at status `recording`."""
+    _truncate_video(session)
+    s = SessionReader(session).summary()
+    assert any("truncated" in p for p in s["problems"])
+    p = run_cli("info", session)
+    assert p.returncode == 0 and "warning" in p.stderr and "truncated" in p.stderr
+    p = run_cli("windows", session, "--window", "1", "--hop", "1", "--out", tmp_path / "w.npz")
+    assert p.returncode == 2 and "Traceback" not in p.stderr and "truncated" in p.stderr
+    out = tmp_path / "re"
+    p = run_cli("record", "--tracker", f"replay:{session}", "--camera", f"replay:{session}", "--speed", "max",
+                "--out", out, "--quiet")
+    assert p.returncode == 2 and "Traceback" not in p.stderr and "truncated" in p.stderr
+    assert not out.exists() or SessionReader(out).status != "recording"
+
+
+def test_truncated_frame_read_is_a_format_error(session):
+    _truncate_video(session)
+    r = SessionReader(session)
+    seg = r.segments()[0]
+    with pytest.raises(SessionFormatError, match="truncated"):
+        r.read_frame(seg, len(r.frame_index(seg)) - 1)
+    with pytest.raises(SessionFormatError, match="truncated"):
+        list(r.iter_frames(seg))
+
+
+# ---------------------------------------------------------------------------- defect 4
+def _duplicate_gaze_rows(session, n=500):
+    p = session / "gaze.tsv"
+    lines = p.read_text().split("\n")
+    head, body = lines[0], lines[1:-1]
+    body = body[:700] + body[700 - n:700] + body[700:]
+    p.write_text("\n".join([head] + body) + "\n")
+
+
+def test_out_of_order_gaze_is_reported(session, tmp_path):
+    """Defect 4: info counts the out-of-order stamps; windows and live replay refuse clearly."""
+    from emer_live.features.commands import build_session_windows
+
+    _duplicate_gaze_rows(session)
+    s = SessionReader(session).summary()
+    assert s["streams"]["gaze"]["out_of_order"] == 500
+    assert any("out of order" in p for p in s["problems"])
+    with pytest.raises(SessionFormatError, match="out of order"):
+        build_session_windows(session, window_s=1.0, hop_s=1.0, use_face=False)
+    p = run_cli("live", "--tracker", f"replay:{session}", "--camera", "none", "--speed", "max", "--headless",
+                "--quiet")
+    assert p.returncode != 0 and "out of order" in p.stderr and "Traceback" not in p.stderr
+
+
+# ---------------------------------------------------------------------------- defect 5
+def test_deleted_declared_gaze_is_reported(session):
+    """Defect 5: a gaze stream session.json declares but whose file is gone is reported by
+    info and refused by windows (it wrote windows with no valid gaze before)."""
+    from emer_live.features.commands import build_session_windows
+
+    (session / "gaze.tsv").unlink()
+    s = SessionReader(session).summary()
+    assert any("missing" in p and "gaze" in p for p in s["problems"])
+    with pytest.raises(SessionFormatError, match="missing"):
+        build_session_windows(session, window_s=1.0, hop_s=1.0, use_face=False)
+
+
+def test_intact_session_has_no_problems(session):
+    assert SessionReader(session).summary()["problems"] == []
+
+
+# ---------------------------------------------------------------------------- defect 10 (recording)
+def test_session_json_mode_matches_other_files(session):
+    """Defect 10: session.json was written 0600 (mkstemp) while every other file is 0644."""
+    mode = stat.S_IMODE((session / "session.json").stat().st_mode)
+    assert mode == stat.S_IMODE((session / "events.tsv").stat().st_mode)
+
+
+def test_repair_settles_pending_trials(tmp_path):
+    """Defect 10: after repair an unfinished trial no longer says `pending`."""
+    s = tmp_path / "s"
+    rec = make_session(s, seconds=2, stop=False)
+    rec.update_meta(trials=[{"trial": 1, "stimulus_id": "hap_01", "status": "running"},
+                            {"trial": 2, "stimulus_id": "sad_01", "status": "pending"}])
+    repair_session(s)
+    st = {t["trial"]: t["status"] for t in SessionReader(s).meta["trials"]}
+    assert st == {1: "interrupted", 2: "not_run"}
