@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import errno
 import importlib
+import os
 import sys
+import warnings
 from typing import List, Optional
 
 from . import __version__
@@ -44,7 +46,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+_default_formatwarning = warnings.formatwarning
+
+
+def _formatwarning(message, category, filename, lineno, line=None):
+    """The project's own warnings reach the operator as one line, like its errors (no source
+    path, no code line); other libraries' warnings keep Python's format."""
+    if os.path.abspath(str(filename)).startswith(_PACKAGE_DIR + os.sep):
+        return f"emer-live: warning: {message}\n"
+    return _default_formatwarning(message, category, filename, lineno, line)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
+    warnings.formatwarning = _formatwarning
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

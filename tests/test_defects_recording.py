@@ -322,3 +322,113 @@ def test_repair_settles_pending_trials(tmp_path):
     repair_session(s)
     st = {t["trial"]: t["status"] for t in SessionReader(s).meta["trials"]}
     assert st == {1: "interrupted", 2: "not_run"}
+
+
+# ---------------------------------------------------------------------------- defect 6, 10 (stimuli)
+@pytest.fixture(scope="module")
+def clip_lib(tmp_path_factory):
+    pytest.importorskip("av")
+    from emer_live.cli import main
+
+    out = tmp_path_factory.mktemp("lib") / "lib"
+    assert main(["stimuli", "placeholders", "--out", str(out), "--duration", "2", "--size", "128x96",
+                 "--fps", "10"]) == 0
+    return out
+
+
+@pytest.mark.parametrize("damage", ["empty", "text"])
+def test_broken_clip_stops_the_session_before_it_starts(clip_lib, tmp_path, damage, capsys):
+    """Defect 6: a 0-byte or text-as-.mp4 clip is caught by the pre-session check (only
+    missing files were) - no session folder, no SAM rows for it."""
+    from emer_live.cli import main
+
+    lib = tmp_path / "lib"
+    shutil.copytree(clip_lib, lib)
+    clip = lib / "hap_02.mp4"
+    clip.write_bytes(b"" if damage == "empty" else b"this is not a video, just text\n" * 20)
+    rc = main(["session", "--headless", "--participant", "P03", "--trials", "14", "--time-scale", "0.02",
+               "--stimuli", str(lib), "--fast", "--out", str(tmp_path / "root")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "hap_02.mp4" in err and "stimuli check" in err
+    assert not (tmp_path / "root").exists()
+
+
+def test_bad_toml_manifest_error_comes_first(clip_lib, tmp_path, capsys):
+    """Defect 10: a manifest that is not TOML gives its error first, not under 28 'video file
+    not listed' lines."""
+    from emer_live.cli import main
+
+    lib = tmp_path / "lib"
+    shutil.copytree(clip_lib, lib)
+    with open(lib / "manifest.toml", "a") as f:
+        f.write("this is [not toml\n")
+    capsys.readouterr()
+    assert main(["stimuli", "check", str(lib)]) != 0
+    lines = capsys.readouterr().err.splitlines()
+    assert "not valid TOML" in lines[0]
+    assert not any("not listed" in ln for ln in lines)
+
+
+def test_two_sessions_in_the_same_second_get_different_ids(tmp_path):
+    """Defect 10: session ids are claimed atomically - 8 threads starting in the same second get
+    8 different folders (choosing a free name and creating it later gave two the same id)."""
+    import datetime as dt
+    import threading
+
+    from emer_live.session.ids import claim_session_dir
+
+    now = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+    got, barrier = [], threading.Barrier(8)
+
+    def start():
+        barrier.wait()
+        got.append(claim_session_dir(tmp_path, "P01", now=now))
+
+    threads = [threading.Thread(target=start) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(got)) == 8 and all(p.is_dir() and not any(p.iterdir()) for p in got)
+    assert sorted(p.name for p in got)[0] == "S20260102-030405"
+
+
+def test_random_bytes_checkpoint_is_not_called_pickled_objects(tmp_path):
+    """Defect 10: random bytes are a corrupt file, not 'pickled Python objects'; no message
+    suggests weights_only=False or carries terminal colour codes."""
+    pytest.importorskip("torch")
+    import fractions
+
+    import torch
+
+    from emer_live.errors import CheckpointError
+    from emer_live.model import load_checkpoint
+
+    rnd = tmp_path / "random.pt"
+    rnd.write_bytes(np.random.default_rng(0).bytes(4096))
+    with pytest.raises(CheckpointError) as ei:
+        load_checkpoint(rnd)
+    msg = str(ei.value)
+    assert "corrupt" in msg and "pickled" not in msg and "weights_only=False" not in msg.replace(" ", "")
+    assert "set to `False`" not in msg and "\x1b" not in msg
+    obj = tmp_path / "objects.pt"
+    torch.save({"x": fractions.Fraction(1, 3)}, obj)
+    with pytest.raises(CheckpointError) as ei:
+        load_checkpoint(obj)
+    msg = str(ei.value)
+    assert "pickled Python objects" in msg and "fractions.Fraction" in msg
+    assert "\x1b" not in msg and "False" not in msg and "trust" not in msg
+
+
+def test_train_warnings_are_one_line(tmp_path):
+    """Defect 10: `train` on folders without trials: the project's warnings are one
+    `emer-live: warning:` line, not a raw UserWarning with its source path and code line."""
+    pytest.importorskip("torch")
+
+    data = tmp_path / "data"
+    make_session(data / "s", trial=False)
+    p = run_cli("train", "--data", data, "--epochs", "1", "--out", tmp_path / "m.pt", "--quiet", timeout=300)
+    err = p.stderr
+    assert p.returncode != 0
+    assert "UserWarning" not in err and ".py:" not in err
+    assert "emer-live: warning:" in err

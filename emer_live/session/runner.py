@@ -39,10 +39,15 @@ def resolve_library(stimuli: str):
         raise ConfigError(f"--stimuli {stimuli}: no such folder (use 'placeholder' or a library folder; "
                           "`emer-live stimuli placeholders --out DIR` makes one)")
     lib = load_manifest(folder)
-    missing = [c.file for c in lib.clips if not lib.path_of(c).is_file()]
-    if missing:
-        raise ConfigError(f"--stimuli {folder}: {len(missing)} clip file(s) missing, e.g. {missing[0]}; "
-                          f"run `emer-live stimuli check {folder}`")
+    # every clip must exist and decode (a 0-byte or text-as-.mp4 file must not reach a session):
+    # the same check as `emer-live stimuli check`, before any device or folder
+    from .stimuli import check_library
+
+    report = check_library(folder)
+    if not report.ok:
+        first = report.problems[0]
+        more = f" (and {len(report.problems) - 1} more)" if len(report.problems) > 1 else ""
+        raise ConfigError(f"--stimuli {folder}: {first}{more}; run `emer-live stimuli check {folder}`")
     return lib
 
 
