@@ -432,3 +432,90 @@ def test_train_warnings_are_one_line(tmp_path):
     assert p.returncode != 0
     assert "UserWarning" not in err and ".py:" not in err
     assert "emer-live: warning:" in err
+
+
+# ---------------------------------------------------------------------------- defect 9
+def test_synthetic_camera_stall_marks_the_hole_with_a_gap():
+    """Defect 9: docs/hardware.md says a stall's hole is marked by a `gap` event; the synthetic
+    camera logged only `camera_stall`. A renderer slowed past max_lag_s must give both."""
+    import threading
+    import time
+
+    from emer_live.devices.synthetic_camera import SyntheticCamera
+    from emer_live.phantom.face_state import FaceState
+
+    class Still:
+        def face_state(self, t_us):
+            return FaceState()
+
+    events, lock = [], threading.Lock()
+
+    def sink(t_us, kind, detail):
+        with lock:
+            events.append((kind, detail))
+
+    cam = SyntheticCamera(Still(), width=64, height=48, fps=30.0, on_event=sink, max_lag_s=0.05,
+                          appearance=None)
+    slow = {"n": 0}
+
+    def render(*a, **k):
+        slow["n"] += 1
+        if slow["n"] == 5:
+            time.sleep(0.4)      # one frame takes 0.4 s: ~11 frames cannot be delivered
+        return real(*a, **k)
+
+    cam.open()
+    real = cam._render
+    cam._render = render
+    cam.start()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not any(k == "gap" for k, _ in events):
+        time.sleep(0.05)
+    cam.stop()
+    kinds = [k for k, _ in events]
+    assert "camera_stall" in kinds and "gap" in kinds
+    stall = next(d for k, d in events if k == "camera_stall")
+    gap = next(d for k, d in events if k == "gap")
+    assert gap["reason"] == "camera_stall" and gap["stream"] == "camera"
+    assert gap["missing"] == stall["dropped"] and gap["t_end_us"] > gap["t_start_us"]
+    assert "device_connect" not in kinds
+
+
+# ---------------------------------------------------------------------------- defects 9 and 11 (docs)
+def test_docs_state_holdback_missing_values_and_live_jsonl():
+    """Defects 9/11: recording-format.md names the 0.3 s hold-back of video/audio, says which
+    missing value each file uses (NaN / -1 / empty), and documents the live --out JSON lines."""
+    text = (ROOT / "docs" / "recording-format.md").read_text(encoding="utf-8")
+    assert "held back 0.3 s" in text
+    assert "## Missing values" in text and "`-1`" in text and "empty cell" in text
+    assert "live --out" in text and '"7": ["happiness"' in text
+
+
+def test_live_json_line_names_its_classes():
+    """Defect 11: the live --out JSON line's er7 was a bare list without class names."""
+    from emer_live.live.prediction import Prediction
+    from emer_live.session.labels import ER3_CLASSES, ER7_CLASSES
+
+    p = Prediction(kind="window", t_start_us=0, t_end_us=8_000_000, trial=-1, checkpoint="abc",
+                   er7=[0.1, 0.2, 0.1, 0.1, 0.1, 0.3, 0.1], er3=[0.2, 0.5, 0.3], er_va=[0.0, 0.1],
+                   fer7=None, fer3=None, fer_va=None, fer_intensity=None, gap=None,
+                   modalities={"face": True, "eye": True, "fixation": True}, quality={})
+    d = json.loads(p.to_json())
+    assert d["classes"]["7"] == list(ER7_CLASSES) and d["classes"]["3"] == list(ER3_CLASSES)
+    assert d["classes"]["7"][int(np.argmax(d["er7"]))] == d["er_top"] == "anger"
+
+
+def test_readme_train_recipe_and_help_texts():
+    """Defect 11: README's train recipe uses the loss weights that train (not the defaults that
+    leave every head at chance) and shows how eval_face is made; compare --help prints '95%'
+    (not '95%%'); --eye-reference names its default."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    trains = [ln for ln in readme.splitlines() if " train --data" in ln]
+    assert trains and all("--alpha 0.05 --beta 1.0" in ln for ln in trains)
+    assert "--out-dir eval_face" in readme
+    p = run_cli("compare", "--help")
+    assert "95%%" not in p.stdout and "95%" in p.stdout
+    p = run_cli("train", "--help")
+    flat = " ".join(p.stdout.split())
+    i = flat.index("--eye-reference {none,baseline,session} remove")
+    assert "default none" in flat[i:i + 600]
