@@ -519,3 +519,11 @@ def test_readme_train_recipe_and_help_texts():
     flat = " ".join(p.stdout.split())
     i = flat.index("--eye-reference {none,baseline,session} remove")
     assert "default none" in flat[i:i + 600]
+
+
+def test_zero_byte_table_names_repair(session):
+    """Defect 2: before repair, a 0-byte frame index is named as such with `repair` as the fix
+    (it said only 'header does not match the frame index columns')."""
+    (session / "trials" / "01_hap_01" / fmt.FRAMES_TSV).write_bytes(b"")
+    p = run_cli("info", session)
+    assert p.returncode == 2 and "0 bytes" in p.stderr and "emer-live repair" in p.stderr

@@ -17,6 +17,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+import traceback
 from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Deque, Dict, List, Optional, Tuple
@@ -26,10 +27,10 @@ import numpy as np
 from ..errors import ConfigError
 from ..features.session_reference import REFERENCE_WINDOW_S, SessionReference, apply_reference, reference_kind
 from ..features.windows import Window, WindowBuilder, WindowSpec
-from ..session.labels import er3_probs_from_er7, va_from_probs
+from ..labels import er3_probs_from_er7, va_from_probs
 from .prediction import Prediction, PredictionLog, emotion_gap
 
-__all__ = ["LiveEngine", "EngineStats", "window_to_prediction"]
+__all__ = ["LiveEngine", "EngineStats", "EngineError", "window_to_prediction"]
 
 
 @dataclass
@@ -38,6 +39,24 @@ class EngineStats:
     dropped: int = 0
     batches: int = 0
     late_windows: int = 0          # windows assembled more than one hop after their end time
+
+
+@dataclass(frozen=True)
+class EngineError:
+    """An error in the scheduler, the model worker or a callback: the exception object itself
+    (with its traceback), where it happened, and when on the session clock."""
+
+    where: str
+    error: BaseException
+    t_us: int
+
+    @property
+    def traceback(self) -> str:
+        e = self.error
+        return "".join(traceback.format_exception(type(e), e, e.__traceback__))
+
+    def __str__(self) -> str:
+        return f"{self.where}: {type(self.error).__name__}: {self.error}"
 
 
 def _head(out: Dict[str, np.ndarray], name: str, i: int):
@@ -126,7 +145,9 @@ class LiveEngine:
         self._threads: List[threading.Thread] = []
         self._model_lock = threading.Lock()
         self.on_gpu = getattr(getattr(model, "device", None), "type", "cpu") == "cuda"
-        self.errors: List[str] = []
+        self.errors: List[EngineError] = []
+        #: called with each :class:`EngineError` on the thread it happened in
+        self.error_callbacks: List[Callable[[EngineError], None]] = []
         self.reference_kind = reference_kind(getattr(model, "norm_stats", None))
         if self.reference_kind == "baseline":
             raise ConfigError(f"{getattr(model, 'path', 'the checkpoint')}: trained with --eye-reference baseline, "
@@ -147,6 +168,15 @@ class LiveEngine:
         if isinstance(trained_w, (int, float)) and abs(float(trained_w) - self.spec.window_s) > 1e-6:
             self.notes.append(f"the checkpoint was trained on {float(trained_w):g} s windows, the engine builds "
                               f"{self.spec.window_s:g} s windows (--window): its outputs may be less reliable")
+
+    def _record_error(self, where: str, exc: BaseException) -> None:
+        err = EngineError(where=where, error=exc, t_us=int(self.clock.now_us()))
+        self.errors.append(err)
+        for fn in list(self.error_callbacks):
+            try:
+                fn(err)
+            except Exception:   # an error handler that fails must not kill the worker
+                traceback.print_exc()
 
     # ------------------------------------------------------------------ synchronous path
     def build(self, t_end_us: int, *, t_start_us: Optional[int] = None, trial: int = -1, face_sampler=None):
@@ -279,7 +309,7 @@ class LiveEngine:
                 try:
                     w, lat = self.build(t["offset"], t_start_us=t["onset"], trial=trial, face_sampler=sampler)
                 except Exception as exc:
-                    self.errors.append(f"trial {trial}: {exc}")
+                    self._record_error(f"trial {trial}", exc)
                     continue
                 items.append((w, lat, "trial"))
         return items
@@ -299,11 +329,14 @@ class LiveEngine:
                 pass
             self.predictions.put_nowait(p)
         for cb in list(self.callbacks):
-            cb(p)
+            try:
+                cb(p)
+            except Exception as exc:   # one failing callback must not starve the others
+                self._record_error(f"callback {getattr(cb, '__qualname__', cb)}", exc)
 
     # ------------------------------------------------------------------ threaded live path
     def start(self) -> None:
-        self._init_schedule()
+        self.init_schedule()
         self._stop.clear()
         self._threads = [threading.Thread(target=self._scheduler, name="live-scheduler", daemon=True),
                          threading.Thread(target=self._worker, name="live-model", daemon=True)]
@@ -320,13 +353,20 @@ class LiveEngine:
 
     # The scheduler's work, one step at a time: the live thread calls step() when it wakes;
     # as-fast-as-possible drivers (replays, virtual-clock sessions) call it after moving time on.
-    def _init_schedule(self) -> None:
+    def init_schedule(self) -> None:
+        """Set the first window end and face grid time (from the origin); :meth:`start` does it,
+        an as-fast-as-possible driver calls it before its first :meth:`step`."""
         b = self.builder
         if self.t_origin_us is None:
             self.t_origin_us = self.clock.now_us()
         self._t_end = self.t_origin_us + self.spec.window_us
         use_face = b.use_face and b.grid_origin_us is not None
         self._next_face = b.grid_origin_us + b.face_step_us // 2 if use_face else None
+
+    @property
+    def next_window_end_us(self) -> int:
+        """End time of the next sliding window to assemble (after :meth:`init_schedule`)."""
+        return self._t_end
 
     def next_due_us(self) -> int:
         """Session time at which :meth:`step` has work next (window end, face frame, trial)."""
@@ -344,7 +384,7 @@ class LiveEngine:
         windows, and the next sliding window if its end (+ grace) has passed. With ``sync`` the
         windows are scored here and returned; otherwise they go to the model worker's queue."""
         if not hasattr(self, "_t_end"):
-            self._init_schedule()
+            self.init_schedule()
         b, hop, grace = self.builder, self.spec.hop_us, self.grace_us
         now = self.clock.now_us() if now is None else now
         out: List[Prediction] = []
@@ -361,7 +401,7 @@ class LiveEngine:
                 try:
                     b.prefetch_face(self._next_face)
                 except Exception as exc:
-                    self.errors.append(f"face {self._next_face}: {exc}")
+                    self._record_error(f"face {self._next_face}", exc)
             self._next_face += step
         with self._cv:
             busy = bool(self._trials)
@@ -372,7 +412,7 @@ class LiveEngine:
             try:
                 item = self.build(self._t_end, trial=self._trial_of(self._t_end))
             except Exception as exc:  # keep running; the error is counted and shown
-                self.errors.append(f"window {self._t_end}: {exc}")
+                self._record_error(f"window {self._t_end}", exc)
                 item = None
             self._t_end += hop
             if item is not None:
@@ -420,7 +460,7 @@ class LiveEngine:
             try:
                 self.step()
             except Exception as exc:   # never die silently: count it, keep scheduling
-                self.errors.append(f"scheduler: {type(exc).__name__}: {exc}")
+                self._record_error("scheduler", exc)
                 self._stop.wait(0.1)
 
     def _worker(self) -> None:
@@ -438,7 +478,7 @@ class LiveEngine:
             try:
                 self.score(items)
             except Exception as exc:
-                self.errors.append(f"model: {exc}")
+                self._record_error("model", exc)
 
     def summary(self) -> dict:
         def pct(v, q):

@@ -63,6 +63,9 @@ def read_tsv_checked(path: Path, columns, *, what: str) -> "list[list[str]]":
     except UnicodeDecodeError as exc:
         raise SessionFormatError(f"{path}: not UTF-8 text ({exc.reason}); run `emer-live repair {path.parent}`") from None
     lines = text.split("\n")
+    if text == "":
+        raise SessionFormatError(f"{path}: empty (0 bytes, not even its header - written when the disk was "
+                                 f"full or the recorder crashed at once); run `emer-live repair {_session_root(path)}`")
     if not lines or lines[0].split("\t") != list(columns):
         raise SessionFormatError(f"{path}: header does not match the {what} columns of format v{fmt.FORMAT_VERSION}")
     body = lines[1:]
