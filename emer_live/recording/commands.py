@@ -30,14 +30,19 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_record)
 
     p = sub.add_parser("info", help="summarise a recorded session",
-                       description="Per stream: samples, duration, rate, gaps, dropped, first/last t_us; and the trials.")
+                       description="Per stream: samples, duration, rate, gaps, dropped, first/last t_us; and the trials. "
+                                   "Damage is warned about on stderr ('problems' in --json): a crashed folder "
+                                   "not yet repaired, a stop on a full disk, a declared stream whose file is "
+                                   "missing, a truncated face.mjpeg, time stamps out of order.")
     p.add_argument("session", help="session folder")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("repair", help="make an interrupted session readable again",
                        description="Cut files back to their last complete record after a crash; cut bytes are "
-                                   "moved to repair_lost/, and the report is stored in session.json.")
+                                   "moved to repair_lost/, and the report is stored in session.json. Fails "
+                                   "(exit 2) if the folder is still not readable afterwards, and (exit 4) "
+                                   "without cutting anything when the disk is too full to keep the cut bytes.")
     p.add_argument("session", help="session folder")
     p.set_defaults(func=cmd_repair)
 
