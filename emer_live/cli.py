@@ -58,6 +58,12 @@ def _formatwarning(message, category, filename, lineno, line=None):
     return _default_formatwarning(message, category, filename, lineno, line)
 
 
+def report_error(exc: EmerError) -> int:
+    """Print a user-facing error as one line; returns its exit code."""
+    print(f"emer-live: error: {exc}", file=sys.stderr)
+    return exc.exit_code
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     warnings.formatwarning = _formatwarning
     parser = build_parser()
@@ -68,8 +74,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         return int(args.func(args) or 0)
     except EmerError as exc:
-        print(f"emer-live: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return report_error(exc)
     except OSError as exc:
         # a full disk is the operator's to fix, not a programming error: one line, exit 4
         if exc.errno not in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):

@@ -304,6 +304,7 @@ def test_deleted_declared_gaze_is_reported(session):
 
 def test_intact_session_has_no_problems(session):
     assert SessionReader(session).summary()["problems"] == []
+    assert not (session / fmt.RESERVE_FILE).exists()     # given back at every stop
 
 
 # ---------------------------------------------------------------------------- defect 10 (recording)

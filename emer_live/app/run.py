@@ -55,6 +55,17 @@ def default_checkpoint() -> Path:
     return Path(__file__).resolve().parents[2] / "models" / "emert_demo_synthetic.pt"
 
 
+def _limit_library_threads() -> None:
+    """OpenCV's own worker pool would compete with the run's threads (capture, recorder, face
+    pipeline, model) for the cores; each of those is one thread already. The model's torch
+    threads are set where the checkpoint is loaded (emer_live.model.checkpoint)."""
+    try:
+        import cv2
+    except ImportError:     # no OpenCV, nothing to limit
+        return
+    cv2.setNumThreads(1)
+
+
 class RunState(str, enum.Enum):
     IDLE = "idle"
     RUNNING = "running"
@@ -197,6 +208,7 @@ class Run:
         if self.state is not RunState.IDLE:
             raise RuntimeError(f"start() on a run that is {self.state.value}")
         cfg = self.config
+        _limit_library_threads()
         try:
             self._check_outputs()
             self._load_model()

@@ -146,6 +146,7 @@ class LiveEngine:
         self._model_lock = threading.Lock()
         self.on_gpu = getattr(getattr(model, "device", None), "type", "cpu") == "cuda"
         self.errors: List[EngineError] = []
+        self.latest_window: Optional[Window] = None    # newest sliding window scored (displays)
         #: called with each :class:`EngineError` on the thread it happened in
         self.error_callbacks: List[Callable[[EngineError], None]] = []
         self.reference_kind = reference_kind(getattr(model, "norm_stats", None))
@@ -226,9 +227,25 @@ class LiveEngine:
             fix[~mask[:, 2]] = 0.0
         return eye, fix, mask
 
+    def latest_faces(self):
+        """For displays: ``(face_result, crops, found)`` - the face pipeline's result for the
+        newest frame it processed (box, eyes; None before the first) and the newest sliding
+        window's face crops as ``(n, 112, 112, 3)`` uint8 RGB with their found mask (None before
+        the first window). Reads references only; safe from any thread."""
+        faces = self.builder.faces
+        res = getattr(faces, "last_result", None) if faces is not None else None
+        w = self.latest_window
+        if w is None:
+            return res, None, None
+        crops = (np.clip(w.face.transpose(0, 2, 3, 1), 0, 1) * 255).astype(np.uint8)
+        return res, crops, w.face_mask.copy()
+
     def score(self, items) -> List[Prediction]:
         """Run the model on ``[(window, latency_dict, kind)]`` in one batch and publish."""
         ws = [w for w, _, _ in items]
+        for w, _, kind in items:
+            if kind == "window":
+                self.latest_window = w
         m = self.model
         face = np.stack([w.face for w in ws])
         eye, fix, mask = self._normalize(items)

@@ -16,7 +16,9 @@ def register(sub) -> None:
                        description="Run a full session: baseline, then per trial fixation cross -> stimulus -> SAM "
                                    "-> rest, recorded to ROOT/<participant>/<session_id>/. --headless simulates "
                                    "playback on the clock and lets the synthetic participant answer the SAM.")
-    p.add_argument("--headless", action="store_true", help="no screen (the only mode until the GUI lands)")
+    p.add_argument("--headless", action="store_true",
+                   help="no screen: playback simulated on the clock, the synthetic participant answers the SAM "
+                        "(required until the participant screen of the desktop app is built)")
     p.add_argument("--participant", required=True, help="pseudonymous ID like P01 (never a name)")
     p.add_argument("--tracker", default="synthetic", help=f"eye tracker: {TRACKER_HELP}")
     p.add_argument("--camera", default="synthetic", help=f"webcam: {CAMERA_HELP}")
@@ -81,7 +83,8 @@ def cmd_session(args) -> int:
     from .runner import session_run
 
     if not args.headless:
-        raise ConfigError("without --headless a session runs in the desktop app: python main.py --session ...")
+        raise ConfigError("sessions on a participant screen are not built yet; run with --headless "
+                          "(the operator console, `python main.py`, shows a live run)")
     cfg = session_config(args)
 
     def on_phase(phase, trial):

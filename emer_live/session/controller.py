@@ -176,6 +176,7 @@ class SessionController:
         self._lock = threading.RLock()
         self.listeners: List[Callable[[Phase, Optional[int]], None]] = []
         self.sam = SamTable(recorder.path / rfmt.SAM_TSV)
+        self.answers: dict = {}                 # trial -> SamAnswer given (for displays)
         self._stim_log = None
         self._sam_shown_us = 0
         self.rec.update_meta(timing=asdict(timing), plan=[asdict(t) for t in trials])
@@ -296,6 +297,7 @@ class SessionController:
             self.rec.begin_between(f"rest_{tr.spec.trial:02d}", t_us=now)
             self.sam.append(trial=tr.spec.trial, stimulus_id=tr.spec.stimulus_id, category=tr.spec.category,
                             answer=answer, answered_t_us=now)
+            self.answers[tr.spec.trial] = answer
             self._event("sam_answered", t_us=now, valence=answer.valence, arousal=answer.arousal,
                         dominance=answer.dominance, emotion=answer.emotion)
             self._event("trial_end", t_us=now)
