@@ -112,6 +112,7 @@ class Run:
         self._subscribers: List[Callable[[RunEvent], None]] = []
         self._queue: "queue.SimpleQueue[RunEvent]" = queue.SimpleQueue()
         self._stop_request: Optional[tuple] = None   # (status, reason)
+        self._claimed: List[Path] = []    # folders this run created, innermost first
         self._jsonl = None
         self._jsonl_lock = threading.Lock()
         self._last_progress = -1.0
@@ -214,6 +215,8 @@ class Run:
             self._load_model()
             if cfg.kind == "session":
                 self._plan_session()
+                if self.session_dir is None:
+                    self._claim_session_dir()
             if cfg.kind == "session" and cfg.fast:
                 self._start_fast_session()
             else:
@@ -229,6 +232,10 @@ class Run:
             self._teardown("error")
             self.state = RunState.FINISHED
             self.status = self.status or "error"
+            # a start that failed leaves no empty session folder (nor the folders made for it)
+            for folder in self._claimed:
+                if folder.is_dir() and not any(folder.iterdir()):
+                    folder.rmdir()
             raise
         self.state = RunState.RUNNING
         self._wall_start = time.perf_counter()
@@ -253,12 +260,11 @@ class Run:
         if cfg.predictions_jsonl and Path(cfg.predictions_jsonl).exists():
             raise SessionExistsError(f"--out {cfg.predictions_jsonl} exists; refusing to overwrite - choose a new file")
         if cfg.kind == "session":
-            from ..session.runner import new_session_dir
-
-            out = Path(cfg.out) if cfg.out else new_session_dir(Path(cfg.out_root), cfg.participant)
-            if out.exists() and (not out.is_dir() or any(out.iterdir())):
-                raise SessionExistsError(f"{out} already holds files; refusing to overwrite - choose a new folder")
-            self.session_dir = out
+            if cfg.out:
+                out = Path(cfg.out)
+                if out.exists() and (not out.is_dir() or any(out.iterdir())):
+                    raise SessionExistsError(f"{out} already holds files; refusing to overwrite - choose a new folder")
+                self.session_dir = out     # else claimed once the plan and model are known good
         elif cfg.out:
             out = Path(cfg.out)
             if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -266,6 +272,17 @@ class Run:
                 raise SessionExistsError(f"{out} already exists and is not empty; refusing to overwrite - "
                                          f"choose a new {flag} folder")
             self.session_dir = out
+
+    def _claim_session_dir(self) -> None:
+        """``out_root/<participant>/S<date-time>[-k]``, created now, atomically: two sessions
+        started in the same second get two ids."""
+        from ..session.ids import claim_session_dir
+
+        cfg = self.config
+        root = Path(cfg.out_root)
+        new_parents = [d for d in (root / cfg.participant, root) if not d.exists()]
+        self.session_dir = claim_session_dir(root, cfg.participant)
+        self._claimed = [self.session_dir] + new_parents
 
     def _load_model(self) -> None:
         cfg = self.config
@@ -464,7 +481,8 @@ class Run:
                     raise
                 # the recorder failed (disk full): keep what was written, end cleanly
                 self._error("recorder", self.recorder.error)
-                self._finish("error", str(self.recorder.error))
+                self._finish("disk_full" if isinstance(self.recorder.error, DiskFullError) else "error",
+                             str(self.recorder.error))
             except BaseException as exc:
                 self._error("run", exc)
                 self._finish("error", f"{type(exc).__name__}: {exc}")

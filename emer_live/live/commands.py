@@ -24,7 +24,8 @@ def register(sub) -> None:
     p.add_argument("--speed", default="1", help="replay speed factor or 'max' (replay devices only)")
     p.add_argument("--headless", action="store_true",
                    help="print predictions in the terminal (the desktop app with live plots is `python main.py`)")
-    p.add_argument("--out", default=None, help="also write every prediction as one JSON line to this file")
+    p.add_argument("--out", default=None,
+                   help="also write every prediction as one JSON line to this file (fields: docs/recording-format.md)")
     p.add_argument("--record", default=None, metavar="SESSION_DIR",
                    help="record the session while analysing (predictions go to its predictions.tsv)")
     p.add_argument("--rate", type=float, default=250.0, help="tracker rate in Hz (default 250)")

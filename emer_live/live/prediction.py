@@ -77,6 +77,8 @@ class Prediction:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["er_top"], d["fer_top"] = self.er_top, self.fer_top
+        # each line names the order of its probability lists (er7/fer7, er3/fer3)
+        d["classes"] = {"7": list(ER7_CLASSES), "3": list(ER3_CLASSES)}
         return d
 
     def to_json(self) -> str:
