@@ -489,6 +489,11 @@ class FacePipeline:
                           eyes_method=eyes_method, roll_deg=roll, score=float(score), transform=m)
 
 
+def default_pipeline() -> "FacePipeline":
+    """The face pipeline used where no configuration is given (``emer-live fer``)."""
+    return FacePipeline()
+
+
 def _iou(a, b) -> float:
     ax1, ay1, bx1, by1 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
     iw = max(0.0, min(ax1, bx1) - max(a[0], b[0]))
