@@ -265,9 +265,9 @@ def head_pose(pts: np.ndarray) -> Tuple[float, float, float]:
     """(yaw, pitch, roll) in degrees from the 3-D landmarks (weak perspective).
 
     The face's x axis runs from the subject's right outer eye corner to the left one, its y axis
-    from the forehead top to the chin. Yaw: positive when the face turns towards the image's left
-    (its image-right side moves away from the camera). Pitch: positive when the chin comes towards
-    the camera (head tilted back / looking up). Roll: angle of the eye line in the image, positive
+    from the forehead top to the chin. Yaw: positive when the face turns towards the image's right
+    (the nose moves right). Pitch: positive when the face tilts up (the chin comes towards the
+    camera). These match the phantom's FaceState conventions. Roll: angle of the eye line in the image, positive
     when the image-right eye is lower (the same sign as FaceResult.roll_deg).
     """
     x = pts[L_OUTER] - pts[R_OUTER]
