@@ -20,6 +20,10 @@ def register(sub) -> None:
     p.add_argument("--camera", default="synthetic", help=f"webcam: {CAMERA_HELP} (default synthetic)")
     p.add_argument("--checkpoint", default=None,
                    help="EMERT checkpoint (.pt); default: the demo checkpoint in models/")
+    p.add_argument("--fer-model", default="auto", metavar="FER.pt|auto|emert",
+                   help="FER source: a pretrained FER checkpoint (emer-live import-fer), 'emert' (the checkpoint's "
+                        "own FER head) or 'auto' (default: models/fer_mini_xception.pt for a real camera or a "
+                        "video file, EMERT's head for synthetic/replay)")
     p.add_argument("--window", type=float, default=8.0, help="window length W in seconds (default 8)")
     p.add_argument("--hop", type=float, default=1.0, help="hop between windows in seconds (default 1; >= 0.25)")
     p.add_argument("--duration", type=float, default=None, help="seconds to run (default: until Ctrl-C / end of replay)")
@@ -62,6 +66,13 @@ def cmd_live(args) -> int:
     from ..model import load_checkpoint
 
     model = load_checkpoint(ckpt, device=args.device)
+    from ..model.fer import WithFER, load_fer_checkpoint, resolve_fer_model
+
+    fer_path = resolve_fer_model(args.fer_model, args.camera)
+    if fer_path is not None:
+        model = WithFER(model, load_fer_checkpoint(fer_path))
+    if not args.quiet:
+        print(f"FER source: {getattr(model, 'fer_source', 'emert')}", file=sys.stderr)
     from .runner import LiveRun
 
     run = LiveRun(args=args, model=model, speed=speed, out_path=out_path)

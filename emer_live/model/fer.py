@@ -358,3 +358,67 @@ class FERClassifier:
     def predict_er7(self, crops: np.ndarray) -> np.ndarray:
         """``(N, 7)`` float64 probabilities in ``ER7_CLASSES`` order."""
         return self.predict_fer2013(crops)[:, _ER7_FROM_FER]
+
+
+# ---------------------------------------------------------------- the live engine's FER source
+def resolve_fer_model(spec: Optional[str], camera: str) -> Optional[str]:
+    """The FER checkpoint a live run uses, from ``--fer-model`` and ``--camera``.
+
+    ``"emert"``: none (the EMERT checkpoint's own FER head). A path: that file. ``"auto"`` (or
+    None): the pretrained model (models/fer_mini_xception.pt) for a real camera or a video file,
+    since an EMERT trained on synthetic faces means nothing there; EMERT's own FER head for the
+    synthetic camera, replays and no camera (so their results stay as they were).
+    """
+    spec = "auto" if spec is None else str(spec)
+    if spec == "emert":
+        return None
+    if spec != "auto":
+        return spec
+    head = str(camera).split(":", 1)[0]
+    if head in ("synthetic", "replay", "none"):
+        return None
+    return str(Path(__file__).resolve().parents[2] / "models" / "fer_mini_xception.pt")
+
+
+class WithFER:
+    """An EMERT :class:`~emer_live.model.checkpoint.LoadedModel` whose FER outputs come from a
+    pretrained FER model instead of EMERT's own face head.
+
+    Everything else is the wrapped model's (attribute access is delegated). :meth:`predict`
+    runs the EMERT as before, then replaces ``fer7`` with the mean of the FER model's
+    probabilities over the window's face crops that hold a face (the live window gives zeros
+    where no face was found), ``fer3`` with its 3-class sum, and drops EMERT's ``fer_va`` and
+    ``fer_intensity`` (valence/arousal then come from the class anchors). A window with no face
+    gets NaN in ``fer7`` (no FER reading, never a guess). ``fer_source`` (one string per row)
+    names the FER model for ``predictions.tsv``.
+    """
+
+    def __init__(self, model: Any, fer: FERClassifier) -> None:
+        self._model = model
+        self.fer = fer
+        self.fer_source = fer.source
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.__dict__["_model"], name)
+
+    def predict(self, face: Any, eye: Any, fixation: Any, **kw: Any) -> Dict[str, np.ndarray]:
+        from ..session.labels import er3_probs_from_er7
+
+        out = dict(self._model.predict(face, eye, fixation, **kw))
+        f = face.detach().cpu().numpy() if isinstance(face, torch.Tensor) else np.asarray(face, np.float32)
+        b, n = f.shape[:2]
+        present = np.abs(f).reshape(b, n, -1).max(axis=2) > 0        # a found face is never all zeros
+        fer7 = np.full((b, len(ER7_CLASSES)), np.nan)
+        if present.any():
+            crops = np.clip(np.rint(f[present] * 255.0), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
+            probs = self.fer.predict_er7(np.ascontiguousarray(crops))
+            rows = np.nonzero(present)[0]
+            for i in np.unique(rows):
+                fer7[i] = probs[rows == i].mean(axis=0)
+        out["fer7"] = fer7
+        out["fer3"] = np.array([er3_probs_from_er7(p) if np.isfinite(p).all() else np.full(3, np.nan)
+                                for p in fer7])
+        out.pop("fer_va", None)
+        out.pop("fer_intensity", None)
+        out["fer_source"] = np.array([self.fer_source] * b)
+        return out
