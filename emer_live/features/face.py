@@ -89,7 +89,9 @@ class FaceConfig:
         (models/third_party/, fetched at set-up), landmarks tracked from frame to frame, eyes from
         the landmarks, head pose and landmark confidence per frame. ``"haar"``: the OpenCV Haar
         cascade pipeline (detection, template tracking, eye cascade); the parameters from
-        ``detect_width`` to ``eye_track_min_score`` apply to it only.
+        ``detect_width`` to ``eye_track_min_score`` apply to it only, except
+        ``lost_detect_every_n`` and ``max_track_gap_us``, which both pipelines follow. The DNN
+        models run on OpenCV's thread pool: callers set ``cv2.setNumThreads``.
     min_detect_score : float
         BlazeFace score (0..1) a detection needs (landmarks pipeline).
     min_landmark_conf : float

@@ -85,7 +85,13 @@ def _cmd_fer(args: argparse.Namespace) -> int:
     from ..session.labels import ER7_CLASSES
 
     _need_torch("fer")
+    import torch
+
     from .fer import load_fer_checkpoint
+
+    # small images, one at a time: one thread each for OpenCV (face models) and torch
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
 
     clf = load_fer_checkpoint(args.fer_model)
     pipe = None
