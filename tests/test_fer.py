@@ -116,3 +116,9 @@ def test_fer_cli_json_and_no_detect(tmp_path, capsys):
     assert lines[1].split("\t")[1] == "happiness"
     assert main(["fer", str(tmp_path / "missing.png")]) == 2
     assert "not a readable image" in capsys.readouterr().err
+    tiny = tmp_path / "tiny.png"
+    cv2.imwrite(str(tiny), np.zeros((20, 20, 3), np.uint8))
+    assert main(["fer", str(tiny)]) == 2
+    assert "too small to search for a face; pass --no-detect" in capsys.readouterr().err
+    assert main(["fer", "--fer-model", str(whole), str(crop)]) == 2
+    assert "cannot read as a FER checkpoint" in capsys.readouterr().err

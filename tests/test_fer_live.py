@@ -58,6 +58,12 @@ def test_with_fer_replaces_fer_outputs_and_keeps_the_rest():
     assert "fer_va" not in out and "fer_intensity" not in out
     assert abs(out["fer3"][0].sum() - 1) < 1e-6 and out["fer3"][0][0] > 0.9   # positive
     assert list(out["fer_source"]) == [m.fer_source] * 3 and m.fer_source.startswith("fer_mini_xception:")
+    # the crop cache gives the same numbers (all 11 crops are one crop here: one cache entry)
+    assert len(m._cache) == 1
+    again = m.predict(face, np.zeros((3, 32, 39)), np.zeros((3, 32, 2)))
+    np.testing.assert_array_equal(again["fer7"][:2], out["fer7"][:2])
+    direct = m.fer.predict_er7((crop * 255).round().astype(np.uint8).transpose(1, 2, 0))[0]
+    np.testing.assert_allclose(out["fer7"][0], direct, atol=1e-9)
 
 
 def test_prediction_without_a_face_has_no_fer_reading():

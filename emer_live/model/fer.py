@@ -19,6 +19,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -391,12 +393,18 @@ class WithFER:
     ``fer_intensity`` (valence/arousal then come from the class anchors). A window with no face
     gets NaN in ``fer7`` (no FER reading, never a guess). ``fer_source`` (one string per row)
     names the FER model for ``predictions.tsv``.
+
+    Consecutive sliding windows share most of their crops (with hop = W/8, 7 of 8), so the FER
+    probabilities of the last ``cache_size`` crops are kept, keyed by a hash of the crop's bytes.
     """
 
-    def __init__(self, model: Any, fer: FERClassifier) -> None:
+    def __init__(self, model: Any, fer: FERClassifier, *, cache_size: int = 64) -> None:
         self._model = model
         self.fer = fer
         self.fer_source = fer.source
+        self._cache: "OrderedDict[bytes, np.ndarray]" = OrderedDict()
+        self._cache_size = int(cache_size)
+        self._lock = threading.Lock()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.__dict__["_model"], name)
@@ -410,8 +418,9 @@ class WithFER:
         present = np.abs(f).reshape(b, n, -1).max(axis=2) > 0        # a found face is never all zeros
         fer7 = np.full((b, len(ER7_CLASSES)), np.nan)
         if present.any():
-            crops = np.clip(np.rint(f[present] * 255.0), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
-            probs = self.fer.predict_er7(np.ascontiguousarray(crops))
+            crops = np.ascontiguousarray(
+                np.clip(np.rint(f[present] * 255.0), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1))
+            probs = self._probs(crops)
             rows = np.nonzero(present)[0]
             for i in np.unique(rows):
                 fer7[i] = probs[rows == i].mean(axis=0)
@@ -421,4 +430,23 @@ class WithFER:
         out.pop("fer_va", None)
         out.pop("fer_intensity", None)
         out["fer_source"] = np.array([self.fer_source] * b)
+        return out
+
+    def _probs(self, crops: np.ndarray) -> np.ndarray:
+        keys = [hashlib.blake2b(c.tobytes(), digest_size=16).digest() for c in crops]
+        out = np.empty((len(crops), len(ER7_CLASSES)))
+        with self._lock:
+            todo = [i for i, k in enumerate(keys) if k not in self._cache]
+            for i, k in enumerate(keys):
+                if k in self._cache:
+                    out[i] = self._cache[k]
+                    self._cache.move_to_end(k)
+        if todo:
+            new = self.fer.predict_er7(crops[todo])
+            with self._lock:
+                for j, i in enumerate(todo):
+                    out[i] = new[j]
+                    self._cache[keys[i]] = new[j]
+                while len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
         return out

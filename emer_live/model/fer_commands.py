@@ -105,6 +105,9 @@ def _cmd_fer(args: argparse.Namespace) -> int:
             crop = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
             found = None
         else:
+            if min(img.shape[:2]) < 24:
+                raise ConfigError(f"{name}: {img.shape[1]}x{img.shape[0]} is too small to search for a face; "
+                                  f"pass --no-detect if it is already a face crop")
             if pipe is None:
                 from ..features.face import default_pipeline
                 pipe = default_pipeline()
