@@ -28,6 +28,7 @@ _COMMAND_MODULES = [
     "emer_live.live.commands",        # live
     "emer_live.session.stimuli_commands",   # stimuli check, placeholders, plan
     "emer_live.model.commands",       # import-official, model-info
+    "emer_live.model.fer_commands",   # import-fer, fer
     "emer_live.training.commands",    # train, evaluate
     "emer_live.doctor",               # doctor
 ]

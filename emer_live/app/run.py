@@ -55,6 +55,21 @@ def default_checkpoint() -> Path:
     return Path(__file__).resolve().parents[2] / "models" / "emert_demo_synthetic.pt"
 
 
+def _recorded_live_meta(*specs: str) -> dict:
+    """The ``live`` block of the session.json a replay spec points at ({} if none)."""
+    import json
+
+    for spec in specs:
+        kind, _, path = str(spec).partition(":")
+        if kind.lower() == "replay" and path:
+            try:
+                meta = json.loads((Path(path) / "session.json").read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                return {}
+            return meta.get("live") or {}
+    return {}
+
+
 def _limit_library_threads() -> None:
     """OpenCV's own worker pool would compete with the run's threads (capture, recorder, face
     pipeline, model) for the cores; each of those is one thread already. The model's torch
@@ -113,6 +128,7 @@ class Run:
         self._queue: "queue.SimpleQueue[RunEvent]" = queue.SimpleQueue()
         self._stop_request: Optional[tuple] = None   # (status, reason)
         self._claimed: List[Path] = []    # folders this run created, innermost first
+        self.fer_model_path: Optional[str] = None
         self._jsonl = None
         self._jsonl_lock = threading.Lock()
         self._last_progress = -1.0
@@ -286,14 +302,39 @@ class Run:
 
     def _load_model(self) -> None:
         cfg = self.config
-        if self.model is not None or not cfg.checkpoint:
-            return
-        ckpt = Path(cfg.checkpoint)
-        if not ckpt.is_file():
-            raise ConfigError(f"checkpoint {ckpt} not found; pass --checkpoint PATH (see models/README.md)")
-        from ..model import load_checkpoint
+        if self.model is None and cfg.checkpoint:
+            ckpt = Path(cfg.checkpoint)
+            if not ckpt.is_file():
+                raise ConfigError(f"checkpoint {ckpt} not found; pass --checkpoint PATH (see models/README.md)")
+            from ..model import load_checkpoint
 
-        self.model = load_checkpoint(ckpt, device=cfg.model_device)
+            self.model = load_checkpoint(ckpt, device=cfg.model_device)
+        if self.model is not None and cfg.kind in ("live", "session"):
+            self._attach_fer()
+
+    def _attach_fer(self) -> None:
+        """FER from a pretrained FER model instead of EMERT's own face head, where --fer-model
+        asks for it (``auto``: for a real camera; a replay takes what its recording used)."""
+        from ..model.fer import WithFER, load_fer_checkpoint, resolve_fer_model
+
+        cfg = self.config
+        spec = cfg.fer_model
+        if spec == "auto" and cfg.replay:
+            recorded = _recorded_live_meta(cfg.tracker, cfg.camera)
+            spec = recorded.get("fer_model") or "emert"
+        path = resolve_fer_model(spec, cfg.camera)
+        if path is None:
+            return
+        if not Path(path).is_file():
+            raise ConfigError(f"FER model {path} not found; `emer-live import-fer` makes it (docs/face.md), "
+                              "or pass --fer-model emert")
+        self.model = WithFER(self.model, load_fer_checkpoint(path))
+        self.fer_model_path = str(path)
+
+    @property
+    def fer_source(self) -> str:
+        """Where this run's FER comes from (``emert`` = the EMERT checkpoint's own face head)."""
+        return str(getattr(self.model, "fer_source", "emert")) if self.model is not None else "none"
 
     def _plan_session(self) -> None:
         from ..session.controller import TrialSpec
@@ -387,7 +428,8 @@ class Run:
         eng.error_callbacks.append(lambda err: self._error(err.where, err.error))
         if rec is not None:
             rec.update_meta(live={"window_s": spec.window_s, "hop_s": spec.hop_s, "t_origin_us": origin,
-                                  "checkpoint": self.model.id, "checkpoint_path": str(self.model.path)})
+                                  "checkpoint": self.model.id, "checkpoint_path": str(self.model.path),
+                                  "fer_source": self.fer_source, "fer_model": self.fer_model_path})
         if self.config.predictions_jsonl:
             self._jsonl = open(self.config.predictions_jsonl, "x", encoding="utf-8")
         self.engine = eng

@@ -54,6 +54,7 @@ class ConsoleOptions:
     n_trials: int = 14
     time_scale: float = 1.0
     participant_screen: Optional[int] = None
+    fer_model: str = "auto"            # auto | emert | a FER checkpoint (docs/face.md)
 
     def run_config(self) -> RunConfig:
         """A live run recording into a new session folder, or a collection session."""
@@ -63,7 +64,8 @@ class ConsoleOptions:
                              camera=self.camera, mic=self.mic, rate=self.rate, fps=self.fps, size=tuple(self.size),
                              seed=self.seed, out_root=str(root), checkpoint=self.checkpoint or None,
                              model_device=self.model_device, window_s=self.window_s, hop_s=self.hop_s,
-                             stimuli=self.stimuli, n_trials=self.n_trials, time_scale=self.time_scale)
+                             stimuli=self.stimuli, n_trials=self.n_trials, time_scale=self.time_scale,
+                             fer_model=self.fer_model)
         stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
         root = Path(self.out) if self.out else REPO_ROOT / "recordings" / ("demo" if self.demo else self.participant)
         folder = root / stamp
@@ -74,7 +76,8 @@ class ConsoleOptions:
         return RunConfig(kind="live", participant=self.participant, tracker=self.tracker, camera=self.camera,
                          mic=self.mic, rate=self.rate, fps=self.fps, size=tuple(self.size), seed=self.seed,
                          duration_s=self.duration_s, out=str(folder), checkpoint=self.checkpoint,
-                         model_device=self.model_device, window_s=self.window_s, hop_s=self.hop_s)
+                         model_device=self.model_device, window_s=self.window_s, hop_s=self.hop_s,
+                         fer_model=self.fer_model)
 
 
 class DeviceDialog(QtWidgets.QDialog):
@@ -459,6 +462,7 @@ class OperatorConsole(QtWidgets.QMainWindow):
             self._update_actions()
         elif isinstance(ev, RunStarted):
             self.status_folder.setText(ev.session_dir or "not recording")
+            self.emotion.fer_plot.setTitle(f"FER - what the face shows (dashed); FER source: {run.fer_source}")
         elif isinstance(ev, PhaseChanged):
             self._on_phase(ev)
         for panel in (self.health, self.event_log, self.trials):
