@@ -55,6 +55,19 @@ def default_checkpoint() -> Path:
     return Path(__file__).resolve().parents[2] / "models" / "emert_demo_synthetic.pt"
 
 
+def checkpoint_face_config(model):
+    """The face pipeline configuration a checkpoint's crops came from: its provenance says so
+    (``face_config``); checkpoints from before the landmark pipeline (no such entry) were trained
+    on the Haar pipeline's crops, so they get that pipeline live too."""
+    from ..features.face import FaceConfig
+
+    prov = getattr(model, "provenance", None) or {}
+    fc = prov.get("face_config")
+    if isinstance(fc, dict):
+        return FaceConfig.from_dict(fc)
+    return FaceConfig(detector="haar")
+
+
 def _recorded_live_meta(*specs: str) -> dict:
     """The ``live`` block of the session.json a replay spec points at ({} if none)."""
     import json
@@ -421,7 +434,14 @@ class Run:
         # replayed frames were decoded from that JPEG already and must not be compressed again.
         source = StreamSource(gaze, camera, jpeg_quality=rec.jpeg_quality if (rec is not None and recompress) else None,
                               stimulus_rect=stimulus_rect)
-        builder = WindowBuilder(source, spec=spec, use_face=camera is not None, grid_origin_us=origin)
+        faces = None
+        if camera is not None:
+            from ..features.face import FacePipeline
+            from ..features.windows import FaceSampler
+
+            faces = FaceSampler(FacePipeline(checkpoint_face_config(self.model)))
+        builder = WindowBuilder(source, spec=spec, use_face=camera is not None, grid_origin_us=origin,
+                                face_sampler=faces)
         log = PredictionLog(rec.path / "predictions.tsv") if rec is not None else None
         eng = LiveEngine(builder=builder, model=self.model, clock=self.clock, t_origin_us=origin, log=log)
         eng.callbacks.append(self._on_prediction)
