@@ -474,7 +474,7 @@ class OperatorConsole(QtWidgets.QMainWindow):
             return
         if ev.phase == "sam" and ev.trial is not None:
             screen.show_sam(ev.trial)
-            if run.phantom is not None:   # demo: the synthetic participant answers on screen
+            if self.options.demo and run.phantom is not None:   # demo: the phantom answers on screen
                 from ..session.sam import SamAnswer
 
                 screen.sam.play_answer(SamAnswer(**run.phantom.sam_answer(ev.trial)))

@@ -52,6 +52,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fer-model", default="auto", metavar="FER.pt|auto|emert",
                    help="FER source: auto (the pretrained FER model for a real camera or video, EMERT's own "
                         "face head for the synthetic camera), emert, or a FER checkpoint")
+    p.add_argument("--session", action="store_true",
+                   help="a collection session: clips on the participant screen, SAM after each (default: a live run)")
+    p.add_argument("--stimuli", default="stimuli/placeholder",
+                   help="stimulus library folder for --session (default stimuli/placeholder; `emer-live stimuli "
+                        "placeholders --out stimuli/placeholder` makes one)")
+    p.add_argument("--trials", type=int, default=14, help="--session: number of trials (default 14)")
+    p.add_argument("--time-scale", type=float, default=1.0,
+                   help="--session: shrink every phase (clips play faster to fit), e.g. 0.25 for a quick demo")
+    p.add_argument("--participant-screen", type=int, default=None, metavar="N",
+                   help="--session: screen number for the participant window (default: a screen other than the "
+                        "console's; a plain window when there is only one)")
+    p.add_argument("--quit-when-done", action="store_true", help="close the app when the run or session ends")
     p.add_argument("--no-autostart", action="store_true", help="wait for Start even in demo mode")
     p.add_argument("--screenshot", default=None, metavar="FILE", help="save the window as an image before quitting")
     p.add_argument("--quit-after", type=float, default=None, metavar="SECONDS",
@@ -110,7 +122,9 @@ def run_gui(args) -> int:
                           checkpoint=args.checkpoint or str(default_checkpoint()), participant=args.participant,
                           out=args.out, size=size, fps=args.fps, rate=args.rate,
                           seed=args.seed, window_s=args.window, hop_s=args.hop, model_device=args.device,
-                          fer_model=args.fer_model,
+                          fer_model=args.fer_model, session=args.session, stimuli=args.stimuli,
+                          n_trials=args.trials, time_scale=args.time_scale,
+                          participant_screen=args.participant_screen,
                           demo=tracker == "synthetic")
     settings = QtCore.QSettings(args.settings, QtCore.QSettings.Format.IniFormat) if args.settings else None
     win = OperatorConsole(opts, autostart=opts.demo and not args.no_autostart, settings=settings)
@@ -118,6 +132,9 @@ def run_gui(args) -> int:
     result = {"rc": 0}
 
     def finish():
+        if result.get("finished"):
+            return
+        result["finished"] = True
         if args.screenshot:
             path = win.screenshot(args.screenshot)
             print(f"screenshot: {path}", flush=True)
@@ -126,6 +143,14 @@ def run_gui(args) -> int:
 
     if args.quit_after is not None:
         QtCore.QTimer.singleShot(int(args.quit_after * 1000), finish)
+    if args.quit_when_done:
+        def check_done():
+            if win.run is not None and not win.run.running:
+                QtCore.QTimer.singleShot(1500, finish)    # let the last screen be seen
+            else:
+                QtCore.QTimer.singleShot(250, check_done)
+
+        QtCore.QTimer.singleShot(250, check_done)
     app.exec()
     run = win.run
     if run is not None:

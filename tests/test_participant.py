@@ -1,0 +1,202 @@
+"""The participant side of the desktop app (offscreen, pytest-qt): SAM widget, the Qt presenter's
+presentation log, and a whole short session driven through the GUI objects."""
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("pytestqt")
+from PyQt6 import QtCore, QtGui  # noqa: E402
+
+from emer_live.ui.participant import ParticipantScreen, QtPresenter, choose_screen  # noqa: E402
+from emer_live.ui.sam_dialog import ROWS, SamWidget  # noqa: E402
+
+K = QtCore.Qt.Key
+EMER = [sys.executable, "-m", "emer_live.cli"]
+
+
+@pytest.fixture(scope="module")
+def clip_library(tmp_path_factory):
+    """28 real placeholder clips (H.264 + AAC), 2 s each at 25 fps, small frames."""
+    d = tmp_path_factory.mktemp("lib") / "lib"
+    p = subprocess.run(EMER + ["stimuli", "placeholders", "--out", str(d), "--duration", "2", "--size", "128x96",
+                               "--fps", "25"], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    return d
+
+
+def _answer_by_keys(qtbot, sam, keys):
+    for k in keys:
+        qtbot.keyClick(sam, k)
+
+
+def test_sam_keyboard_only_and_confirm_refused_until_complete(qtbot):
+    sam = SamWidget()
+    qtbot.addWidget(sam)
+    sam.resize(900, 700)
+    sam.show()
+    sam.reset(3)
+    got = []
+    sam.sigAnswered.connect(lambda a, rt: got.append((a, rt)))
+    assert all(v is None for v in sam.values.values()) and sam.emotion is None     # nothing pre-selected
+    assert not sam.confirm.isEnabled()
+    _answer_by_keys(qtbot, sam, [K.Key_7, K.Key_3])          # valence 7, arousal 3; dominance missing
+    qtbot.keyClick(sam, K.Key_Return)
+    assert not got and "dominance" in sam.hint.text() and "emotion" in sam.hint.text()
+    qtbot.keyClick(sam, K.Key_5)                             # dominance 5 -> on to the emotion row
+    assert not sam.confirm.isEnabled()
+    qtbot.keyClick(sam, K.Key_2)                             # 2 = sadness
+    assert sam.confirm.isEnabled()
+    qtbot.keyClick(sam, K.Key_Return)
+    assert len(got) == 1
+    ans, rt = got[0]
+    assert (ans.valence, ans.arousal, ans.dominance, ans.emotion) == (7, 3, 5, "sadness")
+    assert set(rt) == set(ROWS) | {"emotion"}
+    assert rt["valence"] <= rt["arousal"] <= rt["dominance"] <= rt["emotion"]
+
+
+def test_sam_up_down_and_mouse(qtbot):
+    sam = SamWidget()
+    qtbot.addWidget(sam)
+    sam.resize(900, 700)
+    sam.show()
+    sam.reset(1)
+    qtbot.keyClick(sam, K.Key_Down)
+    qtbot.keyClick(sam, K.Key_9)                             # arousal 9 (valence skipped)
+    assert sam.values["arousal"] == 9 and sam.values["valence"] is None
+    rows, _, emo = sam._layout()
+    pt = rows["valence"][2][1].center().toPoint()            # the 2nd point of the valence row
+    qtbot.mouseClick(sam, QtCore.Qt.MouseButton.LeftButton, pos=pt)
+    assert sam.values["valence"] == 2
+    qtbot.mouseClick(sam, QtCore.Qt.MouseButton.LeftButton, pos=emo[6].center().toPoint())
+    assert sam.emotion == "neutral"
+
+
+def test_sam_answers_land_in_sam_tsv_columns(qtbot, tmp_path):
+    from emer_live.session.sam import SamTable, read_sam
+
+    sam = SamWidget()
+    qtbot.addWidget(sam)
+    sam.resize(900, 700)
+    sam.show()
+    sam.reset(1)
+    got = []
+    sam.sigAnswered.connect(lambda a, rt: got.append(a))
+    _answer_by_keys(qtbot, sam, [K.Key_9, K.Key_1, K.Key_4, K.Key_6, K.Key_Return])   # anger
+    with SamTable(tmp_path / "sam.tsv") as table:
+        table.append(trial=1, stimulus_id="ang_01", category="anger", answer=got[0], answered_t_us=123)
+    row = read_sam(tmp_path / "sam.tsv", as_dataframe=True).iloc[0]
+    assert (row["sam_valence"], row["sam_arousal"], row["sam_dominance"], row["sam_emotion"]) == (9, 1, 4, "anger")
+    assert row["er7"] == "anger" and row["er3"] == "negative"
+    assert row["er_valence"] == pytest.approx(1.0) and row["er_arousal"] == pytest.approx(-1.0)
+
+
+def test_choose_screen_with_an_injected_screen_list(qtbot):
+    class FakeScreen:
+        def __init__(self, name):
+            self._name = name
+
+        def name(self):
+            return self._name
+
+        def geometry(self):
+            return QtCore.QRect(0, 0, 1920, 1080)
+
+    a, b = FakeScreen("operator"), FakeScreen("participant")
+    assert choose_screen(None, [a], operator=a) is None            # one screen: a plain window
+    assert choose_screen(None, [a, b], operator=a) is b
+    assert choose_screen(0, [a, b], operator=a) is a
+    from emer_live.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="no such screen"):
+        choose_screen(5, [a, b], operator=a)
+
+
+def test_presentation_log_at_1x_covers_every_frame(qtbot, clip_library):
+    """A 2 s, 25 fps clip played at 1x: every frame logged once, in order, and the presented
+    span matches the clip within 2 frames."""
+    from emer_live.clock import system_clock
+    from emer_live.session.controller import TrialSpec
+
+    screen = ParticipantScreen()
+    qtbot.addWidget(screen)
+    screen.place(None, size=(480, 320))
+    clock = system_clock()
+    pres = QtPresenter(screen, clock=lambda: clock)
+    spec = TrialSpec(trial=1, stimulus_id="hap_01", category="happiness", duration_s=2.0, fps=25.0,
+                     path=str(clip_library / "hap_01.mp4"))
+    log = []
+    pres.prepare(spec)
+    qtbot.wait(300)
+    pres.play(spec, lambda i, t: log.append((i, t)), onset_us=clock.now_us())
+    qtbot.waitUntil(lambda: pres.player.mediaStatus().name == "EndOfMedia", timeout=20_000)
+    pres.stop()
+    idx = [i for i, _ in log]
+    assert idx == list(range(50)), idx
+    ts = [t for _, t in log]
+    assert all(b >= a for a, b in zip(ts, ts[1:]))
+    measured = (ts[-1] - ts[0]) / 1e6 + 1 / 25.0
+    assert abs(measured - 2.0) <= 2 / 25.0 + 1e-9, measured
+    assert not pres.errors
+
+
+@pytest.mark.slow
+def test_gui_session_matches_the_headless_session(qtbot, tmp_path, clip_library):
+    """A whole 2-trial session through the console, the participant screen and its SAM (answered
+    with key presses), against the headless run of the same seed: the same files, trials, SAM
+    rows and event kinds."""
+    from emer_live.app import RunConfig
+    from emer_live.recording import SessionReader
+    from emer_live.session.runner import run_headless_session
+    from emer_live.ui.console import ConsoleOptions, OperatorConsole
+
+    common = dict(participant="P05", camera="none", rate=60.0, seed=5, n_trials=2, time_scale=0.2)
+    opts = ConsoleOptions(tracker="synthetic", checkpoint="", out=str(tmp_path / "gui"), session=True,
+                          stimuli=str(clip_library), demo=False, **{k: v for k, v in common.items()
+                                                                   if k != "participant"},
+                          participant="P05")
+    win = OperatorConsole(opts, autostart=True, settings=QtCore.QSettings(
+        str(tmp_path / "layout.ini"), QtCore.QSettings.Format.IniFormat))
+    qtbot.addWidget(win)
+    win.show()
+    answered = set()
+    keys = {1: [K.Key_8, K.Key_6, K.Key_5, K.Key_1], 2: [K.Key_2, K.Key_7, K.Key_3, K.Key_3]}
+
+    def drive():
+        scr = win.participant_screen
+        if scr is not None and scr.page == "sam" and scr.sam.trial not in answered:
+            t = scr.sam.trial
+            answered.add(t)
+            _answer_by_keys(qtbot, scr.sam, keys[t] + [K.Key_Return])
+        return win.run is not None and win.run.status is not None
+
+    qtbot.waitUntil(drive, timeout=120_000)
+    assert win.run.status == "complete", win.run.reason
+    gui = win.run.session_dir
+    assert win.presenter.frames_shown > 0 and not win.presenter.errors
+    head = run_headless_session(RunConfig(kind="session", tracker="synthetic", stimuli=str(clip_library),
+                                          out_root=str(tmp_path / "head"), **common))
+    g, h = SessionReader(gui), SessionReader(head)
+    files = lambda d: sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file())  # noqa: E731
+    assert files(gui) == files(head)
+    assert [(t["trial"], t["stimulus_id"], t["status"]) for t in g.meta["trials"]] == \
+        [(t["trial"], t["stimulus_id"], t["status"]) for t in h.meta["trials"]]
+    gs, hs = g.sam(), h.sam()
+    assert list(gs.columns) == list(hs.columns)
+    assert list(gs["stimulus_id"]) == list(hs["stimulus_id"]) and len(gs) == 2
+    assert (gs.iloc[0]["sam_valence"], gs.iloc[0]["sam_emotion"]) == (8, "happiness")
+    assert (gs.iloc[1]["sam_valence"], gs.iloc[1]["sam_emotion"]) == (2, "fear")
+    kinds = lambda d: set(l.split("\t")[1] for l in (d / "events.tsv").read_text().splitlines()[1:])  # noqa: E731,E741
+    assert kinds(gui) - {"gap", "camera_stall"} == kinds(head) - {"gap", "camera_stall"}
+    ev = [json.loads(l.split("\t")[3]) for l in (gui / "events.tsv").read_text().splitlines()[1:]  # noqa: E741
+          if l.split("\t")[1] == "sam_answered"]
+    assert all(set(e["response_ms"]) == {"valence", "arousal", "dominance", "emotion"} for e in ev)
+    # the clips were really played: frames logged for both trials
+    for t in g.meta["trials"]:
+        folder = next((gui / "trials").glob(f"{t['trial']:02d}_*"))
+        assert len((folder / "stimulus_frames.tsv").read_text().splitlines()) > 10
+    win.close()
