@@ -7,7 +7,7 @@ Prints p50/p95/max of both and their ratio; the goal (issue 12) is live p95 < 50
 
     python benchmarks/bench_gui.py [--seconds 20] [--size 1280x720] [--fps 30]
 
-Runs offscreen unless QT_QPA_PLATFORM says otherwise (xvfb-run works too).
+Runs on the display when there is one (xvfb-run works), else offscreen.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) and sys.platform.startswith("linux"):
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")     # no display: render offscreen
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402

@@ -10,4 +10,9 @@ trap 'rm -rf "$tmp"' EXIT
 run() { xvfb-run -a -s "-screen 0 1920x1080x24" env -u QT_QPA_PLATFORM "$PY" "$@"; }
 # the operator console in demo mode, 25 s after start (a fresh layout, a throwaway recording)
 run main.py --screenshot docs/img/console.png --quit-after 25 --out "$tmp/rec" --settings "$tmp/layout.ini"
-echo "screenshots: docs/img/console.png"
+
+# a demo session: the participant screen in each phase and the console during the session
+lib="$tmp/stimuli"
+"$PY" -m emer_live.cli stimuli placeholders --out "$lib" --duration 6 >/dev/null
+run scripts/session_screenshots.py "$lib" docs/img
+echo "screenshots: docs/img/participant-*.png docs/img/console-session.png"

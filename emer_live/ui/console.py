@@ -395,6 +395,7 @@ class OperatorConsole(QtWidgets.QMainWindow):
         holder["run"] = run
         self.participant_screen.place(screen)
         self.docks["participant"].setVisible(True)
+        self.docks["participant"].raise_()
         return run
 
     def _on_sam_answered(self, answer, response_ms: dict) -> None:

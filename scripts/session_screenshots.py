@@ -1,0 +1,64 @@
+"""Screenshots of a demo collection session for docs/running-a-session.md: the participant
+screen in each phase (fixation, stimulus, SAM while the synthetic participant answers) and the
+operator console during the session. Run by scripts/screenshots.sh under Xvfb; never edit the
+images by hand.
+
+    python scripts/session_screenshots.py STIMULI_DIR OUT_DIR
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def main(argv) -> int:
+    stimuli, out = Path(argv[0]), Path(argv[1])
+    out.mkdir(parents=True, exist_ok=True)
+    from PyQt6 import QtCore, QtWidgets
+
+    from emer_live.ui.console import ConsoleOptions, OperatorConsole
+
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
+    tmp = Path(tempfile.mkdtemp(prefix="shots_"))
+    opts = ConsoleOptions(session=True, stimuli=str(stimuli), n_trials=2, time_scale=0.5, demo=True,
+                          participant="P01", out=str(tmp / "rec"))
+    win = OperatorConsole(opts, autostart=True,
+                          settings=QtCore.QSettings(str(tmp / "layout.ini"), QtCore.QSettings.Format.IniFormat))
+    win.resize(1600, 980)
+    win.show()
+    taken = {}
+
+    def shoot():
+        scr = win.participant_screen
+        run = win.run
+        if scr is None or run is None:
+            return
+        page = scr.page
+        if page == "fixation" and run.controller is not None and run.controller.trial is not None \
+                and "fixation" not in taken:
+            taken["fixation"] = scr.grab().save(str(out / "participant-fixation.png"))
+        elif page == "stimulus" and win.presenter.frames_shown > 20 and "stimulus" not in taken:
+            taken["stimulus"] = scr.grab().save(str(out / "participant-stimulus.png"))
+            taken["console"] = win.grab().save(str(out / "console-session.png"))
+        elif page == "sam" and scr.sam.values["dominance"] is not None and "sam" not in taken:
+            taken["sam"] = scr.grab().save(str(out / "participant-sam.png"))
+        if len(taken) == 4 or not run.running:
+            win.close()
+            app.quit()
+
+    timer = QtCore.QTimer()
+    timer.timeout.connect(shoot)
+    timer.start(50)
+    QtCore.QTimer.singleShot(180_000, app.quit)
+    app.exec()
+    for name in sorted(taken):
+        print(f"screenshot {name}: {'ok' if taken[name] else 'FAILED'}")
+    return 0 if len(taken) == 4 and all(taken.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
