@@ -207,3 +207,18 @@ def test_no_private_reach_ins_between_modules():
             if "isinstance(self.presenter, SimulatedPresenter)" in code:
                 hits.append(f"{rel}:{i}: presenter special case")
     assert not hits, "\n".join(hits)
+
+
+def test_skip_trial_ends_it_without_sam_and_the_session_goes_on(tmp_path):
+    from emer_live.recording import SessionReader
+
+    run = Run(_fast_session_cfg(tmp_path, n_trials=3))
+    run.subscribe(lambda ev: run.controller.skip_trial("test") if isinstance(ev, PhaseChanged)
+                  and ev.phase == "stimulus" and ev.trial == 2 else None)
+    drive(run, signals=False)
+    assert run.status == "complete"
+    r = SessionReader(run.session_dir)
+    assert [t["status"] for t in r.meta["trials"]] == ["complete", "skipped", "complete"]
+    assert list(r.sam()["trial"]) == [1, 3]
+    kinds = [line.split("\t")[1] for line in (run.session_dir / "events.tsv").read_text().splitlines()[1:]]
+    assert kinds.count("trial_skipped") == 1 and kinds.count("stimulus_offset") == 3

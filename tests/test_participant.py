@@ -200,3 +200,25 @@ def test_gui_session_matches_the_headless_session(qtbot, tmp_path, clip_library)
         folder = next((gui / "trials").glob(f"{t['trial']:02d}_*"))
         assert len((folder / "stimulus_frames.tsv").read_text().splitlines()) > 10
     win.close()
+
+
+def test_setup_panel_checks_pseudonym_library_and_shows_the_plan(qtbot, tmp_path, clip_library):
+    from emer_live.ui.console import ConsoleOptions
+    from emer_live.ui.setup_panel import SessionSetupPanel
+
+    seen = []
+    opts = ConsoleOptions(session=True, stimuli=str(clip_library), n_trials=4, participant="P03", checkpoint="")
+    panel = SessionSetupPanel(opts, options_changed=seen.append, screen_info=lambda: "screen X")
+    qtbot.addWidget(panel)
+    assert panel.ok and panel.plan.rowCount() == 4
+    assert "stimuli OK" in panel.check_list.item(0).text()
+    panel.participant.setText("Jane Doe")
+    panel.participant.editingFinished.emit()
+    assert not panel.ok
+    assert "'Jane Doe'" in panel.participant_msg.text()
+    assert seen and seen[-1].participant == "Jane Doe"
+    panel.participant.setText("P03")
+    panel.stimuli.setText(str(tmp_path / "nope"))
+    panel.stimuli.editingFinished.emit()
+    assert not panel.ok and "no such folder" in panel.check_list.item(0).text()
+    assert panel.screen_label.text() == "screen X"

@@ -416,7 +416,8 @@ class Run:
             # the engine learns when clips play: whole-trial predictions, trial tags on windows
             if phase.value == "stimulus":
                 eng.schedule_trial(tr.spec.trial, tr.t_onset_us, ctrl.phase_end_us)
-            elif phase.value in ("sam", "aborted", "paused") and tr.t_onset_us is not None:
+            elif (phase.value in ("sam", "aborted", "paused") or tr.status == "skipped") \
+                    and tr.t_onset_us is not None:
                 end = tr.t_offset_us if tr.t_offset_us is not None else self.clock.now_us()
                 eng.end_trial(tr.spec.trial, end)
         self._emit(PhaseChanged(t_us=self._now(), phase=phase.value, trial=trial))

@@ -292,6 +292,39 @@ class SessionController:
             self._save_trials()
             self._set_phase(Phase.ABORTED, None, now)
 
+    def skip_trial(self, reason: str = "operator") -> bool:
+        """End the running trial now without a SAM answer (status ``skipped``): a clip that
+        cannot be shown, a participant who needs a moment. The session goes on with the rest.
+        Returns False when no trial is running."""
+        with self._lock:
+            tr = self.trial
+            if self.finished or tr is None or tr.status != "running":
+                return False
+            now = self.clock.now_us()
+            phase = self._paused_from if self.phase is Phase.PAUSED else self.phase
+            if phase is Phase.STIMULUS and self.phase is not Phase.PAUSED:
+                self.presenter.poll(now)
+                self.presenter.stop()
+            if tr.t_onset_us is not None and tr.t_offset_us is None:
+                tr.t_offset_us = now
+                self._close_stim_log()
+                if self.phantom is not None:
+                    self.phantom.end_trial(now)
+                self._event("stimulus_offset", t_us=now, stimulus_id=tr.spec.stimulus_id,
+                            frames=tr.frames_presented)
+            self._paused_from = self._paused_left = None
+            self.rec.begin_between(f"rest_{tr.spec.trial:02d}", t_us=now)
+            self._event("trial_skipped", t_us=now, reason=reason, phase=phase.value)
+            tr.status, tr.t_end_us = "skipped", now
+            self._save_trials()
+            self.presenter.show_blank()
+            if self.current == len(self.trials) - 1:
+                self._finish(now)
+            else:
+                self._event("rest_start", t_us=now)
+                self._set_phase(Phase.REST, self.timing.us(self.timing.rest_s), now)
+            return True
+
     def submit_sam(self, answer: SamAnswer, *, response_ms: Optional[dict] = None) -> None:
         """The participant's SAM answer for the current trial; ``response_ms`` (per row, from
         the SAM being shown) goes into the ``sam_answered`` event."""

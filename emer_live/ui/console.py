@@ -187,6 +187,11 @@ class OperatorConsole(QtWidgets.QMainWindow):
         self.mirror.setStyleSheet("background: #111; color: #888")
         self.participant_screen = None
         self.presenter = None
+        self._warned: set = set()        # problems already shown in a dialog this run
+        from .setup_panel import SessionSetupPanel
+
+        self.setup = SessionSetupPanel(options, options_changed=self._setup_changed,
+                                       screen_info=self._participant_screen_info)
         self.docks: Dict[str, QtWidgets.QDockWidget] = {}
         A = QtCore.Qt.DockWidgetArea
         for key, title, widget, area in (
@@ -196,7 +201,8 @@ class OperatorConsole(QtWidgets.QMainWindow):
                 ("health", "Device health", self.health, A.BottomDockWidgetArea),
                 ("events", "Event log", self.event_log, A.BottomDockWidgetArea),
                 ("trials", "Trials", self.trials, A.BottomDockWidgetArea),
-                ("participant", "Participant screen (mirror)", self.mirror, A.RightDockWidgetArea)):
+                ("participant", "Participant screen (mirror)", self.mirror, A.RightDockWidgetArea),
+                ("setup", "Session setup", self.setup, A.LeftDockWidgetArea)):
             dock = QtWidgets.QDockWidget(title, self)
             dock.setObjectName(f"dock_{key}")         # saveState needs names
             dock.setWidget(widget)
@@ -211,6 +217,7 @@ class OperatorConsole(QtWidgets.QMainWindow):
         self.docks["events"].raise_()
         self.docks["circumplex"].raise_()
         self.docks["participant"].setVisible(options.session)
+        self.docks["setup"].setVisible(options.session)
         self._size_docks()
         self._default_state = self.saveState()
         self._build_actions()
@@ -266,6 +273,8 @@ class OperatorConsole(QtWidgets.QMainWindow):
         self.act_pause.triggered.connect(self.pause_session)
         self.act_resume = QtGui.QAction(style.standardIcon(SP.SP_MediaSeekForward), "Res&ume session", self)
         self.act_resume.triggered.connect(self.resume_session)
+        self.act_skip = QtGui.QAction(style.standardIcon(SP.SP_MediaSkipForward), "S&kip trial", self)
+        self.act_skip.triggered.connect(self.skip_trial)
         self.act_devices = QtGui.QAction("&Devices and model...", self)
         self.act_devices.triggered.connect(self.choose_devices)
         self.act_checkpoint = QtGui.QAction("Choose &checkpoint...", self)
@@ -285,6 +294,7 @@ class OperatorConsole(QtWidgets.QMainWindow):
         m.addAction(self.act_stop)
         m.addAction(self.act_pause)
         m.addAction(self.act_resume)
+        m.addAction(self.act_skip)
         m.addAction(self.act_devices)
         m = mb.addMenu("&View")
         for dock in self.docks.values():
@@ -297,6 +307,7 @@ class OperatorConsole(QtWidgets.QMainWindow):
         tb.addAction(self.act_stop)
         tb.addAction(self.act_pause)
         tb.addAction(self.act_resume)
+        tb.addAction(self.act_skip)
         tb.addSeparator()
         tb.addAction(self.act_devices)
         self.devices_label = QtWidgets.QLabel("")
@@ -328,10 +339,11 @@ class OperatorConsole(QtWidgets.QMainWindow):
         session = self.options.session
         self.act_start.setText("&Start session" if session else "&Start recording")
         self.act_stop.setText("&Abort session" if session else "S&top")
-        self.act_pause.setVisible(session)
-        self.act_resume.setVisible(session)
-        self.act_pause.setEnabled(running and session)
-        self.act_resume.setEnabled(running and session)
+        for act in (self.act_pause, self.act_resume, self.act_skip):
+            act.setVisible(session)
+            act.setEnabled(running and session)
+        if hasattr(self, "setup"):
+            self.setup.set_enabled(not running)
         self.act_start.setEnabled(not running)
         self.act_stop.setEnabled(running)
         self.act_devices.setEnabled(not running)
@@ -362,6 +374,7 @@ class OperatorConsole(QtWidgets.QMainWindow):
             return None
         for panel in (self.emotion, self.circumplex):
             panel.clear()
+        self._warned.clear()
         self.event_log.clear()
         self.event_log.attach(run)
         run.subscribe(self.on_event)
@@ -397,6 +410,31 @@ class OperatorConsole(QtWidgets.QMainWindow):
         self.docks["participant"].setVisible(True)
         self.docks["participant"].raise_()
         return run
+
+    def _setup_changed(self, opts) -> None:
+        self.options = replace(self.options, participant=opts.participant, stimuli=opts.stimuli,
+                               n_trials=opts.n_trials, seed=opts.seed)
+        self._apply_options()
+
+    def _participant_screen_info(self) -> str:
+        from .participant import choose_screen
+
+        try:
+            screen = choose_screen(self.options.participant_screen, operator=self.screen())
+        except EmerError as exc:
+            return str(exc)
+        if screen is None:
+            s = self.screen()
+            g = s.geometry()
+            return (f"one display only ({s.name()} {g.width()}x{g.height()}): the participant window opens "
+                    "beside the console, not full screen")
+        g, mm = screen.geometry(), screen.physicalSize()
+        return (f"{screen.name()}: {g.width()}x{g.height()} px at ({g.x()}, {g.y()}), "
+                f"{mm.width():.0f}x{mm.height():.0f} mm, full screen")
+
+    def skip_trial(self) -> None:
+        if self.run is not None and self.run.controller is not None:
+            self.run.controller.skip_trial("operator")
 
     def _on_sam_answered(self, answer, response_ms: dict) -> None:
         run = self.run
@@ -443,8 +481,13 @@ class OperatorConsole(QtWidgets.QMainWindow):
         self.last_error = text
         self.event_log.log(f"ERROR: {text}")
         if QtWidgets.QApplication.platformName() in ("offscreen", "minimal"):
-            return            # no one to click a modal dialog away; the log and status show it
-        QtWidgets.QMessageBox.critical(self, title, text)
+            return            # no one to see it; the log and the status bar show it
+        # not modal: the run goes on (the GUI timer keeps polling) while the operator reads
+        box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Icon.Critical, title, text,
+                                    QtWidgets.QMessageBox.StandardButton.Ok, self)
+        box.setModal(False)
+        box.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.show()
 
     # ------------------------------------------------------------------ events and redraw
     def on_event(self, ev) -> None:
@@ -457,6 +500,11 @@ class OperatorConsole(QtWidgets.QMainWindow):
             self.circumplex.add(p)
         elif isinstance(ev, DeviceFailed):
             self.statusBar().showMessage(f"device {ev.device} failed: {ev.error} - the run {ev.action}", 15000)
+            what = {"stopped": "The recording stopped; what was recorded is kept.",
+                    "aborted": "The session was aborted; the trials done so far are kept complete.",
+                    "continues": "Recognition goes on with the devices that are left."}[ev.action]
+            self._error_dialog("Device failed", f"Device {ev.device} failed: {type(ev.error).__name__}: {ev.error}\n\n"
+                               f"{what}\nCheck its cable and power (docs/hardware.md), then start a new run.")
         elif isinstance(ev, RunError):
             self.statusBar().showMessage(f"error: {ev}", 15000)
         elif isinstance(ev, RunFinished):
@@ -529,6 +577,11 @@ class OperatorConsole(QtWidgets.QMainWindow):
             if self.docks["trials"].isVisible():
                 self.trials.refresh(run)
         problems = self.health.problems
+        low_disk = [p for p in problems if "LOW DISK" in p]
+        if low_disk and "disk" not in self._warned:
+            self._warned.add("disk")
+            self._error_dialog("Disk nearly full", low_disk[0] + f"\n\nFree space on the disk of {run.session_dir} "
+                               "now; when it is full the recording stops and keeps what was written.")
         self.warning_banner.setVisible(bool(problems))
         if problems:
             self.warning_banner.setText("WARNING: " + "; ".join(problems))
