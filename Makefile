@@ -20,8 +20,12 @@ $(STAMP): pyproject.toml requirements-pins.txt scripts/system-deps.sh scripts/fe
 
 setup: $(STAMP)
 
+# Placeholder clips for demo sessions (`python main.py --session`); labs put their own library elsewhere.
+stimuli/placeholder/manifest.toml: | $(STAMP)
+	$(VENV)/bin/emer-live stimuli placeholders --out stimuli/placeholder
+
 # The desktop app when a display is present, else the headless demo (main.py says why in one line).
-demo: $(STAMP)
+demo: $(STAMP) stimuli/placeholder/manifest.toml
 	$(VPY) main.py
 
 test: $(STAMP)
