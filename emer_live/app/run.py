@@ -440,7 +440,16 @@ class Run:
             from ..features.face import FacePipeline
             from ..features.windows import FaceSampler
 
-            faces = FaceSampler(FacePipeline(checkpoint_face_config(self.model)))
+            if self.fer_model_path is not None:
+                # a real camera with the pretrained FER model: real faces need the landmark
+                # pipeline (pose, confidence, robust detection); an EMERT trained on synthetic
+                # faces is out of its depth there whichever crops it gets
+                from ..features.face import FaceConfig
+
+                face_config = FaceConfig()
+            else:
+                face_config = checkpoint_face_config(self.model)
+            faces = FaceSampler(FacePipeline(face_config))
         builder = WindowBuilder(source, spec=spec, use_face=camera is not None, grid_origin_us=origin,
                                 face_sampler=faces)
         log = PredictionLog(rec.path / "predictions.tsv") if rec is not None else None

@@ -350,6 +350,7 @@ class CameraPanel(QtWidgets.QWidget):
         self.face_found_fraction = float("nan")
         self.has_box = False
         self.n_crops = 0
+        self.head_pose = ""
 
     def refresh(self, run) -> None:
         import cv2
@@ -386,8 +387,13 @@ class CameraPanel(QtWidgets.QWidget):
             self.crops.setPixmap(QtGui.QPixmap.fromImage(_qimage(strip)).scaledToWidth(
                 max(self.crops.width() - 4, 200), QtCore.Qt.TransformationMode.SmoothTransformation))
             self.face_found_fraction = float(found.mean())
+            pose = ""
+            if res is not None and res.found and math.isfinite(getattr(res, "yaw_deg", float("nan"))):
+                pose = (f"; head yaw {res.yaw_deg:+.0f} pitch {res.pitch_deg:+.0f} roll {res.roll_deg:+.0f} deg, "
+                        f"landmark confidence {res.landmark_conf:.2f}")
+            self.head_pose = pose
             self.info.setText(f"face found in {100 * self.face_found_fraction:.0f} % of the window's frames; "
-                              f"frame {self.last_frame_index}, {w}x{h}")
+                              f"frame {self.last_frame_index}, {w}x{h}{pose}")
 
 
 def stream_rate(stream, now_us: int, span_s: float = 3.0) -> float:
