@@ -74,6 +74,9 @@ class Window:
     quality: Dict[str, float] = field(default_factory=dict)
     trial: int = -1
     timing_ms: Dict[str, float] = field(default_factory=dict)   # assemble (reading data) / features
+    # grid sample times of the face frames (sliding windows on the shared sampler): frames with
+    # the same time are the same crop in every window, so per-frame model work can be reused
+    face_times: Optional[Tuple[int, ...]] = None
 
     @property
     def modalities(self) -> Tuple[bool, bool, bool]:
@@ -325,7 +328,6 @@ class WindowBuilder:
         cfg = self.eye_config
         ctx = int(cfg.context_ms * 1000)
         start = time.perf_counter()
-        read0 = self.faces.read_s if self.faces is not None else 0.0
         gaze = self.source.gaze(t0 - ctx, t1)
         gaze_s = time.perf_counter() - start
         steps = self.spec.steps
@@ -346,16 +348,20 @@ class WindowBuilder:
         face = np.zeros((n_face, 3, FACE_SIZE, FACE_SIZE), np.float32)
         face_mask = np.zeros(n_face, bool)
         n_frames = 0
+        read_s = 0.0             # reading frames during this call only (a trial's prefetched crops are not)
+        face_times = None
         if self.use_face:
             whole = t_start_us is not None
             times = self.face_sample_times(t0, t1, whole_trial=whole)
             # a whole-trial window gets its own pipeline state so it does not depend on history
             sampler = face_sampler if face_sampler is not None else (self.trial_sampler() if whole else self.faces)
             lookback = self.face_lookback_us(t1 - t0)
+            read0 = sampler.read_s
             crops, found, n_frames = sampler.crops(self.source, times, lookback_us=lookback)
+            read_s = sampler.read_s - read0
             face_mask[:len(found)] = found
-            if sampler is not self.faces:
-                self.faces.read_s += sampler.read_s
+            if sampler is self.faces and not whole and len(times) == n_face:
+                face_times = tuple(int(t) for t in times)
             from .face import to_tensor_layout
 
             # the model's face contract: RGB in [0, 1], (n, 3, H, W); EMERT normalises it itself
@@ -365,9 +371,11 @@ class WindowBuilder:
                    "n_gaze": n_gaze, "n_frames": n_frames, "blinks": blinks,
                    "fixation_fraction": float(fix_mask.mean())}
         total = time.perf_counter() - start
-        assemble = gaze_s + ((self.faces.read_s - read0) if self.faces is not None else 0.0)
+        # both measured inside this call, so features (the rest of it) is never negative
+        assemble = min(gaze_s + read_s, total)
         return Window(t0, t1, face, face_mask, eye, eye_mask, np.asarray(fix, np.float32), fix_mask.astype(bool),
-                      quality, trial, {"assemble": assemble * 1e3, "features": (total - assemble) * 1e3})
+                      quality, trial, {"assemble": assemble * 1e3, "features": (total - assemble) * 1e3},
+                      face_times=face_times)
 
 
 def _fresh_pipeline(pipeline):

@@ -167,10 +167,7 @@ class LiveRun:
     def _report(self) -> int:
         if self.engine is None:
             return 1
-        s = self.engine.summary()
-        lat = s["latency_ms"]
-        print(f"summary: {s['predictions']} predictions, {s['dropped']} dropped, {s['errors']} errors; latency ms "
-              + "; ".join(f"{k} p50 {v['p50']:.0f} p95 {v['p95']:.0f} max {v['max']:.0f}" for k, v in lat.items()))
+        print(self.engine.summary_line())
         if self.speed is None and self._fast_span_s:
             print(f"real-time factor: {self._fast_span_s / self._wall_s:.2f}x "
                   f"({self._fast_span_s:.1f} s of recording analysed in {self._wall_s:.1f} s)")
