@@ -176,11 +176,13 @@ class Stream:
 
     def _take(self, first_seq: int, last_seq: int, fields: Optional[Sequence[str]]) -> np.ndarray:
         idx = self._ordered_indices(first_seq, last_seq)
-        src = self._buf if fields is None else self._buf[list(fields)]
-        out = src[idx]  # fancy indexing copies
-        if fields is not None:
-            out = np.ascontiguousarray(out)  # drop the padding of a multi-field view
-            out = out.astype(np.dtype([(f, self.dtype[f]) for f in fields]))
+        if fields is None:
+            return self._buf[idx]  # fancy indexing copies
+        # field by field: indexing a multi-field view would copy whole records (a camera ring's
+        # images) only to drop them again
+        out = np.empty(len(idx), np.dtype([(f, self.dtype[f]) for f in fields]))
+        for f in fields:
+            out[f] = self._buf[f][idx]
         return out
 
     def latest(self, n: int, *, fields: Optional[Sequence[str]] = None) -> np.ndarray:

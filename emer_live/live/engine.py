@@ -375,10 +375,12 @@ class LiveEngine:
             due = min(due, t["offset"])
         return due + self.grace_us
 
-    def step(self, now: Optional[int] = None, *, sync: bool = False) -> List[Prediction]:
+    def step(self, now: Optional[int] = None, *, sync: bool = False, defer: Optional[list] = None) -> List[Prediction]:
         """Do everything due at ``now``: face frames of passed grid times, whole-trial frames and
         windows, and the next sliding window if its end (+ grace) has passed. With ``sync`` the
-        windows are scored here and returned; otherwise they go to the model worker's queue."""
+        windows are scored here and returned; otherwise they go to the model worker's queue.
+        With ``sync`` and a ``defer`` list, the built windows are appended to it instead, for the
+        caller to :meth:`score` several at once (a fast replay's batches)."""
         if not hasattr(self, "_t_end"):
             self._init_schedule()
         b, hop, grace = self.builder, self.spec.hop_us, self.grace_us
@@ -403,7 +405,7 @@ class LiveEngine:
             busy = bool(self._trials)
         if busy:
             for item in self._service_trials(now):
-                out += self._dispatch(item, sync)
+                out += self._dispatch(item, sync, defer)
         while self._t_end + grace <= now:
             try:
                 item = self.build(self._t_end, trial=self._trial_of(self._t_end))
@@ -412,7 +414,7 @@ class LiveEngine:
                 item = None
             self._t_end += hop
             if item is not None:
-                out += self._dispatch((item[0], item[1], "window"), sync)
+                out += self._dispatch((item[0], item[1], "window"), sync, defer)
             if not sync:
                 break
         return out
@@ -428,7 +430,10 @@ class LiveEngine:
                 return int(trial)
         return -1
 
-    def _dispatch(self, item, sync: bool) -> List[Prediction]:
+    def _dispatch(self, item, sync: bool, defer: Optional[list] = None) -> List[Prediction]:
+        if sync and defer is not None:
+            defer.append(item)
+            return []
         if sync:
             return self.score([item])
         with self._cv:

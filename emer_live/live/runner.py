@@ -59,7 +59,7 @@ class LiveRun:
             self.rec = record_device_set(self.ds, Path(a.record), meta={
                 "participant": participant, "session_id": Path(a.record).name, "kind": "live", "seed": a.seed})
 
-    def _engine(self, origin: int) -> LiveEngine:
+    def _engine(self, origin: int, source=None) -> LiveEngine:
         ds = self.ds
         rect = None
         if ds.replay is not None:
@@ -69,9 +69,10 @@ class LiveRun:
         from ..devices.replay import ReplayCamera
 
         recompress = self.rec is not None and not isinstance(ds.camera, ReplayCamera)
-        source = StreamSource(ds.tracker.stream if ds.tracker else None, ds.camera.stream if ds.camera else None,
-                              jpeg_quality=self.rec.jpeg_quality if recompress else None,
-                              stimulus_rect=rect)
+        if source is None:
+            source = StreamSource(ds.tracker.stream if ds.tracker else None, ds.camera.stream if ds.camera else None,
+                                  jpeg_quality=self.rec.jpeg_quality if recompress else None,
+                                  stimulus_rect=rect)
         builder = WindowBuilder(source, spec=self.spec, use_face=ds.camera is not None, grid_origin_us=origin)
         log = PredictionLog(self.rec.path / "predictions.tsv") if self.rec is not None else None
         eng = LiveEngine(builder=builder, model=self.model, clock=ds.clock, t_origin_us=origin, log=log)
@@ -140,17 +141,41 @@ class LiveRun:
         origin = int(live_meta.get("t_origin_us", src.t_start_us))
         if self.rec is not None:
             self.rec.start(thread=False)
-        eng = self._engine(origin)
+        # nothing records the replay: windows read the recording directly (only grid frames decoded,
+        # ahead of use) and are scored a few at a time (issue 16)
+        from .fast_replay import fast_batch_size, fast_replay_source
+
+        direct = None if self.rec is not None else fast_replay_source(
+            self.ds, origin_us=origin, window_us=self.spec.window_us, n_face=self.spec.n_face)
+        eng = self._engine(origin, source=direct)
         self.engine = eng
         eng._init_schedule()
+        batch = fast_batch_size(eng)
         t_stop = src.t_end_us if self.args.duration is None else min(src.t_end_us, origin + int(self.args.duration * 1e6))
-        while eng._t_end <= t_stop + 1 and not self.stop_event.is_set():
-            due = eng.next_due_us()
-            src.advance_to(due)
-            if self.rec is not None:
-                self.rec.drain()
-            if eng.step(due, sync=True):
-                self._fast_span_s = (eng._t_end - eng.spec.hop_us - origin) / 1e6
+        pending: list = []
+
+        def score() -> None:
+            preds = eng.score(pending) if pending else []
+            pending.clear()
+            if preds:
+                self._fast_span_s = max(self._fast_span_s, (max(p.t_end_us for p in preds) - origin) / 1e6)
+
+        try:
+            while eng._t_end <= t_stop + 1 and not self.stop_event.is_set():
+                due = eng.next_due_us()
+                if direct is None:
+                    src.advance_to(due)
+                else:
+                    src.clock.advance_to(due)     # the devices' streams are not read
+                if self.rec is not None:
+                    self.rec.drain()
+                eng.step(due, sync=True, defer=pending)
+                if len(pending) >= batch:
+                    score()
+            score()
+        finally:
+            if direct is not None:
+                direct.close()
 
     def _teardown(self, status: str) -> None:
         if self.ds is not None:

@@ -442,8 +442,10 @@ class LoadedModel:
             if threshold is None:
                 fused, face_only, rows = self.model(*tensors, modality_mask=mask, face_features=ff), None, None
             else:
-                fused, face_only, rows = self.model.forward_fused_and_face_only(*tensors, modality_mask=mask,
-                                                                                face_features=ff)
+                # with given features (the live engine) both passes run as one batch: per-call
+                # overhead dominates once the ResNet is cached
+                fused, face_only, rows = self.model.forward_fused_and_face_only(
+                    *tensors, modality_mask=mask, face_features=ff, one_pass=ff is not None)
             result = self._numpy(fused)
             part = None if face_only is None else self._numpy(face_only)
         result["er_face_fallback"] = np.zeros(n, bool)

@@ -189,7 +189,7 @@ class EMERT(nn.Module):
 
     def forward_fused_and_face_only(self, face: Tensor, eye: Tensor, fixation: Tensor, *,
                                     modality_mask: Optional[Tensor] = None,
-                                    face_features: Optional[Tensor] = None
+                                    face_features: Optional[Tensor] = None, one_pass: bool = False
                                     ) -> Tuple[Dict[str, Tensor], Optional[Dict[str, Tensor]], np.ndarray]:
         """The face fallback's two passes (:mod:`emer_live.model.fallback`), the face encoder run once:
         the fused outputs of every sample, and the outputs with the face alone of the samples that
@@ -197,14 +197,23 @@ class EMERT(nn.Module):
 
         Returns ``(fused, face_only, rows)``: ``rows`` (numpy int) index the batch rows that
         ``face_only`` holds (``face_only`` is None when there are none). ``face_features``: as
-        :meth:`forward` takes it (the face encoder is then not run at all).
+        :meth:`forward` takes it (the face encoder is then not run at all). ``one_pass``: run both
+        as one batch through the masked path (half the per-call overhead at batch 1, the live
+        case; equal to the two calls up to float rounding).
         """
         b = face.shape[0]
         feats = self.encode_face(face, modality_mask) if face_features is None else face_features
-        fused = self(face, eye, fixation, modality_mask=modality_mask, face_features=feats)
         full = (modality_mask if modality_mask is not None
                 else torch.ones(b, len(MODALITIES), dtype=torch.bool, device=face.device))
         rows = np.flatnonzero(eligible_rows(full.cpu().numpy()))
+        if one_pass and len(rows):
+            idx = torch.as_tensor(rows, device=face.device)
+            face_mask = full.index_select(0, idx).clone()
+            face_mask[:, 1:] = False
+            both = self(torch.cat([face, face[idx]]), torch.cat([eye, eye[idx]]), torch.cat([fixation, fixation[idx]]),
+                        modality_mask=torch.cat([full, face_mask]), face_features=torch.cat([feats, feats[idx]]))
+            return {k: v[:b] for k, v in both.items()}, {k: v[b:] for k, v in both.items()}, rows
+        fused = self(face, eye, fixation, modality_mask=modality_mask, face_features=feats)
         if not len(rows):
             return fused, None, rows
         idx = torch.as_tensor(rows, device=face.device)
