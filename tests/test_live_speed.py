@@ -72,11 +72,12 @@ def test_face_cache_equals_full_forward_over_60s(source60, random_checkpoint, tm
     cached, full = _engine(source60, m), _engine(source60, m, face_cache=False)
     assert cached.face_cache is not None and full.face_cache is None
     ends = list(range(T0 + 8_000_000, T0 + 60_000_001, 1_000_000))
-    diffs, fired = [], 0
+    ref, diffs, fired = {}, [], 0
     for t in ends:
         a, b = cached.process(t), full.process(t)
         assert a.modalities == b.modalities == {"face": True, "eye": True, "fixation": True}
-        diffs.append(np.max(np.abs(_outputs(a) - _outputs(b))))
+        ref[t] = _outputs(b)
+        diffs.append(np.max(np.abs(_outputs(a) - ref[t])))
         fired += a.er_from_face
     assert len(ends) == 53
     assert max(diffs) <= 1e-5, max(diffs)
@@ -85,6 +86,20 @@ def test_face_cache_equals_full_forward_over_60s(source60, random_checkpoint, tm
     assert cached.face_cache.hits == 53 * 8 - 60
     if fallback:
         assert fired > 0
+
+    # the live scheduler's path: each grid frame encoded when its crop is made, windows queued
+    # for the model worker (scored here in the worker's place)
+    live = _engine(source60, m)
+    live.init_schedule() if hasattr(live, "init_schedule") else live._init_schedule()
+    got = {}
+    while len(got) < len(ends):
+        live.step(live.next_due_us())
+        while live._pending:
+            for p in live.score([live._pending.popleft()]):
+                got[p.t_end_us] = _outputs(p)
+    assert sorted(got) == ends
+    assert max(np.max(np.abs(got[t] - ref[t])) for t in ends) <= 1e-5
+    assert live.face_cache.hits == 53 * 8            # every window found all its frames encoded
 
 
 def test_no_negative_latency_windows_and_trials(random_checkpoint, tmp_path):

@@ -279,10 +279,12 @@ class WindowBuilder:
         w = self.spec.window_us if window_us is None else window_us
         return max(int(w / self.spec.n_face), 200_000)
 
-    def prefetch_face(self, ts: int) -> None:
-        """Compute the crop of grid time ``ts`` now (live: while its frame is still in the ring)."""
+    def prefetch_face(self, ts: int) -> Optional[np.ndarray]:
+        """Compute the crop of grid time ``ts`` now (live: while its frame is still in the ring);
+        returns it (None: no face, or no face modality)."""
         if self.use_face:
-            self.faces.crop_at(self.source, int(ts), lookback_us=self.face_lookback_us())
+            return self.faces.crop_at(self.source, int(ts), lookback_us=self.face_lookback_us())
+        return None
 
     @property
     def face_step_us(self) -> int:

@@ -252,6 +252,22 @@ class LiveEngine:
             self._cache_owner = self.builder.faces
         return c.window_features(face, [w.face_times for w in ws], present=mask[:, 0])
 
+    def _encode_ahead(self, ts: int, crop: Optional[np.ndarray]) -> None:
+        """Live: put grid frame ``ts`` through the face encoder as soon as its crop exists (half a
+        face step before the first window holding it is due), so that window's model stage runs
+        only the part of EMERT that depends on the whole window. The frame is the window's face
+        input at that slot exactly (:meth:`WindowBuilder.build`: RGB / 255, zeros without a face)."""
+        c = self.face_cache
+        if c is None or self.builder.faces is not self._cache_owner:
+            return
+        from ..features.face import to_tensor_layout
+        from ..features.windows import FACE_SIZE
+
+        frame = (np.zeros((3, FACE_SIZE, FACE_SIZE), np.float32) if crop is None
+                 else to_tensor_layout(crop, normalization="none")[0])
+        with self._model_lock:
+            c.add(int(ts), frame)
+
     def process(self, t_end_us: int, *, t_start_us: Optional[int] = None, trial: int = -1,
                 kind: str = "window") -> Prediction:
         """Build and score one window now, in the caller's thread."""
@@ -397,7 +413,9 @@ class LiveEngine:
         while self._next_face is not None and self._next_face + grace <= now:
             if self._next_face >= self._t_end - self.spec.window_us - step:
                 try:
-                    b.prefetch_face(self._next_face)
+                    crop = b.prefetch_face(self._next_face)
+                    if not sync:
+                        self._encode_ahead(self._next_face, crop)
                 except Exception as exc:
                     self.errors.append(f"face {self._next_face}: {exc}")
             self._next_face += step

@@ -63,6 +63,10 @@ class FaceFeatureCache:
     def clear(self) -> None:
         self._feats.clear()
 
+    def forget(self, key: Hashable) -> None:
+        """Drop one frame's features (benchmarks: time a hop's one new frame again)."""
+        self._feats.pop(key, None)
+
     def encode(self, frames: Tensor) -> Tensor:
         """Run the face encoder on ``(N, 3, H, W)`` frames (on the device) -> ``(N, 512)`` float32."""
         if not len(frames):
@@ -76,6 +80,15 @@ class FaceFeatureCache:
             out = self.net.encode_frames(x)
         self.encoded += len(frames)
         return out.float()
+
+    def add(self, key: Hashable, frame: np.ndarray) -> None:
+        """Encode one frame ``(3, H, W)`` now and keep it under ``key`` (the live engine does this
+        when a grid frame's crop is made, so the window that first holds it finds it ready)."""
+        if key in self._feats:
+            return
+        self._feats[key] = self.encode(torch.from_numpy(np.ascontiguousarray(frame[None], dtype=np.float32)))[0]
+        while len(self._feats) > self.max_frames:
+            self._feats.popitem(last=False)
 
     def window_features(self, face: np.ndarray, keys: Sequence[Optional[Sequence[Hashable]]],
                         present: Optional[np.ndarray] = None) -> Tensor:
