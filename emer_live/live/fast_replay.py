@@ -23,7 +23,7 @@ from ..features.windows import RecordingSource
 __all__ = ["ReplayWindowSource", "fast_replay_source", "grid_frame_times", "fast_batch_size"]
 
 #: Windows scored together by a fast replay (measured in benchmarks/bench_live.py; see docs/performance.md).
-CPU_BATCH = 1
+CPU_BATCH = 8
 CUDA_BATCH = 32
 
 
