@@ -137,3 +137,27 @@ def test_no_negative_latency_windows_and_trials(random_checkpoint, tmp_path):
         stages = sum(p.latency_ms[k] for k in ("assemble", "features", "queue", "model"))
         assert stages <= p.latency_ms["total"] + 1e-6, p.latency_ms
     assert eng.summary()["slowest_stage"] in ("assemble", "features", "queue", "model")
+
+
+def test_cache_rows_without_face_or_keys(random_checkpoint):
+    """Rows without a face get zeros and frames without keys are encoded but not kept - as
+    EMERT.encode_face gives them; a repeated key within one batch is encoded once."""
+    from emer_live.model import load_checkpoint
+    from emer_live.model.frame_cache import FaceFeatureCache
+
+    torch.set_num_threads(2)
+    m = load_checkpoint(random_checkpoint, device="cpu")
+    c = FaceFeatureCache(m)
+    face = np.random.default_rng(0).random((3, 8, 3, 112, 112), dtype=np.float32)
+    face[2] = face[0]
+    keys = [list(range(8)), None, list(range(8))]
+    present = np.array([True, True, False])
+    out = c.window_features(face, keys, present=present)
+    mask = torch.tensor([[True, True, True], [True, True, True], [False, True, True]])
+    with torch.inference_mode():
+        ref = m.model.encode_face(torch.from_numpy(face), mask)
+    assert float((out - ref).abs().max()) <= 1e-5
+    assert float(out[2].abs().max()) == 0.0
+    assert c.encoded == 16 and len(c) == 8 and c.hits == 0
+    out2 = c.window_features(face[:1], keys[:1])       # all 8 frames cached now
+    assert c.encoded == 16 and c.hits == 8 and float((out2[0] - ref[0]).abs().max()) <= 1e-5

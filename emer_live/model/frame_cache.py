@@ -105,9 +105,10 @@ class FaceFeatureCache:
         """
         b, f = face.shape[:2]
         present = np.ones(b, bool) if present is None else np.asarray(present, bool)
-        out = torch.zeros(b, f, ResNet18.out_dim, dtype=torch.float32, device=self.device)
+        zero = torch.zeros(ResNet18.out_dim, dtype=torch.float32, device=self.device)
+        flat: List[Optional[Tensor]] = [zero] * (b * f)    # row-major (window, frame) slots
         todo: List[np.ndarray] = []                 # frames to encode now
-        slots: List[List[tuple]] = []               # for each: the (row, frame) places it fills
+        slots: List[List[int]] = []                 # for each: the flat slots it fills
         new_keys: List[Optional[Hashable]] = []
         pending = {}
         for i in range(b):
@@ -118,23 +119,24 @@ class FaceFeatureCache:
                 k = None if ks is None else ks[j]
                 if k is not None and k in self._feats:
                     self._feats.move_to_end(k)
-                    out[i, j] = self._feats[k]
+                    flat[i * f + j] = self._feats[k]
                     self.hits += 1
                 elif k is not None and k in pending:
-                    slots[pending[k]].append((i, j))
+                    slots[pending[k]].append(i * f + j)
                 else:
                     if k is not None:
                         pending[k] = len(todo)
                     todo.append(face[i, j])
-                    slots.append([(i, j)])
+                    slots.append([i * f + j])
                     new_keys.append(k)
         if todo:
             feats = self.encode(torch.from_numpy(np.ascontiguousarray(np.stack(todo), dtype=np.float32)))
             for n, places in enumerate(slots):
-                for i, j in places:
-                    out[i, j] = feats[n]
+                for s in places:
+                    flat[s] = feats[n]
                 if new_keys[n] is not None:
                     self._feats[new_keys[n]] = feats[n].clone()
             while len(self._feats) > self.max_frames:
                 self._feats.popitem(last=False)
-        return out
+        # one gather on the device instead of a copy per slot
+        return torch.stack(flat).view(b, f, ResNet18.out_dim)
