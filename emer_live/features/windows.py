@@ -16,6 +16,7 @@ JPEG encoding the recorder uses (``jpeg_quality``), so the face pipeline sees th
 from __future__ import annotations
 
 import abc
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -205,6 +206,9 @@ class FaceSampler:
         self._max = max_cache
         self.frames_processed = 0
         self.read_s = 0.0            # time spent fetching/decoding frames (the "assemble" stage)
+        # a fast replay computes crops ahead in a second thread (live.fast_replay); the pipeline
+        # is stateful, so one crop is made at a time
+        self._lock = threading.RLock()
 
     def has(self, ts: int) -> bool:
         return int(ts) in self._cache
@@ -227,8 +231,14 @@ class FaceSampler:
                 found[i] = True
         return out, found, int(len(times))
 
-    def crop_at(self, source: WindowSource, ts: int, *, lookback_us: int, times=None) -> Optional[np.ndarray]:
-        """The crop for sample time ``ts`` (computed now if not cached)."""
+    def crop_at(self, source: WindowSource, ts: int, *, lookback_us: int, times=None,
+                count_read: bool = True) -> Optional[np.ndarray]:
+        """The crop for sample time ``ts`` (computed now if not cached). ``count_read=False``: a
+        helper thread working ahead; its reading is no window's "assemble" time."""
+        with self._lock:
+            return self._crop_at(source, ts, lookback_us, times, count_read)
+
+    def _crop_at(self, source: WindowSource, ts: int, lookback_us: int, times, count_read: bool) -> Optional[np.ndarray]:
         if ts in self._cache:
             return self._cache[ts]
         t0 = time.perf_counter()
@@ -238,7 +248,8 @@ class FaceSampler:
         frame = None
         if j >= 0 and times[j] >= ts - lookback_us:
             frame = source.frame_at(int(times[j]))
-        self.read_s += time.perf_counter() - t0
+        if count_read:
+            self.read_s += time.perf_counter() - t0
         crop = None
         if frame is not None:
             res = self.pipeline.process(frame, int(times[j]))

@@ -145,11 +145,12 @@ class LiveRun:
         # ahead of use) and are scored a few at a time (issue 16)
         from .fast_replay import fast_batch_size, fast_replay_source
 
-        direct = None if self.rec is not None else fast_replay_source(
-            self.ds, origin_us=origin, window_us=self.spec.window_us, n_face=self.spec.n_face)
+        direct = None if self.rec is not None else fast_replay_source(self.ds)
         eng = self._engine(origin, source=direct)
         self.engine = eng
         eng._init_schedule()
+        if direct is not None:
+            direct.start_faces(eng.builder)
         batch = fast_batch_size(eng)
         t_stop = src.t_end_us if self.args.duration is None else min(src.t_end_us, origin + int(self.args.duration * 1e6))
         pending: list = []
