@@ -18,8 +18,9 @@ $(STAMP): pyproject.toml requirements-pins.txt scripts/system-deps.sh
 
 setup: $(STAMP)
 
+# The desktop app when a display is present, else the headless demo (main.py says why in one line).
 demo: $(STAMP)
-	$(VENV)/bin/emer-live demo
+	$(VPY) main.py
 
 test: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(VPY) -m pytest -q -p no:cacheprovider --timeout=600 $(PYTEST_ARGS)

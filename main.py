@@ -1,8 +1,10 @@
-"""`python main.py` starts emer_live (the desktop app when a display is present; see --help)."""
+"""`python main.py` starts the emer_live desktop app (the operator console; demo mode with a
+synthetic participant when no hardware is present). Without a display it runs the headless demo
+and says why. `python main.py --help` lists the options."""
 
 import sys
 
-from emer_live.cli import main
+from emer_live.ui.main import main
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:] or ["demo"]))
+    sys.exit(main(sys.argv[1:]))

@@ -27,6 +27,9 @@ def render() -> str:
         for n in nested:
             for sname, sp in n.choices.items():
                 out += [f"### emer-live {name} {sname}", "", "```", sp.format_help().rstrip(), "```", ""]
+    from .ui.main import build_parser as app_parser
+
+    out += ["## python main.py (the desktop app)", "", "```", app_parser().format_help().rstrip(), "```", ""]
     return "\n".join(out)
 
 

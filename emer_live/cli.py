@@ -43,6 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def report_error(exc: EmerError) -> int:
+    """Print a user-facing error as one line; returns its exit code."""
+    print(f"emer-live: error: {exc}", file=sys.stderr)
+    return exc.exit_code
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -52,8 +58,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         return int(args.func(args) or 0)
     except EmerError as exc:
-        print(f"emer-live: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return report_error(exc)
     except KeyboardInterrupt:
         print("emer-live: interrupted", file=sys.stderr)
         return 130

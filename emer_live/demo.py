@@ -41,7 +41,8 @@ def _tracker_spec() -> str:
 
 
 def cmd_demo(args) -> int:
-    from .live.commands import cmd_live, default_checkpoint
+    from .app import RunConfig, default_checkpoint
+    from .live.commands import run_live
     from .recording.commands import cmd_info
 
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
@@ -50,11 +51,9 @@ def cmd_demo(args) -> int:
     tracker = _tracker_spec()
     ckpt = args.checkpoint or str(default_checkpoint())
     print(f"emer-live demo: tracker {tracker}, camera synthetic, checkpoint {ckpt}; recording to {out}")
-    live_args = argparse.Namespace(tracker=tracker, camera="synthetic", checkpoint=ckpt, window=8.0, hop=1.0,
-                                   duration=args.duration, speed="1", headless=True, out=None, record=str(out),
-                                   rate=250.0, fps=30.0, size="1280x720", seed=args.seed, participant="P00",
-                                   device="auto", quiet=False)
-    rc = cmd_live(live_args)
+    cfg = RunConfig(kind="live", tracker=tracker, camera="synthetic", checkpoint=ckpt, duration_s=args.duration,
+                    out=str(out), seed=args.seed, participant="P00")
+    rc = run_live(cfg)
     print()
     cmd_info(argparse.Namespace(session=str(out), json=False))
     return rc

@@ -179,7 +179,7 @@ class Stream:
         if fields is None:
             return self._buf[idx]  # fancy indexing copies
         # field by field: indexing a multi-field view would copy whole records (a camera ring's
-        # images) only to drop them again
+        # images) only to drop them
         out = np.empty(len(idx), np.dtype([(f, self.dtype[f]) for f in fields]))
         for f in fields:
             out[f] = self._buf[f][idx]

@@ -13,7 +13,7 @@ import pytest
 from emer_live import cli
 from emer_live.errors import ConfigError
 from emer_live.features.eye import EYE_FEATURE_NAMES
-from emer_live.session.labels import ER7_CLASSES
+from emer_live.labels import ER7_CLASSES
 from emer_live.training.emer_dataset import (is_emer_root, load_emer_samples, map_eye_table, read_emer_split,
                                              read_layout, openpyxl_available)
 from emer_live.training.dataset import SampleSpec, load_samples

@@ -1,6 +1,5 @@
 """The live engine end to end (issue 7): predictions, replay equality, a tracker that dies."""
 
-import argparse
 import json
 import subprocess
 import sys
@@ -67,27 +66,28 @@ def test_replay_max_speed_gives_same_predictions(live_run, random_checkpoint):
 
 
 def test_tracker_dies_engine_goes_on_face_only(tmp_path, random_checkpoint):
-    from emer_live.live.runner import LiveRun
+    """The live run's failure policy: a tracker that disappears mid-run leaves the camera, and
+    recognition carries on with the face alone."""
+    from emer_live.app import PredictionMade, Run, RunConfig, drive
     from emer_live.model import load_checkpoint
 
-    args = argparse.Namespace(tracker="synthetic", camera="synthetic", checkpoint=str(random_checkpoint), window=3.0,
-                              hop=1.0, duration=11.0, speed="1", headless=True, out=None, record=None, rate=120.0,
-                              fps=15.0, size="320x240", seed=0, participant="P00", device="cpu", quiet=True)
-    run = LiveRun(args=args, model=load_checkpoint(random_checkpoint, device="cpu"), speed=1.0, out_path=None)
+    cfg = RunConfig(kind="live", checkpoint=str(random_checkpoint), window_s=3.0, hop_s=1.0, duration_s=11.0,
+                    rate=120.0, fps=15.0, size=(320, 240), model_device="cpu")
+    run = Run(cfg, model=load_checkpoint(random_checkpoint, device="cpu"))
     got = []
+    run.subscribe(lambda ev: got.append(ev.prediction) if isinstance(ev, PredictionMade) else None)
 
     def killer():
-        while run.engine is None:
+        while not run.running:
             time.sleep(0.05)
-        run.engine.callbacks.append(got.append)
         time.sleep(5.0)
-        run.ds.tracker.stop()     # the tracker disappears mid-run
+        run.devices.tracker.stop()     # the tracker disappears mid-run
 
     th = threading.Thread(target=killer)
     th.start()
-    rc = run.run()
+    drive(run, signals=False)
     th.join()
-    assert rc == 0
+    assert run.status == "complete" and not run.engine.errors
     assert len(got) >= 6
     early = [p for p in got if p.t_end_us - run.engine.t_origin_us <= 5_000_000]
     late = [p for p in got if p.t_start_us - run.engine.t_origin_us >= 5_500_000]
@@ -104,9 +104,10 @@ def test_session_with_live_model_predicts_each_trial(tmp_path, random_checkpoint
     from emer_live.features.commands import build_session_windows
     from emer_live.model import load_checkpoint
     from emer_live.recording import SessionReader
-    from emer_live.session.runner import HeadlessSessionConfig, run_headless_session
+    from emer_live.app import RunConfig
+    from emer_live.session.runner import run_headless_session
 
-    cfg = HeadlessSessionConfig(participant="P07", out_root=str(tmp_path), size=(320, 240), fps=15, rate=120,
+    cfg = RunConfig(kind="session", participant="P07", out_root=str(tmp_path), size=(320, 240), fps=15, rate=120,
                                 n_trials=3, time_scale=0.1, seed=4, fast=True, checkpoint=str(random_checkpoint))
     out = run_headless_session(cfg)
     r = SessionReader(out)
@@ -149,7 +150,8 @@ def test_session_reference_checkpoint_live_equals_offline(tmp_path):
     from emer_live.model.checkpoint import identity_norm_stats, save_checkpoint
     from emer_live.model.config import EMERTConfig
     from emer_live.model.emert import EMERT
-    from emer_live.session.runner import HeadlessSessionConfig, run_headless_session
+    from emer_live.app import RunConfig
+    from emer_live.session.runner import run_headless_session
     from emer_live.training.dataset import SampleSpec, modality_mask, normalize_samples, session_samples
 
     torch.manual_seed(1)
@@ -159,8 +161,8 @@ def test_session_reference_checkpoint_live_equals_offline(tmp_path):
     ns["eye"]["mean"] = [0.1] * 39        # the global statistics still apply after the reference
     ns["reference"] = dict(SESSION_REFERENCE)
     save_checkpoint(ckpt, EMERT(cfg).eval(), norm_stats=ns, provenance={"data": "random init (tests)"})
-    out = run_headless_session(HeadlessSessionConfig(
-        participant="P08", out_root=str(tmp_path), size=(320, 240), fps=15, rate=120, n_trials=2,
+    out = run_headless_session(RunConfig(
+        kind="session",        participant="P08", out_root=str(tmp_path), size=(320, 240), fps=15, rate=120, n_trials=2,
         time_scale=0.3, seed=2, fast=True, checkpoint=str(ckpt)))
     preds = pd.read_csv(out / "predictions.tsv", sep="\t")
     win = preds[preds["kind"] == "window"]

@@ -10,7 +10,7 @@ import pytest
 
 from emer_live.cli import main
 from emer_live.errors import ConfigError
-from emer_live.session.labels import ER7_CLASSES
+from emer_live.labels import ER7_CLASSES
 from emer_live.session.plan import (
     TrialPlan, category_sequence, default_participant_index, make_plan, position_groups,
 )

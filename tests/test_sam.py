@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from emer_live.errors import ConfigError, SessionExistsError, SessionFormatError
-from emer_live.session.labels import (
+from emer_live.labels import (
     ER3_CLASSES, ER7_CLASSES, VA_ANCHORS, er3_probs_from_er7, sam_to_unit, to_er3, va_from_probs,
 )
 from emer_live.session.sam import SAM_COLUMNS, SamAnswer, SamTable, escape_note, read_sam, \

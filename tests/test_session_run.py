@@ -9,7 +9,8 @@ import pytest
 from emer_live.cli import main
 from emer_live.errors import ConfigError
 from emer_live.recording import SessionReader
-from emer_live.session.runner import HeadlessSessionConfig, run_headless_session
+from emer_live.app import RunConfig
+from emer_live.session.runner import run_headless_session
 
 CATS = ("happiness", "sadness", "fear", "surprise", "disgust", "anger", "neutral")
 
@@ -17,7 +18,7 @@ CATS = ("happiness", "sadness", "fear", "surprise", "disgust", "anger", "neutral
 @pytest.fixture(scope="module")
 def session14(tmp_path_factory):
     root = tmp_path_factory.mktemp("sess")
-    cfg = HeadlessSessionConfig(participant="P01", out_root=str(root), camera="synthetic", size=(320, 240),
+    cfg = RunConfig(kind="session", participant="P01", out_root=str(root), camera="synthetic", size=(320, 240),
                                 fps=10, rate=120, n_trials=14, time_scale=0.02, seed=3)
     return run_headless_session(cfg)
 
@@ -58,7 +59,7 @@ def test_headless_14_trials(session14):
 
 
 def test_abort_mid_trial_keeps_everything(tmp_path):
-    cfg = HeadlessSessionConfig(participant="P02", out_root=str(tmp_path), camera="none", rate=60,
+    cfg = RunConfig(kind="session", participant="P02", out_root=str(tmp_path), camera="none", rate=60,
                                 n_trials=6, time_scale=0.02, seed=1)
     out = run_headless_session(cfg, abort_after_trials=2)
     r = SessionReader(out)
@@ -74,7 +75,7 @@ def test_abort_mid_trial_keeps_everything(tmp_path):
 
 def test_abort_by_stop_event(tmp_path):
     stop = threading.Event()
-    cfg = HeadlessSessionConfig(participant="P03", out_root=str(tmp_path), camera="none", rate=60,
+    cfg = RunConfig(kind="session", participant="P03", out_root=str(tmp_path), camera="none", rate=60,
                                 n_trials=4, time_scale=0.02, seed=2)
     timer = threading.Timer(1.5, stop.set)
     timer.start()

@@ -14,7 +14,7 @@ import pytest
 
 from emer_live.cli import main
 from emer_live.errors import StimulusError
-from emer_live.session.labels import ER7_CLASSES, VA_ANCHORS
+from emer_live.labels import ER7_CLASSES, VA_ANCHORS
 from emer_live.session.stimuli import (
     MANIFEST_NAME, Clip, ManifestError, check_library, emer_design_clips, load_manifest,
     probe_video, write_manifest,

@@ -16,7 +16,7 @@ import pytest
 
 from emer_live import cli
 from emer_live.errors import ConfigError
-from emer_live.session.labels import ER7_CLASSES, VA_ANCHORS
+from emer_live.labels import ER7_CLASSES, VA_ANCHORS
 from emer_live.training.dataset import (SampleSpec, fit_norm_stats, load_samples, participant_folds,
                                         read_fer_annotations, session_samples, split_validation)
 

@@ -389,6 +389,21 @@ class CameraDevice(Device):
                       missing=max(int(round((t_us - self._last_t) / 1e6 * self.nominal_fps)) - 1, 0),
                       reason="camera_stall")
 
+    def measure_grab_rate(self, frames: int) -> Optional[float]:
+        """Grab ``frames`` frames from the opened camera (no capture thread) and return the
+        measured frames per second, or None when fewer than two could be grabbed."""
+        cap = self._cap
+        if cap is None or self.running:
+            raise RuntimeError("measure_grab_rate() needs an opened camera that is not capturing")
+        stamps = []
+        for _ in range(frames):
+            if not cap.grab():
+                break
+            stamps.append(time.monotonic())
+        if len(stamps) < 2 or stamps[-1] <= stamps[0]:
+            return None
+        return (len(stamps) - 1) / (stamps[-1] - stamps[0])
+
     def _close(self) -> None:
         if self._grab_alive:            # stop() timed out on a hung grab(): the thread releases it
             return
@@ -453,17 +468,11 @@ def probe_cameras(indices: Sequence[int] = range(4), *, frames: int = 8,
             out.append({"index": int(i), "ok": False, "reason": str(exc)})
             continue
         try:
-            cap = dev._cap
-            stamps = []
-            for _ in range(max(frames, 2)):
-                if not cap.grab():
-                    break
-                stamps.append(time.monotonic())
-            fps = (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) >= 2 and stamps[-1] > stamps[0] else None
+            fps = dev.measure_grab_rate(max(frames, 2))
             out.append({"index": int(i), "ok": True, "backend": dev.backend, "width": dev.width,
                         "height": dev.height, "fps_reported": dev.reported_fps,
                         "fps_measured": None if fps is None else round(fps, 1),
                         "fourcc": dev.reported_fourcc or None})
         finally:
-            dev._close()
+            dev.stop()
     return out

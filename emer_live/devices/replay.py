@@ -67,6 +67,11 @@ class ReplaySource:
         self.devices: List["_ReplayDevice"] = []
 
     @property
+    def gaze_records(self):
+        """The recording's gaze table (structured array), or None when it has none."""
+        return self._gaze
+
+    @property
     def duration_s(self) -> float:
         return (self.t_end_us - self.t_start_us) / 1e6
 
@@ -144,7 +149,7 @@ class ReplayTracker(_ReplayDevice):
         self.stream = Stream("gaze", GAZE_DTYPE, max(int(rate * self.capacity_s), 16), nominal_rate_hz=rate)
 
     def _push(self, t_us: int) -> int:
-        g = self.source._gaze
+        g = self.source.gaze_records
         end = int(np.searchsorted(g["t_us"], t_us, side="right"))
         n = end - self._pos
         if n > 0:

@@ -113,7 +113,7 @@ class SyntheticTracker(Device):
             k_end = -(-((now - t0 + 1) * rate - rate // 2) // 1_000_000)
             n = k_end - k
             if n > 0:
-                if len(pre) >= n and ph._commit(int(pre["t_us"][n - 1]), pre_epoch):
+                if len(pre) >= n and ph.commit(int(pre["t_us"][n - 1]), pre_epoch):
                     self.stream.extend(pre[:n])
                     pre = pre[n:]
                 else:  # nothing usable ahead (or the phantom's state changed): compute now
@@ -127,7 +127,7 @@ class SyntheticTracker(Device):
                     # compute the next ~60 ms in one call: far fewer calls than wake-ups keeps the
                     # thread cheap; delivered only if the phantom's state has not changed by then
                     k_from = k + len(pre)
-                    more, epoch = ph._peek_gaze(_nominal_times(t0, k_from, k + ahead, 1_000_000, rate))
+                    more, epoch = ph.peek_gaze(_nominal_times(t0, k_from, k + ahead, 1_000_000, rate))
                     first_ok = len(more) > 0 and more["t_us"][0] == t0 + (k_from * 1_000_000 + rate // 2) // rate
                     if first_ok and (len(pre) == 0 or epoch == pre_epoch):
                         pre = np.concatenate([pre, more]) if len(pre) else more

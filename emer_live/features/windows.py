@@ -205,6 +205,7 @@ class FaceSampler:
         self._cache: "OrderedDict[int, Optional[np.ndarray]]" = OrderedDict()
         self._max = max_cache
         self.frames_processed = 0
+        self.last_result = None      # the pipeline's FaceResult for the newest frame it processed
         self.read_s = 0.0            # time spent fetching/decoding frames (the "assemble" stage)
         # a fast replay computes crops ahead in a second thread (live.fast_replay); the pipeline
         # is stateful, so one crop is made at a time
@@ -254,6 +255,7 @@ class FaceSampler:
         if frame is not None:
             res = self.pipeline.process(frame, int(times[j]))
             self.frames_processed += 1
+            self.last_result = res     # for displays (face box); replaced, never mutated
             crop = res.crop_rgb if res.found else None
         self._cache[ts] = crop
         while len(self._cache) > self._max:

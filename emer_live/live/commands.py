@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import sys
-from pathlib import Path
 
 from ..devices.factory import CAMERA_HELP, TRACKER_HELP
 
@@ -24,7 +22,8 @@ def register(sub) -> None:
     p.add_argument("--hop", type=float, default=1.0, help="hop between windows in seconds (default 1; >= 0.25)")
     p.add_argument("--duration", type=float, default=None, help="seconds to run (default: until Ctrl-C / end of replay)")
     p.add_argument("--speed", default="1", help="replay speed factor or 'max' (replay devices only)")
-    p.add_argument("--headless", action="store_true", help="no GUI: print predictions (the only mode until the GUI lands)")
+    p.add_argument("--headless", action="store_true",
+                   help="print predictions in the terminal (the desktop app with live plots is `python main.py`)")
     p.add_argument("--out", default=None, help="also write every prediction as one JSON line to this file")
     p.add_argument("--record", default=None, metavar="SESSION_DIR",
                    help="record the session while analysing (predictions go to its predictions.tsv)")
@@ -38,31 +37,54 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_live)
 
 
-def default_checkpoint() -> Path:
-    return Path(__file__).resolve().parents[2] / "models" / "emert_demo_synthetic.pt"
+def live_config(args):
+    """The :class:`~emer_live.app.RunConfig` of ``emer-live live`` options (validated)."""
+    from ..app import RunConfig, default_checkpoint, parse_speed
+    from ..devices.factory import parse_size
+
+    return RunConfig(kind="live", participant=args.participant, tracker=args.tracker, camera=args.camera,
+                     rate=args.rate, fps=args.fps, size=parse_size(args.size), seed=args.seed,
+                     speed=parse_speed(args.speed), duration_s=args.duration, out=args.record,
+                     checkpoint=args.checkpoint or str(default_checkpoint()), model_device=args.device,
+                     window_s=args.window, hop_s=args.hop, predictions_jsonl=args.out)
+
+
+def run_live(cfg, *, quiet: bool = False) -> int:
+    """Drive a live run from the terminal: one line per prediction, a summary at the end."""
+    from ..app import PredictionMade, Run, RunNote, drive
+
+    run = Run(cfg)
+
+    def show(ev):
+        if isinstance(ev, RunNote):
+            print(f"note: {ev.text}", file=sys.stderr)
+        elif isinstance(ev, PredictionMade) and not quiet:
+            print(ev.prediction.compact(t0_us=run.t_origin_us), flush=True)
+
+    run.subscribe(show)
+    drive(run)
+    return report_live(run)
+
+
+def report_live(run) -> int:
+    from ..app import signal_exit_code
+
+    s = run.summary()
+    eng = s.get("engine")
+    if eng is None:
+        return 1
+    print(run.engine.summary_line())
+    if "real_time_factor" in s:
+        print(f"real-time factor: {s['real_time_factor']:.2f}x "
+              f"({s['analysed_s']:.1f} s of recording analysed in {s['wall_s']:.1f} s)")
+    for e in run.engine.errors[:5]:
+        print(f"engine error: {e}", file=sys.stderr)
+    for name, err in s["failed_devices"].items():
+        print(f"device {name} failed: {err} (the live run carried on with the rest)", file=sys.stderr)
+    if run.engine.errors or run.status not in ("complete", "aborted"):
+        return 1
+    return signal_exit_code(run)
 
 
 def cmd_live(args) -> int:
-    from ..errors import ConfigError, SessionExistsError
-    from ..recording.commands import parse_speed
-
-    if args.hop < 0.25:
-        raise ConfigError(f"--hop {args.hop}: must be at least 0.25 s")
-    if args.duration is not None and args.duration <= 0:
-        raise ConfigError("--duration must be > 0 seconds")
-    speed = parse_speed(args.speed)
-    ckpt = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
-    if not ckpt.is_file():
-        raise ConfigError(f"checkpoint {ckpt} not found; pass --checkpoint PATH (see models/README.md)")
-    out_path = Path(args.out) if args.out else None
-    if out_path is not None and out_path.exists():
-        raise SessionExistsError(f"--out {out_path} exists; refusing to overwrite - choose a new file")
-    if args.record and Path(args.record).exists() and any(Path(args.record).iterdir()):
-        raise SessionExistsError(f"--record {args.record} already holds files; choose a new folder")
-    from ..model import load_checkpoint
-
-    model = load_checkpoint(ckpt, device=args.device)
-    from .runner import LiveRun
-
-    run = LiveRun(args=args, model=model, speed=speed, out_path=out_path)
-    return run.run()
+    return run_live(live_config(args), quiet=args.quiet)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+import traceback
 from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Deque, Dict, List, Optional, Tuple
@@ -26,10 +27,10 @@ import numpy as np
 from ..errors import ConfigError
 from ..features.session_reference import REFERENCE_WINDOW_S, SessionReference, apply_reference, reference_kind
 from ..features.windows import Window, WindowBuilder, WindowSpec
-from ..session.labels import er3_probs_from_er7, va_from_probs
+from ..labels import er3_probs_from_er7, va_from_probs
 from .prediction import Prediction, PredictionLog, emotion_gap
 
-__all__ = ["LiveEngine", "EngineStats", "window_to_prediction"]
+__all__ = ["LiveEngine", "EngineStats", "EngineError", "window_to_prediction"]
 
 
 @dataclass
@@ -38,6 +39,24 @@ class EngineStats:
     dropped: int = 0
     batches: int = 0
     late_windows: int = 0          # windows assembled more than one hop after their end time
+
+
+@dataclass(frozen=True)
+class EngineError:
+    """An error in the scheduler, the model worker or a callback: the exception object itself
+    (with its traceback), where it happened, and when on the session clock."""
+
+    where: str
+    error: BaseException
+    t_us: int
+
+    @property
+    def traceback(self) -> str:
+        e = self.error
+        return "".join(traceback.format_exception(type(e), e, e.__traceback__))
+
+    def __str__(self) -> str:
+        return f"{self.where}: {type(self.error).__name__}: {self.error}"
 
 
 def _head(out: Dict[str, np.ndarray], name: str, i: int):
@@ -144,7 +163,10 @@ class LiveEngine:
 
             self.face_cache = FaceFeatureCache(model)
         self._cache_owner = builder.faces     # keys (grid times) name crops of this sampler only
-        self.errors: List[str] = []
+        self.errors: List[EngineError] = []
+        self.latest_window: Optional[Window] = None    # newest sliding window scored (displays)
+        #: called with each :class:`EngineError` on the thread it happened in
+        self.error_callbacks: List[Callable[[EngineError], None]] = []
         self.reference_kind = reference_kind(getattr(model, "norm_stats", None))
         if self.reference_kind == "baseline":
             raise ConfigError(f"{getattr(model, 'path', 'the checkpoint')}: trained with --eye-reference baseline, "
@@ -165,6 +187,15 @@ class LiveEngine:
         if isinstance(trained_w, (int, float)) and abs(float(trained_w) - self.spec.window_s) > 1e-6:
             self.notes.append(f"the checkpoint was trained on {float(trained_w):g} s windows, the engine builds "
                               f"{self.spec.window_s:g} s windows (--window): its outputs may be less reliable")
+
+    def _record_error(self, where: str, exc: BaseException) -> None:
+        err = EngineError(where=where, error=exc, t_us=int(self.clock.now_us()))
+        self.errors.append(err)
+        for fn in list(self.error_callbacks):
+            try:
+                fn(err)
+            except Exception:   # an error handler that fails must not kill the worker
+                traceback.print_exc()
 
     # ------------------------------------------------------------------ synchronous path
     def build(self, t_end_us: int, *, t_start_us: Optional[int] = None, trial: int = -1, face_sampler=None):
@@ -215,9 +246,25 @@ class LiveEngine:
             fix[~mask[:, 2]] = 0.0
         return eye, fix, mask
 
+    def latest_faces(self):
+        """For displays: ``(face_result, crops, found)`` - the face pipeline's result for the
+        newest frame it processed (box, eyes; None before the first) and the newest sliding
+        window's face crops as ``(n, 112, 112, 3)`` uint8 RGB with their found mask (None before
+        the first window). Reads references only; safe from any thread."""
+        faces = self.builder.faces
+        res = getattr(faces, "last_result", None) if faces is not None else None
+        w = self.latest_window
+        if w is None:
+            return res, None, None
+        crops = (np.clip(w.face.transpose(0, 2, 3, 1), 0, 1) * 255).astype(np.uint8)
+        return res, crops, w.face_mask.copy()
+
     def score(self, items) -> List[Prediction]:
         """Run the model on ``[(window, latency_dict, kind)]`` in one batch and publish."""
         ws = [w for w, _, _ in items]
+        for w, _, kind in items:
+            if kind == "window":
+                self.latest_window = w
         m = self.model
         t_start = time.perf_counter()
         face = np.stack([w.face for w in ws])
@@ -331,7 +378,7 @@ class LiveEngine:
                 try:
                     w, lat = self.build(t["offset"], t_start_us=t["onset"], trial=trial, face_sampler=sampler)
                 except Exception as exc:
-                    self.errors.append(f"trial {trial}: {exc}")
+                    self._record_error(f"trial {trial}", exc)
                     continue
                 items.append((w, lat, "trial"))
         return items
@@ -351,11 +398,14 @@ class LiveEngine:
                 pass
             self.predictions.put_nowait(p)
         for cb in list(self.callbacks):
-            cb(p)
+            try:
+                cb(p)
+            except Exception as exc:   # one failing callback must not starve the others
+                self._record_error(f"callback {getattr(cb, '__qualname__', cb)}", exc)
 
     # ------------------------------------------------------------------ threaded live path
     def start(self) -> None:
-        self._init_schedule()
+        self.init_schedule()
         self._stop.clear()
         self._threads = [threading.Thread(target=self._scheduler, name="live-scheduler", daemon=True),
                          threading.Thread(target=self._worker, name="live-model", daemon=True)]
@@ -372,13 +422,20 @@ class LiveEngine:
 
     # The scheduler's work, one step at a time: the live thread calls step() when it wakes;
     # as-fast-as-possible drivers (replays, virtual-clock sessions) call it after moving time on.
-    def _init_schedule(self) -> None:
+    def init_schedule(self) -> None:
+        """Set the first window end and face grid time (from the origin); :meth:`start` does it,
+        an as-fast-as-possible driver calls it before its first :meth:`step`."""
         b = self.builder
         if self.t_origin_us is None:
             self.t_origin_us = self.clock.now_us()
         self._t_end = self.t_origin_us + self.spec.window_us
         use_face = b.use_face and b.grid_origin_us is not None
         self._next_face = b.grid_origin_us + b.face_step_us // 2 if use_face else None
+
+    @property
+    def next_window_end_us(self) -> int:
+        """End time of the next sliding window to assemble (after :meth:`init_schedule`)."""
+        return self._t_end
 
     def next_due_us(self) -> int:
         """Session time at which :meth:`step` has work next (window end, face frame, trial)."""
@@ -398,7 +455,7 @@ class LiveEngine:
         With ``sync`` and a ``defer`` list, the built windows are appended to it instead, for the
         caller to :meth:`score` several at once (a fast replay's batches)."""
         if not hasattr(self, "_t_end"):
-            self._init_schedule()
+            self.init_schedule()
         b, hop, grace = self.builder, self.spec.hop_us, self.grace_us
         now = self.clock.now_us() if now is None else now
         out: List[Prediction] = []
@@ -417,7 +474,7 @@ class LiveEngine:
                     if not sync:
                         self._encode_ahead(self._next_face, crop)
                 except Exception as exc:
-                    self.errors.append(f"face {self._next_face}: {exc}")
+                    self._record_error(f"face {self._next_face}", exc)
             self._next_face += step
         with self._cv:
             busy = bool(self._trials)
@@ -428,7 +485,7 @@ class LiveEngine:
             try:
                 item = self.build(self._t_end, trial=self._trial_of(self._t_end))
             except Exception as exc:  # keep running; the error is counted and shown
-                self.errors.append(f"window {self._t_end}: {exc}")
+                self._record_error(f"window {self._t_end}", exc)
                 item = None
             self._t_end += hop
             if item is not None:
@@ -479,7 +536,7 @@ class LiveEngine:
             try:
                 self.step()
             except Exception as exc:   # never die silently: count it, keep scheduling
-                self.errors.append(f"scheduler: {type(exc).__name__}: {exc}")
+                self._record_error("scheduler", exc)
                 self._stop.wait(0.1)
 
     def _worker(self) -> None:
@@ -497,7 +554,7 @@ class LiveEngine:
             try:
                 self.score(items)
             except Exception as exc:
-                self.errors.append(f"model: {exc}")
+                self._record_error("model", exc)
 
     def summary(self) -> dict:
         def pct(v, q):

@@ -21,8 +21,9 @@ from ..features.windows import RecordingSource, WindowSource
 
 __all__ = ["ReplayWindowSource", "fast_replay_source", "fast_batch_size"]
 
-#: Windows scored together by a fast replay (measured in benchmarks/bench_live.py; see docs/performance.md).
-CPU_BATCH = 8
+#: Windows scored together by a fast replay (docs/performance.md). On 2 CPU cores 4 and 8 were
+#: alike and faster than 1; 4 keeps one poll() of a GUI-driven replay short.
+CPU_BATCH = 4
 CUDA_BATCH = 32
 
 
@@ -55,10 +56,17 @@ class ReplayWindowSource(RecordingSource):
     reader : SessionReader
     clock : ReplayClock
         The replay's clock: gaze and frames after ``clock.now_us()`` are not there yet.
+    gaze, video : bool
+        Whether the replay has a tracker / a camera (one may be replaced by ``none``).
     """
 
-    def __init__(self, reader, *, clock) -> None:
+    def __init__(self, reader, *, clock, gaze: bool = True, video: bool = True) -> None:
         super().__init__(reader)
+        if not gaze:
+            self._gaze = None
+        if not video:
+            self._frame_t = np.zeros(0, np.int64)
+            self._frame_loc = []
         self.clock = clock
         self.frames_decoded = 0
         self.crops_ahead = 0
@@ -134,10 +142,4 @@ def fast_replay_source(ds) -> Optional[ReplayWindowSource]:
     trk_ok = ds.tracker is None or (isinstance(ds.tracker, ReplayTracker) and ds.tracker.source is rep)
     if not (cam_ok and trk_ok):
         return None
-    src = ReplayWindowSource(rep.reader, clock=rep.clock)
-    if ds.tracker is None:
-        src._gaze = None
-    if ds.camera is None:
-        src._frame_t = np.zeros(0, np.int64)
-        src._frame_loc = []
-    return src
+    return ReplayWindowSource(rep.reader, clock=rep.clock, gaze=ds.tracker is not None, video=ds.camera is not None)

@@ -17,13 +17,14 @@ __all__ = ["collect_gap_corpus", "gap_by_mask"]
 def collect_gap_corpus(root, *, checkpoint: str, participants: List[str], seed: int = 1000, n_trials: int = 14,
                        time_scale: float = 0.15, mask_rate: float = 0.5, size=(320, 240)) -> List[Path]:
     """Fast synthetic sessions with the live model running (whole-trial predictions per trial)."""
-    from ..session.runner import HeadlessSessionConfig, run_headless_session
+    from ..app import RunConfig
+    from ..session.runner import run_headless_session
 
     out = []
     for i, p in enumerate(participants):
-        cfg = HeadlessSessionConfig(participant=p, out_root=str(root), n_trials=n_trials, time_scale=time_scale,
-                                    seed=seed, size=tuple(size), fps=15, rate=120, mask_rate=mask_rate, fast=True,
-                                    checkpoint=checkpoint, participant_index=i)
+        cfg = RunConfig(kind="session", participant=p, out_root=str(root), n_trials=n_trials, time_scale=time_scale,
+                        seed=seed, size=tuple(size), fps=15, rate=120, mask_rate=mask_rate, fast=True,
+                        checkpoint=checkpoint, participant_index=i)
         out.append(run_headless_session(cfg))
     return out
 

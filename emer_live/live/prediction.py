@@ -14,7 +14,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from ..session.labels import ER3_CLASSES, ER7_CLASSES, er3_probs_from_er7, va_from_probs
+from ..labels import ER3_CLASSES, ER7_CLASSES, er3_probs_from_er7, va_from_probs
 
 __all__ = ["Prediction", "js_divergence", "emotion_gap", "PredictionLog", "PREDICTION_COLUMNS"]
 

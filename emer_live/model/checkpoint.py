@@ -429,7 +429,7 @@ class LoadedModel:
             mask = modality_mask if isinstance(modality_mask, Tensor) else torch.as_tensor(
                 np.asarray(modality_mask, dtype=bool))
             mask = mask.to(dev)
-        self.model._check_inputs(*tensors, mask)  # shapes first, for clear messages
+        self.model.check_inputs(*tensors, mask)  # shapes first, for clear messages
         for i, (name, t) in enumerate(zip(MODALITIES, tensors)):
             rows = t if mask is None else t[mask[:, i]]
             if rows.numel() and not bool(torch.isfinite(rows).all()):

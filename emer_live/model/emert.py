@@ -113,7 +113,7 @@ class EMERT(nn.Module):
         self.register_buffer("face_std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1), persistent=False)
 
     # ------------------------------------------------------------------ input checks
-    def _check_inputs(self, face: Tensor, eye: Tensor, fixation: Tensor,
+    def check_inputs(self, face: Tensor, eye: Tensor, fixation: Tensor,
                       modality_mask: Optional[Tensor]) -> Tuple[int, Optional[Tensor]]:
         cfg = self.config
         for name, t, nd in (("face", face, 5), ("eye", eye, 3), ("fixation", fixation, 3)):
@@ -232,7 +232,7 @@ class EMERT(nn.Module):
         (before positional embeddings), ``disc_specific``/``disc_invariant`` (B, 3, 3) and
         ``modalities_used`` (B, 3) bool.
         """
-        b, mask = self._check_inputs(face, eye, fixation, modality_mask)
+        b, mask = self.check_inputs(face, eye, fixation, modality_mask)
         if face_features is None:
             face_features = self._encode_face(face, None if mask is None else mask[:, 0])
         elif tuple(face_features.shape) != (b, face.shape[1], ResNet18.out_dim):

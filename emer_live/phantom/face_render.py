@@ -190,10 +190,10 @@ class _Palette:
 
     def __init__(self, a: FaceAppearance) -> None:
         self.a = a
-        self._skin = np.array(a.skin)
+        self.skin_base = np.array(a.skin)
         self.hair = a.hair
         self.hair_light = tuple(min(c * 1.4 + 6, 255.0) for c in a.hair)
-        self.brow = tuple(min(c * 1.05, 255.0) for c in np.minimum(np.array(a.hair), self._skin * 0.32))
+        self.brow = tuple(min(c * 1.05, 255.0) for c in np.minimum(np.array(a.hair), self.skin_base * 0.32))
         self.iris = a.iris
         self.lip = a.lips
         self.lip_up = tuple(c * 0.9 for c in a.lips)
@@ -201,7 +201,7 @@ class _Palette:
         self.shirt_dark = tuple(c * 0.8 for c in a.shirt)
 
     def skin(self, f: float) -> Tuple[float, float, float]:
-        c = np.minimum(self._skin * f, 255.0)
+        c = np.minimum(self.skin_base * f, 255.0)
         return float(c[0]), float(c[1]), float(c[2])
 
 
@@ -438,7 +438,7 @@ def _draw_face(canvas: np.ndarray, mask: np.ndarray, state: FaceState, pose: _Po
     cr = g["cheek_raise"]
     for x, _ in _sym(0.47, 0):
         cx_, cy_ = _ellipse_xy(x, 0.2 - 0.07 * cr, 0.24, 0.17)
-        _poly(canvas, pose.surface(cx_, cy_), tuple(np.minimum(pal._skin * (1.03 + 0.05 * cr) + [0, -3, 5], 255)))
+        _poly(canvas, pose.surface(cx_, cy_), tuple(np.minimum(pal.skin_base * (1.03 + 0.05 * cr) + [0, -3, 5], 255)))
     # eye sockets: the dark band Haar cascades (and people) see
     for x, _ in _sym(pal.a.eye_spacing, 0):
         sx_, sy_ = _ellipse_xy(x, -0.17, 0.27, 0.16)

@@ -441,7 +441,7 @@ class Phantom:
             self._after_read(int(t[-1]))
         return out
 
-    def _peek_gaze(self, t: np.ndarray):
+    def peek_gaze(self, t: np.ndarray):
         """Look-ahead for the tracker: samples at future times ``t`` *without* delivering them.
 
         Returns ``(samples, epoch)``; only times after the horizon and before the next planned
@@ -462,7 +462,7 @@ class Phantom:
             self._extend(int(t[-1]))
             return self._gaze(t), self._epoch
 
-    def _commit(self, t_last: int, epoch: int) -> bool:
+    def commit(self, t_last: int, epoch: int) -> bool:
         """Deliver peeked samples up to ``t_last`` if nothing changed since the peek."""
         with self._lock:
             if epoch != self._epoch:
@@ -607,7 +607,7 @@ class Phantom:
             last = self._segments[-1] if self._segments else None
         if last is not None:
             self._extend(b - 1)
-            # events a look-ahead (_peek_gaze) generated from b on belong to the new segment
+            # events a look-ahead (peek_gaze) generated from b on belong to the new segment
             self._oc.truncate_from(b)
             self._bl.truncate_from(b)
             self._lo.truncate_from(b)

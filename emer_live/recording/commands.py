@@ -2,55 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import json
-import signal
 import sys
-import threading
-import time
-from pathlib import Path
 
-from ..errors import ConfigError, DiskFullError, SessionExistsError
 from ..devices.factory import CAMERA_HELP, MIC_HELP, TRACKER_HELP
 
-__all__ = ["register", "parse_speed", "StopFlag"]
-
-
-def parse_speed(text: str):
-    """``1`` / ``2.5`` / ``max`` -> float or None (as fast as possible)."""
-    if str(text).lower() in ("max", "fast", "inf"):
-        return None
-    try:
-        v = float(text)
-    except ValueError:
-        raise ConfigError(f"--speed {text!r}: use a factor like 1 or 2.5, or 'max'") from None
-    if v <= 0:
-        raise ConfigError(f"--speed {text!r}: must be > 0")
-    return v
-
-
-class StopFlag:
-    """Turns SIGINT/SIGTERM into a flag so recordings stop cleanly (files closed, status kept)."""
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-        self.signal = None
-        self._old = {}
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        self.signal = signal.Signals(signum).name
-        self.event.set()
-
-    def __exit__(self, *exc):
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-        return False
+__all__ = ["register"]
 
 
 def register(sub) -> None:
@@ -85,82 +42,19 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_repair)
 
 
-def _validate_participant(pid: str) -> str:
-    from ..session.ids import validate_participant_id
-
-    return validate_participant_id(pid)
-
-
 def cmd_record(args) -> int:
-    from ..devices.factory import make_devices, parse_size
-    from ..recording.writer import record_device_set
+    from ..app import Progress, Run, RunConfig, drive, parse_speed, signal_exit_code
+    from ..devices.factory import parse_size
 
-    size = parse_size(args.size)
-    speed = parse_speed(args.speed)
-    participant = _validate_participant(args.participant)
-    if args.duration is not None and args.duration <= 0:
-        raise ConfigError(f"--duration {args.duration}: must be > 0 seconds")
-    out = Path(args.out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise SessionExistsError(f"{out} already exists and is not empty; refusing to overwrite - choose a new --out folder")
-
-    ds = make_devices(tracker=args.tracker, camera=args.camera, mic=args.mic, rate=args.rate, fps=args.fps,
-                      size=size, seed=args.seed, participant=participant, speed=speed)
-    ds.open_all()   # raises DeviceUnavailable before anything is written
-    rec = record_device_set(ds, out, meta={"participant": participant, "session_id": out.name,
-                                           "kind": "recording", "seed": args.seed})
-    return _run_recording(args, ds, rec, speed)
-
-
-def _run_recording(args, ds, rec, speed) -> int:
-    duration = args.duration
-    if duration is None and ds.replay is not None:
-        duration = ds.replay.duration_s + 0.001
-    status = "complete"
-    with StopFlag() as stop:
-        if speed is None:
-            rec.start(thread=False)
-            src = ds.replay
-            t = src.t_start_us
-            t_end = src.t_start_us + int(duration * 1e6)
-            step = 100_000
-            while t < t_end and not stop.event.is_set():
-                t = min(t + step, t_end)
-                src.advance_to(t)
-                try:
-                    rec.drain()
-                except (OSError, DiskFullError):
-                    break   # recorded in rec.error (e.g. disk full); stop cleanly below
-                _progress(args, ds, rec, (t - src.t_start_us) / 1e6, duration)
-        else:
-            rec.start()
-            ds.start_all()
-            t0 = ds.clock.now_us()
-            last = 0.0
-            while not stop.event.is_set():
-                elapsed = (ds.clock.now_us() - t0) / 1e6
-                if duration is not None and elapsed >= duration:
-                    break
-                if ds.replay is not None and ds.replay.finished:
-                    break
-                if rec.error is not None or any(d.error is not None for d in ds.all):
-                    break
-                if elapsed - last >= 1.0:
-                    _progress(args, ds, rec, elapsed, duration)
-                    last = elapsed
-                stop.event.wait(0.05)
-        if stop.event.is_set():
-            status = "aborted"
-            rec.log_event("abort", reason=f"signal {stop.signal}")
-    ds.stop_all()
-    failed = [d for d in ds.all if d.error is not None]
-    for d in failed:
-        rec.log_event("error", device=d.name, message=str(d.error))
-    if failed and status == "complete":
-        status = "error"
-    if ds.phantom is not None and hasattr(ds.phantom, "close_truth"):
-        ds.phantom.close_truth()
-    meta = rec.stop(status=status)
+    cfg = RunConfig(kind="record", participant=args.participant, tracker=args.tracker, camera=args.camera,
+                    mic=args.mic, rate=args.rate, fps=args.fps, size=parse_size(args.size), seed=args.seed,
+                    speed=parse_speed(args.speed), duration_s=args.duration, out=args.out)
+    run = Run(cfg)
+    if not args.quiet:
+        run.subscribe(lambda ev: _progress(run, ev) if isinstance(ev, Progress) else None)
+    drive(run)
+    rec = run.recorder
+    meta = rec.meta
     if not args.quiet:
         sys.stderr.write("\n")
     w = meta["written"]
@@ -169,20 +63,24 @@ def _run_recording(args, ds, rec, speed) -> int:
     if rec.error is not None:
         print(f"emer-live: error: {rec.error}", file=sys.stderr)
         return 4
-    for d in failed:
-        print(f"emer-live: error: device {d.name} failed: {d.error}", file=sys.stderr)
-    return 0 if status in ("complete", "aborted") and not failed else 1
+    for name, err in run.failed.items():
+        print(f"emer-live: error: device {name} failed: {err}", file=sys.stderr)
+    if run.failed or meta["status"] not in ("complete", "aborted"):
+        return 1
+    return signal_exit_code(run)
 
 
-def _progress(args, ds, rec, elapsed: float, duration) -> None:
-    if args.quiet:
-        return
-    parts = [f"{elapsed:7.1f}" + (f"/{duration:.1f} s" if duration else " s")]
-    for label, dev in (("gaze", ds.tracker), ("camera", ds.camera), ("audio", ds.mic)):
-        if dev is None or dev.stream is None:
+def _progress(run, ev) -> None:
+    dur = ev.duration_s
+    if dur is None and run.devices is not None and run.devices.replay is not None:
+        dur = run.devices.replay.duration_s
+    parts = [f"{ev.elapsed_s:7.1f}" + (f"/{dur:.1f} s" if dur else " s")]
+    for label in ("gaze", "camera", "audio"):
+        c = ev.counters.get(label)
+        if c is None:
             continue
-        c = dev.stream.counters
-        parts.append(f"{label} {c.samples}" + (f" gaps {c.gaps}" if c.gaps else "") + (f" dropped {c.dropped}" if c.dropped else ""))
+        parts.append(f"{label} {c['samples']}" + (f" gaps {c['gaps']}" if c["gaps"] else "")
+                     + (f" dropped {c['dropped']}" if c["dropped"] else ""))
     line = "  ".join(parts)
     if sys.stderr.isatty():
         sys.stderr.write("\r" + line[:150].ljust(100))

@@ -90,7 +90,7 @@ def write_json_atomic(path: Path, data: dict) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".json", dir=str(path.parent))
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, sort_keys=False, default=_json_default)
+            json.dump(data, f, indent=2, sort_keys=False, default=json_default)
             f.write("\n")
             f.flush()
             os.fsync(f.fileno())
@@ -103,7 +103,7 @@ def write_json_atomic(path: Path, data: dict) -> None:
         raise
 
 
-def _json_default(o):
+def json_default(o):
     if isinstance(o, (np.integer,)):
         return int(o)
     if isinstance(o, (np.floating,)):

@@ -126,12 +126,12 @@ class _SegmentedSink:
     def __init__(self, recorder: "Recorder", make_writer) -> None:
         self._rec = recorder
         self._make = make_writer
-        self._pos = -1                  # index into recorder._segments of the open segment
+        self._pos = -1                  # index into recorder.segments of the open segment
         self.writer = None
         self.written: Dict[str, int] = {}
 
     def writer_for(self, t_us: int):
-        segs = self._rec._segments
+        segs = self._rec.segments
         if not segs:  # nobody began a segment: a recording without trials is one segment
             self._rec.begin_between("recording", t_us=t_us)
         pos = self._pos
@@ -245,6 +245,12 @@ class Recorder:
         self._tables: Dict[str, object] = {}    # kind -> open append-only TSV (gaze, eye_openness, ...)
         self._renderers: Dict[str, object] = {}
 
+    @property
+    def segments(self) -> List[SegmentSpec]:
+        """The footage segments begun so far, in time order (the list itself: segment sinks on
+        the writer thread read it as it grows)."""
+        return self._segments
+
     # ------------------------------------------------------------------ set-up
     def attach(self, kind: str, stream: Stream, *, device_info: Optional[dict] = None,
                final_info=None) -> None:
@@ -302,7 +308,7 @@ class Recorder:
     def log_event(self, kind: str, *, trial: Optional[int] = None, t_us: Optional[int] = None, **detail) -> int:
         """Append one row to events.tsv (written and flushed at once; thread-safe)."""
         t = self.clock.now_us() if t_us is None else int(t_us)
-        text = json.dumps(detail, default=fmt._json_default, ensure_ascii=False) if detail else ""
+        text = json.dumps(detail, default=fmt.json_default, ensure_ascii=False) if detail else ""
         with self._events_lock:
             if self._events.closed:
                 return t

@@ -16,7 +16,9 @@ def register(sub) -> None:
                        description="Run a full session: baseline, then per trial fixation cross -> stimulus -> SAM "
                                    "-> rest, recorded to ROOT/<participant>/<session_id>/. --headless simulates "
                                    "playback on the clock and lets the synthetic participant answer the SAM.")
-    p.add_argument("--headless", action="store_true", help="no screen (the only mode until the GUI lands)")
+    p.add_argument("--headless", action="store_true",
+                   help="no screen: playback simulated on the clock, the synthetic participant answers the SAM "
+                        "(required until the participant screen of the desktop app is built)")
     p.add_argument("--participant", required=True, help="pseudonymous ID like P01 (never a name)")
     p.add_argument("--tracker", default="synthetic", help=f"eye tracker: {TRACKER_HELP}")
     p.add_argument("--camera", default="synthetic", help=f"webcam: {CAMERA_HELP}")
@@ -62,40 +64,50 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_collect)
 
 
-def cmd_session(args) -> int:
+def session_config(args):
+    """The :class:`~emer_live.app.RunConfig` of ``emer-live session`` options (validated before
+    any folder is made)."""
+    from ..app import RunConfig
     from ..devices.factory import parse_size
+
+    return RunConfig(kind="session", participant=args.participant, out_root=args.out, tracker=args.tracker,
+                     camera=args.camera, mic=args.mic, stimuli=args.stimuli, n_trials=args.trials,
+                     time_scale=args.time_scale, seed=args.seed, rate=args.rate, fps=args.fps,
+                     size=parse_size(args.size), mask_rate=args.mask_rate, checkpoint=args.checkpoint,
+                     window_s=args.window, hop_s=args.hop, fast=args.fast)
+
+
+def cmd_session(args) -> int:
+    from ..app import drive, signal_exit_code
     from ..errors import ConfigError
-    from ..recording.commands import StopFlag
-    from .runner import HeadlessSessionConfig, run_headless_session
+    from .runner import session_run
 
     if not args.headless:
-        raise ConfigError("the desktop GUI is not built yet; run with --headless")
-    cfg = HeadlessSessionConfig(participant=args.participant, out_root=args.out, tracker=args.tracker,
-                                camera=args.camera, mic=args.mic, stimuli=args.stimuli, n_trials=args.trials,
-                                time_scale=args.time_scale, seed=args.seed, rate=args.rate, fps=args.fps,
-                                size=parse_size(args.size), mask_rate=args.mask_rate, checkpoint=args.checkpoint,
-                                window_s=args.window, hop_s=args.hop, fast=args.fast)
+        raise ConfigError("sessions on a participant screen are not built yet; run with --headless "
+                          "(the operator console, `python main.py`, shows a live run)")
+    cfg = session_config(args)
 
     def on_phase(phase, trial):
         if phase.value in ("fixation", "sam", "done", "aborted", "baseline"):
             label = f"trial {trial}" if trial is not None else ""
             print(f"  {phase.value:<9} {label}", flush=True)
 
-    with StopFlag() as stop:
-        out = run_headless_session(cfg, stop_event=stop.event, on_phase=on_phase)
+    run = drive(session_run(cfg, on_phase=on_phase))
     from ..recording.reader import SessionReader
 
-    r = SessionReader(out)
+    r = SessionReader(run.session_dir)
     sam = r.sam()
-    print(f"session {out}: status {r.status}, {0 if sam is None else len(sam)} SAM answers")
-    return 0 if r.status in ("complete", "aborted") else 1
+    print(f"session {run.session_dir}: status {r.status}, {0 if sam is None else len(sam)} SAM answers")
+    if r.status not in ("complete", "aborted"):
+        return 1
+    return signal_exit_code(run)
 
 
 def _collect_one(job):
-    from .runner import HeadlessSessionConfig, run_headless_session
+    from ..app import RunConfig
+    from .runner import run_headless_session
 
-    cfg = HeadlessSessionConfig(**job)
-    return str(run_headless_session(cfg))
+    return str(run_headless_session(RunConfig(kind="session", **job)))
 
 
 def cmd_collect(args) -> int:

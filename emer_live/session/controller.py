@@ -78,7 +78,8 @@ class Presenter(Protocol):
 
     def show_fixation(self) -> None: ...
 
-    def play(self, trial: TrialSpec, on_frame: Callable[[int, int], None]) -> None: ...
+    def play(self, trial: TrialSpec, on_frame: Callable[[int, int], None], *, onset_us: int) -> None:
+        """Start the clip; ``onset_us`` is the session time the controller logged as its onset."""
 
     def poll(self, now_us: int) -> None: ...
 
@@ -148,13 +149,15 @@ class SessionController:
         the controller waits in the SAM phase for :meth:`submit_sam`.
     phantom : optional
         The synthetic participant, told when stimuli start and end.
-    calibration : callable, optional
-        Run in the CALIBRATION phase (``-> dict`` stored in session.json); None skips it.
+    calibrate : bool
+        Begin with a CALIBRATION phase: :meth:`start` enters it and returns at once; whoever runs
+        the calibration (a worker thread, never the GUI thread) calls :meth:`finish_calibration`
+        with the result, which goes into session.json, and the baseline follows.
     """
 
     def __init__(self, *, recorder: Recorder, trials: List[TrialSpec], timing: SessionTiming = SessionTiming(),
                  presenter=None, sam_source: Optional[Callable[[int], SamAnswer]] = None, phantom=None,
-                 calibration: Optional[Callable[[], dict]] = None) -> None:
+                 calibrate: bool = False) -> None:
         if not trials:
             raise ConfigError("a session needs at least one trial")
         self.rec = recorder
@@ -163,7 +166,7 @@ class SessionController:
         self.presenter = presenter or SimulatedPresenter(timing.time_scale)
         self.sam_source = sam_source
         self.phantom = phantom
-        self.calibration = calibration
+        self.calibrate = bool(calibrate)
         self.trials = [_TrialState(t) for t in trials]
         self.phase = Phase.SETUP
         self.current = -1                       # index into self.trials
@@ -173,6 +176,7 @@ class SessionController:
         self._lock = threading.RLock()
         self.listeners: List[Callable[[Phase, Optional[int]], None]] = []
         self.sam = SamTable(recorder.path / rfmt.SAM_TSV)
+        self.answers: dict = {}                 # trial -> SamAnswer given (for displays)
         self._stim_log = None
         self._sam_shown_us = 0
         self.rec.update_meta(timing=asdict(timing), plan=[asdict(t) for t in trials])
@@ -181,6 +185,11 @@ class SessionController:
     @property
     def trial(self) -> Optional[_TrialState]:
         return self.trials[self.current] if 0 <= self.current < len(self.trials) else None
+
+    @property
+    def phase_end_us(self) -> Optional[int]:
+        """Session time at which the current timed phase ends (None: untimed, e.g. SAM)."""
+        return self._phase_end
 
     @property
     def finished(self) -> bool:
@@ -213,17 +222,27 @@ class SessionController:
             if self.phase is not Phase.SETUP:
                 raise RuntimeError(f"start() in phase {self.phase.value}")
             self._event("session_start", n_trials=len(self.trials))
-            if self.calibration is not None:
-                self._set_phase(Phase.CALIBRATION)
+            if self.calibrate:
                 self._event("calibration", stage="start")
-                result = self.calibration()
-                self.rec.update_meta(calibration=result)
-                self._event("calibration", stage="end", result=result)
-            self._save_trials()
-            now = self._event("baseline_start")
-            self.rec.begin_between("baseline", t_us=now)
-            self.presenter.show_fixation()
-            self._set_phase(Phase.BASELINE, self.timing.us(self.timing.baseline_s), now)
+                self._set_phase(Phase.CALIBRATION)
+                return
+            self._begin_baseline()
+
+    def finish_calibration(self, result: dict) -> None:
+        """End the CALIBRATION phase with its result (stored in session.json) and begin the baseline."""
+        with self._lock:
+            if self.phase is not Phase.CALIBRATION:
+                raise RuntimeError(f"finish_calibration() in phase {self.phase.value}")
+            self.rec.update_meta(calibration=result)
+            self._event("calibration", stage="end", result=result)
+            self._begin_baseline()
+
+    def _begin_baseline(self) -> None:
+        self._save_trials()
+        now = self._event("baseline_start")
+        self.rec.begin_between("baseline", t_us=now)
+        self.presenter.show_fixation()
+        self._set_phase(Phase.BASELINE, self.timing.us(self.timing.baseline_s), now)
 
     def pause(self) -> None:
         with self._lock:
@@ -278,6 +297,7 @@ class SessionController:
             self.rec.begin_between(f"rest_{tr.spec.trial:02d}", t_us=now)
             self.sam.append(trial=tr.spec.trial, stimulus_id=tr.spec.stimulus_id, category=tr.spec.category,
                             answer=answer, answered_t_us=now)
+            self.answers[tr.spec.trial] = answer
             self._event("sam_answered", t_us=now, valence=answer.valence, arousal=answer.arousal,
                         dominance=answer.dominance, emotion=answer.emotion)
             self._event("trial_end", t_us=now)
@@ -339,11 +359,7 @@ class SessionController:
         if self.phantom is not None:
             self.phantom.begin_trial(tr.spec.trial, now, category=tr.spec.category, stimulus_id=tr.spec.stimulus_id)
         self._open_stim_log(tr)
-        play = self.presenter.play
-        if isinstance(self.presenter, SimulatedPresenter):
-            play(tr.spec, self._on_frame, onset_us=now)
-        else:
-            play(tr.spec, self._on_frame)
+        self.presenter.play(tr.spec, self._on_frame, onset_us=now)
         self._set_phase(Phase.STIMULUS, self.timing.us(tr.spec.duration_s), now)
 
     def _end_stimulus(self, now: int) -> None:

@@ -37,7 +37,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from .ids import validate_participant_id
-from .labels import ER7_CLASSES
+from ..labels import ER7_CLASSES
 from .stimuli import StimulusLibrary
 
 __all__ = ["Trial", "TrialPlan", "make_plan", "default_participant_index",

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO, List, Optional, Union
 
 from ..errors import ConfigError, SessionExistsError, SessionFormatError
-from .labels import ER7_CLASSES, sam_to_unit, to_er3, validate_category
+from ..labels import ER7_CLASSES, sam_to_unit, to_er3, validate_category
 
 __all__ = ["SamAnswer", "SamRow", "SamTable", "SAM_COLUMNS", "read_sam", "escape_note",
            "unescape_note", "MAX_NOTE_LENGTH"]

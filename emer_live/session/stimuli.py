@@ -42,7 +42,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..errors import StimulusError
-from .labels import ER7_CLASSES, VA_ANCHORS
+from ..labels import ER7_CLASSES, VA_ANCHORS
 
 if sys.version_info >= (3, 11):
     import tomllib

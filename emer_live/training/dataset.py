@@ -43,7 +43,7 @@ import numpy as np
 
 from ..errors import ConfigError, SessionFormatError
 from ..features.session_reference import reference_kind
-from ..session.labels import ER3_CLASSES, ER7_CLASSES, ER7_TO_ER3, VA_ANCHOR_ARRAY
+from ..labels import ER3_CLASSES, ER7_CLASSES, ER7_TO_ER3, VA_ANCHOR_ARRAY
 
 __all__ = [
     "SAMPLE_KINDS", "MODALITIES", "SampleSpec", "Samples", "find_sessions", "load_samples",

@@ -36,7 +36,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import ConfigError
-from ..session.labels import ER3_CLASSES, ER7_CLASSES, ER7_TO_ER3
+from ..labels import ER3_CLASSES, ER7_CLASSES, ER7_TO_ER3
 
 __all__ = ["DEFAULT_LAYOUT", "LAYOUT_FILE", "is_emer_root", "read_layout", "read_emer_split",
            "read_label_sheet", "map_eye_table", "load_emer_samples", "openpyxl_available"]

@@ -1,0 +1,99 @@
+"""GUI event-loop lag of the operator console while the instrument runs.
+
+A precise 10 ms probe timer runs in the console's event loop; lag = how late each probe fires
+(interval beyond 10 ms). Measured twice in one run: the console idle (baseline) and the console
+in demo mode with 250 Hz synthetic gaze + 30 fps 1280x720 camera + the demo checkpoint live.
+Prints p50/p95/max of both and their ratio; the goal (issue 12) is live p95 < 50 ms.
+
+    python benchmarks/bench_gui.py [--seconds 20] [--size 1280x720] [--fps 30]
+
+Runs offscreen unless QT_QPA_PLATFORM says otherwise (xvfb-run works too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+
+def measure(app, seconds: float) -> np.ndarray:
+    from PyQt6 import QtCore
+
+    lags = []
+    last = [time.perf_counter()]
+    probe = QtCore.QTimer()
+    probe.setTimerType(QtCore.Qt.TimerType.PreciseTimer)
+    probe.setInterval(10)
+
+    def fire():
+        now = time.perf_counter()
+        lags.append(max(0.0, (now - last[0]) * 1e3 - 10.0))
+        last[0] = now
+
+    probe.timeout.connect(fire)
+    probe.start()
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        app.processEvents(QtCore.QEventLoop.ProcessEventsFlag.AllEvents, 50)
+        time.sleep(0.001)
+    probe.stop()
+    return np.asarray(lags[5:], float)      # the first probes see window creation
+
+
+def stats(v: np.ndarray) -> str:
+    return f"p50 {np.percentile(v, 50):6.1f}  p95 {np.percentile(v, 95):6.1f}  max {v.max():7.1f} ms  (n={len(v)})"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--size", default="1280x720")
+    ap.add_argument("--fps", type=float, default=30.0)
+    ap.add_argument("--checkpoint", default=None)
+    a = ap.parse_args()
+    import torch
+    from PyQt6 import QtCore, QtWidgets
+
+    from emer_live.app import default_checkpoint
+    from emer_live.devices.factory import parse_size
+    from emer_live.ui.console import ConsoleOptions, OperatorConsole
+
+    torch.set_num_threads(2)
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
+    tmp = Path(tempfile.mkdtemp(prefix="bench_gui_"))
+    opts = ConsoleOptions(checkpoint=a.checkpoint or str(default_checkpoint()), out=str(tmp / "rec"),
+                          size=parse_size(a.size), fps=a.fps, rate=250.0, demo=True)
+    settings = QtCore.QSettings(str(tmp / "layout.ini"), QtCore.QSettings.Format.IniFormat)
+    win = OperatorConsole(opts, autostart=False, settings=settings)
+    win.show()
+    idle = measure(app, min(a.seconds, 10.0))
+    win.start_run()
+    measure(app, 9.0)          # warm-up: the first window needs W seconds of data
+    live = measure(app, a.seconds)
+    eng = win.run.engine
+    s = eng.summary()
+    rates = dict(win.health.rates)
+    win.close()
+    print(f"machine: {os.cpu_count()} cores; {a.size} camera at {a.fps:g} fps, 250 Hz gaze, "
+          f"checkpoint {Path(opts.checkpoint).name}; platform {app.platformName()}")
+    print(f"idle console  : {stats(idle)}")
+    print(f"live console  : {stats(live)}")
+    print(f"ratio live/idle: p95 {np.percentile(live, 95) / max(np.percentile(idle, 95), 1e-3):.1f}x")
+    print(f"during the live part: {s['predictions']} predictions, {s['dropped']} dropped; model latency p95 "
+          f"{s['latency_ms']['total']['p95']:.0f} ms; stream rates {', '.join(f'{k} {v:.1f} Hz' for k, v in rates.items())}")
+    p95 = float(np.percentile(live, 95))
+    print(f"goal live p95 < 50 ms: {'holds' if p95 < 50 else 'DOES NOT HOLD'} ({p95:.1f} ms)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,706 @@
+"""One run of the instrument, assembled from a :class:`~emer_live.app.config.RunConfig`.
+
+The CLI commands and the desktop app are two skins over this class::
+
+    run = Run(RunConfig(kind="live", checkpoint="models/emert_demo_synthetic.pt"))
+    run.subscribe(print)            # typed events (emer_live.app.events), delivered inside poll()
+    run.start()                     # opens devices, recorder, engine, controller; returns at once
+    while run.poll():               # does what is due, hands queued events to subscribers
+        time.sleep(run.poll_interval_s)
+    run.summary()
+
+``start()``, ``poll()`` and ``stop()`` never block for long: real-time runs do their work on
+device, recorder and model threads and ``poll()`` only checks on them; as-fast-as-possible runs
+(``speed=None`` replays, ``fast`` synthetic sessions) do a bounded slice of work per ``poll()``
+so a GUI stays responsive.
+
+Device-failure policy (one per run kind, :data:`FAILURE_POLICY`):
+
+* ``record`` - **stop**: a recording is only useful whole; the run ends with status ``error``.
+* ``session`` - **abort**: a trial without its tracker or camera is no data; the controller
+  aborts (trials already done stay complete, the running one is marked aborted).
+* ``live`` - **continue**: recognition goes on with the modalities left (face only, eyes only);
+  the run ends with status ``error`` only when no device is left.
+
+A recorder error (disk full) always ends the run (status ``disk_full`` or ``error``), keeping
+what was written. Every failure is an event (:class:`DeviceFailed`, :class:`RunError`) with the
+exception object and its traceback.
+"""
+
+from __future__ import annotations
+
+import enum
+import queue
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+from ..errors import ConfigError, DiskFullError, SessionExistsError
+from .config import RunConfig
+from .events import (DeviceEvent, DeviceFailed, PhaseChanged, PredictionMade, Progress, RunError, RunEvent,
+                     RunFinished, RunNote, RunStarted, format_exception)
+
+__all__ = ["Run", "RunState", "FAILURE_POLICY", "default_checkpoint"]
+
+FAILURE_POLICY = {"record": "stop", "session": "abort", "live": "continue"}
+
+#: wall time one poll() of an as-fast-as-possible run may spend working
+FAST_SLICE_S = 0.05
+
+
+def default_checkpoint() -> Path:
+    """The demo checkpoint shipped in ``models/``."""
+    return Path(__file__).resolve().parents[2] / "models" / "emert_demo_synthetic.pt"
+
+
+def _limit_library_threads() -> None:
+    """OpenCV's own worker pool would compete with the run's threads (capture, recorder, face
+    pipeline, model) for the cores; each of those is one thread already. The model's torch
+    threads are set where the checkpoint is loaded (emer_live.model.checkpoint)."""
+    try:
+        import cv2
+    except ImportError:     # no OpenCV, nothing to limit
+        return
+    cv2.setNumThreads(1)
+
+
+class RunState(str, enum.Enum):
+    IDLE = "idle"
+    RUNNING = "running"
+    FINISHED = "finished"
+
+
+class Run:
+    """A record, live or session run (see the module docstring).
+
+    Parameters
+    ----------
+    config : RunConfig
+    model : LoadedModel, optional
+        An already loaded checkpoint (else ``config.checkpoint`` is loaded in :meth:`start`).
+    presenter : Presenter, optional
+        What shows the session on the participant's screen (default: simulated playback).
+    sam_source : "phantom", callable or None
+        Who answers the SAM: ``"phantom"`` = the synthetic participant when there is one (else the
+        run waits for :meth:`submit_sam`), a callable ``trial -> SamAnswer``, or None (always wait).
+    """
+
+    def __init__(self, config: RunConfig, *, model=None, presenter=None, sam_source="phantom") -> None:
+        if not isinstance(config, RunConfig):
+            raise TypeError("Run needs a RunConfig")
+        self.config = config
+        self.model = model
+        self.presenter = presenter
+        self._sam_source = sam_source
+        self.state = RunState.IDLE
+        self.status: Optional[str] = None           # final status once finished
+        self.reason = ""
+        self.session_dir: Optional[Path] = None
+        self.devices = None                         # DeviceSet (real time / replay)
+        self.stepped = None                         # SteppedSynthetic (fast session)
+        self.recorder = None
+        self.engine = None
+        self.controller = None
+        self.library = None
+        self.plan = None
+        self.clock = None
+        self.t_origin_us: Optional[int] = None
+        self.errors: List[RunError] = []
+        self.failed: Dict[str, BaseException] = {}
+        self._subscribers: List[Callable[[RunEvent], None]] = []
+        self._queue: "queue.SimpleQueue[RunEvent]" = queue.SimpleQueue()
+        self._stop_request: Optional[tuple] = None   # (status, reason)
+        self._jsonl = None
+        self._jsonl_lock = threading.Lock()
+        self._last_progress = -1.0
+        self._fast_t_stop: Optional[int] = None
+        self._fast_span_s = 0.0
+        self._fast_direct = None                    # fast replay: direct window source (live.fast_replay)
+        self._fast_pending: list = []               # fast replay: windows built, not yet scored
+        self._fast_batch = 1
+        self._wall_start: Optional[float] = None
+        self.wall_s = 0.0
+
+    # ------------------------------------------------------------------ events
+    def subscribe(self, fn: Callable[[RunEvent], None]) -> Callable[[], None]:
+        """Call ``fn(event)`` for every event, inside :meth:`poll`; returns an unsubscribe function."""
+        self._subscribers.append(fn)
+        return lambda: self._subscribers.remove(fn) if fn in self._subscribers else None
+
+    def _now(self) -> int:
+        return self.clock.now_us() if self.clock is not None else 0
+
+    def _emit(self, event: RunEvent) -> None:
+        self._queue.put(event)     # thread-safe; delivered by poll()
+
+    def _error(self, where: str, exc: BaseException) -> RunError:
+        e = RunError(t_us=self._now(), where=where, error=exc, traceback=format_exception(exc))
+        self.errors.append(e)
+        self._emit(e)
+        return e
+
+    def dispatch(self) -> int:
+        """Hand queued events to subscribers (in order); returns how many. A subscriber that
+        raises does not keep the others from their event; its error becomes a RunError."""
+        n = 0
+        while True:
+            try:
+                ev = self._queue.get_nowait()
+            except queue.Empty:
+                return n
+            n += 1
+            for fn in list(self._subscribers):
+                try:
+                    fn(ev)
+                except Exception as exc:
+                    if isinstance(ev, RunError) and ev.where.startswith("subscriber"):
+                        print(f"emer-live: subscriber failed on its own error event: {exc!r}", file=sys.stderr)
+                    else:
+                        self._error(f"subscriber {getattr(fn, '__qualname__', fn)}", exc)
+
+    # ------------------------------------------------------------------ properties for front ends
+    @property
+    def running(self) -> bool:
+        return self.state is RunState.RUNNING
+
+    @property
+    def fast(self) -> bool:
+        """True when the run works as fast as possible (no real-time pacing)."""
+        return self.config.speed is None or self.config.fast
+
+    @property
+    def poll_interval_s(self) -> float:
+        """How long a plain loop should wait between polls."""
+        if self.fast:
+            return 0.0
+        return 0.01 if self.config.kind == "session" else 0.05
+
+    @property
+    def elapsed_s(self) -> float:
+        if self.t_origin_us is None or self.clock is None:
+            return 0.0
+        return max(0.0, (self.clock.now_us() - self.t_origin_us) / 1e6)
+
+    @property
+    def streams(self) -> Dict[str, object]:
+        """The live streams by name (``gaze``, ``camera``, ``audio``) for displays."""
+        out = {}
+        if self.devices is not None:
+            for name, dev in (("gaze", self.devices.tracker), ("camera", self.devices.camera),
+                              ("audio", self.devices.mic)):
+                if dev is not None and dev.stream is not None:
+                    out[name] = dev.stream
+        elif self.stepped is not None:
+            out["gaze"] = self.stepped.gaze
+            if self.stepped.camera is not None:
+                out["camera"] = self.stepped.camera
+        return out
+
+    @property
+    def phantom(self):
+        if self.devices is not None:
+            return self.devices.phantom
+        return None if self.stepped is None else self.stepped.phantom
+
+    # ------------------------------------------------------------------ start
+    def start(self) -> None:
+        """Assemble and start the run; raises EmerError subclasses for bad input (nothing is left
+        behind then: outputs are checked and the model loaded before any device or folder)."""
+        if self.state is not RunState.IDLE:
+            raise RuntimeError(f"start() on a run that is {self.state.value}")
+        cfg = self.config
+        _limit_library_threads()
+        try:
+            self._check_outputs()
+            self._load_model()
+            if cfg.kind == "session":
+                self._plan_session()
+            if cfg.kind == "session" and cfg.fast:
+                self._start_fast_session()
+            else:
+                self._open_devices()
+                self._make_recorder()
+                if cfg.kind == "session":
+                    self._make_controller(self.devices.phantom)
+                if self.fast:
+                    self._start_fast_replay()
+                else:
+                    self._start_realtime()
+        except BaseException:
+            self._teardown("error")
+            self.state = RunState.FINISHED
+            self.status = self.status or "error"
+            raise
+        self.state = RunState.RUNNING
+        self._wall_start = time.perf_counter()
+        devices = {}
+        if self.recorder is not None:
+            devices = dict(self.recorder.meta.get("devices", {}))
+        self._emit(RunStarted(t_us=self._now(), kind=cfg.kind,
+                              session_dir=None if self.session_dir is None else str(self.session_dir),
+                              t_origin_us=int(self.t_origin_us), devices=devices))
+        if self.engine is not None:
+            for note in self.engine.notes:
+                self._emit(RunNote(t_us=self._now(), text=note))
+        if self.controller is not None:
+            try:
+                self.controller.start()
+            except BaseException:
+                self._finish("error", "the session controller failed to start")
+                raise
+
+    def _check_outputs(self) -> None:
+        cfg = self.config
+        if cfg.predictions_jsonl and Path(cfg.predictions_jsonl).exists():
+            raise SessionExistsError(f"--out {cfg.predictions_jsonl} exists; refusing to overwrite - choose a new file")
+        if cfg.kind == "session":
+            from ..session.runner import new_session_dir
+
+            out = Path(cfg.out) if cfg.out else new_session_dir(Path(cfg.out_root), cfg.participant)
+            if out.exists() and (not out.is_dir() or any(out.iterdir())):
+                raise SessionExistsError(f"{out} already holds files; refusing to overwrite - choose a new folder")
+            self.session_dir = out
+        elif cfg.out:
+            out = Path(cfg.out)
+            if out.exists() and (not out.is_dir() or any(out.iterdir())):
+                flag = "--record" if cfg.kind == "live" else "--out"
+                raise SessionExistsError(f"{out} already exists and is not empty; refusing to overwrite - "
+                                         f"choose a new {flag} folder")
+            self.session_dir = out
+
+    def _load_model(self) -> None:
+        cfg = self.config
+        if self.model is not None or not cfg.checkpoint:
+            return
+        ckpt = Path(cfg.checkpoint)
+        if not ckpt.is_file():
+            raise ConfigError(f"checkpoint {ckpt} not found; pass --checkpoint PATH (see models/README.md)")
+        from ..model import load_checkpoint
+
+        self.model = load_checkpoint(ckpt, device=cfg.model_device)
+
+    def _plan_session(self) -> None:
+        from ..session.controller import TrialSpec
+        from ..session.plan import make_plan
+        from ..session.runner import resolve_library
+
+        cfg = self.config
+        self.library = lib = resolve_library(cfg.stimuli)
+        self.plan = make_plan(lib, participant=cfg.participant, n_trials=cfg.n_trials, seed=cfg.seed,
+                              participant_index=cfg.participant_index)
+        self._trials = [TrialSpec(trial=t.number, stimulus_id=t.clip_id, category=t.category,
+                                  duration_s=lib.clip(t.clip_id).duration_s, path=str(lib.path_of(t.clip_id)))
+                        for t in self.plan]
+
+    def _meta(self) -> dict:
+        cfg = self.config
+        kind = {"record": "recording", "live": "live", "session": "session"}[cfg.kind]
+        meta = {"participant": cfg.participant, "session_id": self.session_dir.name, "kind": kind, "seed": cfg.seed}
+        if cfg.kind == "session":
+            lib = self.library
+            meta.update({"headless": self.presenter is None, "fast": cfg.fast,
+                         "stimuli": {"library": str(lib.manifest_path), "placeholder": lib.placeholder,
+                                     "title": lib.title},
+                         "trial_plan": self.plan.to_dict(), "time_scale": cfg.time_scale})
+        return meta
+
+    def _open_devices(self) -> None:
+        from ..devices.factory import make_devices
+
+        cfg = self.config
+        ds = make_devices(tracker=cfg.tracker, camera=cfg.camera, mic=cfg.mic, rate=cfg.rate, fps=cfg.fps,
+                          size=tuple(cfg.size), seed=cfg.seed, participant=cfg.participant,
+                          mask_rate=cfg.mask_rate, speed=cfg.speed)
+        ds.open_all()      # raises DeviceUnavailable before anything is written
+        self.devices = ds
+        self.clock = ds.clock
+        ds.events.targets.append(self._on_device_event)
+
+    def _on_device_event(self, t_us: int, kind: str, detail: dict) -> None:
+        self._emit(DeviceEvent(t_us=int(t_us), device_kind=kind, detail=dict(detail)))
+
+    def _make_recorder(self) -> None:
+        if self.session_dir is None:
+            return
+        from ..recording.writer import record_device_set
+
+        self.session_dir.parent.mkdir(parents=True, exist_ok=True)
+        self.recorder = record_device_set(self.devices, self.session_dir, meta=self._meta())
+
+    def _make_controller(self, phantom) -> None:
+        from ..session.controller import SessionController, SessionTiming
+        from ..session.sam import SamAnswer
+
+        sam_source = self._sam_source
+        if sam_source == "phantom":
+            sam_source = None if phantom is None else (lambda trial: SamAnswer(**phantom.sam_answer(trial)))
+        self.controller = SessionController(recorder=self.recorder, trials=self._trials,
+                                            timing=SessionTiming(time_scale=self.config.time_scale),
+                                            presenter=self.presenter, sam_source=sam_source, phantom=phantom)
+        self.controller.listeners.append(self._on_phase)
+
+    def _on_phase(self, phase, trial) -> None:
+        ctrl, eng = self.controller, self.engine
+        tr = ctrl.trial
+        if eng is not None and tr is not None:
+            # the engine learns when clips play: whole-trial predictions, trial tags on windows
+            if phase.value == "stimulus":
+                eng.schedule_trial(tr.spec.trial, tr.t_onset_us, ctrl.phase_end_us)
+            elif phase.value in ("sam", "aborted", "paused") and tr.t_onset_us is not None:
+                end = tr.t_offset_us if tr.t_offset_us is not None else self.clock.now_us()
+                eng.end_trial(tr.spec.trial, end)
+        self._emit(PhaseChanged(t_us=self._now(), phase=phase.value, trial=trial))
+
+    def _make_engine(self, gaze, camera, origin: int, *, recompress: bool, stimulus_rect=None, source=None):
+        """Source -> window builder -> engine -> (log, jsonl, events): the one place a live engine
+        is wired, for live runs and sessions alike (``source``: a window source to read instead
+        of the streams, e.g. a fast replay's direct reader)."""
+        from ..features.windows import StreamSource, WindowBuilder, WindowSpec
+        from ..live.engine import LiveEngine
+        from ..live.prediction import PredictionLog
+
+        cfg, rec = self.config, self.recorder
+        spec = WindowSpec(window_s=cfg.window_s, hop_s=cfg.hop_s)
+        # Frames being recorded pass through the recorder's JPEG so live crops equal offline ones;
+        # replayed frames were decoded from that JPEG already and must not be compressed again.
+        if source is None:
+            source = StreamSource(gaze, camera, jpeg_quality=rec.jpeg_quality if (rec is not None and recompress)
+                                  else None, stimulus_rect=stimulus_rect)
+        builder = WindowBuilder(source, spec=spec, use_face=camera is not None, grid_origin_us=origin)
+        log = PredictionLog(rec.path / "predictions.tsv") if rec is not None else None
+        eng = LiveEngine(builder=builder, model=self.model, clock=self.clock, t_origin_us=origin, log=log)
+        eng.callbacks.append(self._on_prediction)
+        eng.error_callbacks.append(lambda err: self._error(err.where, err.error))
+        if rec is not None:
+            rec.update_meta(live={"window_s": spec.window_s, "hop_s": spec.hop_s, "t_origin_us": origin,
+                                  "checkpoint": self.model.id, "checkpoint_path": str(self.model.path)})
+        if self.config.predictions_jsonl:
+            self._jsonl = open(self.config.predictions_jsonl, "x", encoding="utf-8")
+        self.engine = eng
+        return eng
+
+    def _on_prediction(self, p) -> None:
+        # model worker thread: file output here so it never depends on anyone polling
+        if self._jsonl is not None:
+            with self._jsonl_lock:
+                self._jsonl.write(p.to_json() + "\n")
+                self._jsonl.flush()
+        self._emit(PredictionMade(t_us=int(p.t_end_us), prediction=p))
+
+    def _wants_engine(self) -> bool:
+        return self.model is not None and self.config.kind in ("live", "session")
+
+    def _start_realtime(self) -> None:
+        ds, rec = self.devices, self.recorder
+        if rec is not None:
+            rec.start()
+        ds.start_all()
+        self.t_origin_us = ds.clock.now_us()
+        if self._wants_engine():
+            from ..devices.replay import ReplayCamera
+
+            rect = ds.replay.reader.meta.get("stimulus_rect") if ds.replay is not None else None
+            eng = self._make_engine(ds.tracker.stream if ds.tracker else None,
+                                    ds.camera.stream if ds.camera else None, self.t_origin_us,
+                                    recompress=not isinstance(ds.camera, ReplayCamera), stimulus_rect=rect)
+            eng.start()
+
+    def _start_fast_replay(self) -> None:
+        """Replay as fast as possible: move replay time to each moment the engine has work (face
+        grid frame, window end) and let it do that work synchronously - the same sequence of work
+        the live scheduler does, so the predictions are the same."""
+        cfg, src, rec = self.config, self.devices.replay, self.recorder
+        if rec is not None:
+            rec.start(thread=False)
+        live_meta = src.reader.meta.get("live") or {}
+        self.t_origin_us = int(live_meta.get("t_origin_us", src.t_start_us)) if self._wants_engine() \
+            else int(src.t_start_us)
+        if cfg.kind == "record":
+            duration = cfg.duration_s if cfg.duration_s is not None else src.duration_s + 0.001
+            self._fast_t_stop = src.t_start_us + int(duration * 1e6)
+            self._fast_t = src.t_start_us
+            return
+        # nothing records the replay: the windows read the recording directly (only the face grid's
+        # frames decoded, their crops made ahead in a second thread) and are scored a few at a
+        # time (issue 16; emer_live.live.fast_replay)
+        from ..live.fast_replay import fast_batch_size, fast_replay_source
+
+        self._fast_direct = None if rec is not None else fast_replay_source(self.devices)
+        eng = self._make_engine(self.devices.tracker.stream if self.devices.tracker else None,
+                                self.devices.camera.stream if self.devices.camera else None, self.t_origin_us,
+                                recompress=False, stimulus_rect=src.reader.meta.get("stimulus_rect"),
+                                source=self._fast_direct)
+        eng.init_schedule()
+        if self._fast_direct is not None:
+            self._fast_direct.start_faces(eng.builder)
+        self._fast_batch = fast_batch_size(eng)
+        self._fast_t_stop = src.t_end_us if cfg.duration_s is None else \
+            min(src.t_end_us, self.t_origin_us + int(cfg.duration_s * 1e6))
+
+    def _start_fast_session(self) -> None:
+        """The synthetic session on a virtual clock (see :mod:`emer_live.devices.stepped`)."""
+        from ..devices.stepped import SteppedSynthetic
+        from ..phantom.participant import Phantom
+        from ..recording.writer import Recorder
+
+        cfg = self.config
+        phantom = Phantom(seed=cfg.seed, participant=cfg.participant, mask_rate=cfg.mask_rate)
+        cam = (cfg.size[0], cfg.size[1], cfg.fps) if cfg.camera == "synthetic" else None
+        sim = SteppedSynthetic(phantom, rate_hz=cfg.rate, camera=cam)
+        self.stepped, self.clock = sim, sim.clock
+        self.session_dir.parent.mkdir(parents=True, exist_ok=True)
+        rec = Recorder(self.session_dir, clock=sim.clock, meta={**self._meta(), "synthetic": True})
+        self.recorder = rec
+        rec.attach("gaze", sim.gaze, device_info=sim.tracker_info())
+        if sim.camera is not None:
+            rec.attach("camera", sim.camera, device_info=sim.camera_info())
+        phantom.attach_truth_file(self.session_dir / "truth.tsv")
+        self._make_controller(phantom)
+        rec.start(thread=False)
+        sim.advance_to(sim.t0_us)
+        self.t_origin_us = sim.t0_us
+        if self._wants_engine():
+            self._make_engine(sim.gaze, sim.camera, sim.t0_us, recompress=True)
+        self._fast_polls = 0
+
+    # ------------------------------------------------------------------ poll
+    def poll(self) -> bool:
+        """Do what is due, deliver queued events; False once the run has finished."""
+        if self.state is RunState.RUNNING:
+            try:
+                self._step()
+            except (DiskFullError, OSError) as exc:
+                if self.recorder is None or self.recorder.error is None:
+                    self._error("run", exc)
+                    self._finish("error", f"{type(exc).__name__}: {exc}")
+                    self.dispatch()
+                    raise
+                # the recorder failed (disk full): keep what was written, end cleanly
+                self._error("recorder", self.recorder.error)
+                self._finish("error", str(self.recorder.error))
+            except BaseException as exc:
+                self._error("run", exc)
+                self._finish("error", f"{type(exc).__name__}: {exc}")
+                self.dispatch()
+                raise
+        self.dispatch()
+        return self.state is RunState.RUNNING
+
+    def _step(self) -> None:
+        if self._stop_request is not None and (self.controller is None or self.controller.finished):
+            status, reason = self._stop_request
+            self._finish(status, reason)
+            return
+        if self.config.kind == "session" and self.config.fast:
+            self._step_fast_session()
+        elif self.fast:
+            self._step_fast_replay()
+        else:
+            self._step_realtime()
+        self._progress()
+
+    def _progress(self) -> None:
+        el = self.elapsed_s
+        if el - self._last_progress >= 1.0:
+            self._last_progress = el
+            counters = {k: s.counters.as_dict() for k, s in self.streams.items()}
+            self._emit(Progress(t_us=self._now(), elapsed_s=el, duration_s=self.config.duration_s,
+                                counters=counters))
+
+    def _check_failures(self) -> bool:
+        """Apply the run kind's failure policy; True when the run was ended or aborted."""
+        ds, rec, kind = self.devices, self.recorder, self.config.kind
+        for d in ds.all:
+            if d.error is None or d.name in self.failed:
+                continue
+            self.failed[d.name] = d.error
+            policy = FAILURE_POLICY[kind]
+            alive = [x for x in ds.all if x.error is None]
+            action = {"stop": "stopped", "abort": "aborted", "continue": "continues"}[policy]
+            if policy == "continue" and not alive:
+                action = "stopped"
+            self._emit(DeviceFailed(t_us=self._now(), device=d.name, error=d.error,
+                                    traceback=format_exception(d.error), action=action))
+            if action == "stopped":
+                self._finish("error", f"device {d.name} failed: {d.error}")
+                return True
+            if action == "aborted":
+                self.controller.abort(f"device/recorder failure: {d.error}")
+        if rec is not None and rec.error is not None:
+            if self.controller is not None:
+                self.controller.abort(f"device/recorder failure: {rec.error}")
+            self._finish("disk_full" if isinstance(rec.error, DiskFullError) else "error", str(rec.error))
+            return True
+        return False
+
+    def _step_realtime(self) -> None:
+        if self._check_failures():
+            return
+        cfg, ds = self.config, self.devices
+        if self.controller is not None:
+            self.controller.tick()
+            if self.controller.finished:
+                status = "aborted" if self.controller.phase.value == "aborted" else "complete"
+                self._finish(status, "session " + ("aborted" if status == "aborted" else "complete"))
+            return
+        elapsed = self.elapsed_s
+        duration = cfg.duration_s
+        if cfg.kind == "record":
+            if (duration is not None and elapsed >= duration) or (ds.replay is not None and ds.replay.finished):
+                self._finish("complete", "duration reached" if duration is not None else "replay finished")
+            return
+        if duration is None and ds.replay is not None:
+            duration = ds.replay.duration_s
+        eng = self.engine
+        # run until the window ending at `duration` has been assembled (its end + grace)
+        if duration is not None and elapsed >= duration + eng.grace_us / 1e6 + 0.05:
+            self._finish("complete", "duration reached")
+        elif ds.replay is not None and ds.replay.finished and eng.next_window_end_us > ds.replay.t_end_us + 1:
+            self._finish("complete", "replay finished")   # and its last window has been assembled
+
+    def _step_fast_replay(self) -> None:
+        src, rec, eng = self.devices.replay, self.recorder, self.engine
+        deadline = time.perf_counter() + FAST_SLICE_S
+        while time.perf_counter() < deadline:
+            if eng is None:    # a recording: copy in 100 ms steps
+                if self._fast_t >= self._fast_t_stop:
+                    self._finish("complete", "replay finished")
+                    return
+                self._fast_t = min(self._fast_t + 100_000, self._fast_t_stop)
+                src.advance_to(self._fast_t)
+                rec.drain()
+                continue
+            if eng.next_window_end_us > self._fast_t_stop + 1:
+                self._score_fast()
+                self._finish("complete", "replay finished")
+                return
+            due = eng.next_due_us()
+            if self._fast_direct is None:
+                src.advance_to(due)
+            else:
+                src.clock.advance_to(due)    # the devices' streams are not read
+            if rec is not None:
+                rec.drain()
+            eng.step(due, sync=True, defer=self._fast_pending)
+            if len(self._fast_pending) >= self._fast_batch:
+                self._score_fast()
+
+    def _score_fast(self) -> None:
+        """Score the fast replay's deferred windows (one batch)."""
+        items, self._fast_pending = self._fast_pending, []
+        preds = self.engine.score(items) if items else []
+        if preds:
+            self._fast_span_s = max(self._fast_span_s, (max(p.t_end_us for p in preds) - self.t_origin_us) / 1e6)
+
+    def _step_fast_session(self) -> None:
+        sim, ctrl, eng, rec = self.stepped, self.controller, self.engine, self.recorder
+        step = 20_000
+        deadline = time.perf_counter() + FAST_SLICE_S
+        while time.perf_counter() < deadline:
+            if ctrl.finished:
+                if eng is not None:   # the last trial's prediction is due a grace period after its end
+                    sim.advance_to(sim.clock.now_us() + eng.grace_us + step)
+                    eng.step(sim.clock.now_us(), sync=True)
+                status = "aborted" if ctrl.phase.value == "aborted" else "complete"
+                self._finish(status, "session " + status)
+                return
+            sim.advance_to(sim.clock.now_us() + step)
+            ctrl.tick()
+            if eng is not None:
+                eng.step(sim.clock.now_us(), sync=True)
+            self._fast_polls += 1
+            if self._fast_polls % 10 == 0:
+                rec.drain()
+
+    # ------------------------------------------------------------------ stop
+    def stop(self, reason: str = "operator", *, status: str = "aborted") -> None:
+        """Ask the run to end; the next :meth:`poll` finishes it (files closed, status written).
+        A session aborts its running trial. ``status="complete"`` ends an open-ended recording or
+        live run as complete (the operator's normal end)."""
+        if self.state is not RunState.RUNNING or self._stop_request is not None:
+            return
+        self._stop_request = (status, reason)
+        if self.controller is not None:
+            self.controller.abort(reason)
+        elif self.recorder is not None and status == "aborted":
+            self.recorder.log_event("abort", reason=reason)
+
+    def close(self, reason: str = "closed") -> None:
+        """Stop now and finalise (e.g. a window closing); safe to call in any state."""
+        if self.state is RunState.RUNNING:
+            self.stop(reason)
+            self.poll()
+        self.dispatch()
+
+    def submit_sam(self, answer) -> None:
+        """The participant's SAM answer (sessions whose SAM is answered on screen)."""
+        if self.controller is None:
+            raise RuntimeError("not a session")
+        self.controller.submit_sam(answer)
+
+    def _finish(self, status: str, reason: str) -> None:
+        if self.state is RunState.FINISHED:
+            return
+        self.wall_s = time.perf_counter() - (self._wall_start or time.perf_counter())
+        status = self._teardown(status)
+        self.status, self.reason = status, reason
+        self.state = RunState.FINISHED
+        self._emit(RunFinished(t_us=self._now(), status=status, reason=reason, summary=self.summary()))
+
+    def _teardown(self, status: str) -> str:
+        """Stop everything that was started, in data-flow order; returns the final status."""
+        eng, ds, ctrl, rec = self.engine, self.devices, self.controller, self.recorder
+        steps = []
+        if eng is not None:
+            # the worker scores what is still queued before the log closes; an aborted clip
+            # still gets its partial whole-trial prediction
+            if self._fast_pending:
+                steps.append(self._score_fast)
+            if self._fast_direct is not None:
+                steps.append(self._fast_direct.close)
+            steps += [lambda: eng.stop(timeout=60.0), eng.finish_trials]
+            if eng.log is not None:
+                steps.append(eng.log.close)
+        if ds is not None:
+            steps.append(ds.stop_all)
+        if ctrl is not None:
+            steps.append(ctrl.close)
+        phantom = self.phantom
+        if phantom is not None and hasattr(phantom, "close_truth"):
+            steps.append(phantom.close_truth)
+        for fn in steps:
+            try:
+                fn()
+            except Exception as exc:   # keep closing; the recorder below must still finalise
+                self._error(f"teardown {getattr(fn, '__qualname__', fn)}", exc)
+        if ds is not None:
+            for d in ds.all:
+                if d.error is not None and d.name not in self.failed:
+                    self.failed[d.name] = d.error
+        if rec is not None:
+            status = rec.stop(status=status)["status"]
+        if self._jsonl is not None:
+            self._jsonl.close()
+            self._jsonl = None
+        return status
+
+    # ------------------------------------------------------------------ report
+    def summary(self) -> dict:
+        """Status, written counts, per-stream counters and the engine's summary."""
+        out = {"kind": self.config.kind, "status": self.status, "reason": self.reason,
+               "session_dir": None if self.session_dir is None else str(self.session_dir),
+               "elapsed_s": self.elapsed_s, "wall_s": self.wall_s,
+               "errors": [str(e) for e in self.errors],
+               "failed_devices": {k: str(v) for k, v in self.failed.items()},
+               "streams": {k: s.counters.as_dict() for k, s in self.streams.items()}}
+        if self.recorder is not None:
+            out["written"] = dict(self.recorder.written)
+        if self.engine is not None:
+            out["engine"] = self.engine.summary()
+        if self.fast and self._fast_span_s and self.wall_s:
+            out["real_time_factor"] = self._fast_span_s / self.wall_s
+            out["analysed_s"] = self._fast_span_s
+        return out
+

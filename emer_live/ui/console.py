@@ -1,0 +1,441 @@
+"""The operator console: the window a lab operator (or a demo audience) watches.
+
+It owns one :class:`~emer_live.app.Run` at a time. A ~30 Hz GUI timer polls the run (which hands
+its typed events to :meth:`OperatorConsole.on_event` on this thread) and redraws the visible
+panels from the streams and the prediction events; devices, recorder and model work on their own
+threads and never wait on a widget. Closing the window stops the run and finalises its folder.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import time
+import traceback
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+from PyQt6 import QtCore, QtGui, QtWidgets
+
+from ..app import (DeviceFailed, PredictionMade, Run, RunConfig, RunError, RunFinished, RunStarted,
+                   default_checkpoint)
+from ..errors import EmerError
+from .colors import BAD_COLOR, WARN_COLOR
+from .panels import (CameraPanel, CircumplexPanel, EmotionPanel, EventLogPanel, EyePanel, HealthPanel,
+                     TrialTablePanel)
+
+__all__ = ["ConsoleOptions", "OperatorConsole", "REPO_ROOT"]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TICK_MS = 33
+
+
+@dataclass
+class ConsoleOptions:
+    """What the console runs when the operator presses Start (mirrors the CLI options)."""
+
+    tracker: str = "synthetic"
+    camera: str = "synthetic"
+    mic: str = "none"
+    checkpoint: str = field(default_factory=lambda: str(default_checkpoint()))
+    participant: str = "P00"
+    out: Optional[str] = None          # recordings root (default recordings/, demo: recordings/demo)
+    size: Tuple[int, int] = (1280, 720)
+    fps: float = 30.0
+    rate: float = 250.0
+    seed: int = 0
+    window_s: float = 8.0
+    hop_s: float = 1.0
+    duration_s: Optional[float] = None
+    model_device: str = "auto"
+    demo: bool = False                 # synthetic participant standing in for a person
+
+    def run_config(self) -> RunConfig:
+        """A live run recording into a new session folder."""
+        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+        root = Path(self.out) if self.out else REPO_ROOT / "recordings" / ("demo" if self.demo else self.participant)
+        folder = root / stamp
+        k = 2
+        while folder.exists():
+            folder = root / f"{stamp}-{k}"
+            k += 1
+        return RunConfig(kind="live", participant=self.participant, tracker=self.tracker, camera=self.camera,
+                         mic=self.mic, rate=self.rate, fps=self.fps, size=tuple(self.size), seed=self.seed,
+                         duration_s=self.duration_s, out=str(folder), checkpoint=self.checkpoint,
+                         model_device=self.model_device, window_s=self.window_s, hop_s=self.hop_s)
+
+
+class DeviceDialog(QtWidgets.QDialog):
+    """Choose devices, participant and checkpoint for the next run."""
+
+    def __init__(self, opts: ConsoleOptions, parent=None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Devices and model")
+        form = QtWidgets.QFormLayout(self)
+        self.tracker = QtWidgets.QComboBox(editable=True)
+        self.tracker.addItems(["synthetic", "tobii", "replay:"])
+        self.tracker.setCurrentText(opts.tracker)
+        self.camera = QtWidgets.QComboBox(editable=True)
+        self.camera.addItems(["synthetic", "0", "1", "none", "replay"])
+        self.camera.setCurrentText(opts.camera)
+        self.mic = QtWidgets.QComboBox(editable=True)
+        self.mic.addItems(["none", "synthetic", "default"])
+        self.mic.setCurrentText(opts.mic)
+        self.participant = QtWidgets.QLineEdit(opts.participant)
+        self.checkpoint = QtWidgets.QLineEdit(opts.checkpoint)
+        browse = QtWidgets.QPushButton("Browse...")
+        browse.clicked.connect(self._browse)
+        row = QtWidgets.QHBoxLayout()
+        row.addWidget(self.checkpoint)
+        row.addWidget(browse)
+        form.addRow("eye tracker", self.tracker)
+        form.addRow("camera", self.camera)
+        form.addRow("microphone", self.mic)
+        form.addRow("participant (pseudonym)", self.participant)
+        form.addRow("checkpoint", row)
+        buttons = QtWidgets.QDialogButtonBox(QtWidgets.QDialogButtonBox.StandardButton.Ok
+                                             | QtWidgets.QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        form.addRow(buttons)
+
+    def _browse(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "EMERT checkpoint", str(REPO_ROOT / "models"),
+                                                        "checkpoints (*.pt)")
+        if path:
+            self.checkpoint.setText(path)
+
+    def apply(self, opts: ConsoleOptions) -> ConsoleOptions:
+        tracker = self.tracker.currentText().strip()
+        return replace(opts, tracker=tracker, camera=self.camera.currentText().strip(),
+                       mic=self.mic.currentText().strip(), participant=self.participant.text().strip(),
+                       checkpoint=self.checkpoint.text().strip(), demo=tracker == "synthetic")
+
+
+class OperatorConsole(QtWidgets.QMainWindow):
+    """The operator console (see the module docstring).
+
+    Parameters
+    ----------
+    options : ConsoleOptions
+    autostart : bool
+        Start a run as soon as the window shows (demo mode does).
+    settings : QSettings, optional
+        Where the dock layout persists (default: the user's emer_live settings).
+    """
+
+    def __init__(self, options: ConsoleOptions, *, autostart: bool = False,
+                 settings: Optional[QtCore.QSettings] = None) -> None:
+        super().__init__()
+        self.options = options
+        self.run: Optional[Run] = None
+        self.runs: List[Run] = []             # every run of this window (tests, the status bar)
+        self.settings = settings or QtCore.QSettings("emer_live", "operator-console")
+        self.setWindowTitle("emer_live - operator console")
+        self.resize(1600, 980)
+        self.last_error: Optional[str] = None
+        self._shown_once = False
+        self._layout_restored = False
+        self._tick_times: List[float] = []
+        self._tick_no = 0
+
+        # central: banners + the emotion view
+        central = QtWidgets.QWidget()
+        lay = QtWidgets.QVBoxLayout(central)
+        lay.setContentsMargins(4, 4, 4, 4)
+        self.demo_banner = QtWidgets.QLabel(
+            "demo: synthetic participant - a simulated person stands in for the tracker and camera; "
+            "the demo checkpoint was trained on synthetic data (not a validated emotion model)")
+        self.demo_banner.setStyleSheet("background: #FFF3C4; color: #5A4500; padding: 6px; font-weight: bold;"
+                                       "border: 1px solid #E6C200")
+        self.demo_banner.setWordWrap(True)
+        self.warning_banner = QtWidgets.QLabel("")
+        self.warning_banner.setWordWrap(True)
+        self.warning_banner.setStyleSheet(f"background: {BAD_COLOR}; color: white; padding: 6px; font-weight: bold")
+        self.warning_banner.setVisible(False)
+        self.emotion = EmotionPanel()
+        lay.addWidget(self.demo_banner)
+        lay.addWidget(self.warning_banner)
+        lay.addWidget(self.emotion, 1)
+        self.setCentralWidget(central)
+
+        # docks
+        self.circumplex = CircumplexPanel()
+        self.camera = CameraPanel()
+        self.eyes = EyePanel()
+        self.health = HealthPanel()
+        self.event_log = EventLogPanel()
+        self.trials = TrialTablePanel()
+        self.docks: Dict[str, QtWidgets.QDockWidget] = {}
+        A = QtCore.Qt.DockWidgetArea
+        for key, title, widget, area in (
+                ("camera", "Camera and face", self.camera, A.RightDockWidgetArea),
+                ("circumplex", "Valence / arousal", self.circumplex, A.RightDockWidgetArea),
+                ("eyes", "Eyes", self.eyes, A.BottomDockWidgetArea),
+                ("health", "Device health", self.health, A.BottomDockWidgetArea),
+                ("events", "Event log", self.event_log, A.BottomDockWidgetArea),
+                ("trials", "Trials", self.trials, A.BottomDockWidgetArea)):
+            dock = QtWidgets.QDockWidget(title, self)
+            dock.setObjectName(f"dock_{key}")         # saveState needs names
+            dock.setWidget(widget)
+            self.addDockWidget(area, dock)
+            self.docks[key] = dock
+        # bottom row: eyes | health | event log + trials (tabs); right column: camera over circumplex
+        H = QtCore.Qt.Orientation.Horizontal
+        self.splitDockWidget(self.docks["eyes"], self.docks["health"], H)
+        self.splitDockWidget(self.docks["health"], self.docks["events"], H)
+        self.tabifyDockWidget(self.docks["events"], self.docks["trials"])
+        self.docks["events"].raise_()
+        self._size_docks()
+        self._default_state = self.saveState()
+        self._build_actions()
+        self.status_folder = QtWidgets.QLabel("no session")
+        self.status_elapsed = QtWidgets.QLabel("elapsed 00:00.0")
+        self.status_elapsed.setMinimumWidth(140)     # a changing text must not relayout the bar
+        self.status_state = QtWidgets.QLabel("idle")
+        sb = self.statusBar()
+        sb.addWidget(self.status_state)
+        sb.addWidget(self.status_folder, 1)
+        sb.addPermanentWidget(self.status_elapsed)
+        self._restore_layout()
+        self._apply_options()
+
+        self.timer = QtCore.QTimer(self)
+        self.timer.setInterval(TICK_MS)
+        self.timer.timeout.connect(self.tick)
+        self.timer.start()
+        if autostart:
+            QtCore.QTimer.singleShot(0, self.start_run)
+
+    def _size_docks(self) -> None:
+        H, V = QtCore.Qt.Orientation.Horizontal, QtCore.Qt.Orientation.Vertical
+        w, h = max(self.width(), 1200), max(self.height(), 800)
+        self.resizeDocks([self.docks["camera"]], [int(0.30 * w)], H)
+        self.resizeDocks([self.docks["camera"], self.docks["circumplex"]], [int(0.33 * h), int(0.33 * h)], V)
+        self.resizeDocks([self.docks["eyes"]], [int(0.34 * h)], V)
+        self.resizeDocks([self.docks["eyes"], self.docks["health"], self.docks["events"]],
+                         [int(0.36 * w), int(0.34 * w), int(0.30 * w)], H)
+
+    def showEvent(self, event: QtGui.QShowEvent) -> None:   # noqa: N802 (Qt name)
+        super().showEvent(event)
+        if not self._shown_once:
+            self._shown_once = True
+            if not self._layout_restored:
+                # sizes apply once the window has its size (and again after the first layout pass)
+                QtCore.QTimer.singleShot(0, self._size_docks)
+                QtCore.QTimer.singleShot(300, self._size_docks)
+
+    # ------------------------------------------------------------------ actions
+    def _build_actions(self) -> None:
+        style = self.style()
+        SP = QtWidgets.QStyle.StandardPixmap
+        self.act_start = QtGui.QAction(style.standardIcon(SP.SP_MediaPlay), "&Start recording", self)
+        self.act_start.setShortcut("Ctrl+R")
+        self.act_start.triggered.connect(self.start_run)
+        self.act_stop = QtGui.QAction(style.standardIcon(SP.SP_MediaStop), "S&top", self)
+        self.act_stop.setShortcut("Ctrl+.")
+        self.act_stop.triggered.connect(self.stop_run)
+        self.act_devices = QtGui.QAction("&Devices and model...", self)
+        self.act_devices.triggered.connect(self.choose_devices)
+        self.act_checkpoint = QtGui.QAction("Choose &checkpoint...", self)
+        self.act_checkpoint.triggered.connect(self.choose_checkpoint)
+        self.act_quit = QtGui.QAction("&Quit", self)
+        self.act_quit.setShortcut("Ctrl+Q")
+        self.act_quit.triggered.connect(self.close)
+        self.act_reset = QtGui.QAction("&Reset layout", self)
+        self.act_reset.triggered.connect(self.reset_layout)
+        mb = self.menuBar()
+        m = mb.addMenu("&File")
+        m.addAction(self.act_checkpoint)
+        m.addSeparator()
+        m.addAction(self.act_quit)
+        m = mb.addMenu("&Run")
+        m.addAction(self.act_start)
+        m.addAction(self.act_stop)
+        m.addAction(self.act_devices)
+        m = mb.addMenu("&View")
+        for dock in self.docks.values():
+            m.addAction(dock.toggleViewAction())
+        m.addSeparator()
+        m.addAction(self.act_reset)
+        tb = self.addToolBar("Run")
+        tb.setObjectName("toolbar_run")
+        tb.addAction(self.act_start)
+        tb.addAction(self.act_stop)
+        tb.addSeparator()
+        tb.addAction(self.act_devices)
+        self.devices_label = QtWidgets.QLabel("")
+        self.devices_label.setContentsMargins(8, 0, 8, 0)
+        tb.addWidget(self.devices_label)
+        self._update_actions()
+
+    def reset_layout(self) -> None:
+        self.restoreState(self._default_state)
+        for dock in self.docks.values():
+            dock.setVisible(True)
+        self._size_docks()
+
+    def _apply_options(self) -> None:
+        o = self.options
+        self.demo_banner.setVisible(o.demo)
+        self.devices_label.setText(f"tracker {o.tracker} | camera {o.camera} | mic {o.mic} | participant "
+                                   f"{o.participant} | checkpoint {Path(o.checkpoint).name}")
+
+    def _update_actions(self) -> None:
+        running = self.run is not None and self.run.running
+        self.act_start.setEnabled(not running)
+        self.act_stop.setEnabled(running)
+        self.act_devices.setEnabled(not running)
+        self.act_checkpoint.setEnabled(not running)
+
+    def choose_devices(self) -> None:
+        dlg = DeviceDialog(self.options, self)
+        if dlg.exec() == QtWidgets.QDialog.DialogCode.Accepted:
+            self.options = dlg.apply(self.options)
+            self._apply_options()
+
+    def choose_checkpoint(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "EMERT checkpoint", str(REPO_ROOT / "models"),
+                                                        "checkpoints (*.pt)")
+        if path:
+            self.options = replace(self.options, checkpoint=path)
+            self._apply_options()
+
+    # ------------------------------------------------------------------ run control
+    def start_run(self) -> Optional[Run]:
+        if self.run is not None and self.run.running:
+            return self.run
+        try:
+            cfg = self.options.run_config()
+            run = Run(cfg)
+        except EmerError as exc:
+            self._error_dialog("Cannot start", str(exc))
+            return None
+        for panel in (self.emotion, self.circumplex):
+            panel.clear()
+        self.event_log.clear()
+        self.event_log.attach(run)
+        run.subscribe(self.on_event)
+        self.run = run
+        self.runs.append(run)
+        QtWidgets.QApplication.setOverrideCursor(QtCore.Qt.CursorShape.WaitCursor)
+        try:
+            run.start()          # loads the checkpoint, opens devices (a second or two)
+        except EmerError as exc:
+            self._error_dialog("Cannot start", str(exc))
+        except Exception as exc:   # a programming error: keep the traceback visible
+            self._error_dialog("Cannot start", f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc()}")
+        finally:
+            QtWidgets.QApplication.restoreOverrideCursor()
+        self._update_actions()
+        return run
+
+    def stop_run(self, *, reason: str = "operator pressed Stop") -> None:
+        """End the run as complete (the operator's normal end) and finalise its folder."""
+        run = self.run
+        if run is None or not run.running:
+            return
+        run.stop(reason, status="complete")
+        self._finish_now(run)
+
+    def _finish_now(self, run: Run, timeout_s: float = 90.0) -> None:
+        t0 = time.monotonic()
+        while run.poll() and time.monotonic() - t0 < timeout_s:
+            QtCore.QThread.msleep(20)
+        self._update_actions()
+
+    def _error_dialog(self, title: str, text: str) -> None:
+        self.last_error = text
+        self.event_log.log(f"ERROR: {text}")
+        if QtWidgets.QApplication.platformName() in ("offscreen", "minimal"):
+            return            # no one to click a modal dialog away; the log and status show it
+        QtWidgets.QMessageBox.critical(self, title, text)
+
+    # ------------------------------------------------------------------ events and redraw
+    def on_event(self, ev) -> None:
+        """A run event, on the GUI thread (delivered by Run.poll)."""
+        run = self.run
+        if isinstance(ev, PredictionMade):
+            p = ev.prediction
+            t_s = (p.t_end_us - (run.t_origin_us or 0)) / 1e6
+            self.emotion.add(p, t_s)
+            self.circumplex.add(p)
+        elif isinstance(ev, DeviceFailed):
+            self.statusBar().showMessage(f"device {ev.device} failed: {ev.error} - the run {ev.action}", 15000)
+        elif isinstance(ev, RunError):
+            self.statusBar().showMessage(f"error: {ev}", 15000)
+        elif isinstance(ev, RunFinished):
+            self._update_actions()
+        elif isinstance(ev, RunStarted):
+            self.status_folder.setText(ev.session_dir or "not recording")
+        for panel in (self.health, self.event_log, self.trials):
+            panel.on_event(ev)
+
+    def tick(self) -> None:
+        """The GUI timer: poll the run, then redraw what is visible."""
+        self._tick_times.append(time.perf_counter())
+        if len(self._tick_times) > 300:
+            del self._tick_times[:150]
+        run = self.run
+        if run is None:
+            return
+        try:
+            run.poll()
+        except Exception as exc:
+            self._error_dialog("Run failed", f"{type(exc).__name__}: {exc}")
+            self._update_actions()
+        # Spread the redraws over ticks so no single tick paints everything: predictions come
+        # once a hop, so the emotion views redraw only then; the traces at ~10 Hz, the camera at
+        # ~15 Hz, the numbers at ~2 Hz.
+        self._tick_no += 1
+        k = self._tick_no
+        self.emotion.refresh()
+        if self.docks["circumplex"].isVisible():
+            self.circumplex.refresh()
+        if k % 3 == 0 and self.docks["eyes"].isVisible():
+            self.eyes.refresh(run)
+        if k % 2 == 1 and self.docks["camera"].isVisible():
+            self.camera.refresh(run)
+        if k % 15 == 7:
+            self.health.refresh(run)
+            if self.docks["trials"].isVisible():
+                self.trials.refresh(run)
+        problems = self.health.problems
+        self.warning_banner.setVisible(bool(problems))
+        if problems:
+            self.warning_banner.setText("WARNING: " + "; ".join(problems))
+        self.status_state.setText(run.state.value if run.status is None else f"finished: {run.status}")
+        self.status_state.setStyleSheet("" if run.status in (None, "complete") else f"color: {WARN_COLOR}")
+        el = run.elapsed_s if run.running else run.summary().get("elapsed_s", 0.0)
+        self.status_elapsed.setText(f"elapsed {int(el // 60):02d}:{el % 60:04.1f}")
+
+    # ------------------------------------------------------------------ layout and closing
+    def _restore_layout(self) -> None:
+        geo = self.settings.value("geometry")
+        state = self.settings.value("state")
+        if isinstance(geo, QtCore.QByteArray):
+            self.restoreGeometry(geo)
+        if isinstance(state, QtCore.QByteArray):
+            self._layout_restored = self.restoreState(state)
+
+    def save_layout(self) -> None:
+        self.settings.setValue("geometry", self.saveGeometry())
+        self.settings.setValue("state", self.saveState())
+        self.settings.sync()
+
+    def closeEvent(self, event: QtGui.QCloseEvent) -> None:   # noqa: N802 (Qt name)
+        """Closing stops the devices and finalises the recording (status complete)."""
+        self.timer.stop()
+        if self.run is not None and self.run.running:
+            self.run.stop("console window closed", status="complete")
+            self._finish_now(self.run)
+        self.save_layout()
+        super().closeEvent(event)
+
+    def screenshot(self, path) -> Path:
+        """Save what the window shows now as an image (PNG by the file name)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.grab().save(str(path)):
+            raise OSError(f"could not write the screenshot {path}")
+        return path

@@ -1,0 +1,138 @@
+"""``python main.py``: the desktop app (operator console), or the headless demo without a display.
+
+With no hardware the console starts in demo mode by itself (synthetic participant, the demo
+checkpoint, a visible banner). ``--screenshot FILE --quit-after S`` saves the window after S
+seconds and quits (docs, tests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+__all__ = ["main", "display_available", "build_parser"]
+
+
+def display_available() -> Tuple[bool, str]:
+    """Whether a window can be shown here, and if not, why (one line)."""
+    if os.environ.get("QT_QPA_PLATFORM"):
+        return True, f"Qt platform {os.environ['QT_QPA_PLATFORM']} (QT_QPA_PLATFORM)"
+    if sys.platform in ("win32", "darwin"):
+        return True, "desktop session"
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return True, "X11/Wayland display"
+    return False, "no display (neither DISPLAY nor WAYLAND_DISPLAY is set)"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python main.py",
+        description="emer_live desktop app: the operator console with live ER/FER plots and the emotion gap. "
+                    "With no eye tracker it starts in demo mode (synthetic participant). Without a display it "
+                    "runs the headless demo instead.")
+    p.add_argument("--tracker", default="auto",
+                   help="eye tracker: auto (a Tobii when found, else synthetic), synthetic, tobii[:ADDRESS], replay:DIR")
+    p.add_argument("--camera", default="synthetic", help="webcam: synthetic, an index, a video file, replay, none")
+    p.add_argument("--mic", default="none", help="microphone: none, synthetic, default, an index or name")
+    p.add_argument("--checkpoint", default=None, help="EMERT checkpoint (default: the demo checkpoint in models/)")
+    p.add_argument("--participant", default="P00", help="pseudonymous participant ID (never a name)")
+    p.add_argument("--out", default=None,
+                   help="recordings root for this run's session folder (default recordings/<participant>, "
+                        "demo: recordings/demo)")
+    p.add_argument("--size", default="1280x720", help="camera frame size (default 1280x720)")
+    p.add_argument("--fps", type=float, default=30.0, help="camera fps (default 30)")
+    p.add_argument("--rate", type=float, default=250.0, help="tracker rate in Hz (default 250)")
+    p.add_argument("--seed", type=int, default=0, help="synthetic participant seed")
+    p.add_argument("--window", type=float, default=8.0, help="live window length in seconds (default 8)")
+    p.add_argument("--hop", type=float, default=1.0, help="live hop in seconds (default 1)")
+    p.add_argument("--device", default="auto", help="model device: auto, cpu, cuda, mps")
+    p.add_argument("--no-autostart", action="store_true", help="wait for Start even in demo mode")
+    p.add_argument("--screenshot", default=None, metavar="FILE", help="save the window as an image before quitting")
+    p.add_argument("--quit-after", type=float, default=None, metavar="SECONDS",
+                   help="close the app after this many seconds (with --screenshot: the moment of the picture)")
+    p.add_argument("--settings", default=None, metavar="INI",
+                   help="keep the window layout in this file instead of the user's settings")
+    p.add_argument("--headless", action="store_true", help="run the headless demo even when a display is present")
+    return p
+
+
+def _tracker(spec: str) -> str:
+    if spec != "auto":
+        return spec
+    from ..demo import _tracker_spec   # tobii when the SDK finds one, else synthetic
+
+    return _tracker_spec()
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    ok, why = display_available()
+    if args.headless or not ok:
+        if not args.headless:
+            print(f"emer-live: {why}: running the headless demo (set DISPLAY or use xvfb-run for the app)",
+                  flush=True)
+        from ..cli import main as cli_main
+
+        return cli_main(["demo"])
+    return run_gui(args)
+
+
+def run_gui(args) -> int:
+    from ..app import default_checkpoint
+    from ..cli import report_error
+    from ..devices.factory import parse_size
+    from ..errors import EmerError
+
+    try:
+        if args.quit_after is not None and not args.quit_after > 0:
+            from ..errors import ConfigError
+
+            raise ConfigError(f"--quit-after {args.quit_after}: must be > 0 seconds")
+        size = parse_size(args.size)
+        tracker = _tracker(args.tracker)
+    except EmerError as exc:
+        return report_error(exc)
+
+    from PyQt6 import QtCore, QtWidgets
+
+    from .console import ConsoleOptions, OperatorConsole
+
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
+    app.setApplicationName("emer_live")
+    app.setOrganizationName("emer_live")
+    opts = ConsoleOptions(tracker=tracker, camera=args.camera, mic=args.mic,
+                          checkpoint=args.checkpoint or str(default_checkpoint()), participant=args.participant,
+                          out=args.out, size=size, fps=args.fps, rate=args.rate,
+                          seed=args.seed, window_s=args.window, hop_s=args.hop, model_device=args.device,
+                          demo=tracker == "synthetic")
+    settings = QtCore.QSettings(args.settings, QtCore.QSettings.Format.IniFormat) if args.settings else None
+    win = OperatorConsole(opts, autostart=opts.demo and not args.no_autostart, settings=settings)
+    win.show()
+    result = {"rc": 0}
+
+    def finish():
+        if args.screenshot:
+            path = win.screenshot(args.screenshot)
+            print(f"screenshot: {path}", flush=True)
+        win.close()
+        app.quit()
+
+    if args.quit_after is not None:
+        QtCore.QTimer.singleShot(int(args.quit_after * 1000), finish)
+    app.exec()
+    run = win.run
+    if run is not None:
+        print(f"run: status {run.status}, folder {run.session_dir}", flush=True)
+        if run.status not in (None, "complete", "aborted"):
+            result["rc"] = 1
+    if win.last_error:
+        print(f"emer-live: error: {win.last_error.splitlines()[0]}", file=sys.stderr)
+        result["rc"] = 1
+    return result["rc"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

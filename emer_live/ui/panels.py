@@ -1,0 +1,623 @@
+"""The operator console's live views. Each panel is built once; the console hands it run events
+(:meth:`on_event`, on the GUI thread) and asks it to redraw (:meth:`refresh`) from its ~30 Hz
+timer, where panels read the streams and update their items with ``setData`` / ``setImage``.
+Nothing here runs per sample, and nothing here is on the data path."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import time
+from collections import deque
+from pathlib import Path
+from typing import Deque, Dict, List, Optional
+
+import numpy as np
+import pyqtgraph as pg
+from PyQt6 import QtCore, QtGui, QtWidgets
+
+from ..app.events import (DeviceEvent, DeviceFailed, PhaseChanged, PredictionMade, RunError, RunFinished, RunNote,
+                          RunStarted)
+from ..labels import ER7_CLASSES, VA_ANCHORS
+from .colors import BAD_COLOR, EMOTION_COLORS, GAP_COLOR, OK_COLOR, WARN_COLOR
+
+__all__ = ["EmotionPanel", "CircumplexPanel", "EyePanel", "CameraPanel", "HealthPanel", "EventLogPanel",
+           "TrialTablePanel", "stream_rate"]
+
+pg.setConfigOptions(antialias=False, background="w", foreground="#333333")
+
+DASH = QtCore.Qt.PenStyle.DashLine
+
+
+def _pen(color: str, width: float = 2.0, dashed: bool = False) -> QtGui.QPen:
+    pen = pg.mkPen(color, width=width)
+    if dashed:
+        pen.setStyle(DASH)
+    return pen
+
+
+def _seconds(run, t_us: int) -> float:
+    return (t_us - (run.t_origin_us or 0)) / 1e6
+
+
+class EmotionPanel(QtWidgets.QWidget):
+    """ER (solid) and FER (dashed) 7-class probabilities over time, and the emotion gap with
+    confident disagreements marked and named."""
+
+    HISTORY = 1800          # predictions kept (30 min at one per second)
+    SPAN_S = 90.0           # seconds shown
+    N_LABELS = 3            # newest disagreements named in words
+    LABEL_GAP_S = 12.0
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.glw = pg.GraphicsLayoutWidget()
+        lay = QtWidgets.QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.glw)
+        self.er_plot = self.glw.addPlot(row=0, col=0, title="ER - what face + eyes reveal (solid)")
+        self.fer_plot = self.glw.addPlot(row=1, col=0, title="FER - what the face shows (dashed)")
+        self.gap_plot = self.glw.addPlot(row=2, col=0, title="emotion gap: JSD(ER, FER); red = confident disagreement")
+        legend = self.er_plot.addLegend(offset=(5, 5), colCount=4, labelTextSize="8pt")
+        for p in (self.er_plot, self.fer_plot, self.gap_plot):
+            p.setYRange(0, 1.02, padding=0)
+            p.setMouseEnabled(x=False, y=False)
+            p.showGrid(x=True, y=True, alpha=0.2)
+            p.setClipToView(True)
+            p.setDownsampling(auto=True, mode="peak")
+        self.fer_plot.setXLink(self.er_plot)
+        self.gap_plot.setXLink(self.er_plot)
+        self.gap_plot.setLabel("bottom", "time since start", units="s")
+        self.er_curves = {}
+        self.fer_curves = {}
+        for name in ER7_CLASSES:
+            c = EMOTION_COLORS[name]
+            self.er_curves[name] = self.er_plot.plot(pen=_pen(c), name=name)
+            self.fer_curves[name] = self.fer_plot.plot(pen=_pen(c, dashed=True))
+        del legend
+        self.gap_curve = self.gap_plot.plot(pen=_pen(GAP_COLOR, 2))
+        self.disagree_marks = pg.ScatterPlotItem(size=11, symbol="t", brush=pg.mkBrush(BAD_COLOR),
+                                                 pen=pg.mkPen("w"))
+        self.gap_plot.addItem(self.disagree_marks)
+        self.labels: List[pg.TextItem] = []
+        for _ in range(self.N_LABELS):
+            t = pg.TextItem(color=BAD_COLOR, anchor=(0.5, 0.5), fill=pg.mkBrush(255, 255, 255, 200))
+            t.setVisible(False)
+            self.gap_plot.addItem(t)
+            self.labels.append(t)
+        self.t: Deque[float] = deque(maxlen=self.HISTORY)
+        self.er: Deque[np.ndarray] = deque(maxlen=self.HISTORY)
+        self.fer: Deque[np.ndarray] = deque(maxlen=self.HISTORY)
+        self.gap: Deque[float] = deque(maxlen=self.HISTORY)
+        self.disagreements: Deque[tuple] = deque(maxlen=200)   # (t, jsd, label)
+        self._dirty = False
+
+    def clear(self) -> None:
+        for d in (self.t, self.er, self.fer, self.gap, self.disagreements):
+            d.clear()
+        self._dirty = True
+
+    def add(self, p, t_s: float) -> None:
+        if p.kind != "window":
+            return
+        self.t.append(t_s)
+        self.er.append(np.asarray(p.er7, float))
+        fer = np.full(7, np.nan) if p.fer7 is None else np.asarray(p.fer7, float)
+        self.fer.append(fer)
+        jsd = float("nan") if p.gap is None else float(p.gap["jsd"])
+        self.gap.append(jsd)
+        if p.gap is not None and p.gap.get("disagree"):
+            self.disagreements.append((t_s, jsd, f"face: {p.fer_top} / eyes+face: {p.er_top}"))
+        self._dirty = True
+
+    def refresh(self) -> None:
+        if not self._dirty:
+            return
+        self._dirty = False
+        t = np.fromiter(self.t, float, len(self.t))
+        if len(t):
+            er = np.stack(self.er)
+            fer = np.stack(self.fer)
+            for i, name in enumerate(ER7_CLASSES):
+                self.er_curves[name].setData(t, er[:, i])
+                self.fer_curves[name].setData(t, fer[:, i], connect="finite")
+            self.gap_curve.setData(t, np.fromiter(self.gap, float, len(self.gap)), connect="finite")
+            hi = max(t[-1], self.SPAN_S * 0.25)
+            self.er_plot.setXRange(max(0.0, hi - self.SPAN_S), hi + 1.0, padding=0)
+        else:
+            for c in list(self.er_curves.values()) + list(self.fer_curves.values()) + [self.gap_curve]:
+                c.setData([], [])
+        dis = list(self.disagreements)
+        self.disagree_marks.setData([d[0] for d in dis], [d[1] for d in dis])
+        # name the newest disagreements in words, at least LABEL_GAP_S apart so labels stay legible
+        chosen = []
+        for ts, jsd, text in reversed(dis):
+            if len(chosen) == len(self.labels):
+                break
+            if all(abs(ts - c[0]) >= self.LABEL_GAP_S for c in chosen):
+                chosen.append((ts, jsd, text))
+        for i, lab in enumerate(self.labels):
+            if i >= len(chosen):
+                lab.setVisible(False)
+                continue
+            ts, jsd, text = chosen[i]
+            lab.setText(text)
+            lab.setPos(ts, 0.62 + 0.17 * (i % 2))
+            lab.setVisible(True)
+
+    @property
+    def n_points(self) -> int:
+        return len(self.t)
+
+
+class CircumplexPanel(QtWidgets.QWidget):
+    """Valence (x) and arousal (y) of ER (solid) and FER (dashed) with fading trails; the
+    category anchors (Russell & Mehrabian 1977 ratings of emotion words) for orientation."""
+
+    TRAIL = 20
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.plot = pg.PlotWidget(title="valence / arousal (ER solid, FER dashed)")
+        lay = QtWidgets.QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.plot)
+        p = self.plot.getPlotItem()
+        p.setAspectLocked(True)
+        p.setXRange(-1.15, 1.15, padding=0)
+        p.setYRange(-1.15, 1.15, padding=0)
+        p.setMouseEnabled(x=False, y=False)
+        p.setLabel("bottom", "valence")
+        p.setLabel("left", "arousal")
+        a = np.linspace(0, 2 * np.pi, 120)
+        p.plot(np.cos(a), np.sin(a), pen=pg.mkPen("#BBBBBB", width=1))
+        p.addLine(x=0, pen=pg.mkPen("#DDDDDD"))
+        p.addLine(y=0, pen=pg.mkPen("#DDDDDD"))
+        for name, (v, ar) in VA_ANCHORS.items():
+            t = pg.TextItem(name, color=EMOTION_COLORS[name], anchor=(0.5, 0.5))
+            t.setPos(v, ar)
+            p.addItem(t)
+        self.er_line = p.plot(pen=_pen("#333333", 1.5))
+        self.fer_line = p.plot(pen=_pen("#333333", 1.5, dashed=True))
+        self.er_dots = pg.ScatterPlotItem(symbol="o")
+        self.fer_dots = pg.ScatterPlotItem(symbol="s")
+        p.addItem(self.er_dots)
+        p.addItem(self.fer_dots)
+        self.er: Deque[tuple] = deque(maxlen=self.TRAIL)
+        self.fer: Deque[tuple] = deque(maxlen=self.TRAIL)
+        self._dirty = False
+
+    def clear(self) -> None:
+        self.er.clear()
+        self.fer.clear()
+        self._dirty = True
+
+    def add(self, p) -> None:
+        if p.kind != "window":
+            return
+        self.er.append((p.er_va[0], p.er_va[1], p.er_top))
+        if p.fer_va is not None:
+            self.fer.append((p.fer_va[0], p.fer_va[1], p.fer_top))
+        self._dirty = True
+
+    @staticmethod
+    def _spots(points, filled: bool):
+        n = len(points)
+        spots = []
+        for i, (v, a, top) in enumerate(points):
+            alpha = int(40 + 215 * (i + 1) / n)          # older points fade out
+            r, g, b = QtGui.QColor(EMOTION_COLORS[top]).getRgb()[:3]
+            size = 14 if i == n - 1 else 7
+            brush = pg.mkBrush(r, g, b, alpha) if filled else pg.mkBrush(255, 255, 255, 0)
+            spots.append({"pos": (v, a), "size": size, "brush": brush,
+                          "pen": pg.mkPen((r, g, b, alpha), width=2 if i == n - 1 else 1)})
+        return spots
+
+    def refresh(self) -> None:
+        if not self._dirty:
+            return
+        self._dirty = False
+        for pts, line, dots, filled in ((self.er, self.er_line, self.er_dots, True),
+                                        (self.fer, self.fer_line, self.fer_dots, False)):
+            pts = list(pts)
+            line.setData([q[0] for q in pts], [q[1] for q in pts])
+            dots.setData(self._spots(pts, filled))
+
+
+class EyePanel(QtWidgets.QWidget):
+    """Pupil diameter of both eyes with blinks shaded, gaze x/y on the display, and the valid
+    sample fraction, over the last seconds of the gaze stream."""
+
+    SPAN_S = 10.0
+    N_BLINK_REGIONS = 12
+    MAX_POINTS = 500
+    FIELDS = ("t_us", "left_pupil_diameter", "right_pupil_diameter", "left_pupil_validity", "right_pupil_validity",
+              "left_gaze_point_on_display_area_x", "left_gaze_point_on_display_area_y",
+              "right_gaze_point_on_display_area_x", "right_gaze_point_on_display_area_y",
+              "left_gaze_point_validity", "right_gaze_point_validity")
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.glw = pg.GraphicsLayoutWidget()
+        self.valid_label = QtWidgets.QLabel("valid gaze: -")
+        lay = QtWidgets.QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.valid_label)
+        lay.addWidget(self.glw)
+        self.pupil = self.glw.addPlot(row=0, col=0, title="pupil diameter (mm); shaded = blink / no pupil")
+        self.gaze = self.glw.addPlot(row=1, col=0, title="gaze on display (0..1)")
+        self.gaze.setXLink(self.pupil)
+        self.gaze.setYRange(-0.05, 1.05, padding=0)
+        self.pupil.setYRange(1.5, 7.5, padding=0)     # adult pupils; fixed so the axis never re-layouts
+        self.gaze.setLabel("bottom", "seconds before now")
+        for p in (self.pupil, self.gaze):
+            p.setMouseEnabled(x=False, y=False)
+            p.showGrid(x=True, y=True, alpha=0.2)
+            p.setXRange(-self.SPAN_S, 0, padding=0)
+        self.pupil.addLegend(offset=(5, 5), labelTextSize="8pt")
+        self.gaze.addLegend(offset=(5, 5), labelTextSize="8pt")
+        self.left = self.pupil.plot(pen=_pen("#1f77b4", 1.5), name="left")
+        self.right = self.pupil.plot(pen=_pen("#d62728", 1.5), name="right")
+        self.gx = self.gaze.plot(pen=_pen("#444444", 1.2), name="x")
+        self.gy = self.gaze.plot(pen=_pen("#2ca02c", 1.2), name="y")
+        self.blinks = []
+        for _ in range(self.N_BLINK_REGIONS):
+            r = pg.LinearRegionItem(brush=pg.mkBrush(120, 120, 120, 60), pen=pg.mkPen(None), movable=False)
+            r.setVisible(False)
+            self.pupil.addItem(r)
+            self.blinks.append(r)
+        self.valid_fraction = float("nan")
+        self.n_blinks_shown = 0
+
+    def refresh(self, run) -> None:
+        stream = run.streams.get("gaze")
+        if stream is None or run.clock is None:
+            return
+        now = run.clock.now_us()
+        d = stream.window(now - int(self.SPAN_S * 1e6), now + 1, fields=self.FIELDS)
+        if not len(d):
+            self.valid_label.setText("valid gaze: no samples in the last 10 s")
+            return
+        # x = seconds before now on a fixed axis (-10..0): the axes never re-layout, and the
+        # traces are thinned to <= MAX_POINTS (blinks are found at full rate first)
+        t = (d["t_us"] - now) / 1e6
+        lv = d["left_pupil_validity"] > 0
+        rv = d["right_pupil_validity"] > 0
+        gl = d["left_gaze_point_validity"] > 0
+        gr = d["right_gaze_point_validity"] > 0
+        self.valid_fraction = float(np.mean(gl | gr))
+        lost = ~(lv | rv)
+        edges = np.flatnonzero(np.diff(np.r_[0, lost.astype(np.int8), 0]))
+        runs = list(zip(edges[::2], edges[1::2]))[-self.N_BLINK_REGIONS:]
+        for i, reg in enumerate(self.blinks):
+            if i < len(runs):
+                a, b = runs[i]
+                reg.setRegion((t[a], t[min(b, len(t) - 1)]))
+                reg.setVisible(True)
+            else:
+                reg.setVisible(False)
+        self.n_blinks_shown = len(runs)
+        k = max(1, -(-len(t) // self.MAX_POINTS))
+        sl = slice(None, None, k)
+        ts = t[sl]
+        self.left.setData(ts, np.where(lv, d["left_pupil_diameter"], np.nan)[sl], connect="finite")
+        self.right.setData(ts, np.where(rv, d["right_pupil_diameter"], np.nan)[sl], connect="finite")
+        gx = _mean_of_valid(d["left_gaze_point_on_display_area_x"], gl, d["right_gaze_point_on_display_area_x"], gr)
+        gy = _mean_of_valid(d["left_gaze_point_on_display_area_y"], gl, d["right_gaze_point_on_display_area_y"], gr)
+        self.gx.setData(ts, gx[sl], connect="finite")
+        self.gy.setData(ts, gy[sl], connect="finite")
+        self.valid_label.setText(f"valid gaze: {100 * self.valid_fraction:.0f} % of the last {self.SPAN_S:.0f} s")
+
+
+def _mean_of_valid(a, a_ok, b, b_ok) -> np.ndarray:
+    """Per sample: the mean of the valid eyes' values, NaN where neither eye is valid."""
+    n = a_ok.astype(np.float32) + b_ok.astype(np.float32)
+    s = np.where(a_ok, a, 0.0) + np.where(b_ok, b, 0.0)
+    out = np.full(len(n), np.nan, np.float32)
+    np.divide(s, n, out=out, where=n > 0)
+    return out
+
+
+def _qimage(rgb: np.ndarray) -> QtGui.QImage:
+    rgb = np.ascontiguousarray(rgb)
+    h, w = rgb.shape[:2]
+    return QtGui.QImage(rgb.data, w, h, 3 * w, QtGui.QImage.Format.Format_RGB888).copy()
+
+
+class CameraPanel(QtWidgets.QWidget):
+    """The camera preview with the face box of the newest processed frame, the current
+    window's face crops, and the face-found fraction."""
+
+    PREVIEW_W = 400
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.preview = QtWidgets.QLabel("no camera")
+        self.preview.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
+        self.preview.setMinimumSize(320, 180)
+        self.crops = QtWidgets.QLabel("face crops appear with the first window")
+        self.crops.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
+        self.info = QtWidgets.QLabel("")
+        self.info.setWordWrap(True)
+        lay = QtWidgets.QVBoxLayout(self)
+        lay.setContentsMargins(2, 2, 2, 2)
+        lay.addWidget(self.preview, 3)
+        lay.addWidget(QtWidgets.QLabel("the current window's face crops (8 x 112 x 112; dark = no face)"))
+        lay.addWidget(self.crops, 1)
+        lay.addWidget(self.info)
+        self.last_frame_index = -1
+        self.face_found_fraction = float("nan")
+        self.has_box = False
+        self.n_crops = 0
+
+    def refresh(self, run) -> None:
+        import cv2
+
+        stream = run.streams.get("camera")
+        if stream is None:
+            return
+        rec = stream.latest(1)
+        if not len(rec) or int(rec["frame_index"][0]) == self.last_frame_index:
+            return
+        self.last_frame_index = int(rec["frame_index"][0])
+        frame = rec["image"][0]                        # BGR
+        h, w = frame.shape[:2]
+        s = self.PREVIEW_W / float(w)
+        small = cv2.resize(frame, (self.PREVIEW_W, int(round(h * s))), interpolation=cv2.INTER_LINEAR)
+        eng = run.engine
+        res, crops, found = eng.latest_faces() if eng is not None else (None, None, None)
+        self.has_box = bool(res is not None and res.found and res.box is not None)
+        if self.has_box:
+            x, y, bw, bh = (v * s for v in res.box)
+            cv2.rectangle(small, (int(x), int(y)), (int(x + bw), int(y + bh)), (0, 200, 0), 2)
+            if res.eyes is not None:
+                for ex, ey in res.eyes:
+                    cv2.circle(small, (int(ex * s), int(ey * s)), 3, (0, 200, 255), -1)
+            age = (int(rec["t_us"][0]) - int(res.t_us)) / 1e6
+            cv2.putText(small, f"face box from {age:.1f} s ago ({res.method})", (6, small.shape[0] - 8),
+                        cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 200, 0), 1, cv2.LINE_AA)
+        self.preview.setPixmap(QtGui.QPixmap.fromImage(_qimage(small[:, :, ::-1])))
+        if crops is not None:
+            self.n_crops = int(len(crops))
+            tiles = crops.copy()
+            tiles[~found] //= 4
+            strip = np.concatenate(list(tiles), axis=1)
+            self.crops.setPixmap(QtGui.QPixmap.fromImage(_qimage(strip)).scaledToWidth(
+                max(self.crops.width() - 4, 200), QtCore.Qt.TransformationMode.SmoothTransformation))
+            self.face_found_fraction = float(found.mean())
+            self.info.setText(f"face found in {100 * self.face_found_fraction:.0f} % of the window's frames; "
+                              f"frame {self.last_frame_index}, {w}x{h}")
+
+
+def stream_rate(stream, now_us: int, span_s: float = 3.0) -> float:
+    """Effective rate (Hz) over the last ``span_s`` seconds, from the records' own time stamps."""
+    t = stream.window(now_us - int(span_s * 1e6), now_us + 1, fields=("t_us",))["t_us"]
+    if len(t) < 2:
+        return 0.0
+    # count the intervals inside the span, not the wall time: a stream that stopped shows 0 below
+    return (len(t) - 1) / max((now_us - int(t[0])) / 1e6, 1e-6)
+
+
+class HealthPanel(QtWidgets.QWidget):
+    """Device health: effective rate vs nominal, gaps, drops and overruns per stream; model
+    latency per stage; CPU and memory of this process; disk left as hours of recording. A
+    problem shows as colour and as words."""
+
+    COLS = ("stream", "rate Hz", "nominal", "gaps", "dropped", "overruns", "state")
+    STALE_S = 1.0     # a stream with no record for this long is "no data"
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        import psutil
+
+        self._proc = psutil.Process()
+        self._proc.cpu_percent(None)
+        self.table = QtWidgets.QTableWidget(0, len(self.COLS))
+        self.table.setHorizontalHeaderLabels(self.COLS)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.horizontalHeader().setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
+        self.model_label = QtWidgets.QLabel("model: -")
+        self.system_label = QtWidgets.QLabel("system: -")
+        self.problem_label = QtWidgets.QLabel("")
+        for label in (self.problem_label, self.model_label, self.system_label):
+            label.setWordWrap(True)     # long lines must not force the dock wide
+        lay = QtWidgets.QVBoxLayout(self)
+        lay.setContentsMargins(2, 2, 2, 2)
+        lay.addWidget(self.problem_label)
+        lay.addWidget(self.table)
+        lay.addWidget(self.model_label)
+        lay.addWidget(self.system_label)
+        self.rates: Dict[str, float] = {}
+        self.problems: List[str] = []
+        self.failed: Dict[str, str] = {}
+        self._disk = (0.0, None, 0)     # (checked at, bytes/s estimate, folder bytes)
+
+    def on_event(self, ev) -> None:
+        if isinstance(ev, DeviceFailed):
+            self.failed[ev.device] = f"{type(ev.error).__name__}: {ev.error}"
+        elif isinstance(ev, RunStarted):
+            self.failed.clear()
+
+    def refresh(self, run) -> None:
+        streams = run.streams
+        problems = []
+        self.table.setRowCount(len(streams))
+        now = run.clock.now_us() if run.clock is not None else 0
+        for row, (name, s) in enumerate(streams.items()):
+            c = s.counters
+            rate = stream_rate(s, now) if run.running else 0.0
+            self.rates[name] = rate
+            nominal = s.nominal_rate_hz or float("nan")
+            last = s.last_t_us
+            state, colour = "ok", OK_COLOR
+            if not run.running:
+                state, colour = "stopped", WARN_COLOR
+            elif last is None or (now - last) / 1e6 > self.STALE_S:
+                age = float("inf") if last is None else (now - last) / 1e6
+                state, colour = f"NO DATA for {age:.1f} s", BAD_COLOR
+            elif math.isfinite(nominal) and rate < 0.9 * nominal and run.elapsed_s > 4:
+                state, colour = f"LOW RATE ({100 * rate / nominal:.0f} % of nominal)", WARN_COLOR
+            dev = {"gaze": "tracker", "camera": "camera", "audio": "mic"}.get(name, name)
+            for fname, msg in self.failed.items():
+                if dev in fname or name in fname:
+                    state, colour = f"FAILED: {msg}", BAD_COLOR
+            if colour != OK_COLOR and run.running:
+                problems.append(f"{name}: {state}")
+            vals = (name, f"{rate:.1f}", f"{nominal:g}", str(c.gaps), str(c.dropped), str(c.overruns), state)
+            for col, v in enumerate(vals):
+                item = QtWidgets.QTableWidgetItem(v)
+                if col == len(vals) - 1 or (col == 1 and colour != OK_COLOR):
+                    item.setForeground(QtGui.QColor(colour))
+                    if colour != OK_COLOR:
+                        f = item.font()
+                        f.setBold(True)
+                        item.setFont(f)
+                self.table.setItem(row, col, item)
+        for fname, msg in self.failed.items():
+            if not any(fname in p for p in problems):
+                problems.append(f"device {fname} FAILED: {msg}")
+        eng = run.engine
+        if eng is not None:
+            lat = {k: v[-60:] for k, v in eng.latencies.items()}
+            parts = [f"{k} p50 {np.percentile(v, 50):.0f} / p95 {np.percentile(v, 95):.0f} ms"
+                     for k, v in lat.items() if v]
+            st = eng.stats
+            self.model_label.setText(f"model {eng.model.id} on {getattr(eng.model, 'device', 'cpu')}: "
+                                     f"{st.made} predictions, {st.dropped} dropped, {len(eng.errors)} errors"
+                                     + ("; latency " + ", ".join(parts) if parts else ""))
+            if eng.errors:
+                problems.append(f"model: {len(eng.errors)} errors (last: {eng.errors[-1]})")
+            if st.dropped:
+                self.model_label.setStyleSheet(f"color: {WARN_COLOR}")
+        cpu = self._proc.cpu_percent(None)
+        mem = self._proc.memory_info().rss / 2 ** 20
+        disk = self._disk_text(run)
+        self.system_label.setText(f"process CPU {cpu:.0f} % (of one core), memory {mem:.0f} MB; {disk}")
+        if "LOW" in disk:
+            problems.append(disk)
+        self.problems = problems
+        if problems:
+            self.problem_label.setText("PROBLEM: " + "; ".join(problems))
+            self.problem_label.setStyleSheet(f"color: white; background: {BAD_COLOR}; padding: 4px; font-weight: bold")
+        else:
+            self.problem_label.setText("all streams healthy" if run.running else "not running")
+            self.problem_label.setStyleSheet(f"color: {OK_COLOR}; padding: 4px")
+
+    def _disk_text(self, run) -> str:
+        folder: Optional[Path] = run.session_dir
+        if folder is None or not folder.exists():
+            return "not recording"
+        free = shutil.disk_usage(folder).free
+        checked, rate, size0 = self._disk
+        now = time.monotonic()
+        if now - checked > 5.0:
+            size = _folder_bytes(folder)
+            if checked and size >= size0:
+                rate = (size - size0) / (now - checked)
+            self._disk = (now, rate, size)
+        if not rate:
+            return f"disk: {free / 2 ** 30:.1f} GB free"
+        hours = free / rate / 3600
+        flag = " - LOW DISK" if hours < 1 else ""
+        return f"disk: {free / 2 ** 30:.1f} GB free = {hours:.1f} h of recording at {rate / 2 ** 20:.1f} MB/s{flag}"
+
+
+def _folder_bytes(folder: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(folder):
+        for f in files:
+            try:
+                total += os.stat(os.path.join(root, f)).st_size
+            except OSError:
+                pass
+    return total
+
+
+class EventLogPanel(QtWidgets.QPlainTextEdit):
+    """Everything the run reported, newest last (device events, phases, notes, errors)."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.setReadOnly(True)
+        self.setMaximumBlockCount(5000)
+        self.setFont(QtGui.QFontDatabase.systemFont(QtGui.QFontDatabase.SystemFont.FixedFont))
+        self._run = None
+
+    def attach(self, run) -> None:
+        self._run = run
+
+    def log(self, text: str, t_us: Optional[int] = None) -> None:
+        run = self._run
+        stamp = "" if t_us is None or run is None or run.t_origin_us is None else f"{_seconds(run, t_us):8.2f} s  "
+        self.appendPlainText(stamp + text)
+
+    def on_event(self, ev) -> None:
+        if isinstance(ev, RunStarted):
+            self.log(f"{ev.kind} run started" + (f", recording to {ev.session_dir}" if ev.session_dir else ""), ev.t_us)
+        elif isinstance(ev, PhaseChanged):
+            self.log(f"phase {ev.phase}" + (f" (trial {ev.trial})" if ev.trial is not None else ""), ev.t_us)
+        elif isinstance(ev, DeviceEvent):
+            detail = ", ".join(f"{k}={v}" for k, v in ev.detail.items())
+            self.log(f"device event {ev.device_kind}: {detail}", ev.t_us)
+        elif isinstance(ev, DeviceFailed):
+            self.log(f"DEVICE FAILED {ev.device}: {type(ev.error).__name__}: {ev.error} -> run {ev.action}", ev.t_us)
+        elif isinstance(ev, RunError):
+            self.log(f"ERROR {ev}", ev.t_us)
+        elif isinstance(ev, RunNote):
+            self.log(f"note: {ev.text}", ev.t_us)
+        elif isinstance(ev, RunFinished):
+            self.log(f"run finished: status {ev.status} ({ev.reason})", ev.t_us)
+        elif isinstance(ev, PredictionMade) and ev.prediction.kind == "trial":
+            p = ev.prediction
+            self.log(f"trial {p.trial} prediction: ER {p.er_top}, FER {p.fer_top}", ev.t_us)
+
+
+class TrialTablePanel(QtWidgets.QTableWidget):
+    """Per trial: stimulus, category, status, the SAM answer and the trial-level prediction."""
+
+    COLS = ("trial", "stimulus", "category", "status", "SAM emotion", "SAM V/A/D", "model ER", "model FER")
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(0, len(self.COLS), parent)
+        self.setHorizontalHeaderLabels(self.COLS)
+        self.verticalHeader().setVisible(False)
+        self.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.horizontalHeader().setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
+        self.trial_predictions: Dict[int, object] = {}
+        self._dirty = True
+
+    def on_event(self, ev) -> None:
+        if isinstance(ev, PredictionMade) and ev.prediction.kind == "trial":
+            self.trial_predictions[int(ev.prediction.trial)] = ev.prediction
+            self._dirty = True
+        elif isinstance(ev, (PhaseChanged, RunStarted, RunFinished)):
+            self._dirty = True
+
+    def refresh(self, run) -> None:
+        if not self._dirty:
+            return
+        self._dirty = False
+        ctrl = run.controller
+        if ctrl is None:
+            self.setRowCount(0)
+            return
+        answers = ctrl.answers
+        self.setRowCount(len(ctrl.trials))
+        for row, tr in enumerate(ctrl.trials):
+            spec = tr.spec
+            ans = answers.get(spec.trial)
+            pred = self.trial_predictions.get(spec.trial)
+            vals = [str(spec.trial), spec.stimulus_id, spec.category, tr.status,
+                    "" if ans is None else ans.emotion,
+                    "" if ans is None else f"{ans.valence}/{ans.arousal}/{ans.dominance}",
+                    "" if pred is None else f"{pred.er_top} {max(pred.er7):.2f}",
+                    "" if pred is None or pred.fer7 is None else f"{pred.fer_top} {max(pred.fer7):.2f}"]
+            for col, v in enumerate(vals):
+                item = QtWidgets.QTableWidgetItem(v)
+                if col in (2, 4) and v in EMOTION_COLORS:
+                    item.setForeground(QtGui.QColor(EMOTION_COLORS[v]))
+                elif col in (6, 7) and v.split(" ")[0] in EMOTION_COLORS:
+                    item.setForeground(QtGui.QColor(EMOTION_COLORS[v.split(" ")[0]]))
+                self.setItem(row, col, item)

@@ -1,0 +1,209 @@
+"""The UI-neutral run layer (emer_live.app): config validation, typed events, failure policies,
+and the boundaries the GUI relies on (no Qt in the core, no private reach-ins)."""
+
+import math
+import re
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from emer_live.app import (DeviceFailed, PhaseChanged, Progress, Run, RunConfig, RunError, RunFinished, RunStarted,
+                           drive)
+from emer_live.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+EMER = [sys.executable, "-m", "emer_live.cli"]
+
+
+@pytest.mark.parametrize("field,value", [
+    ("time_scale", 0), ("time_scale", -1), ("time_scale", math.nan), ("time_scale", 1e9),
+    ("window_s", 0), ("hop_s", -1), ("hop_s", math.nan), ("duration_s", math.nan), ("duration_s", math.inf),
+    ("duration_s", 1e308), ("duration_s", 0), ("rate", math.nan), ("speed", math.inf), ("n_trials", 0),
+])
+def test_config_refuses_bad_numbers(field, value):
+    with pytest.raises(ConfigError):
+        RunConfig(kind="session", participant="P01", **{field: value})
+
+
+def test_config_kind_rules():
+    with pytest.raises(ConfigError, match="checkpoint"):
+        RunConfig(kind="live", checkpoint=None)
+    with pytest.raises(ConfigError, match="--out"):
+        RunConfig(kind="record")
+    with pytest.raises(ConfigError, match="hop"):
+        RunConfig(kind="live", checkpoint="x.pt", window_s=2, hop_s=3)
+    with pytest.raises(ConfigError, match="participant|ID|pseudonym"):
+        RunConfig(kind="record", out="x", participant="John Smith")
+
+
+@pytest.mark.parametrize("bad", [["--time-scale", "nan"], ["--time-scale", "0"], ["--window", "0"], ["--hop", "-1"]])
+def test_session_cli_bad_option_creates_no_folder(tmp_path, bad):
+    p = subprocess.run(EMER + ["session", "--headless", "--participant", "P01", "--out", str(tmp_path / "root")] + bad,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode != 0
+    assert p.stderr.strip().startswith("emer-live: error:"), p.stderr
+    assert "Traceback" not in p.stderr
+    assert not (tmp_path / "root").exists()
+
+
+def _fast_session_cfg(tmp_path, **kw):
+    base = dict(kind="session", participant="P04", out_root=str(tmp_path), camera="none", rate=60, n_trials=2,
+                time_scale=0.05, seed=3, fast=True)
+    base.update(kw)
+    return RunConfig(**base)
+
+
+def test_run_delivers_typed_events_in_order_on_the_polling_thread(tmp_path):
+    run = Run(_fast_session_cfg(tmp_path))
+    seen, threads = [], set()
+
+    def sub(ev):
+        seen.append(ev)
+        threads.add(threading.get_ident())
+
+    run.subscribe(sub)
+    drive(run, signals=False)
+    assert run.status == "complete"
+    assert isinstance(seen[0], RunStarted) and isinstance(seen[-1], RunFinished)
+    assert seen[-1].status == "complete"
+    phases = [e.phase for e in seen if isinstance(e, PhaseChanged)]
+    assert phases[0] == "baseline" and phases[-1] == "done"
+    assert phases.count("stimulus") == 2 and phases.count("sam") == 2
+    assert threads == {threading.get_ident()}
+    assert any(isinstance(e, Progress) for e in seen)
+
+
+def test_a_failing_subscriber_does_not_starve_the_others(tmp_path):
+    run = Run(_fast_session_cfg(tmp_path))
+    got = []
+
+    def bad(ev):
+        if isinstance(ev, PhaseChanged):
+            raise ValueError("subscriber bug")
+
+    run.subscribe(bad)
+    run.subscribe(got.append)
+    drive(run, signals=False)
+    assert run.status == "complete"
+    phases = [e for e in got if isinstance(e, PhaseChanged)]
+    assert len(phases) >= 8                      # the good subscriber heard every phase change
+    errs = [e for e in got if isinstance(e, RunError)]
+    assert errs and isinstance(errs[0].error, ValueError)
+    assert "subscriber bug" in errs[0].traceback and "Traceback" in errs[0].traceback
+
+
+def test_stop_aborts_a_session_and_finalises_it(tmp_path):
+    from emer_live.recording import SessionReader
+
+    run = Run(_fast_session_cfg(tmp_path, n_trials=3))
+    run.subscribe(lambda ev: run.stop("operator test") if isinstance(ev, PhaseChanged) and ev.phase == "stimulus"
+                  and ev.trial == 2 else None)
+    drive(run, signals=False)
+    assert run.status == "aborted"
+    r = SessionReader(run.session_dir)
+    assert r.status == "aborted"
+    assert [t["status"] for t in r.meta["trials"]][:2] == ["complete", "aborted"]
+
+
+def test_record_device_failure_policy_stops_the_recording(tmp_path):
+    """record: a device whose thread dies ends the recording with status error, reported as an
+    event carrying the exception object and its traceback."""
+    run = Run(RunConfig(kind="record", out=str(tmp_path / "S"), camera="none", rate=60, duration_s=30))
+    events = []
+    run.subscribe(events.append)
+    run.start()
+
+    def boom():
+        raise OSError("USB cable pulled (test)")
+
+    run.devices.tracker._run = boom          # the next start of its thread fails
+    run.devices.tracker.stop()
+    run.devices.tracker.start()
+    while run.poll():
+        threading.Event().wait(0.02)
+    failed = [e for e in events if isinstance(e, DeviceFailed)]
+    assert failed and failed[0].action == "stopped" and isinstance(failed[0].error, OSError)
+    assert "USB cable pulled" in failed[0].traceback
+    assert run.status == "error"
+    import json
+
+    assert json.loads((tmp_path / "S" / "session.json").read_text())["status"] == "error"
+
+
+def test_engine_errors_are_exception_objects_and_callbacks_are_isolated(random_checkpoint, tmp_path):
+    """A raising prediction callback neither skips the callbacks after it nor loses its traceback."""
+    from emer_live.model import load_checkpoint
+
+    cfg = RunConfig(kind="live", checkpoint=str(random_checkpoint), camera="none", rate=60, window_s=2, hop_s=1,
+                    duration_s=4, model_device="cpu")
+    run = Run(cfg, model=load_checkpoint(random_checkpoint, device="cpu"))
+    run.start()
+    after = []
+
+    def first(p):
+        raise RuntimeError("callback bug")
+
+    run.engine.callbacks.insert(0, first)
+    run.engine.callbacks.append(after.append)
+    while run.poll():
+        threading.Event().wait(0.05)
+    assert run.status == "complete"
+    assert len(after) >= 2
+    errs = run.engine.errors
+    assert errs and isinstance(errs[0].error, RuntimeError) and "callback bug" in errs[0].traceback
+    assert any(isinstance(e, RunError) and isinstance(e.error, RuntimeError) for e in run.errors)
+
+
+def test_core_imports_without_pyqt6():
+    """Every module outside emer_live.ui imports with PyQt6 and pyqtgraph blocked."""
+    code = r"""
+import importlib, pkgutil, sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('PyQt6', 'pyqtgraph'):
+            raise ImportError('blocked for the test: ' + name)
+sys.meta_path.insert(0, Block())
+import emer_live
+names = [m.name for m in pkgutil.walk_packages(emer_live.__path__, 'emer_live.')]
+core = [n for n in names if not n.startswith('emer_live.ui')]
+for n in core:
+    importlib.import_module(n)
+assert not any(k.split('.')[0] in ('PyQt6', 'pyqtgraph') for k in sys.modules)
+print(len(core))
+"""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert int(p.stdout.strip()) > 50
+
+
+# Reads of another object's private state that stay: a reader class beside its buffer in one
+# module, and argparse, whose sub-parsers have no public accessor.
+ALLOWED_PRIVATE = {("emer_live/streams.py", "s._lock"), ("emer_live/streams.py", "s._total"),
+                   ("emer_live/streams.py", "s._take"), ("emer_live/_clidoc.py", "parser._actions"),
+                   ("emer_live/_clidoc.py", "p._actions"), ("emer_live/_clidoc.py", "argparse._SubParsersAction")}
+
+
+def test_no_private_reach_ins_between_modules():
+    """No module touches another object's private attributes (``obj._name``, not ``self._name``):
+    the engine's schedule, the controller's phase end, the phantom's look-ahead and the rest have
+    public methods; and the controller does not special-case the simulated presenter."""
+    pattern = re.compile(r"(?<![\w.])([A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)*)\.(_[a-z]\w*)")
+    hits = []
+    for path in sorted((ROOT / "emer_live").rglob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            code = line.split("#", 1)[0]
+            if code.lstrip().startswith(("from ", "import ")) or '"""' in code or "``" in code:
+                continue
+            for m in pattern.finditer(code):
+                owner, name = m.group(1), m.group(2)
+                if owner in ("self", "cls") or owner.startswith("emer_live") \
+                        or (rel, f"{owner}.{name}") in ALLOWED_PRIVATE:
+                    continue
+                hits.append(f"{rel}:{i}: {owner}.{name}")
+            if "isinstance(self.presenter, SimulatedPresenter)" in code:
+                hits.append(f"{rel}:{i}: presenter special case")
+    assert not hits, "\n".join(hits)
