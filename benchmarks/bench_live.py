@@ -80,6 +80,7 @@ def hop_cost(session: Path, checkpoint: str, device: str, threads: int, rounds: 
     import torch
 
     from emer_live.model import load_checkpoint
+    from emer_live.model.checkpoint import _cpu_count
     from emer_live.model.frame_cache import FaceFeatureCache
 
     torch.set_num_threads(threads)
@@ -116,7 +117,8 @@ def hop_cost(session: Path, checkpoint: str, device: str, threads: int, rounds: 
                if k not in ("modalities_used",))
     t_full, t_hop, t_hop4 = _interleaved([full(8), hop(c1, 8), hop(c4, 8, 4)], rounds=rounds, sync=sync)
     t_hop4 /= 4
-    print(f"model cost per 1 s hop ({dev.type}, {threads} threads, face fallback "
+    live_default = threads == min(8, max(1, _cpu_count() - 1))
+    print(f"model cost per 1 s hop ({dev.type}, {threads} thread(s){' = the live engine default here' if live_default else ''}, face fallback "
           f"{'on' if m.face_fallback is not None else 'off'}; median of {rounds} interleaved rounds):")
     print(f"  full forward (8 face frames through the ResNet): {t_full * 1e3:.1f} ms per window")
     print(f"  with the per-frame cache, batch 1 (live):  {t_hop * 1e3:.1f} ms = {t_hop / t_full:.2f} of the full "
@@ -172,13 +174,24 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--checkpoint", default=str(ROOT / "models" / "emert_demo_synthetic.pt"))
     ap.add_argument("--seconds", type=float, default=60.0)
-    ap.add_argument("--threads", type=int, default=2, help="torch threads for the in-process hop timing")
+    ap.add_argument("--threads", default=None,
+                    help="torch threads for the in-process hop timing, comma-separated (default: the live "
+                         "engine's default on this machine - CPUs minus one - and all CPUs)")
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--gpu-batch", type=int, default=32)
     ap.add_argument("--replays", type=int, default=3, help="replay runs (the machine may be shared: median + best)")
     ap.add_argument("--gap", action="store_true", help="also run the emotion-gap study (minutes)")
+    ap.add_argument("--hop-only", metavar="SESSION", help="only the per-hop model cost, on this recorded session")
     ap.add_argument("--participants", type=int, default=4)
     a = ap.parse_args()
+    from emer_live.model.checkpoint import _cpu_count
+
+    threads = ([int(t) for t in a.threads.split(",")] if a.threads else
+               sorted({min(8, max(1, _cpu_count() - 1)), _cpu_count()}))
+    if a.hop_only:
+        for n in threads:
+            hop_cost(Path(a.hop_only), a.checkpoint, "cpu", n, a.rounds)
+        return
     tmp = Path(tempfile.mkdtemp(prefix="bench_live_"))
     sess = tmp / "S"
     out, wall = emer("live", "--headless", "--quiet", "--tracker", "synthetic", "--camera", "synthetic",
@@ -206,7 +219,8 @@ def main():
           f"best {max(factors):.1f}x (runs: {', '.join(f'{f:.1f}' for f in factors)}; goal >= 20x: "
           f"{'holds' if med >= 20 else 'NOT met'} at the median; process wall time incl. start-up "
           f"{statistics.median(walls):.1f} s)")
-    hop_cost(sess, a.checkpoint, "cpu", a.threads, a.rounds)
+    for n in threads:
+        hop_cost(sess, a.checkpoint, "cpu", n, a.rounds)
     gpu_bench(a.checkpoint, sess, a.gpu_batch)
 
     if a.gap:
