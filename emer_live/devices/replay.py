@@ -144,6 +144,9 @@ class ReplayTracker(_ReplayDevice):
         self._pos = 0
 
     def _open(self) -> None:
+        # out-of-order rows would be pushed out of time order (or skipped): refuse before any
+        # recording of this replay begins
+        self.source.reader.require_intact(("gaze",))
         info = self.source.reader.meta.get("streams", {}).get("gaze", {})
         rate = info.get("nominal_rate_hz") or 250.0
         self.stream = Stream("gaze", GAZE_DTYPE, max(int(rate * self.capacity_s), 16), nominal_rate_hz=rate)
@@ -174,6 +177,7 @@ class ReplayCamera(_ReplayDevice):
         self._next = None
 
     def _open(self) -> None:
+        self.source.reader.require_intact(("camera",))   # a truncated video fails now, not mid-recording
         info = self.source.reader.meta.get("streams", {}).get("camera", {})
         w, h = int(info["width"]), int(info["height"])
         fps = info.get("nominal_rate_hz") or 30.0

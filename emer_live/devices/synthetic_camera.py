@@ -9,7 +9,8 @@ renders it straight into a one-record buffer and appends it to the ``camera`` st
 If rendering falls behind (a starved CPU) by more than ``max_lag_s``, the camera does what a
 real one does: it drops the frames it could not deliver, counts them on the stream
 (``counters.dropped``, and the stream's gap counter sees the hole) and reports a
-``camera_stall`` event; it never delivers frames with invented time stamps.
+``camera_stall`` event followed by a ``gap`` event over the hole; it never delivers frames with
+invented time stamps.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ class SyntheticCamera(Device):
         Live session clock (default: the process clock). A ``ReplayClock(speed=None)`` never
         advances by itself and is refused.
     on_event : callable, optional
-        ``(t_us, kind, detail)`` sink for device events (``camera_stall``).
+        ``(t_us, kind, detail)`` sink for device events (``camera_stall``, ``gap``).
     capacity_s : float
         Seconds of frames the ring keeps (a 1280x720 frame is 2.76 MB: 2 s at 30 fps = 166 MB).
     max_lag_s : float
@@ -164,8 +165,13 @@ class SyntheticCamera(Device):
                     self.frames_dropped += n_drop
                     self.emit("camera_stall", device=self.name, dropped=n_drop, first_frame_index=k,
                               behind_ms=round((now - t_k) / 1000.0, 1))
+                    t_hole = self.frame_time_us(k - 1) if k else self.t0_us
                     k = int(k_now)
                     t_k = self.frame_time_us(k)
+                    # the hole marked as a real camera marks it (docs/hardware.md); no
+                    # device_connect: this camera never went away, it fell behind
+                    self.emit("gap", device=self.name, stream="camera", t_start_us=t_hole, t_end_us=t_k,
+                              duration_ms=round((t_k - t_hole) / 1000, 3), missing=n_drop, reason="camera_stall")
             state = self.phantom.face_state(t_k)
             self._render(state, width=self.width, height=self.height, out=img, appearance=self.appearance)
             rec["t_us"][0] = t_k

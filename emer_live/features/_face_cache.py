@@ -8,8 +8,10 @@ see :meth:`FaceCropCache.path_for`):
     was found. Opened memory-mapped on load.
 ``PATH`` with suffix ``.tsv``
     one row per frame: ``frame  t_us  camera_frame_index  found  method  eyes_method  box_x box_y
-    box_w box_h  left_eye_x left_eye_y right_eye_x right_eye_y  roll_deg`` (``-1``/``NaN`` when
-    not found); readable by pandas/R.
+    box_w box_h  left_eye_x left_eye_y right_eye_x right_eye_y  roll_deg  yaw_deg pitch_deg
+    landmark_conf`` (``-1``/``NaN`` when not found; head pose and landmark confidence ``NaN`` from
+    the Haar pipeline); readable by pandas/R. Version 1 caches (no pose/confidence columns) still
+    load.
 ``PATH`` with suffix ``.json``
     format name and version, frame count, found count, crop layout and the
     :class:`~emer_live.features.face.FaceConfig` used. Written last: a cache without it is
@@ -34,9 +36,11 @@ from ..errors import SessionFormatError
 __all__ = ["FaceCropCache"]
 
 FORMAT_NAME = "emer_live.face_crops"
-FORMAT_VERSION = 1
-_TSV_COLUMNS = ("frame", "t_us", "camera_frame_index", "found", "method", "eyes_method", "box_x", "box_y", "box_w",
-                "box_h", "left_eye_x", "left_eye_y", "right_eye_x", "right_eye_y", "roll_deg")
+# 2 (2026-12-03): yaw_deg, pitch_deg, landmark_conf appended (the landmark face pipeline)
+FORMAT_VERSION = 2
+_TSV_COLUMNS_V1 = ("frame", "t_us", "camera_frame_index", "found", "method", "eyes_method", "box_x", "box_y", "box_w",
+                   "box_h", "left_eye_x", "left_eye_y", "right_eye_x", "right_eye_y", "roll_deg")
+_TSV_COLUMNS = _TSV_COLUMNS_V1 + ("yaw_deg", "pitch_deg", "landmark_conf")
 
 
 def _split_item(item) -> Tuple[int, int, np.ndarray]:
@@ -59,6 +63,10 @@ def _split_item(item) -> Tuple[int, int, np.ndarray]:
 
 def _fmt(v: float) -> str:
     return "nan" if not np.isfinite(v) else f"{v:.2f}"
+
+
+def _fmt3(v: float) -> str:
+    return "nan" if not np.isfinite(v) else f"{v:.3f}"
 
 
 class _NpyWriter:
@@ -230,9 +238,10 @@ class FaceCropCache:
                 if res.found:
                     (lx, ly), (rx, ry) = res.eyes
                     rows.append([i, t, k, 1, res.method, res.eyes_method, *res.box, _fmt(lx), _fmt(ly), _fmt(rx),
-                                 _fmt(ry), _fmt(res.roll_deg)])
+                                 _fmt(ry), _fmt(res.roll_deg), _fmt(res.yaw_deg), _fmt(res.pitch_deg),
+                                 _fmt3(res.landmark_conf)])
                 else:
-                    rows.append([i, t, k, 0, "none", "none", -1, -1, -1, -1, "nan", "nan", "nan", "nan", "nan"])
+                    rows.append([i, t, k, 0, "none", "none", -1, -1, -1, -1] + ["nan"] * 8)
         except BaseException:
             if writer is not None:
                 writer.abort()
@@ -286,9 +295,10 @@ class FaceCropCache:
             info = json.loads(meta.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise SessionFormatError(f"{meta}: not readable JSON ({exc}); delete the cache files and rebuild") from None
-        if info.get("format") != FORMAT_NAME or info.get("version") != FORMAT_VERSION:
+        if info.get("format") != FORMAT_NAME or info.get("version") not in (1, FORMAT_VERSION):
             raise SessionFormatError(f"{meta}: format {info.get('format')!r} v{info.get('version')!r} is not "
-                                     f"{FORMAT_NAME} v{FORMAT_VERSION}; rebuild the cache")
+                                     f"{FORMAT_NAME} v1..v{FORMAT_VERSION}; rebuild the cache")
+        columns = _TSV_COLUMNS_V1 if info["version"] == 1 else _TSV_COLUMNS
         try:
             crops = np.load(path, mmap_mode="r")
         except (OSError, ValueError) as exc:
@@ -302,12 +312,12 @@ class FaceCropCache:
         t, k, found, boxes, eyes, methods = [], [], [], [], [], []
         with open(tsv, encoding="utf-8") as f:
             header = f.readline().rstrip("\n").split("\t")
-            if tuple(header) != _TSV_COLUMNS:
+            if tuple(header) != columns:
                 raise SessionFormatError(f"{tsv}: unexpected columns {header}")
             for line_no, line in enumerate(f, start=2):
                 v = line.rstrip("\n").split("\t")
-                if len(v) != len(_TSV_COLUMNS):
-                    raise SessionFormatError(f"{tsv}:{line_no}: expected {len(_TSV_COLUMNS)} columns, got {len(v)}")
+                if len(v) != len(columns):
+                    raise SessionFormatError(f"{tsv}:{line_no}: expected {len(columns)} columns, got {len(v)}")
                 t.append(int(v[1]))
                 k.append(int(v[2]))
                 found.append(v[3] == "1")

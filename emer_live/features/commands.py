@@ -33,6 +33,9 @@ def build_session_windows(session, *, window_s: float = 8.0, hop_s: float = 1.0,
 
     reader = session if isinstance(session, SessionReader) else SessionReader(session)
     spec = WindowSpec(window_s=window_s, hop_s=hop_s)
+    # a declared stream that is missing, a truncated video or time stamps out of order would
+    # give windows that look valid but are not: a clear error instead
+    reader.require_intact(("gaze", "camera") if use_face else ("gaze",))
     src = RecordingSource(reader)
     if not reader.has_gaze():
         print(f"warning: {reader.path} has no gaze.tsv - eye and fixation inputs are masked out")

@@ -18,13 +18,18 @@ def register(sub) -> None:
     p.add_argument("--camera", default="synthetic", help=f"webcam: {CAMERA_HELP} (default synthetic)")
     p.add_argument("--checkpoint", default=None,
                    help="EMERT checkpoint (.pt); default: the demo checkpoint in models/")
+    p.add_argument("--fer-model", default="auto", metavar="FER.pt|auto|emert",
+                   help="FER source: a pretrained FER checkpoint (emer-live import-fer), 'emert' (the checkpoint's "
+                        "own FER head) or 'auto' (default: models/fer_mini_xception.pt for a real camera or a "
+                        "video file, EMERT's head for synthetic/replay)")
     p.add_argument("--window", type=float, default=8.0, help="window length W in seconds (default 8)")
     p.add_argument("--hop", type=float, default=1.0, help="hop between windows in seconds (default 1; >= 0.25)")
     p.add_argument("--duration", type=float, default=None, help="seconds to run (default: until Ctrl-C / end of replay)")
     p.add_argument("--speed", default="1", help="replay speed factor or 'max' (replay devices only)")
     p.add_argument("--headless", action="store_true",
                    help="print predictions in the terminal (the desktop app with live plots is `python main.py`)")
-    p.add_argument("--out", default=None, help="also write every prediction as one JSON line to this file")
+    p.add_argument("--out", default=None,
+                   help="also write every prediction as one JSON line to this file (fields: docs/recording-format.md)")
     p.add_argument("--record", default=None, metavar="SESSION_DIR",
                    help="record the session while analysing (predictions go to its predictions.tsv)")
     p.add_argument("--rate", type=float, default=250.0, help="tracker rate in Hz (default 250)")
@@ -46,17 +51,19 @@ def live_config(args):
                      rate=args.rate, fps=args.fps, size=parse_size(args.size), seed=args.seed,
                      speed=parse_speed(args.speed), duration_s=args.duration, out=args.record,
                      checkpoint=args.checkpoint or str(default_checkpoint()), model_device=args.device,
-                     window_s=args.window, hop_s=args.hop, predictions_jsonl=args.out)
+                     window_s=args.window, hop_s=args.hop, predictions_jsonl=args.out, fer_model=args.fer_model)
 
 
 def run_live(cfg, *, quiet: bool = False) -> int:
     """Drive a live run from the terminal: one line per prediction, a summary at the end."""
-    from ..app import PredictionMade, Run, RunNote, drive
+    from ..app import PredictionMade, Run, RunNote, RunStarted, drive
 
     run = Run(cfg)
 
     def show(ev):
-        if isinstance(ev, RunNote):
+        if isinstance(ev, RunStarted) and not quiet:
+            print(f"FER source: {run.fer_source}", file=sys.stderr)
+        elif isinstance(ev, RunNote):
             print(f"note: {ev.text}", file=sys.stderr)
         elif isinstance(ev, PredictionMade) and not quiet:
             print(ev.prediction.compact(t0_us=run.t_origin_us), flush=True)

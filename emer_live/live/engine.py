@@ -70,6 +70,9 @@ def window_to_prediction(out: Dict[str, np.ndarray], i: int, w: Window, *, check
     if er7 is None:
         raise ValueError("the checkpoint has no er7 head; the live engine needs 7-class ER output")
     fer7 = _head(out, "fer7", i)
+    if fer7 is not None and not np.isfinite(fer7).all():
+        fer7 = None                   # a pretrained FER source that saw no face here: no reading
+    fer_source = str(out["fer_source"][i]) if "fer_source" in out else ("emert" if "fer7" in out else "")
     er3 = _head(out, "er3", i)
     er3 = er3_probs_from_er7(er7) if er3 is None else er3
     va_source = "head"
@@ -99,7 +102,8 @@ def window_to_prediction(out: Dict[str, np.ndarray], i: int, w: Window, *, check
                       quality={"valid_gaze_fraction": float(w.quality.get("valid_gaze_fraction", 0.0)),
                                "face_found_fraction": float(w.quality.get("face_found_fraction", 0.0))},
                       latency_ms=latency_ms, va_source=va_source,
-                      er_from_face=bool(out["er_face_fallback"][i]) if "er_face_fallback" in out else False)
+                      er_from_face=bool(out["er_face_fallback"][i]) if "er_face_fallback" in out else False,
+                      fer_source=fer_source)
 
 
 class LiveEngine:

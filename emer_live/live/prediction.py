@@ -65,6 +65,8 @@ class Prediction:
     latency_ms: Dict[str, float] = field(default_factory=dict)
     va_source: str = "head"           # "head" or "anchors" (probability-weighted R&M anchors)
     er_from_face: bool = False        # face fallback: ER taken from the face alone (it was sure)
+    fer_source: str = ""              # where fer7 came from: "emert" (its FER head), a pretrained
+                                      # model ("fer_mini_xception:<id>"), "" when there is no FER
 
     @property
     def er_top(self) -> str:
@@ -77,6 +79,8 @@ class Prediction:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["er_top"], d["fer_top"] = self.er_top, self.fer_top
+        # each line names the order of its probability lists (er7/fer7, er3/fer3)
+        d["classes"] = {"7": list(ER7_CLASSES), "3": list(ER3_CLASSES)}
         return d
 
     def to_json(self) -> str:
@@ -105,7 +109,7 @@ PREDICTION_COLUMNS = (
     + ["er_valence", "er_arousal", "fer_valence", "fer_arousal", "fer_intensity", "va_source",
        "gap_jsd", "gap_valence", "disagree", "used_face", "used_eye", "used_fixation",
        "valid_gaze_fraction", "face_found_fraction",
-       "lat_assemble_ms", "lat_features_ms", "lat_model_ms", "lat_total_ms", "er_from_face"]
+       "lat_assemble_ms", "lat_features_ms", "lat_model_ms", "lat_total_ms", "er_from_face", "fer_source"]
 )
 
 
@@ -145,7 +149,8 @@ class PredictionLog:
                                                            g.get("jsd"), g.get("valence_diff"), g.get("disagree")]
                + [p.modalities.get("face", False), p.modalities.get("eye", False), p.modalities.get("fixation", False)]
                + [p.quality.get("valid_gaze_fraction"), p.quality.get("face_found_fraction")]
-               + [p.latency_ms.get(k) for k in ("assemble", "features", "model", "total")] + [p.er_from_face])
+               + [p.latency_ms.get(k) for k in ("assemble", "features", "model", "total")] + [p.er_from_face]
+               + [p.fer_source])
         line = "\t".join(_fmt(v) for v in row) + "\n"
         with self._lock:
             self._f.write(line)

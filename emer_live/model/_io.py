@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import pickle
+import re
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Tuple
 
@@ -29,9 +30,29 @@ def read_file(path: Path) -> Tuple[bytes, str]:
     return data, hashlib.sha256(data).hexdigest()
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
+    text = _ANSI.sub("", str(exc)).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:200]
+
+
+def _unpickler_reason(exc: BaseException) -> Tuple[Optional[str], str]:
+    """From torch's weights-only refusal: the global it refused (None when there is none - then
+    the bytes are not a pickle of objects at all but garbage) and the unpickler's own reason,
+    without torch's advice (it suggests ``weights_only=False``, which this project never does)
+    and without terminal colour codes."""
+    text = _ANSI.sub("", str(exc))
+    glob = re.search(r"GLOBAL ([\w.]+)", text)
+    m = re.search(r"WeightsUnpickler error:\s*(.+)", text)
+    reason = m.group(1).strip() if m else ""
+    if not reason:   # the reason sits on the line after the marker in some torch versions
+        lines = [ln.strip() for ln in text.split("WeightsUnpickler error:")[-1].splitlines() if ln.strip()]
+        reason = lines[0] if lines and "WeightsUnpickler" in text else _first_line(exc)
+    if glob:
+        reason = f"it names {glob.group(1)}"
+    return (glob.group(1) if glob else None), reason[:200]
 
 
 def safe_torch_load(path: Path, data: bytes) -> Any:
@@ -39,10 +60,15 @@ def safe_torch_load(path: Path, data: bytes) -> Any:
     try:
         return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        glob, reason = _unpickler_reason(exc)
+        if glob is None:
+            raise CheckpointError(
+                f"{path}: not a readable PyTorch checkpoint - corrupt, truncated or another kind of file "
+                f"(the unpickler stopped: {reason})") from None
         raise CheckpointError(
-            f"{path}: refused - it holds pickled Python objects that are not plain data "
-            f"(tensors, numbers, strings, lists, dicts); checkpoints are only loaded with "
-            f"weights_only=True ({_first_line(exc)})") from None
+            f"{path}: refused - it holds pickled Python objects that are not plain data ({reason}); "
+            f"checkpoints hold only tensors, numbers, strings, lists and dicts and are never loaded "
+            f"any other way") from None
     except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
         raise CheckpointError(
             f"{path}: not a readable PyTorch checkpoint - corrupt, truncated or another kind of file "

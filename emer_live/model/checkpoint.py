@@ -268,7 +268,10 @@ def save_checkpoint(path: PathLike, model: EMERT, *, norm_stats: Mapping[str, An
         lengths matching the config; extra plain keys are kept.
     provenance : dict
         Plain data: what it was trained on (``data``, ``folds``), ``metrics``, free ``notes``...
-        ``created_utc``, ``git_commit`` and ``software_version`` are filled in when absent.
+        ``created_utc``, ``git_commit`` and ``software_version`` are filled in when absent, and
+        ``face_config``: the face pipeline whose crops the model sees (this version's default),
+        which the live engine then uses; checkpoints without it predate the landmark pipeline
+        and get the Haar pipeline they were trained on.
     label_maps : dict, optional
         Head -> class names in output order; default :func:`default_label_maps`.
     inference : dict, optional
@@ -298,6 +301,10 @@ def save_checkpoint(path: PathLike, model: EMERT, *, norm_stats: Mapping[str, An
     created = _utc_now()
     prov.setdefault("created_utc", created)
     prov.setdefault("software_version", __version__)
+    if "face_config" not in prov:
+        from ..features.face import FaceConfig
+
+        prov["face_config"] = FaceConfig().to_dict()
     if "git_commit" not in prov:
         prov["git_commit"] = _git_commit()
 

@@ -30,14 +30,19 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_record)
 
     p = sub.add_parser("info", help="summarise a recorded session",
-                       description="Per stream: samples, duration, rate, gaps, dropped, first/last t_us; and the trials.")
+                       description="Per stream: samples, duration, rate, gaps, dropped, first/last t_us; and the trials. "
+                                   "Damage is warned about on stderr ('problems' in --json): a crashed folder "
+                                   "not yet repaired, a stop on a full disk, a declared stream whose file is "
+                                   "missing, a truncated face.mjpeg, time stamps out of order.")
     p.add_argument("session", help="session folder")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("repair", help="make an interrupted session readable again",
                        description="Cut files back to their last complete record after a crash; cut bytes are "
-                                   "moved to repair_lost/, and the report is stored in session.json.")
+                                   "moved to repair_lost/, and the report is stored in session.json. Fails "
+                                   "(exit 2) if the folder is still not readable afterwards, and (exit 4) "
+                                   "without cutting anything when the disk is too full to keep the cut bytes.")
     p.add_argument("session", help="session folder")
     p.set_defaults(func=cmd_repair)
 
@@ -95,6 +100,7 @@ def cmd_info(args) -> int:
     s = SessionReader(args.session).summary()
     if args.json:
         print(json.dumps(s, indent=2))
+        _warn_problems(s)
         return 0
     print(f"{s['path']}  (format {s['format']['name']} v{s['format']['version']}, status {s['status']}, "
           f"participant {s['participant']})")
@@ -119,7 +125,14 @@ def cmd_info(args) -> int:
             if "predicted_er7" in t:
                 extra += f"  model ER {t['predicted_er7']:<9} FER {t['predicted_fer7']}"
             print(f"  {t['trial']:>3} {t['stimulus_id']:<16} {t.get('status') or '':<9} frames {t['frames']:>5}{extra}")
+    _warn_problems(s)
     return 0
+
+
+def _warn_problems(summary: dict) -> None:
+    """What is wrong with the folder goes to stderr (the table and --json stay parseable)."""
+    for msg in summary.get("problems", []):
+        print(f"emer-live: warning: {msg}", file=sys.stderr)
 
 
 def cmd_repair(args) -> int:

@@ -6,10 +6,11 @@ numbers. Floats are written with ``%.9g`` (exact for float32), integers in decim
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
-import tempfile
+import uuid
 from pathlib import Path
 from typing import Sequence
 
@@ -35,6 +36,11 @@ FRAMES_TSV = "face_frames.tsv"
 AUDIO_FILE = "audio.wav"
 AUDIO_TSV = "audio_blocks.tsv"
 LOST_DIR = "repair_lost"     # bytes repair cut off are moved here, never deleted
+# Space a recorder sets aside while it records and gives back when the disk fills, so the final
+# session.json (status disk_full) and the last events can still be written; repair removes one
+# a crash left behind.
+RESERVE_FILE = ".emer_reserve"
+RESERVE_BYTES = 256 * 1024
 
 EVENT_COLUMNS = ("t_us", "kind", "trial", "detail")
 FRAME_COLUMNS = ("frame", "t_us", "camera_frame_index", "offset", "size")
@@ -85,11 +91,14 @@ def tsv_line(values: Sequence) -> str:
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
-    """Write JSON via a temp file + rename so a crash never leaves half a session.json."""
+    """Write JSON via a temp file + rename so a crash never leaves half a session.json.
+
+    The temp file is opened like every other file of the session (mode from the umask, 0644
+    usually; ``mkstemp`` would make it 0600)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".json", dir=str(path.parent))
+    tmp = path.parent / f".tmp_{os.getpid()}_{uuid.uuid4().hex[:12]}.json"
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with open(tmp, "x", encoding="utf-8", newline="\n") as f:
             json.dump(data, f, indent=2, sort_keys=False, default=json_default)
             f.write("\n")
             f.flush()
@@ -101,6 +110,11 @@ def write_json_atomic(path: Path, data: dict) -> None:
         except OSError:
             pass
         raise
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True for the errors a full disk (or a quota) raises."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 
 
 def json_default(o):

@@ -63,6 +63,9 @@ def read_tsv_checked(path: Path, columns, *, what: str) -> "list[list[str]]":
     except UnicodeDecodeError as exc:
         raise SessionFormatError(f"{path}: not UTF-8 text ({exc.reason}); run `emer-live repair {path.parent}`") from None
     lines = text.split("\n")
+    if text == "":
+        raise SessionFormatError(f"{path}: empty (0 bytes, not even its header - written when the disk was "
+                                 f"full or the recorder crashed at once); run `emer-live repair {_session_root(path)}`")
     if not lines or lines[0].split("\t") != list(columns):
         raise SessionFormatError(f"{path}: header does not match the {what} columns of format v{fmt.FORMAT_VERSION}")
     body = lines[1:]
@@ -270,6 +273,8 @@ class SessionReader:
         with open(segment.path / fmt.VIDEO_FILE, "rb") as f:
             f.seek(int(idx["offset"][i]))
             data = f.read(int(idx["size"][i]))
+        if len(data) < int(idx["size"][i]):
+            raise self._truncated(segment, i)
         img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         if img is None:
             raise SessionFormatError(f"{segment.path / fmt.VIDEO_FILE}: frame {i} is not a decodable JPEG; "
@@ -288,11 +293,91 @@ class SessionReader:
             with open(seg.path / fmt.VIDEO_FILE, "rb") as f:
                 for r in idx:
                     f.seek(int(r["offset"]))
-                    img = cv2.imdecode(np.frombuffer(f.read(int(r["size"])), np.uint8), cv2.IMREAD_COLOR)
+                    data = f.read(int(r["size"]))
+                    if len(data) < int(r["size"]):
+                        raise self._truncated(seg, int(r["frame"]))
+                    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
                     if img is None:
                         raise SessionFormatError(f"{seg.path / fmt.VIDEO_FILE}: frame {int(r['frame'])} is not "
                                                  f"a decodable JPEG; run `emer-live repair {self.path}`")
                     yield int(r["t_us"]), int(r["camera_frame_index"]), img
+
+    def _truncated(self, segment: Segment, i: int) -> SessionFormatError:
+        return SessionFormatError(f"{segment.path / fmt.VIDEO_FILE}: truncated - frame {i} and later lie past the "
+                                  f"end of the file; run `emer-live repair {self.path}` (it moves the index rows of "
+                                  "the missing frames aside)")
+
+    # ------------------------------------------------------------------ checks
+    def problems(self) -> List[dict]:
+        """What is wrong with this folder that a reader would otherwise pass over silently.
+
+        Returns dicts ``{"kind", "stream", "message"}`` with kind ``unfinished`` (status
+        ``recording``: it crashed and was not repaired), ``stopped`` (disk full / error),
+        ``missing`` (a stream session.json declares has no file), ``truncated`` (frames indexed
+        past the end of face.mjpeg) or ``order`` (time stamps that do not increase)."""
+        out = []
+
+        def add(kind, stream, message):
+            out.append({"kind": kind, "stream": stream, "message": message})
+
+        if self.status == "recording":
+            add("unfinished", None, f"{self.path}: status 'recording' - the recorder did not stop cleanly (a crash?); "
+                                    f"run `emer-live repair {self.path}`")
+        elif self.status in ("disk_full", "error"):
+            add("stopped", None, f"{self.path}: the recording stopped early (status {self.status!r})"
+                                 + (f": {self.meta['error']}" if self.meta.get("error") else ""))
+        declared = self.meta.get("streams", {}) or {}
+        for kind, info in declared.items():
+            if kind in fmt.TABLES and not (self.path / fmt.TABLES[kind][0]).is_file():
+                add("missing", kind, f"{self.path / fmt.TABLES[kind][0]}: missing, but session.json declares a "
+                                     f"{kind} stream - the file was deleted or moved; restore it from a backup")
+        written = self.meta.get("written", {}) or {}
+        segs = self.segments()
+        if "camera" in declared and int(written.get("camera", 0) or 0) > 0 and not any(s.has_video for s in segs):
+            add("missing", "camera", f"{self.path}: session.json records {written['camera']} video frames but no "
+                                     f"segment holds a {fmt.FRAMES_TSV}; restore the segment folders from a backup")
+        for seg in segs:
+            vid = seg.path / fmt.VIDEO_FILE
+            if not seg.has_video:
+                if vid.is_file() and vid.stat().st_size:
+                    add("missing", "camera", f"{seg.path / fmt.FRAMES_TSV}: missing beside {fmt.VIDEO_FILE} "
+                                             f"(frames without time stamps); run `emer-live repair {self.path}`")
+                continue
+            try:
+                idx = self.frame_index(seg)
+            except SessionFormatError as exc:
+                add("unreadable", "camera", str(exc))
+                continue
+            if not len(idx):
+                continue
+            size = vid.stat().st_size if vid.is_file() else 0
+            past = int(np.count_nonzero(idx["offset"] + idx["size"] > size))
+            if past:
+                add("truncated", "camera", f"{vid}: truncated - {past} of {len(idx)} indexed frames lie past the end "
+                                           f"of the file ({size} bytes); run `emer-live repair {self.path}`")
+            n_bad = len(_not_after_earlier(idx["t_us"]))
+            if n_bad:
+                add("order", "camera", f"{seg.path / fmt.FRAMES_TSV}: {n_bad} frame time stamp(s) out of order or "
+                                       "repeated (not later than an earlier row)")
+        if self.has_gaze():
+            try:
+                t = self.gaze()["t_us"]
+            except SessionFormatError as exc:
+                add("unreadable", "gaze", str(exc))
+            else:
+                bad = _not_after_earlier(t)
+                if len(bad):
+                    add("order", "gaze", f"{self.path / fmt.GAZE_TSV}: {len(bad)} time stamp(s) out of order or "
+                                         f"repeated (not later than an earlier row), the first at line "
+                                         f"{int(bad[0]) + 3}; the gaze cannot be replayed or windowed in time order")
+        return out
+
+    def require_intact(self, streams=("gaze", "camera")) -> None:
+        """Raise :class:`SessionFormatError` for a missing, truncated or out-of-order stream among
+        ``streams`` (the checks of :meth:`problems` that make replay and windows wrong)."""
+        for p in self.problems():
+            if p["stream"] in streams and p["kind"] in ("missing", "truncated", "order", "unreadable"):
+                raise SessionFormatError(p["message"])
 
     # ------------------------------------------------------------------ audio
     def audio_blocks(self, segment: Segment) -> np.ndarray:
@@ -374,7 +459,16 @@ class SessionReader:
             trials.append(row)
         return {"format": {"name": self.meta["format"], "version": self.format_version},
                 "path": str(self.path), "status": self.status, "participant": self.meta.get("participant"),
-                "streams": streams, "tracker_clock_sync": clock_sync, "trials": trials}
+                "streams": streams, "tracker_clock_sync": clock_sync, "trials": trials,
+                "problems": [p["message"] for p in self.problems()]}
+
+
+def _not_after_earlier(t: np.ndarray) -> np.ndarray:
+    """Indices (into ``t[1:]``) of stamps not later than every stamp before them: each repeated
+    or out-of-order row counts, not only the one step where time jumps back."""
+    if len(t) < 2:
+        return np.zeros(0, np.int64)
+    return np.flatnonzero(t[1:] <= np.maximum.accumulate(t)[:-1])
 
 
 def _drift_ppm(t_us: np.ndarray, device_us: np.ndarray):
@@ -392,7 +486,8 @@ def _stream_stats(t: np.ndarray, nominal_rate_hz, counters) -> dict:
     n = int(len(t))
     out = {"samples": n, "duration_s": 0.0, "rate_hz": None, "gaps": 0, "dropped": 0,
            "first_t_us": int(t[0]) if n else None, "last_t_us": int(t[-1]) if n else None,
-           "strictly_increasing": bool(np.all(np.diff(t) > 0)) if n > 1 else True}
+           "strictly_increasing": bool(np.all(np.diff(t) > 0)) if n > 1 else True,
+           "out_of_order": int(len(_not_after_earlier(t)))}
     if n > 1:
         dur = (int(t[-1]) - int(t[0])) / 1e6
         out["duration_s"] = round(dur, 6)

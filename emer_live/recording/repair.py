@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import List
 
 from ..clock import utc_now_iso
-from ..errors import SessionFormatError
+from ..errors import DiskFullError, SessionFormatError
 from . import format as fmt
 from .reader import SessionReader
 
@@ -53,7 +53,22 @@ def _save_tail(root: Path, file: Path, keep_bytes: int, report: RepairReport, wh
     with open(file, "rb") as f:
         f.seek(keep_bytes)
         tail = f.read()
-    dest.write_bytes(tail)
+    try:
+        with open(dest, "xb") as out:
+            out.write(tail)
+            out.flush()
+            os.fsync(out.fileno())
+    except OSError as exc:
+        # the cut bytes must be safe before the file is cut: leave both as they were
+        try:
+            dest.unlink()
+        except OSError:
+            pass
+        if fmt.is_disk_full(exc):
+            raise DiskFullError(f"disk full: repair of {root} needs {len(tail)} bytes free to keep the bytes it "
+                                f"cuts from {file.relative_to(root)}; nothing was cut from that file - free space "
+                                "and run repair again") from None
+        raise
     with open(file, "r+b") as f:
         f.truncate(keep_bytes)
         f.flush()
@@ -61,13 +76,30 @@ def _save_tail(root: Path, file: Path, keep_bytes: int, report: RepairReport, wh
     report.actions.append(f"{file.relative_to(root)}: cut {size - keep_bytes} bytes ({why}); kept in {dest.relative_to(root)}")
 
 
-def _repair_table(root: Path, file: Path, ncols: int, report: RepairReport, what: str) -> int:
-    """Cut a TSV back to its last complete line with ``ncols`` fields; return data rows kept."""
+def _write_small(root: Path, file: Path, data: bytes) -> None:
+    try:
+        with open(file, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        if fmt.is_disk_full(exc):
+            raise DiskFullError(f"disk full: repair of {root} cannot write {file.relative_to(root)}; "
+                                "free space and run repair again") from None
+        raise
+
+
+def _repair_table(root: Path, file: Path, columns, report: RepairReport, what: str) -> int:
+    """Cut a TSV back to its last complete line with ``len(columns)`` fields; return data rows kept."""
+    ncols = len(columns)
     if not file.is_file():
         return 0
     data = file.read_bytes()
     if not data:
-        report.lost.append(f"{file.relative_to(root)}: empty (no header) - nothing to recover")
+        # created but its header never reached the disk (a full disk, a crash at once): an
+        # empty table with its header is the truth - no rows were kept
+        _write_small(root, file, ("\t".join(columns) + "\n").encode())
+        report.actions.append(f"{file.relative_to(root)}: was empty (0 bytes, no header); header written, no rows")
         return 0
     keep = len(data)
     if not data.endswith(b"\n"):
@@ -86,6 +118,9 @@ def _repair_table(root: Path, file: Path, ncols: int, report: RepairReport, what
         n_partial = data[keep_bytes:].count(b"\n") + (0 if data.endswith(b"\n") else 1)
         report.lost.append(f"{file.relative_to(root)}: {n_partial} incomplete {what} line(s) at the end")
         _save_tail(root, file, keep_bytes, report, "incomplete last line")
+        if keep_bytes == 0:   # not even the header was complete
+            _write_small(root, file, ("\t".join(columns) + "\n").encode())
+            report.actions.append(f"{file.relative_to(root)}: header written (its own was incomplete), no rows")
     return max(good - 1, 0)
 
 
@@ -97,7 +132,7 @@ def _repair_video(root: Path, seg: Path, report: RepairReport) -> None:
         report.lost.append(f"{vid_path.relative_to(root)}: frames without an index (no timestamps) - moved aside")
         _save_tail(root, vid_path, 0, report, "no frame index")
         return
-    _repair_table(root, idx_path, len(fmt.FRAME_COLUMNS), report, "frame index")
+    _repair_table(root, idx_path, fmt.FRAME_COLUMNS, report, "frame index")
     size = vid_path.stat().st_size if vid_path.is_file() else 0
     text = idx_path.read_text(encoding="utf-8").split("\n")[1:-1]
     rows = [list(map(int, ln.split("\t"))) for ln in text]
@@ -125,7 +160,7 @@ def _repair_audio(root: Path, seg: Path, report: RepairReport, channels: int, ra
     idx_path, wav_path = seg / fmt.AUDIO_TSV, seg / fmt.AUDIO_FILE
     if not idx_path.is_file() or not wav_path.is_file():
         return
-    _repair_table(root, idx_path, len(fmt.AUDIO_COLUMNS), report, "audio block")
+    _repair_table(root, idx_path, fmt.AUDIO_COLUMNS, report, "audio block")
     text = idx_path.read_text(encoding="utf-8").split("\n")[1:-1]
     rows = [list(map(int, ln.split("\t"))) for ln in text]
     frame_bytes = 2 * channels
@@ -149,22 +184,111 @@ def _repair_audio(root: Path, seg: Path, report: RepairReport, channels: int, ra
 
 
 def repair_session(path) -> RepairReport:
-    """Repair a session folder in place (see module docstring); returns what was done and lost."""
+    """Repair a session folder in place (see module docstring); returns what was done and lost.
+
+    Raises :class:`~emer_live.errors.DiskFullError` when the disk cannot take what repair must
+    write (nothing is cut then), and :class:`~emer_live.errors.SessionFormatError` when the
+    folder is still not readable afterwards (the report is stored first)."""
     root = Path(path)
     reader = SessionReader(root)          # refuses non-session folders with a clear message
     meta = reader.meta
     report = RepairReport(str(root))
+    reserve = root / fmt.RESERVE_FILE
+    if reserve.is_file():
+        # the recorder's disk reserve, left by a crash: not data, and its space lets repair work
+        reserve.unlink()
+        report.actions.append(f"{fmt.RESERVE_FILE}: removed the recorder's disk reserve left by the crash")
     for kind, (file, dtype) in fmt.TABLES.items():
-        _repair_table(root, root / file, len(dtype.names), report, kind.replace("_", " "))
-    _repair_table(root, root / fmt.EVENTS_TSV, len(fmt.EVENT_COLUMNS), report, "event")
+        _repair_table(root, root / file, dtype.names, report, kind.replace("_", " "))
+    _repair_table(root, root / fmt.EVENTS_TSV, fmt.EVENT_COLUMNS, report, "event")
     audio = meta.get("streams", {}).get("audio", {})
     for seg in reader.segments():
         _repair_video(root, seg.path, report)
         _repair_audio(root, seg.path, report, int(audio.get("channels", 1)), int(audio.get("sample_rate_hz", 48000)))
+    events = _events_or_none(reader)
     if meta.get("status") == "recording":
-        meta["status"] = "interrupted"
-        report.actions.append("session.json: status 'recording' -> 'interrupted' (the recorder did not stop cleanly)")
+        # a recorder that stopped but could not rewrite session.json (a full disk) left its
+        # final status and the cause in events.tsv: keep them where readers look
+        stop = next((e for e in reversed(events or []) if e["kind"] == "recording_stop"), None)
+        cause = next((e["detail"].get("message") for e in reversed(events or []) if e["kind"] == "error"
+                      and e["detail"].get("message")), None)
+        if stop is not None and stop["detail"].get("status"):
+            meta["status"] = str(stop["detail"]["status"])
+            report.actions.append(f"session.json: status 'recording' -> {meta['status']!r} (from the recording_stop "
+                                  "event; session.json could not be rewritten when the recording stopped)")
+        else:
+            meta["status"] = "interrupted"
+            report.actions.append("session.json: status 'recording' -> 'interrupted' (the recorder did not stop cleanly)")
+        if cause and not meta.get("error"):
+            meta["error"] = cause
+    _settle_trials(meta, events, report)
     if report.changed or report.lost:
         meta.setdefault("repairs", []).append(report.as_dict())
-        fmt.write_json_atomic(root / fmt.SESSION_JSON, meta)
+        try:
+            fmt.write_json_atomic(root / fmt.SESSION_JSON, meta)
+        except OSError as exc:
+            if fmt.is_disk_full(exc):
+                raise DiskFullError(f"disk full: repair of {root} cut its files but cannot rewrite session.json "
+                                    "(the cut bytes are in repair_lost/); free space and run repair again") from None
+            raise
+    problems = verify_readable(root)
+    if problems:
+        raise SessionFormatError(f"{root}: still not readable after repair - {problems[0]}"
+                                 + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
+                                 + "; inspect the file by hand")
     return report
+
+
+def _events_or_none(reader: SessionReader):
+    try:
+        return reader.events()
+    except SessionFormatError:
+        return None
+
+
+def _settle_trials(meta: dict, events, report: RepairReport) -> None:
+    """Trials the plan still lists as ``pending``/``running`` in a session that has ended get
+    the status the events show: ``interrupted`` (begun, never ended) or ``not_run``."""
+    trials = meta.get("trials")
+    if not isinstance(trials, list) or meta.get("status") == "recording":
+        return
+    begun, ended = set(), {}
+    for e in events or []:
+        if e["trial"] is None:
+            continue
+        if e["kind"] == "stimulus_onset":
+            begun.add(e["trial"])
+        elif e["kind"] in ("trial_end", "trial_aborted"):
+            ended[e["trial"]] = "complete" if e["kind"] == "trial_end" else "aborted"
+    changed = []
+    for t in trials:
+        if not isinstance(t, dict) or t.get("status") not in ("pending", "running"):
+            continue
+        n = t.get("trial")
+        new = ended.get(n) or ("interrupted" if n in begun or t.get("status") == "running" else "not_run")
+        changed.append(f"{n}: {t['status']} -> {new}")
+        t["status"] = new
+    if changed:
+        report.actions.append("session.json: trial status " + ", ".join(changed) + " (the session ended before them)")
+
+
+def verify_readable(path) -> list:
+    """Every table, frame index and audio index of a session read the way the tools read them;
+    returns the problems (empty when the folder is readable)."""
+    problems = []
+    try:
+        reader = SessionReader(path)
+    except SessionFormatError as exc:
+        return [str(exc)]
+    checks = [reader.events, reader.eye_openness, reader.time_sync]
+    if reader.has_gaze():
+        checks.append(reader.gaze)
+    for seg in reader.segments():
+        checks.append(lambda seg=seg: reader.frame_index(seg))
+        checks.append(lambda seg=seg: reader.audio_blocks(seg))
+    for check in checks:
+        try:
+            check()
+        except SessionFormatError as exc:
+            problems.append(str(exc))
+    return problems

@@ -9,7 +9,6 @@ crash corrupts at most the open segment, which ``repair`` recovers.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import threading
@@ -38,6 +37,18 @@ class SegmentSpec:
     trial: Optional[int] = None
     stimulus_id: Optional[str] = None
     label: Optional[str] = None
+
+
+def _close_all(*files) -> None:
+    """Close every file; re-raise the first error after trying them all."""
+    first = None
+    for f in files:
+        try:
+            f.close()
+        except OSError as exc:
+            first = first or exc
+    if first is not None:
+        raise first
 
 
 class _VideoSegmentWriter:
@@ -73,9 +84,10 @@ class _VideoSegmentWriter:
         os.fsync(self.index.fileno())
 
     def close(self) -> None:
-        self.flush()
-        self.data.close()
-        self.index.close()
+        try:
+            self.flush()
+        finally:   # a failed flush (full disk) must still release both files
+            _close_all(self.data, self.index)
 
 
 class _AudioSegmentWriter:
@@ -115,9 +127,10 @@ class _AudioSegmentWriter:
         os.fsync(self.index.fileno())
 
     def close(self) -> None:
-        self.flush()
-        self.data.close()
-        self.index.close()
+        try:
+            self.flush()
+        finally:   # a failed flush (full disk) must still release both files
+            _close_all(self.data, self.index)
 
 
 class _SegmentedSink:
@@ -222,8 +235,11 @@ class Recorder:
         self._last_fsync = 0
         self.started_t_us: Optional[int] = None
         self.stopped = False
+        self.meta_saved = True           # False when even the final session.json did not fit
 
+        created = not self.path.exists()
         self.path.mkdir(parents=True, exist_ok=True)
+        self._reserve: Optional[Path] = None
         self.meta = {
             "format": fmt.FORMAT_NAME,
             "format_version": fmt.FORMAT_VERSION,
@@ -238,10 +254,19 @@ class Recorder:
         }
         if meta:
             self.meta.update(meta)
-        fmt.write_json_atomic(self.path / fmt.SESSION_JSON, self.meta)
-        self._events = open(self.path / fmt.EVENTS_TSV, "x", encoding="utf-8", newline="\n")
-        self._events.write("\t".join(fmt.EVENT_COLUMNS) + "\n")
-        self._events.flush()
+        self._events = None
+        try:
+            fmt.write_json_atomic(self.path / fmt.SESSION_JSON, self.meta)
+            self._events = open(self.path / fmt.EVENTS_TSV, "x", encoding="utf-8", newline="\n")
+            self._events.write("\t".join(fmt.EVENT_COLUMNS) + "\n")
+            self._events.flush()
+            self._make_reserve()
+        except OSError as exc:
+            self._undo_start(created)
+            if fmt.is_disk_full(exc):
+                raise DiskFullError(f"disk full: cannot start a recording in {self.path} - nothing was recorded "
+                                    "and nothing left behind; free space on that disk or choose another --out") from None
+            raise
         self._tables: Dict[str, object] = {}    # kind -> open append-only TSV (gaze, eye_openness, ...)
         self._renderers: Dict[str, object] = {}
 
@@ -250,6 +275,50 @@ class Recorder:
         """The footage segments begun so far, in time order (the list itself: segment sinks on
         the writer thread read it as it grows)."""
         return self._segments
+
+    # ------------------------------------------------------------------ disk space
+    def _make_reserve(self) -> None:
+        p = self.path / fmt.RESERVE_FILE
+        with open(p, "xb") as f:
+            f.write(b"\0" * fmt.RESERVE_BYTES)
+            f.flush()
+            os.fsync(f.fileno())   # blocks allocated now, not when the disk is already full
+        self._reserve = p
+
+    def _release_reserve(self) -> None:
+        if self._reserve is not None:
+            try:
+                self._reserve.unlink()
+            except OSError:
+                pass
+            self._reserve = None
+
+    def _undo_start(self, created: bool) -> None:
+        """A start that failed (full disk) leaves nothing: remove what this recorder created."""
+        if self._events is not None:
+            try:
+                self._events.close()
+            except OSError:
+                pass
+        for name in (fmt.SESSION_JSON, fmt.EVENTS_TSV, fmt.RESERVE_FILE):
+            try:
+                (self.path / name).unlink()
+            except OSError:
+                pass
+        if created:
+            try:
+                self.path.rmdir()
+            except OSError:
+                pass
+
+    def note_disk_full(self, exc: BaseException) -> DiskFullError:
+        """Remember a full disk as :attr:`error` (first error wins) and return it."""
+        if not isinstance(self.error, DiskFullError):
+            if self.error is None:
+                self.error = DiskFullError(
+                    f"disk full while writing {self.path}; recording stopped, everything written before is "
+                    "kept - free space and start a new session")
+        return self.error if isinstance(self.error, DiskFullError) else DiskFullError(str(exc))
 
     # ------------------------------------------------------------------ set-up
     def attach(self, kind: str, stream: Stream, *, device_info: Optional[dict] = None,
@@ -282,9 +351,15 @@ class Recorder:
                     raise ValueError(f"{kind} stream {stream.name!r} has the wrong record layout for {file}")
                 info.update(file=file)
                 f = open(self.path / file, "x", encoding="utf-8", newline="\n")
-                f.write("\t".join(dtype.names) + "\n")
-                f.flush()
                 self._tables[kind] = f
+                try:
+                    f.write("\t".join(dtype.names) + "\n")
+                    f.flush()
+                except OSError as exc:
+                    if not fmt.is_disk_full(exc):
+                        raise
+                    self.stop(status="disk_full")
+                    raise self.note_disk_full(exc) from None
                 self._renderers[kind] = fmt.row_formatter(dtype)
                 self.written.setdefault(kind, 0)
             if final_info is not None:
@@ -302,7 +377,14 @@ class Recorder:
             self._save_meta()
 
     def _save_meta(self) -> None:
-        fmt.write_json_atomic(self.path / fmt.SESSION_JSON, self.meta)
+        try:
+            fmt.write_json_atomic(self.path / fmt.SESSION_JSON, self.meta)
+        except OSError as exc:
+            if not fmt.is_disk_full(exc):
+                raise
+            # Not raised into the caller (a controller beginning a trial): the run loops stop on
+            # :attr:`error`, and :meth:`stop` writes session.json once the reserve is given back.
+            self.note_disk_full(exc)
 
     # ------------------------------------------------------------------ events and segments
     def log_event(self, kind: str, *, trial: Optional[int] = None, t_us: Optional[int] = None, **detail) -> int:
@@ -312,8 +394,13 @@ class Recorder:
         with self._events_lock:
             if self._events.closed:
                 return t
-            self._events.write(fmt.tsv_line((t, kind, "" if trial is None else int(trial), text)))
-            self._events.flush()
+            try:
+                self._events.write(fmt.tsv_line((t, kind, "" if trial is None else int(trial), text)))
+                self._events.flush()
+            except OSError as exc:
+                if not fmt.is_disk_full(exc):
+                    raise
+                self.note_disk_full(exc)
         return t
 
     def event_sink(self, t_us: int, kind: str, detail: dict) -> None:
@@ -373,10 +460,10 @@ class Recorder:
             self._fail(exc)
 
     def _fail(self, exc: BaseException) -> None:
-        self.error = exc
-        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-            self.error = DiskFullError(f"disk full while writing {self.path}; recording stopped, "
-                                       "everything written before is kept - free space and start a new session")
+        if fmt.is_disk_full(exc):
+            self.note_disk_full(exc)
+        elif self.error is None:
+            self.error = exc
         try:
             self.log_event("error", message=str(self.error))
         except Exception:
@@ -471,26 +558,44 @@ class Recorder:
             except Exception as exc:  # a device that cannot describe itself keeps its first description
                 final_devices[kind] = {**self.meta["devices"].get(kind, {}), "final_info_error": repr(exc)}
         with self._lock, self._meta_lock, self._events_lock:
+            # Data files first: their last buffered bytes may not fit on a full disk (a torn last
+            # line, which repair cuts), then the reserve is given back so the final events and
+            # session.json - the status a reader sees - are still written.
+            for close in [f.close for f in self._tables.values()] + [s.close for s in self._sinks.values()]:
+                try:
+                    close()
+                except OSError as exc:
+                    if fmt.is_disk_full(exc):
+                        self.note_disk_full(exc)
+            if self.error is not None:
+                self._release_reserve()
             self.meta["devices"].update(final_devices)
             if self.error is not None:
                 status = "disk_full" if isinstance(self.error, DiskFullError) else "error"
+                self.meta["error"] = str(self.error)
             for kind, s in self._streams.items():
                 info = self.meta["streams"].setdefault(kind, {})
                 info["counters"] = {**s.counters.as_dict(), "recorder_overruns": self.overruns.get(kind, 0)}
             self.meta["written"] = dict(self.written)   # records handed to the OS (flushed)
             self.meta["status"] = status
             self.meta["clock"] = {**self.meta["clock"], "end_t_us": end, "end_utc": utc_now_iso()}
-            closers = [lambda: self._events.write(
-                fmt.tsv_line((end, "recording_stop", "", json.dumps({"status": status})))), self._events.close]
-            closers += [f.close for f in self._tables.values()]
-            closers += [s.close for s in self._sinks.values()]
-            for close in closers:
-                try:
-                    close()
-                except OSError:   # a full disk cannot take the last buffered bytes; keep closing
-                    pass
-            self._save_meta()
+            try:
+                if not self._events.closed:
+                    self._events.write(fmt.tsv_line((end, "recording_stop", "", json.dumps({"status": status}))))
+                self._events.close()
+            except OSError as exc:
+                if not fmt.is_disk_full(exc):
+                    raise
+            self._release_reserve()
             self.stopped = True
+            try:
+                fmt.write_json_atomic(self.path / fmt.SESSION_JSON, self.meta)
+            except OSError as exc:
+                if not fmt.is_disk_full(exc):
+                    raise
+                # even the reserve did not suffice: events.tsv keeps the cause; repair reads it
+                self.note_disk_full(exc)
+                self.meta_saved = False
         return self.meta
 
 
@@ -504,14 +609,22 @@ def record_device_set(ds, path, *, meta: dict) -> Recorder:
         ds.stop_all()
         raise
     ds.events.targets.append(rec.event_sink)
-    for kind, dev in (("gaze", ds.tracker), ("camera", ds.camera), ("audio", ds.mic)):
-        if dev is not None:
-            rec.attach(kind, dev.stream, device_info=dev.info(), final_info=dev.info)
-    # a Tobii tracker's side streams: eye openness (when offered) and its clock-sync packets
-    for kind, attr in (("eye_openness", "openness"), ("time_sync", "time_sync")):
-        side = getattr(ds.tracker, attr, None) if ds.tracker is not None else None
-        if isinstance(side, Stream):
-            rec.attach(kind, side)
-    if ds.phantom is not None:
-        ds.phantom.attach_truth_file(Path(path) / "truth.tsv")
+    try:
+        for kind, dev in (("gaze", ds.tracker), ("camera", ds.camera), ("audio", ds.mic)):
+            if dev is not None:
+                rec.attach(kind, dev.stream, device_info=dev.info(), final_info=dev.info)
+        # a Tobii tracker's side streams: eye openness (when offered) and its clock-sync packets
+        for kind, attr in (("eye_openness", "openness"), ("time_sync", "time_sync")):
+            side = getattr(ds.tracker, attr, None) if ds.tracker is not None else None
+            if isinstance(side, Stream):
+                rec.attach(kind, side)
+        if ds.phantom is not None:
+            ds.phantom.attach_truth_file(Path(path) / "truth.tsv")
+    except BaseException as exc:
+        ds.stop_all()
+        if not rec.stopped:
+            rec.stop(status="error")
+        if fmt.is_disk_full(exc):
+            raise rec.note_disk_full(exc) from None
+        raise
     return rec

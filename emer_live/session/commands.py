@@ -98,6 +98,11 @@ def cmd_session(args) -> int:
     r = SessionReader(run.session_dir)
     sam = r.sam()
     print(f"session {run.session_dir}: status {r.status}, {0 if sam is None else len(sam)} SAM answers")
+    if r.status == "disk_full":
+        from ..errors import DiskFullError
+
+        raise DiskFullError(r.meta.get("error") or f"disk full while writing {run.session_dir}; what was written "
+                                                   "is kept - free space and start a new session")
     if r.status not in ("complete", "aborted"):
         return 1
     return signal_exit_code(run)

@@ -78,6 +78,9 @@ class Presenter(Protocol):
 
     def show_fixation(self) -> None: ...
 
+    def prepare(self, trial: TrialSpec) -> None:
+        """Load ``trial``'s clip now (during the fixation cross) so playback starts at once."""
+
     def play(self, trial: TrialSpec, on_frame: Callable[[int, int], None], *, onset_us: int) -> None:
         """Start the clip; ``onset_us`` is the session time the controller logged as its onset."""
 
@@ -100,6 +103,9 @@ class SimulatedPresenter:
         self._n = 0
 
     def show_fixation(self) -> None:
+        pass
+
+    def prepare(self, trial: TrialSpec) -> None:
         pass
 
     def show_blank(self) -> None:
@@ -286,8 +292,9 @@ class SessionController:
             self._save_trials()
             self._set_phase(Phase.ABORTED, None, now)
 
-    def submit_sam(self, answer: SamAnswer) -> None:
-        """The participant's SAM answer for the current trial."""
+    def submit_sam(self, answer: SamAnswer, *, response_ms: Optional[dict] = None) -> None:
+        """The participant's SAM answer for the current trial; ``response_ms`` (per row, from
+        the SAM being shown) goes into the ``sam_answered`` event."""
         with self._lock:
             if self.phase is not Phase.SAM:
                 raise RuntimeError(f"no SAM is being asked (phase {self.phase.value})")
@@ -298,8 +305,9 @@ class SessionController:
             self.sam.append(trial=tr.spec.trial, stimulus_id=tr.spec.stimulus_id, category=tr.spec.category,
                             answer=answer, answered_t_us=now)
             self.answers[tr.spec.trial] = answer
+            extra = {} if not response_ms else {"response_ms": {k: round(float(v), 1) for k, v in response_ms.items()}}
             self._event("sam_answered", t_us=now, valence=answer.valence, arousal=answer.arousal,
-                        dominance=answer.dominance, emotion=answer.emotion)
+                        dominance=answer.dominance, emotion=answer.emotion, **extra)
             self._event("trial_end", t_us=now)
             tr.status, tr.t_end_us = "complete", now
             self._save_trials()
@@ -350,6 +358,7 @@ class SessionController:
     def _begin_fixation(self, now: int, restart: bool = False) -> None:
         self._event("fixation_cross", t_us=now, restart=restart) if restart else self._event("fixation_cross", t_us=now)
         self.presenter.show_fixation()
+        self.presenter.prepare(self.trial.spec)
         self._set_phase(Phase.FIXATION, self.timing.us(self.timing.fixation_s), now)
 
     def _begin_stimulus(self, now: int) -> None:

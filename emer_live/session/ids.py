@@ -7,12 +7,15 @@ also safe as file names on Windows, macOS and Linux and cannot escape the record
 
 from __future__ import annotations
 
+import datetime as _dt
 import re
+from pathlib import Path
+from typing import Optional, Union
 
 from ..errors import ConfigError
 
 __all__ = ["PARTICIPANT_ID_RULE", "MAX_PARTICIPANT_ID_LENGTH", "validate_participant_id",
-           "is_valid_participant_id"]
+           "is_valid_participant_id", "session_stamp", "claim_session_dir"]
 
 MAX_PARTICIPANT_ID_LENGTH = 32
 
@@ -86,3 +89,31 @@ def is_valid_participant_id(pid: object) -> bool:
     except ConfigError:
         return False
     return True
+
+
+def session_stamp(now: Optional[_dt.datetime] = None) -> str:
+    """The session id's time part: ``S<UTC date>-<UTC time>`` to the second."""
+    now = now or _dt.datetime.now(_dt.timezone.utc)
+    return now.strftime("S%Y%m%d-%H%M%S")
+
+
+def claim_session_dir(root: Union[str, Path], participant: str, *, now: Optional[_dt.datetime] = None,
+                      max_tries: int = 1000) -> Path:
+    """Create and return a new, empty ``ROOT/<participant>/S<date>-<time>[-k]`` folder.
+
+    The folder is *created* here (``mkdir`` without ``exist_ok``, atomic on every file system):
+    two sessions that start in the same second - two processes, or two threads - get different
+    ids (``-2``, ``-3``, ...), where choosing a name that does not exist yet and creating it later
+    gave both the same name and refused the second."""
+    validate_participant_id(participant)
+    base = Path(root) / participant
+    base.mkdir(parents=True, exist_ok=True)
+    stamp = session_stamp(now)
+    for k in range(1, max_tries + 1):
+        p = base / (stamp if k == 1 else f"{stamp}-{k}")
+        try:
+            p.mkdir()
+        except FileExistsError:
+            continue
+        return p
+    raise ConfigError(f"{base}: {max_tries} sessions already started at {stamp}; wait a second and start again")

@@ -8,7 +8,6 @@ simulated playback and the synthetic participant answering the SAM.
 
 from __future__ import annotations
 
-import datetime as _dt
 import threading
 from pathlib import Path
 from typing import Callable, Optional
@@ -16,7 +15,7 @@ from typing import Callable, Optional
 from ..errors import ConfigError
 from .controller import Phase
 
-__all__ = ["session_run", "run_headless_session", "resolve_library", "new_session_dir"]
+__all__ = ["session_run", "run_headless_session", "resolve_library"]
 
 REPO_STIMULI = Path(__file__).resolve().parents[2] / "stimuli"
 
@@ -35,23 +34,16 @@ def resolve_library(stimuli: str):
         raise ConfigError(f"--stimuli {stimuli}: no such folder (use 'placeholder' or a library folder; "
                           "`emer-live stimuli placeholders --out DIR` makes one)")
     lib = load_manifest(folder)
-    missing = [c.file for c in lib.clips if not lib.path_of(c).is_file()]
-    if missing:
-        raise ConfigError(f"--stimuli {folder}: {len(missing)} clip file(s) missing, e.g. {missing[0]}; "
-                          f"run `emer-live stimuli check {folder}`")
+    # every clip must exist and decode (a 0-byte or text-as-.mp4 file must not reach a session):
+    # the same check as `emer-live stimuli check`, before any device or folder
+    from .stimuli import check_library
+
+    report = check_library(folder)
+    if not report.ok:
+        first = report.problems[0]
+        more = f" (and {len(report.problems) - 1} more)" if len(report.problems) > 1 else ""
+        raise ConfigError(f"--stimuli {folder}: {first}{more}; run `emer-live stimuli check {folder}`")
     return lib
-
-
-def new_session_dir(root: Path, participant: str) -> Path:
-    """``ROOT/<participant>/S<UTC date-time>`` (a suffix keeps it unique)."""
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("S%Y%m%d-%H%M%S")
-    base = Path(root) / participant
-    p = base / stamp
-    k = 2
-    while p.exists():
-        p = base / f"{stamp}-{k}"
-        k += 1
-    return p
 
 
 def session_run(cfg, *, on_phase: Optional[Callable] = None, abort_after_trials: Optional[int] = None):

@@ -920,7 +920,14 @@ def check_library(directory: Union[str, Path], *, manifest: Union[str, Path, Non
                                                  "to be silent)"))
     design = (f" ({len(lib.clips)} clips = {len(ER7_CLASSES)} categories x "
               f"{lib.clips_per_category})" if lib is not None else "")
-    for stray in _stray_videos(d, referenced):
+    strays = _stray_videos(d, referenced)
+    if strays and not parsed.files:
+        # the manifest could not be read (e.g. bad TOML): every video would look unlisted and
+        # bury the one error that matters - say it once instead
+        report.warnings.append(Problem(str(d), f"{len(strays)} video file(s) not compared with "
+                                       f"{mpath.name}: it must be readable first"))
+        strays = []
+    for stray in strays:
         report.problems.append(Problem(
             str(stray), f"video file not listed in {mpath.name}: the library holds exactly the "
                         f"clips its manifest lists{design}; to use this one, replace an entry of "

@@ -80,13 +80,15 @@ def _cmd_check(args) -> int:
     from .stimuli import check_library
 
     report = check_library(args.directory, manifest=args.manifest, full=args.full)
-    for w in report.warnings:
-        print(f"warning: {w}")
     if report.ok:
+        for w in report.warnings:
+            print(f"warning: {w}")
         print(report.summary())
         return 0
-    for problem in report.problems:
+    for problem in report.problems:   # the problems first: a warning must not hide them
         print(problem, file=sys.stderr)
+    for w in report.warnings:
+        print(f"warning: {w}", file=sys.stderr)
     print(report.summary(), file=sys.stderr)
     return StimulusError.exit_code
 

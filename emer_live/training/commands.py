@@ -53,7 +53,7 @@ def register(sub) -> None:
                    help="remove person-specific eye levels (pupil baseline, blink rate...): 'baseline' subtracts "
                         "the mean over the session's baseline phase; 'session' z-scores every eye/fixation feature "
                         "by the session's running mean and sd so far (the live engine does the same; "
-                        "docs/training.md)")
+                        "docs/training.md); default none (raw features)")
     p.add_argument("--face-dropout", type=float, default=0.0, metavar="P",
                    help="modality dropout: hide the face of this fraction of training samples that have eyes, so "
                         "the model also learns emotion from the eyes alone (default 0 = the paper's training)")
@@ -149,7 +149,7 @@ def register(sub) -> None:
         "compare", help="ablation table of several evaluations with participant-bootstrap intervals",
         description="Compare models evaluated on the same held-out samples (each `emer-live evaluate --out-dir DIR`): "
                     "pooled UAR on all, masked-face and unmasked trials, per-fold mean +- sd, and each model's "
-                    "difference to a baseline model with a 95%% interval from resampling participants (paired). "
+                    "difference to a baseline model with a 95% interval from resampling participants (paired). "
                     "Prints a markdown table (--json: the numbers).")
     p.add_argument("evaluations", nargs="+", metavar="NAME=DIR",
                    help="a model's name and the --out-dir of its evaluation (holds predictions.tsv)")

@@ -17,8 +17,8 @@ from typing import Dict, List, Optional, Tuple
 
 from PyQt6 import QtCore, QtGui, QtWidgets
 
-from ..app import (DeviceFailed, PredictionMade, Run, RunConfig, RunError, RunFinished, RunStarted,
-                   default_checkpoint)
+from ..app import (DeviceFailed, PhaseChanged, PredictionMade, Run, RunConfig, RunError, RunFinished,
+                   RunStarted, default_checkpoint)
 from ..errors import EmerError
 from .colors import BAD_COLOR, WARN_COLOR
 from .panels import (CameraPanel, CircumplexPanel, EmotionPanel, EventLogPanel, EyePanel, HealthPanel,
@@ -49,9 +49,23 @@ class ConsoleOptions:
     duration_s: Optional[float] = None
     model_device: str = "auto"
     demo: bool = False                 # synthetic participant standing in for a person
+    session: bool = False              # a collection session (participant screen, stimuli, SAM)
+    stimuli: str = "stimuli/placeholder"
+    n_trials: int = 14
+    time_scale: float = 1.0
+    participant_screen: Optional[int] = None
+    fer_model: str = "auto"            # auto | emert | a FER checkpoint (docs/face.md)
 
     def run_config(self) -> RunConfig:
-        """A live run recording into a new session folder."""
+        """A live run recording into a new session folder, or a collection session."""
+        if self.session:
+            root = Path(self.out) if self.out else REPO_ROOT / "recordings"
+            return RunConfig(kind="session", participant=self.participant, tracker=self.tracker,
+                             camera=self.camera, mic=self.mic, rate=self.rate, fps=self.fps, size=tuple(self.size),
+                             seed=self.seed, out_root=str(root), checkpoint=self.checkpoint or None,
+                             model_device=self.model_device, window_s=self.window_s, hop_s=self.hop_s,
+                             stimuli=self.stimuli, n_trials=self.n_trials, time_scale=self.time_scale,
+                             fer_model=self.fer_model)
         stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
         root = Path(self.out) if self.out else REPO_ROOT / "recordings" / ("demo" if self.demo else self.participant)
         folder = root / stamp
@@ -62,7 +76,8 @@ class ConsoleOptions:
         return RunConfig(kind="live", participant=self.participant, tracker=self.tracker, camera=self.camera,
                          mic=self.mic, rate=self.rate, fps=self.fps, size=tuple(self.size), seed=self.seed,
                          duration_s=self.duration_s, out=str(folder), checkpoint=self.checkpoint,
-                         model_device=self.model_device, window_s=self.window_s, hop_s=self.hop_s)
+                         model_device=self.model_device, window_s=self.window_s, hop_s=self.hop_s,
+                         fer_model=self.fer_model)
 
 
 class DeviceDialog(QtWidgets.QDialog):
@@ -166,6 +181,12 @@ class OperatorConsole(QtWidgets.QMainWindow):
         self.health = HealthPanel()
         self.event_log = EventLogPanel()
         self.trials = TrialTablePanel()
+        self.mirror = QtWidgets.QLabel("the participant screen appears here during a session")
+        self.mirror.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
+        self.mirror.setMinimumSize(240, 150)
+        self.mirror.setStyleSheet("background: #111; color: #888")
+        self.participant_screen = None
+        self.presenter = None
         self.docks: Dict[str, QtWidgets.QDockWidget] = {}
         A = QtCore.Qt.DockWidgetArea
         for key, title, widget, area in (
@@ -174,7 +195,8 @@ class OperatorConsole(QtWidgets.QMainWindow):
                 ("eyes", "Eyes", self.eyes, A.BottomDockWidgetArea),
                 ("health", "Device health", self.health, A.BottomDockWidgetArea),
                 ("events", "Event log", self.event_log, A.BottomDockWidgetArea),
-                ("trials", "Trials", self.trials, A.BottomDockWidgetArea)):
+                ("trials", "Trials", self.trials, A.BottomDockWidgetArea),
+                ("participant", "Participant screen (mirror)", self.mirror, A.RightDockWidgetArea)):
             dock = QtWidgets.QDockWidget(title, self)
             dock.setObjectName(f"dock_{key}")         # saveState needs names
             dock.setWidget(widget)
@@ -185,7 +207,10 @@ class OperatorConsole(QtWidgets.QMainWindow):
         self.splitDockWidget(self.docks["eyes"], self.docks["health"], H)
         self.splitDockWidget(self.docks["health"], self.docks["events"], H)
         self.tabifyDockWidget(self.docks["events"], self.docks["trials"])
+        self.tabifyDockWidget(self.docks["circumplex"], self.docks["participant"])
         self.docks["events"].raise_()
+        self.docks["circumplex"].raise_()
+        self.docks["participant"].setVisible(options.session)
         self._size_docks()
         self._default_state = self.saveState()
         self._build_actions()
@@ -193,8 +218,10 @@ class OperatorConsole(QtWidgets.QMainWindow):
         self.status_elapsed = QtWidgets.QLabel("elapsed 00:00.0")
         self.status_elapsed.setMinimumWidth(140)     # a changing text must not relayout the bar
         self.status_state = QtWidgets.QLabel("idle")
+        self.status_phase = QtWidgets.QLabel("")
         sb = self.statusBar()
         sb.addWidget(self.status_state)
+        sb.addWidget(self.status_phase)
         sb.addWidget(self.status_folder, 1)
         sb.addPermanentWidget(self.status_elapsed)
         self._restore_layout()
@@ -234,7 +261,11 @@ class OperatorConsole(QtWidgets.QMainWindow):
         self.act_start.triggered.connect(self.start_run)
         self.act_stop = QtGui.QAction(style.standardIcon(SP.SP_MediaStop), "S&top", self)
         self.act_stop.setShortcut("Ctrl+.")
-        self.act_stop.triggered.connect(self.stop_run)
+        self.act_stop.triggered.connect(self._stop_action)
+        self.act_pause = QtGui.QAction(style.standardIcon(SP.SP_MediaPause), "&Pause session", self)
+        self.act_pause.triggered.connect(self.pause_session)
+        self.act_resume = QtGui.QAction(style.standardIcon(SP.SP_MediaSeekForward), "Res&ume session", self)
+        self.act_resume.triggered.connect(self.resume_session)
         self.act_devices = QtGui.QAction("&Devices and model...", self)
         self.act_devices.triggered.connect(self.choose_devices)
         self.act_checkpoint = QtGui.QAction("Choose &checkpoint...", self)
@@ -252,6 +283,8 @@ class OperatorConsole(QtWidgets.QMainWindow):
         m = mb.addMenu("&Run")
         m.addAction(self.act_start)
         m.addAction(self.act_stop)
+        m.addAction(self.act_pause)
+        m.addAction(self.act_resume)
         m.addAction(self.act_devices)
         m = mb.addMenu("&View")
         for dock in self.docks.values():
@@ -262,6 +295,8 @@ class OperatorConsole(QtWidgets.QMainWindow):
         tb.setObjectName("toolbar_run")
         tb.addAction(self.act_start)
         tb.addAction(self.act_stop)
+        tb.addAction(self.act_pause)
+        tb.addAction(self.act_resume)
         tb.addSeparator()
         tb.addAction(self.act_devices)
         self.devices_label = QtWidgets.QLabel("")
@@ -281,8 +316,22 @@ class OperatorConsole(QtWidgets.QMainWindow):
         self.devices_label.setText(f"tracker {o.tracker} | camera {o.camera} | mic {o.mic} | participant "
                                    f"{o.participant} | checkpoint {Path(o.checkpoint).name}")
 
+    def _stop_action(self) -> None:
+        """Stop: a live run ends complete; a session is aborted (its running trial marked so)."""
+        if self.run is not None and self.run.controller is not None:
+            self.abort_session()
+        else:
+            self.stop_run()
+
     def _update_actions(self) -> None:
         running = self.run is not None and self.run.running
+        session = self.options.session
+        self.act_start.setText("&Start session" if session else "&Start recording")
+        self.act_stop.setText("&Abort session" if session else "S&top")
+        self.act_pause.setVisible(session)
+        self.act_resume.setVisible(session)
+        self.act_pause.setEnabled(running and session)
+        self.act_resume.setEnabled(running and session)
         self.act_start.setEnabled(not running)
         self.act_stop.setEnabled(running)
         self.act_devices.setEnabled(not running)
@@ -307,7 +356,7 @@ class OperatorConsole(QtWidgets.QMainWindow):
             return self.run
         try:
             cfg = self.options.run_config()
-            run = Run(cfg)
+            run = self._make_session_run(cfg) if cfg.kind == "session" else Run(cfg)
         except EmerError as exc:
             self._error_dialog("Cannot start", str(exc))
             return None
@@ -329,6 +378,51 @@ class OperatorConsole(QtWidgets.QMainWindow):
             QtWidgets.QApplication.restoreOverrideCursor()
         self._update_actions()
         return run
+
+    def _make_session_run(self, cfg: RunConfig) -> Run:
+        """A session on the participant screen: the Qt presenter plays the clips, the SAM is
+        answered there (in demo mode by the synthetic participant, visibly)."""
+        from .participant import ParticipantScreen, QtPresenter, choose_screen
+
+        if self.participant_screen is None:
+            self.participant_screen = ParticipantScreen()
+            self.participant_screen.sam.sigAnswered.connect(self._on_sam_answered)
+        screen = choose_screen(self.options.participant_screen, operator=self.screen())
+        holder = {}
+        self.presenter = QtPresenter(self.participant_screen, clock=lambda: holder["run"].clock,
+                                     playback_rate=1.0 / cfg.time_scale, on_error=self._presenter_error)
+        run = Run(cfg, presenter=self.presenter, sam_source=None)
+        holder["run"] = run
+        self.participant_screen.place(screen)
+        self.docks["participant"].setVisible(True)
+        return run
+
+    def _on_sam_answered(self, answer, response_ms: dict) -> None:
+        run = self.run
+        if run is None or run.controller is None or run.controller.phase.value != "sam":
+            return
+        try:
+            run.submit_sam(answer, response_ms=response_ms)
+        except Exception as exc:        # e.g. the session was aborted meanwhile
+            self._error_dialog("SAM not stored", f"{type(exc).__name__}: {exc}")
+
+    def _presenter_error(self, text: str) -> None:
+        self.event_log.log(f"STIMULUS PROBLEM: {text}")
+        self.statusBar().showMessage(text, 20000)
+        self._error_dialog("Stimulus problem", text + "\n\nThe session continues.")
+
+    def pause_session(self) -> None:
+        if self.run is not None and self.run.controller is not None:
+            self.run.controller.pause()
+
+    def resume_session(self) -> None:
+        if self.run is not None and self.run.controller is not None:
+            self.run.controller.resume()
+
+    def abort_session(self) -> None:
+        if self.run is not None and self.run.running:
+            self.run.stop("operator aborted the session")
+            self._finish_now(self.run)
 
     def stop_run(self, *, reason: str = "operator pressed Stop") -> None:
         """End the run as complete (the operator's normal end) and finalise its folder."""
@@ -368,8 +462,41 @@ class OperatorConsole(QtWidgets.QMainWindow):
             self._update_actions()
         elif isinstance(ev, RunStarted):
             self.status_folder.setText(ev.session_dir or "not recording")
+            self.emotion.fer_plot.setTitle(f"FER - what the face shows (dashed); FER source: {run.fer_source}")
+        elif isinstance(ev, PhaseChanged):
+            self._on_phase(ev)
         for panel in (self.health, self.event_log, self.trials):
             panel.on_event(ev)
+
+    def _on_phase(self, ev) -> None:
+        screen, run = self.participant_screen, self.run
+        if screen is None or run is None or run.controller is None:
+            return
+        if ev.phase == "sam" and ev.trial is not None:
+            screen.show_sam(ev.trial)
+            if run.phantom is not None:   # demo: the synthetic participant answers on screen
+                from ..session.sam import SamAnswer
+
+                screen.sam.play_answer(SamAnswer(**run.phantom.sam_answer(ev.trial)))
+        elif ev.phase == "done":
+            screen.show_message("Thank you - the session is over.", "done")
+        elif ev.phase == "aborted":
+            screen.show_message("The session was stopped. Please wait for the experimenter.", "aborted")
+        elif ev.phase == "paused":
+            screen.show_message("Short pause. Please wait.", "paused")
+
+    def _session_status(self, run) -> str:
+        ctrl = run.controller
+        if ctrl is None:
+            return ""
+        n = len(ctrl.trials)
+        tr = ctrl.trial
+        k = 0 if tr is None else ctrl.trials.index(tr) + 1
+        text = f"phase {ctrl.phase.value} | trial {k}/{n}"
+        end = ctrl.phase_end_us
+        if end is not None and run.clock is not None and run.running:
+            text += f" | {max(0.0, (end - run.clock.now_us()) / 1e6):.1f} s left"
+        return text
 
     def tick(self) -> None:
         """The GUI timer: poll the run, then redraw what is visible."""
@@ -405,6 +532,12 @@ class OperatorConsole(QtWidgets.QMainWindow):
         if problems:
             self.warning_banner.setText("WARNING: " + "; ".join(problems))
         self.status_state.setText(run.state.value if run.status is None else f"finished: {run.status}")
+        self.status_phase.setText(self._session_status(run))
+        if self.participant_screen is not None and k % 15 == 3 and self.docks["participant"].isVisible():
+            shot = self.participant_screen.grab().scaled(
+                self.mirror.size(), QtCore.Qt.AspectRatioMode.KeepAspectRatio,
+                QtCore.Qt.TransformationMode.FastTransformation)
+            self.mirror.setPixmap(shot)
         self.status_state.setStyleSheet("" if run.status in (None, "complete") else f"color: {WARN_COLOR}")
         el = run.elapsed_s if run.running else run.summary().get("elapsed_s", 0.0)
         self.status_elapsed.setText(f"elapsed {int(el // 60):02d}:{el % 60:04.1f}")
@@ -430,6 +563,8 @@ class OperatorConsole(QtWidgets.QMainWindow):
             self.run.stop("console window closed", status="complete")
             self._finish_now(self.run)
         self.save_layout()
+        if self.participant_screen is not None:
+            self.participant_screen.close()
         super().closeEvent(event)
 
     def screenshot(self, path) -> Path:

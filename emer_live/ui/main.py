@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=float, default=8.0, help="live window length in seconds (default 8)")
     p.add_argument("--hop", type=float, default=1.0, help="live hop in seconds (default 1)")
     p.add_argument("--device", default="auto", help="model device: auto, cpu, cuda, mps")
+    p.add_argument("--fer-model", default="auto", metavar="FER.pt|auto|emert",
+                   help="FER source: auto (the pretrained FER model for a real camera or video, EMERT's own "
+                        "face head for the synthetic camera), emert, or a FER checkpoint")
     p.add_argument("--no-autostart", action="store_true", help="wait for Start even in demo mode")
     p.add_argument("--screenshot", default=None, metavar="FILE", help="save the window as an image before quitting")
     p.add_argument("--quit-after", type=float, default=None, metavar="SECONDS",
@@ -107,6 +110,7 @@ def run_gui(args) -> int:
                           checkpoint=args.checkpoint or str(default_checkpoint()), participant=args.participant,
                           out=args.out, size=size, fps=args.fps, rate=args.rate,
                           seed=args.seed, window_s=args.window, hop_s=args.hop, model_device=args.device,
+                          fer_model=args.fer_model,
                           demo=tracker == "synthetic")
     settings = QtCore.QSettings(args.settings, QtCore.QSettings.Format.IniFormat) if args.settings else None
     win = OperatorConsole(opts, autostart=opts.demo and not args.no_autostart, settings=settings)
