@@ -3,11 +3,12 @@ measured per stage and never negative, for sliding windows and whole-trial predi
 
 import numpy as np
 import pytest
+import torch
 
 from emer_live.clock import ReplayClock
 from emer_live.features.windows import WindowBuilder, WindowSource, WindowSpec
 
-torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.torch
 
 T0 = 1_000_000
 
