@@ -58,6 +58,7 @@ def _outputs(p):
                            (p.er7, p.er3, p.er_va, p.fer7, p.fer3, p.fer_va, [p.fer_intensity], [p.er_from_face])])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fallback", [False, True])
 def test_face_cache_equals_full_forward_over_60s(source60, random_checkpoint, tmp_path, fallback):
     """53 sliding 8 s windows (1 s hop) of a 60 s synthetic recording: scored with the per-frame
@@ -164,6 +165,7 @@ def test_cache_rows_without_face_or_keys(random_checkpoint):
     assert c.encoded == 16 and c.hits == 8 and float((out2[0] - ref[0]).abs().max()) <= 1e-5
 
 
+@pytest.mark.slow
 def test_fast_replay_equals_offline_windows(recorded20, random_checkpoint, tmp_path):
     """``live --speed max`` of a recording (direct reading, grid crops made ahead in a second
     thread, windows scored in batches) gives the predictions of the recording's windows built
