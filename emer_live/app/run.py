@@ -147,6 +147,9 @@ class Run:
         self._last_progress = -1.0
         self._fast_t_stop: Optional[int] = None
         self._fast_span_s = 0.0
+        self._fast_direct = None                    # fast replay: direct window source (live.fast_replay)
+        self._fast_pending: list = []               # fast replay: windows built, not yet scored
+        self._fast_batch = 1
         self._wall_start: Optional[float] = None
         self.wall_s = 0.0
 
@@ -422,9 +425,10 @@ class Run:
                 eng.end_trial(tr.spec.trial, end)
         self._emit(PhaseChanged(t_us=self._now(), phase=phase.value, trial=trial))
 
-    def _make_engine(self, gaze, camera, origin: int, *, recompress: bool, stimulus_rect=None):
+    def _make_engine(self, gaze, camera, origin: int, *, recompress: bool, stimulus_rect=None, source=None):
         """Source -> window builder -> engine -> (log, jsonl, events): the one place a live engine
-        is wired, for live runs and sessions alike."""
+        is wired, for live runs and sessions alike (``source``: a window source to read instead
+        of the streams, e.g. a fast replay's direct reader)."""
         from ..features.windows import StreamSource, WindowBuilder, WindowSpec
         from ..live.engine import LiveEngine
         from ..live.prediction import PredictionLog
@@ -433,8 +437,9 @@ class Run:
         spec = WindowSpec(window_s=cfg.window_s, hop_s=cfg.hop_s)
         # Frames being recorded pass through the recorder's JPEG so live crops equal offline ones;
         # replayed frames were decoded from that JPEG already and must not be compressed again.
-        source = StreamSource(gaze, camera, jpeg_quality=rec.jpeg_quality if (rec is not None and recompress) else None,
-                              stimulus_rect=stimulus_rect)
+        if source is None:
+            source = StreamSource(gaze, camera, jpeg_quality=rec.jpeg_quality if (rec is not None and recompress)
+                                  else None, stimulus_rect=stimulus_rect)
         faces = None
         if camera is not None:
             from ..features.face import FacePipeline
@@ -506,10 +511,20 @@ class Run:
             self._fast_t_stop = src.t_start_us + int(duration * 1e6)
             self._fast_t = src.t_start_us
             return
+        # nothing records the replay: the windows read the recording directly (only the face grid's
+        # frames decoded, their crops made ahead in a second thread) and are scored a few at a
+        # time (issue 16; emer_live.live.fast_replay)
+        from ..live.fast_replay import fast_batch_size, fast_replay_source
+
+        self._fast_direct = None if rec is not None else fast_replay_source(self.devices)
         eng = self._make_engine(self.devices.tracker.stream if self.devices.tracker else None,
                                 self.devices.camera.stream if self.devices.camera else None, self.t_origin_us,
-                                recompress=False, stimulus_rect=src.reader.meta.get("stimulus_rect"))
+                                recompress=False, stimulus_rect=src.reader.meta.get("stimulus_rect"),
+                                source=self._fast_direct)
         eng.init_schedule()
+        if self._fast_direct is not None:
+            self._fast_direct.start_faces(eng.builder)
+        self._fast_batch = fast_batch_size(eng)
         self._fast_t_stop = src.t_end_us if cfg.duration_s is None else \
             min(src.t_end_us, self.t_origin_us + int(cfg.duration_s * 1e6))
 
@@ -649,14 +664,26 @@ class Run:
                 rec.drain()
                 continue
             if eng.next_window_end_us > self._fast_t_stop + 1:
+                self._score_fast()
                 self._finish("complete", "replay finished")
                 return
             due = eng.next_due_us()
-            src.advance_to(due)
+            if self._fast_direct is None:
+                src.advance_to(due)
+            else:
+                src.clock.advance_to(due)    # the devices' streams are not read
             if rec is not None:
                 rec.drain()
-            if eng.step(due, sync=True):
-                self._fast_span_s = (eng.next_window_end_us - eng.spec.hop_us - self.t_origin_us) / 1e6
+            eng.step(due, sync=True, defer=self._fast_pending)
+            if len(self._fast_pending) >= self._fast_batch:
+                self._score_fast()
+
+    def _score_fast(self) -> None:
+        """Score the fast replay's deferred windows (one batch)."""
+        items, self._fast_pending = self._fast_pending, []
+        preds = self.engine.score(items) if items else []
+        if preds:
+            self._fast_span_s = max(self._fast_span_s, (max(p.t_end_us for p in preds) - self.t_origin_us) / 1e6)
 
     def _step_fast_session(self) -> None:
         sim, ctrl, eng, rec = self.stepped, self.controller, self.engine, self.recorder
@@ -720,6 +747,10 @@ class Run:
         if eng is not None:
             # the worker scores what is still queued before the log closes; an aborted clip
             # still gets its partial whole-trial prediction
+            if self._fast_pending:
+                steps.append(self._score_fast)
+            if self._fast_direct is not None:
+                steps.append(self._fast_direct.close)
             steps += [lambda: eng.stop(timeout=60.0), eng.finish_trials]
             if eng.log is not None:
                 steps.append(eng.log.close)

@@ -16,6 +16,7 @@ JPEG encoding the recorder uses (``jpeg_quality``), so the face pipeline sees th
 from __future__ import annotations
 
 import abc
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -74,6 +75,9 @@ class Window:
     quality: Dict[str, float] = field(default_factory=dict)
     trial: int = -1
     timing_ms: Dict[str, float] = field(default_factory=dict)   # assemble (reading data) / features
+    # grid sample times of the face frames (sliding windows on the shared sampler): frames with
+    # the same time are the same crop in every window, so per-frame model work can be reused
+    face_times: Optional[Tuple[int, ...]] = None
 
     @property
     def modalities(self) -> Tuple[bool, bool, bool]:
@@ -203,6 +207,9 @@ class FaceSampler:
         self.frames_processed = 0
         self.last_result = None      # the pipeline's FaceResult for the newest frame it processed
         self.read_s = 0.0            # time spent fetching/decoding frames (the "assemble" stage)
+        # a fast replay computes crops ahead in a second thread (live.fast_replay); the pipeline
+        # is stateful, so one crop is made at a time
+        self._lock = threading.RLock()
 
     def has(self, ts: int) -> bool:
         return int(ts) in self._cache
@@ -225,8 +232,14 @@ class FaceSampler:
                 found[i] = True
         return out, found, int(len(times))
 
-    def crop_at(self, source: WindowSource, ts: int, *, lookback_us: int, times=None) -> Optional[np.ndarray]:
-        """The crop for sample time ``ts`` (computed now if not cached)."""
+    def crop_at(self, source: WindowSource, ts: int, *, lookback_us: int, times=None,
+                count_read: bool = True) -> Optional[np.ndarray]:
+        """The crop for sample time ``ts`` (computed now if not cached). ``count_read=False``: a
+        helper thread working ahead; its reading is no window's "assemble" time."""
+        with self._lock:
+            return self._crop_at(source, ts, lookback_us, times, count_read)
+
+    def _crop_at(self, source: WindowSource, ts: int, lookback_us: int, times, count_read: bool) -> Optional[np.ndarray]:
         if ts in self._cache:
             return self._cache[ts]
         t0 = time.perf_counter()
@@ -236,7 +249,8 @@ class FaceSampler:
         frame = None
         if j >= 0 and times[j] >= ts - lookback_us:
             frame = source.frame_at(int(times[j]))
-        self.read_s += time.perf_counter() - t0
+        if count_read:
+            self.read_s += time.perf_counter() - t0
         crop = None
         if frame is not None:
             res = self.pipeline.process(frame, int(times[j]))
@@ -278,10 +292,12 @@ class WindowBuilder:
         w = self.spec.window_us if window_us is None else window_us
         return max(int(w / self.spec.n_face), 200_000)
 
-    def prefetch_face(self, ts: int) -> None:
-        """Compute the crop of grid time ``ts`` now (live: while its frame is still in the ring)."""
+    def prefetch_face(self, ts: int) -> Optional[np.ndarray]:
+        """Compute the crop of grid time ``ts`` now (live: while its frame is still in the ring);
+        returns it (None: no face, or no face modality)."""
         if self.use_face:
-            self.faces.crop_at(self.source, int(ts), lookback_us=self.face_lookback_us())
+            return self.faces.crop_at(self.source, int(ts), lookback_us=self.face_lookback_us())
+        return None
 
     @property
     def face_step_us(self) -> int:
@@ -327,7 +343,6 @@ class WindowBuilder:
         cfg = self.eye_config
         ctx = int(cfg.context_ms * 1000)
         start = time.perf_counter()
-        read0 = self.faces.read_s if self.faces is not None else 0.0
         gaze = self.source.gaze(t0 - ctx, t1)
         gaze_s = time.perf_counter() - start
         steps = self.spec.steps
@@ -348,16 +363,20 @@ class WindowBuilder:
         face = np.zeros((n_face, 3, FACE_SIZE, FACE_SIZE), np.float32)
         face_mask = np.zeros(n_face, bool)
         n_frames = 0
+        read_s = 0.0             # reading frames during this call only (a trial's prefetched crops are not)
+        face_times = None
         if self.use_face:
             whole = t_start_us is not None
             times = self.face_sample_times(t0, t1, whole_trial=whole)
             # a whole-trial window gets its own pipeline state so it does not depend on history
             sampler = face_sampler if face_sampler is not None else (self.trial_sampler() if whole else self.faces)
             lookback = self.face_lookback_us(t1 - t0)
+            read0 = sampler.read_s
             crops, found, n_frames = sampler.crops(self.source, times, lookback_us=lookback)
+            read_s = sampler.read_s - read0
             face_mask[:len(found)] = found
-            if sampler is not self.faces:
-                self.faces.read_s += sampler.read_s
+            if sampler is self.faces and not whole and len(times) == n_face:
+                face_times = tuple(int(t) for t in times)
             from .face import to_tensor_layout
 
             # the model's face contract: RGB in [0, 1], (n, 3, H, W); EMERT normalises it itself
@@ -367,9 +386,11 @@ class WindowBuilder:
                    "n_gaze": n_gaze, "n_frames": n_frames, "blinks": blinks,
                    "fixation_fraction": float(fix_mask.mean())}
         total = time.perf_counter() - start
-        assemble = gaze_s + ((self.faces.read_s - read0) if self.faces is not None else 0.0)
+        # both measured inside this call, so features (the rest of it) is never negative
+        assemble = min(gaze_s + read_s, total)
         return Window(t0, t1, face, face_mask, eye, eye_mask, np.asarray(fix, np.float32), fix_mask.astype(bool),
-                      quality, trial, {"assemble": assemble * 1e3, "features": (total - assemble) * 1e3})
+                      quality, trial, {"assemble": assemble * 1e3, "features": (total - assemble) * 1e3},
+                      face_times=face_times)
 
 
 def _fresh_pipeline(pipeline):

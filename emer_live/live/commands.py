@@ -80,9 +80,7 @@ def report_live(run) -> int:
     eng = s.get("engine")
     if eng is None:
         return 1
-    lat = eng["latency_ms"]
-    print(f"summary: {eng['predictions']} predictions, {eng['dropped']} dropped, {eng['errors']} errors; latency ms "
-          + "; ".join(f"{k} p50 {v['p50']:.0f} p95 {v['p95']:.0f} max {v['max']:.0f}" for k, v in lat.items()))
+    print(run.engine.summary_line())
     if "real_time_factor" in s:
         print(f"real-time factor: {s['real_time_factor']:.2f}x "
               f"({s['analysed_s']:.1f} s of recording analysed in {s['wall_s']:.1f} s)")

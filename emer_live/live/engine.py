@@ -124,11 +124,23 @@ class LiveEngine:
     max_pending : int
         Bound of the queue between scheduler and model worker.
     log : PredictionLog, optional
+    face_cache : bool
+        Reuse each grid face frame's encoder features across the windows holding it
+        (:mod:`emer_live.model.frame_cache`; same outputs as the full forward). Default on for an
+        EMERT checkpoint.
+
+    Latency (``Prediction.latency_ms``, ms, each stage measured on its own, never negative):
+    ``assemble`` reading this window's data (gaze rows, frames decoded in this call), ``features``
+    the rest of building it (eye/fixation features, face crops made now, session reference,
+    normalisation), ``queue`` waiting for the model worker, ``model`` the model call that scored it
+    (the whole batch's wall time), ``total`` from the start of building to publishing.
     """
+
+    STAGES = ("assemble", "features", "queue", "model")
 
     def __init__(self, *, builder: WindowBuilder, model, clock, t_origin_us: Optional[int] = None,
                  grace_s: float = 0.1, max_pending: int = 2, log: Optional[PredictionLog] = None,
-                 output_queue_size: int = 256) -> None:
+                 output_queue_size: int = 256, face_cache: bool = True) -> None:
         self.builder = builder
         self.spec: WindowSpec = builder.spec
         self.model = model
@@ -140,7 +152,7 @@ class LiveEngine:
         self.callbacks: List[Callable[[Prediction], None]] = []
         self.predictions: "queue.Queue[Prediction]" = queue.Queue(maxsize=output_queue_size)
         self.stats = EngineStats()
-        self.latencies: Dict[str, List[float]] = {"assemble": [], "features": [], "model": [], "total": []}
+        self.latencies: Dict[str, List[float]] = {k: [] for k in self.STAGES + ("total",)}
         self._pending: Deque = deque()
         self._trials: Dict[int, dict] = {}
         self._spans: Dict[int, List[int]] = {}     # trial -> [onset, offset] of announced clips
@@ -149,6 +161,12 @@ class LiveEngine:
         self._threads: List[threading.Thread] = []
         self._model_lock = threading.Lock()
         self.on_gpu = getattr(getattr(model, "device", None), "type", "cpu") == "cuda"
+        self.face_cache = None
+        if face_cache and builder.use_face and hasattr(getattr(model, "model", None), "encode_frames"):
+            from ..model.frame_cache import FaceFeatureCache
+
+            self.face_cache = FaceFeatureCache(model)
+        self._cache_owner = builder.faces     # keys (grid times) name crops of this sampler only
         self.errors: List[EngineError] = []
         self.latest_window: Optional[Window] = None    # newest sliding window scored (displays)
         #: called with each :class:`EngineError` on the thread it happened in
@@ -194,6 +212,7 @@ class LiveEngine:
             t1 = time.perf_counter()
             lat["reference"] = self.reference.at(int(t_end_us))
             lat["features"] += (time.perf_counter() - t1) * 1e3
+        lat["_t1"] = time.perf_counter()      # built: from here on it waits for the model
         return w, lat
 
     def _make_reference(self) -> None:
@@ -251,21 +270,54 @@ class LiveEngine:
             if kind == "window":
                 self.latest_window = w
         m = self.model
+        t_start = time.perf_counter()
         face = np.stack([w.face for w in ws])
         eye, fix, mask = self._normalize(items)
-        t0 = time.perf_counter()
+        prep_ms = (time.perf_counter() - t_start) * 1e3
         with self._model_lock:
-            out = m.predict(face, eye, fix, modality_mask=mask)
-        model_ms = (time.perf_counter() - t0) * 1e3 / len(ws)
+            t0 = time.perf_counter()
+            feats = self._face_features(face, ws, mask)
+            out = m.predict(face, eye, fix, modality_mask=mask) if feats is None else \
+                m.predict(face, eye, fix, modality_mask=mask, face_features=feats)
+            model_ms = (time.perf_counter() - t0) * 1e3
         preds = []
         for i, (w, lat, kind) in enumerate(items):
-            total = (time.perf_counter() - lat["_t0"]) * 1e3
-            latency = {"assemble": lat["assemble"], "features": lat["features"], "model": model_ms, "total": total}
+            end = time.perf_counter()
+            built = lat.get("_t1", lat["_t0"])
+            latency = {"assemble": lat["assemble"], "features": lat["features"] + prep_ms,
+                       "queue": max(0.0, (t0 - built) * 1e3 - prep_ms), "model": model_ms,
+                       "total": (end - lat["_t0"]) * 1e3}
             p = window_to_prediction(out, i, w, checkpoint=m.id, kind=kind, latency_ms=latency)
             preds.append(p)
             self._publish(p)
         self.stats.batches += 1
         return preds
+
+    def _face_features(self, face: np.ndarray, ws: List[Window], mask: np.ndarray):
+        """The batch's face-encoder features from the per-frame cache, or None (full forward)."""
+        c = self.face_cache
+        if c is None:
+            return None
+        if self.builder.faces is not self._cache_owner:    # sampler replaced: its grid crops are new
+            c.clear()
+            self._cache_owner = self.builder.faces
+        return c.window_features(face, [w.face_times for w in ws], present=mask[:, 0])
+
+    def _encode_ahead(self, ts: int, crop: Optional[np.ndarray]) -> None:
+        """Live: put grid frame ``ts`` through the face encoder as soon as its crop exists (half a
+        face step before the first window holding it is due), so that window's model stage runs
+        only the part of EMERT that depends on the whole window. The frame is the window's face
+        input at that slot exactly (:meth:`WindowBuilder.build`: RGB / 255, zeros without a face)."""
+        c = self.face_cache
+        if c is None or self.builder.faces is not self._cache_owner:
+            return
+        from ..features.face import to_tensor_layout
+        from ..features.windows import FACE_SIZE
+
+        frame = (np.zeros((3, FACE_SIZE, FACE_SIZE), np.float32) if crop is None
+                 else to_tensor_layout(crop, normalization="none")[0])
+        with self._model_lock:
+            c.add(int(ts), frame)
 
     def process(self, t_end_us: int, *, t_start_us: Optional[int] = None, trial: int = -1,
                 kind: str = "window") -> Prediction:
@@ -337,8 +389,8 @@ class LiveEngine:
 
     def _publish(self, p: Prediction) -> None:
         self.stats.made += 1
-        for k in ("assemble", "features", "model", "total"):
-            self.latencies[k].append(p.latency_ms[k])
+        for k in self.latencies:
+            self.latencies[k].append(p.latency_ms.get(k, 0.0))
         if self.log is not None:
             self.log.write(p)
         try:
@@ -400,10 +452,12 @@ class LiveEngine:
             due = min(due, t["offset"])
         return due + self.grace_us
 
-    def step(self, now: Optional[int] = None, *, sync: bool = False) -> List[Prediction]:
+    def step(self, now: Optional[int] = None, *, sync: bool = False, defer: Optional[list] = None) -> List[Prediction]:
         """Do everything due at ``now``: face frames of passed grid times, whole-trial frames and
         windows, and the next sliding window if its end (+ grace) has passed. With ``sync`` the
-        windows are scored here and returned; otherwise they go to the model worker's queue."""
+        windows are scored here and returned; otherwise they go to the model worker's queue.
+        With ``sync`` and a ``defer`` list, the built windows are appended to it instead, for the
+        caller to :meth:`score` several at once (a fast replay's batches)."""
         if not hasattr(self, "_t_end"):
             self.init_schedule()
         b, hop, grace = self.builder, self.spec.hop_us, self.grace_us
@@ -420,7 +474,9 @@ class LiveEngine:
         while self._next_face is not None and self._next_face + grace <= now:
             if self._next_face >= self._t_end - self.spec.window_us - step:
                 try:
-                    b.prefetch_face(self._next_face)
+                    crop = b.prefetch_face(self._next_face)
+                    if not sync:
+                        self._encode_ahead(self._next_face, crop)
                 except Exception as exc:
                     self._record_error(f"face {self._next_face}", exc)
             self._next_face += step
@@ -428,7 +484,7 @@ class LiveEngine:
             busy = bool(self._trials)
         if busy:
             for item in self._service_trials(now):
-                out += self._dispatch(item, sync)
+                out += self._dispatch(item, sync, defer)
         while self._t_end + grace <= now:
             try:
                 item = self.build(self._t_end, trial=self._trial_of(self._t_end))
@@ -437,7 +493,7 @@ class LiveEngine:
                 item = None
             self._t_end += hop
             if item is not None:
-                out += self._dispatch((item[0], item[1], "window"), sync)
+                out += self._dispatch((item[0], item[1], "window"), sync, defer)
             if not sync:
                 break
         return out
@@ -453,7 +509,10 @@ class LiveEngine:
                 return int(trial)
         return -1
 
-    def _dispatch(self, item, sync: bool) -> List[Prediction]:
+    def _dispatch(self, item, sync: bool, defer: Optional[list] = None) -> List[Prediction]:
+        if sync and defer is not None:
+            defer.append(item)
+            return []
         if sync:
             return self.score([item])
         with self._cv:
@@ -505,10 +564,26 @@ class LiveEngine:
         def pct(v, q):
             return float(np.percentile(v, q)) if v else float("nan")
 
-        return {"predictions": self.stats.made, "dropped": self.stats.dropped, "batches": self.stats.batches,
-                "errors": len(self.errors),
-                "latency_ms": {k: {"p50": pct(v, 50), "p95": pct(v, 95), "max": max(v) if v else float("nan")}
-                               for k, v in self.latencies.items()}}
+        lat = {k: {"p50": pct(v, 50), "p95": pct(v, 95), "max": max(v) if v else float("nan")}
+               for k, v in self.latencies.items()}
+        slowest = None
+        if self.latencies["total"]:
+            slowest = max(self.STAGES, key=lambda k: lat[k]["p95"])
+        out = {"predictions": self.stats.made, "dropped": self.stats.dropped, "batches": self.stats.batches,
+               "errors": len(self.errors), "latency_ms": lat, "slowest_stage": slowest}
+        if self.face_cache is not None:
+            out["face_cache"] = {"frames_encoded": self.face_cache.encoded, "hits": self.face_cache.hits}
+        return out
+
+    def summary_line(self) -> str:
+        """The summary as one line for the operator (names the slowest stage by its p95)."""
+        s = self.summary()
+        line = (f"summary: {s['predictions']} predictions, {s['dropped']} dropped, {s['errors']} errors; latency ms "
+                + "; ".join(f"{k} p50 {v['p50']:.0f} p95 {v['p95']:.0f} max {v['max']:.0f}"
+                            for k, v in s["latency_ms"].items()))
+        if s["slowest_stage"]:
+            line += f"; slowest stage: {s['slowest_stage']}"
+        return line
 
 
 def _sleep_until(clock, t_us: int, stop: threading.Event) -> None:

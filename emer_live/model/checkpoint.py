@@ -401,7 +401,8 @@ class LoadedModel:
         return out[0], out[1]
 
     def predict(self, face: Any, eye: Any, fixation: Any, *,
-                modality_mask: Any = None, face_fallback: Optional[bool] = None) -> Dict[str, np.ndarray]:
+                modality_mask: Any = None, face_fallback: Optional[bool] = None,
+                face_features: Optional[Tensor] = None) -> Dict[str, np.ndarray]:
         """Run the model under ``torch.inference_mode`` on already-normalised inputs.
 
         Parameters
@@ -421,6 +422,9 @@ class LoadedModel:
             Class heads as probabilities (softmax), regression heads as values,
             ``modalities_used`` (B, 3) bool, ``er_face_fallback`` (B,) bool (ER taken from the
             face-only pass).
+        face_features : Tensor (B, 8, 512), optional
+            The face encoder's output for ``face`` (:meth:`EMERT.encode_face`, or per frame from a
+            :class:`~emer_live.model.frame_cache.FaceFeatureCache`): the ResNet is then not run.
         """
         dev = self.device
         tensors = []
@@ -441,10 +445,14 @@ class LoadedModel:
         threshold = self.face_fallback if face_fallback is not False else None
         n = tensors[0].shape[0]
         with torch.inference_mode():
+            ff = None if face_features is None else face_features.to(dev, dtype=torch.float32)
             if threshold is None:
-                fused, face_only, rows = self.model(*tensors, modality_mask=mask), None, None
+                fused, face_only, rows = self.model(*tensors, modality_mask=mask, face_features=ff), None, None
             else:
-                fused, face_only, rows = self.model.forward_fused_and_face_only(*tensors, modality_mask=mask)
+                # with given features (the live engine) both passes run as one batch: per-call
+                # overhead dominates once the ResNet is cached
+                fused, face_only, rows = self.model.forward_fused_and_face_only(
+                    *tensors, modality_mask=mask, face_features=ff, one_pass=ff is not None)
             result = self._numpy(fused)
             part = None if face_only is None else self._numpy(face_only)
         result["er_face_fallback"] = np.zeros(n, bool)

@@ -152,20 +152,27 @@ class EMERT(nn.Module):
         return b, modality_mask.to(face.device)
 
     # ------------------------------------------------------------------ encoders
+    def encode_frames(self, frames: Tensor) -> Tensor:
+        """The face encoder on single frames ``(N, 3, H, W)`` (RGB in [0, 1]) -> ``(N, 512)``.
+
+        Everything here is per frame (eval-mode batch norm uses its running statistics), so a
+        frame's features do not depend on the window it is in: the live engine computes them
+        once per frame and reuses them (:mod:`emer_live.model.frame_cache`)."""
+        if self.config.face_normalization == "imagenet":
+            frames = (frames - self.face_mean[0]) / self.face_std[0]
+        if self.config.face_channel_order == "bgr":
+            frames = frames.flip(1)
+        return self.face_encoder(frames)
+
     def _encode_face(self, face: Tensor, present: Optional[Tensor]) -> Tensor:
         b, f = face.shape[:2]
-        if self.config.face_normalization == "imagenet":
-            face = (face - self.face_mean) / self.face_std
-        if self.config.face_channel_order == "bgr":
-            face = face.flip(2)
         if present is None:
-            feats = self.face_encoder(face.reshape(b * f, *face.shape[2:]))
-            return feats.view(b, f, -1)
+            return self.encode_frames(face.reshape(b * f, *face.shape[2:])).view(b, f, -1)
         idx = present.nonzero().flatten()
         out = face.new_zeros(b, f, ResNet18.out_dim)
         if idx.numel():
             sel = face.index_select(0, idx)
-            feats = self.face_encoder(sel.reshape(idx.numel() * f, *face.shape[2:])).view(idx.numel(), f, -1)
+            feats = self.encode_frames(sel.reshape(idx.numel() * f, *face.shape[2:])).view(idx.numel(), f, -1)
             out = out.index_copy(0, idx, feats.to(out.dtype))
         return out
 
@@ -181,21 +188,32 @@ class EMERT(nn.Module):
         return self._encode_face(face, None if modality_mask is None else modality_mask[:, 0])
 
     def forward_fused_and_face_only(self, face: Tensor, eye: Tensor, fixation: Tensor, *,
-                                    modality_mask: Optional[Tensor] = None
+                                    modality_mask: Optional[Tensor] = None,
+                                    face_features: Optional[Tensor] = None, one_pass: bool = False
                                     ) -> Tuple[Dict[str, Tensor], Optional[Dict[str, Tensor]], np.ndarray]:
         """The face fallback's two passes (:mod:`emer_live.model.fallback`), the face encoder run once:
         the fused outputs of every sample, and the outputs with the face alone of the samples that
         have a face and eyes or fixations.
 
         Returns ``(fused, face_only, rows)``: ``rows`` (numpy int) index the batch rows that
-        ``face_only`` holds (``face_only`` is None when there are none).
+        ``face_only`` holds (``face_only`` is None when there are none). ``face_features``: as
+        :meth:`forward` takes it (the face encoder is then not run at all). ``one_pass``: run both
+        as one batch through the masked path (half the per-call overhead at batch 1, the live
+        case; equal to the two calls up to float rounding).
         """
         b = face.shape[0]
-        feats = self.encode_face(face, modality_mask)
-        fused = self(face, eye, fixation, modality_mask=modality_mask, face_features=feats)
+        feats = self.encode_face(face, modality_mask) if face_features is None else face_features
         full = (modality_mask if modality_mask is not None
                 else torch.ones(b, len(MODALITIES), dtype=torch.bool, device=face.device))
         rows = np.flatnonzero(eligible_rows(full.cpu().numpy()))
+        if one_pass and len(rows):
+            idx = torch.as_tensor(rows, device=face.device)
+            face_mask = full.index_select(0, idx).clone()
+            face_mask[:, 1:] = False
+            both = self(torch.cat([face, face[idx]]), torch.cat([eye, eye[idx]]), torch.cat([fixation, fixation[idx]]),
+                        modality_mask=torch.cat([full, face_mask]), face_features=torch.cat([feats, feats[idx]]))
+            return {k: v[:b] for k, v in both.items()}, {k: v[b:] for k, v in both.items()}, rows
+        fused = self(face, eye, fixation, modality_mask=modality_mask, face_features=feats)
         if not len(rows):
             return fused, None, rows
         idx = torch.as_tensor(rows, device=face.device)
