@@ -222,3 +222,27 @@ def test_skip_trial_ends_it_without_sam_and_the_session_goes_on(tmp_path):
     assert list(r.sam()["trial"]) == [1, 3]
     kinds = [line.split("\t")[1] for line in (run.session_dir / "events.tsv").read_text().splitlines()[1:]]
     assert kinds.count("trial_skipped") == 1 and kinds.count("stimulus_offset") == 3
+
+
+def test_every_run_ends_with_a_loss_summary(tmp_path):
+    """record: expected vs kept per stream in session.json and printed; a gap cut into a
+    recording shows up as missing samples when it is re-recorded."""
+    import json
+
+    src = tmp_path / "src"
+    p = subprocess.run(EMER + ["record", "--camera", "none", "--rate", "120", "--duration", "3", "--out", str(src),
+                               "--quiet"], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert "losses gaze" in p.stdout and "missing 0" in p.stdout
+    losses = json.loads((src / "session.json").read_text())["losses"]["gaze"]
+    assert losses["missing"] == 0 and losses["kept"] == losses["expected"] > 300
+    # cut 60 rows (0.5 s) out of the middle of gaze.tsv and re-record it through the replay devices
+    lines = (src / "gaze.tsv").read_text().splitlines(keepends=True)
+    (src / "gaze.tsv").write_text("".join(lines[:150] + lines[210:]))
+    out = tmp_path / "again"
+    p = subprocess.run(EMER + ["record", "--tracker", f"replay:{src}", "--camera", "none", "--speed", "max",
+                               "--out", str(out), "--quiet"], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    lost = json.loads((out / "session.json").read_text())["losses"]["gaze"]
+    assert lost["gaps"] == 1 and 55 <= lost["missing"] <= 65, lost
+    assert "LOSS" in p.stdout

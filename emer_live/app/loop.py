@@ -7,7 +7,7 @@ import signal
 import threading
 from typing import Optional
 
-__all__ = ["StopFlag", "drive", "signal_exit_code"]
+__all__ = ["StopFlag", "drive", "signal_exit_code", "format_losses"]
 
 
 class StopFlag:
@@ -71,3 +71,18 @@ def signal_exit_code(run) -> int:
     a run stopped by a signal is ``aborted`` and its exit status says so too."""
     sig = getattr(run, "signal", None)
     return 128 + int(getattr(signal, sig)) if sig else 0
+
+
+def format_losses(losses: dict) -> list:
+    """One line per stream for the end of a run: what was expected, kept and lost."""
+    lines = []
+    for name, l in losses.items():
+        exp = l.get("expected")
+        lost = "" if exp is None else f"expected {exp}, kept {l['kept']}, missing {l['missing']}"
+        if exp is None:
+            lost = f"kept {l['kept']}"
+        extra = [f"{k} {l[k]}" for k in ("gaps", "dropped", "overruns", "non_monotonic") if l.get(k)]
+        flag = "" if not (l.get("missing") or extra) else "  <- LOSS"
+        lines.append(f"losses {name:<7} over {l['span_s']:.1f} s: {lost}"
+                     + (f"; {', '.join(extra)}" if extra else "") + flag)
+    return lines

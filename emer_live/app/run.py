@@ -142,6 +142,7 @@ class Run:
         self._stop_request: Optional[tuple] = None   # (status, reason)
         self._claimed: List[Path] = []    # folders this run created, innermost first
         self.fer_model_path: Optional[str] = None
+        self.losses: Dict[str, dict] = {}
         self._jsonl = None
         self._jsonl_lock = threading.Lock()
         self._last_progress = -1.0
@@ -770,12 +771,39 @@ class Run:
             for d in ds.all:
                 if d.error is not None and d.name not in self.failed:
                     self.failed[d.name] = d.error
+        self.losses = self.loss_summary()
         if rec is not None:
+            try:
+                rec.update_meta(losses=self.losses)
+            except OSError:      # a full disk: the recorder's stop below reports it
+                pass
             status = rec.stop(status=status)["status"]
         if self._jsonl is not None:
             self._jsonl.close()
             self._jsonl = None
         return status
+
+    def loss_summary(self) -> Dict[str, dict]:
+        """Per stream: samples expected at the nominal rate over the run, samples kept, gaps and
+        the samples missing in them, device-reported drops, reader overruns (what was lost, in
+        numbers an operator can judge; stored in session.json as ``losses``)."""
+        out = {}
+        if self.t_origin_us is None or self.clock is None:
+            return out
+        for name, s in self.streams.items():
+            c = s.counters
+            first, last = s.oldest_t_us(), s.last_t_us
+            rate = s.nominal_rate_hz
+            # the span the stream covered (a ring may have dropped its oldest records; use the
+            # run's origin as the earliest start)
+            span_s = 0.0 if last is None else max(0.0, (last - min(first or last, self.t_origin_us)) / 1e6)
+            expected = None if not rate else int(round(span_s * rate)) + (1 if last is not None else 0)
+            kept = int(c.samples)
+            out[name] = {"nominal_rate_hz": rate, "span_s": round(span_s, 3), "expected": expected, "kept": kept,
+                         "missing": None if expected is None else max(0, expected - kept),
+                         "gaps": int(c.gaps), "missing_in_gaps": int(c.missing), "dropped": int(c.dropped),
+                         "overruns": int(c.overruns), "non_monotonic": int(c.non_monotonic)}
+        return out
 
     # ------------------------------------------------------------------ report
     def summary(self) -> dict:
@@ -785,7 +813,8 @@ class Run:
                "elapsed_s": self.elapsed_s, "wall_s": self.wall_s,
                "errors": [str(e) for e in self.errors],
                "failed_devices": {k: str(v) for k, v in self.failed.items()},
-               "streams": {k: s.counters.as_dict() for k, s in self.streams.items()}}
+               "streams": {k: s.counters.as_dict() for k, s in self.streams.items()},
+               "losses": dict(self.losses)}
         if self.recorder is not None:
             out["written"] = dict(self.recorder.written)
         if self.engine is not None:

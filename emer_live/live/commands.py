@@ -81,6 +81,10 @@ def report_live(run) -> int:
     if eng is None:
         return 1
     print(run.engine.summary_line())
+    from ..app import format_losses
+
+    for line in format_losses(run.losses):
+        print(line)
     if "real_time_factor" in s:
         print(f"real-time factor: {s['real_time_factor']:.2f}x "
               f"({s['analysed_s']:.1f} s of recording analysed in {s['wall_s']:.1f} s)")

@@ -65,6 +65,10 @@ def cmd_record(args) -> int:
     w = meta["written"]
     print(f"recorded {rec.path}: status {meta['status']}, gaze {w['gaze']} samples, camera {w['camera']} frames, "
           f"audio {w['audio_samples']} samples")
+    from ..app import format_losses
+
+    for line in format_losses(run.losses):
+        print(line)
     if rec.error is not None:
         print(f"emer-live: error: {rec.error}", file=sys.stderr)
         return 4

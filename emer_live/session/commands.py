@@ -98,6 +98,10 @@ def cmd_session(args) -> int:
     r = SessionReader(run.session_dir)
     sam = r.sam()
     print(f"session {run.session_dir}: status {r.status}, {0 if sam is None else len(sam)} SAM answers")
+    from ..app import format_losses
+
+    for line in format_losses(run.losses):
+        print(line)
     if r.status == "disk_full":
         from ..errors import DiskFullError
 

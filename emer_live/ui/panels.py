@@ -575,6 +575,10 @@ class EventLogPanel(QtWidgets.QPlainTextEdit):
             self.log(f"note: {ev.text}", ev.t_us)
         elif isinstance(ev, RunFinished):
             self.log(f"run finished: status {ev.status} ({ev.reason})", ev.t_us)
+            from ..app import format_losses
+
+            for line in format_losses(ev.summary.get("losses", {})):
+                self.log(line, ev.t_us)
         elif isinstance(ev, PredictionMade) and ev.prediction.kind == "trial":
             p = ev.prediction
             self.log(f"trial {p.trial} prediction: ER {p.er_top}, FER {p.fer_top}", ev.t_us)
