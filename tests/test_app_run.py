@@ -246,3 +246,17 @@ def test_every_run_ends_with_a_loss_summary(tmp_path):
     lost = json.loads((out / "session.json").read_text())["losses"]["gaze"]
     assert lost["gaps"] == 1 and 55 <= lost["missing"] <= 65, lost
     assert "LOSS" in p.stdout
+
+
+def test_segments_without_footage_are_flagged_empty(tmp_path):
+    """A session without camera or microphone writes no footage: session.json must not list its
+    between/ and trial segments as folders that exist."""
+    import json
+
+    run = Run(_fast_session_cfg(tmp_path))
+    drive(run, signals=False)
+    segs = json.loads((run.session_dir / "session.json").read_text())["segments"]
+    assert segs and all("empty" in s for s in segs)
+    for s in segs:
+        assert s["empty"] == (not (run.session_dir / s["path"]).is_dir()), s
+    assert any(s["empty"] for s in segs if s["path"].startswith("between/"))

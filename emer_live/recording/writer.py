@@ -577,6 +577,10 @@ class Recorder:
                 info = self.meta["streams"].setdefault(kind, {})
                 info["counters"] = {**s.counters.as_dict(), "recorder_overruns": self.overruns.get(kind, 0)}
             self.meta["written"] = dict(self.written)   # records handed to the OS (flushed)
+            # a segment whose footage never came (a short rest, or any segment of a session without
+            # camera and microphone) has no folder: say so instead of listing it as if it were there
+            for seg in self.meta.get("segments", []):
+                seg["empty"] = not (self.path / seg["path"]).is_dir()
             self.meta["status"] = status
             self.meta["clock"] = {**self.meta["clock"], "end_t_us": end, "end_utc": utc_now_iso()}
             try:
