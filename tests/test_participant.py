@@ -156,7 +156,8 @@ def test_gui_session_matches_the_headless_session(qtbot, tmp_path, clip_library)
 
     common = dict(participant="P05", camera="none", rate=60.0, seed=5, n_trials=2, time_scale=0.2)
     opts = ConsoleOptions(tracker="synthetic", checkpoint="", out=str(tmp_path / "gui"), session=True,
-                          stimuli=str(clip_library), demo=False, **{k: v for k, v in common.items()
+                          stimuli=str(clip_library), demo=False, calibrate=False,
+                          **{k: v for k, v in common.items()
                                                                    if k != "participant"},
                           participant="P05")
     win = OperatorConsole(opts, autostart=True, settings=QtCore.QSettings(
@@ -222,3 +223,74 @@ def test_setup_panel_checks_pseudonym_library_and_shows_the_plan(qtbot, tmp_path
     panel.stimuli.editingFinished.emit()
     assert not panel.ok and "no such folder" in panel.check_list.item(0).text()
     assert panel.screen_label.text() == "screen X"
+
+
+@pytest.fixture
+def fake_sdk(monkeypatch):
+    try:
+        from tests.fakes import fake_tobii_research as fk
+    except ImportError:
+        from fakes import fake_tobii_research as fk
+    fk.fake_reset(speed=1.0)
+    fk.fake_add_tracker(duration_s=600.0)
+    monkeypatch.setitem(sys.modules, "tobii_research", fk)
+    yield fk
+    fk.fake_reset()
+
+
+@pytest.mark.slow
+def test_gui_session_with_calibration_on_the_fake_tobii(qtbot, tmp_path, clip_library, fake_sdk):
+    """Setup -> calibration and validation with the fake Tobii SDK (targets on the participant
+    screen, the operator accepts) -> 2 trials of real clips -> SAM by key presses -> end; the
+    folder equals a headless run of the same seed and tracker but for the calibration record."""
+    from emer_live.app import Run, RunConfig, drive
+    from emer_live.recording import SessionReader
+    from emer_live.session.sam import SamAnswer
+    from emer_live.ui.console import ConsoleOptions, OperatorConsole
+
+    common = dict(participant="P06", tracker="tobii", camera="none", rate=250.0, seed=6, n_trials=2,
+                  time_scale=0.2, stimuli=str(clip_library))
+    opts = ConsoleOptions(checkpoint="", out=str(tmp_path / "gui"), session=True, demo=False, calibrate=True,
+                          **common)
+    win = OperatorConsole(opts, autostart=True, settings=QtCore.QSettings(
+        str(tmp_path / "layout.ini"), QtCore.QSettings.Format.IniFormat))
+    qtbot.addWidget(win)
+    win.show()
+    targets = []
+    answered = set()
+
+    def drive_gui():
+        scr, cal = win.participant_screen, win.calibration
+        if scr is not None and scr.page == "target" and (not targets or targets[-1] != scr.target.point):
+            targets.append(scr.target.point)
+        if cal.passes >= 1 and not cal.accepted and cal.accept_btn.isEnabled():
+            qtbot.mouseClick(cal.accept_btn, QtCore.Qt.MouseButton.LeftButton)
+        if scr is not None and scr.page == "sam" and scr.sam.trial not in answered:
+            answered.add(scr.sam.trial)
+            _answer_by_keys(qtbot, scr.sam, [K.Key_5, K.Key_5, K.Key_5, K.Key_7, K.Key_Return])
+        return win.run is not None and win.run.status is not None
+
+    qtbot.waitUntil(drive_gui, timeout=180_000)
+    assert win.run.status == "complete", win.run.reason
+    gui = win.run.session_dir
+    meta = SessionReader(gui).meta
+    cal = meta["calibration"]
+    assert cal["calibrated"] is True and cal["calibration"]["status"].startswith("success")
+    assert len(cal["calibration_points"]) == 5 and cal["validation"] is not None
+    assert set(map(tuple, cal["calibration_points"])) | set(map(tuple, cal["validation_points"])) <= set(targets)
+    win.close()
+    # the headless run of the same seed and tracker (SAM answered by a fixed answer)
+    run = Run(RunConfig(kind="session", out_root=str(tmp_path / "head"), **common),
+              sam_source=lambda trial: SamAnswer(5, 5, 5, "neutral"))
+    drive(run, signals=False)
+    head = run.session_dir
+    files = lambda d: sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file())  # noqa: E731
+    assert files(gui) == files(head)
+    g, h = SessionReader(gui), SessionReader(head)
+    assert [(t["trial"], t["stimulus_id"], t["status"]) for t in g.meta["trials"]] == \
+        [(t["trial"], t["stimulus_id"], t["status"]) for t in h.meta["trials"]]
+    assert list(g.sam()["stimulus_id"]) == list(h.sam()["stimulus_id"])
+    kinds = lambda d: set(l.split("\t")[1] for l in (d / "events.tsv").read_text().splitlines()[1:])  # noqa: E731,E741
+    noise = {"gap", "device_connect", "device_disconnect"}
+    assert kinds(gui) - noise - {"calibration", "validation"} == kinds(head) - noise
+    assert {"calibration", "validation"} <= kinds(gui)

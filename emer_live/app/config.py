@@ -104,6 +104,8 @@ class RunConfig:
     fast: bool = False
     participant_index: Optional[int] = None
     fer_model: str = "auto"
+    calibrate: bool = False          # session: begin with calibration/validation (a front end drives it)
+    calibration_points: int = 5
 
     def __post_init__(self) -> None:
         if self.kind not in RUN_KINDS:
@@ -136,6 +138,10 @@ class RunConfig:
         if self.fast and (self.tracker != "synthetic" or self.camera not in ("synthetic", "none") or self.mic != "none"):
             raise ConfigError("--fast runs the synthetic participant on a virtual clock: use --tracker synthetic, "
                               "--camera synthetic|none and --mic none")
+        if self.calibration_points not in (5, 9):
+            raise ConfigError(f"--calibration-points {self.calibration_points}: use 5 or 9")
+        if self.calibrate and (self.kind != "session" or self.fast):
+            raise ConfigError("calibration belongs to a real-time session (the app's --session)")
         if self.kind == "session" and self.speed is None:
             raise ConfigError("a session runs in real time (or --fast with the synthetic participant), not --speed max")
 

@@ -410,7 +410,8 @@ class Run:
             sam_source = None if phantom is None else (lambda trial: SamAnswer(**phantom.sam_answer(trial)))
         self.controller = SessionController(recorder=self.recorder, trials=self._trials,
                                             timing=SessionTiming(time_scale=self.config.time_scale),
-                                            presenter=self.presenter, sam_source=sam_source, phantom=phantom)
+                                            presenter=self.presenter, sam_source=sam_source, phantom=phantom,
+                                            calibrate=self.config.calibrate)
         self.controller.listeners.append(self._on_phase)
 
     def _on_phase(self, phase, trial) -> None:

@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -244,6 +244,59 @@ class Phantom:
         self._rows_written = 0
         self._finished_at: Optional[int] = None
         self._epoch = 0   # bumped by every change that can alter samples after the horizon
+        self._targets: List[Tuple[int, int, float, float]] = []   # (from, until, x, y): look_at
+
+    # ================================================================== public: targets
+    def look_at(self, x: float, y: float, t_us: int, until_us: int) -> None:
+        """From ``t_us`` to ``until_us`` the participant looks at the display point ``(x, y)``
+        (0..1, a calibration or validation target): once the running fixation or saccade ends
+        and a saccadic latency has passed, a main-sequence saccade to it, then fixations on it
+        with small drift. The tracker's accuracy and precision errors of this person still apply
+        (that is what a validation measures)."""
+        if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0) or until_us <= t_us:
+            raise ValueError("look_at: x, y in 0..1 and until_us > t_us")
+        with self._lock:
+            if self._origin is None:
+                self._ensure(int(t_us))
+            b = max(int(t_us), self._horizon + 1)
+            self._extend(b - 1)
+            self._oc.truncate_from(b)        # look-ahead events from b on are replaced
+            self._targets = [tg for tg in self._targets if tg[1] > b - 10_000_000]   # keep it short
+            self._targets.append((b, int(until_us), float(x), float(y)))
+            self._epoch += 1
+
+    def _target_at(self, t: int):
+        for tg in reversed(self._targets):
+            if tg[0] <= t < tg[1]:
+                return tg
+        return None
+
+    def _target_next(self, seg: _Segment, t0: int, u: float, v: float) -> bool:
+        """The next ocular event while a target is shown; False when none is shown at ``t0``."""
+        tg = self._target_at(t0)
+        if tg is None:
+            return False
+        tb, te, x, y = tg
+        W, H, mmpd = self._W, self._H, self._mmpd
+        U, V = x * W, y * H
+        r = seg.rng_oc
+        latency = 150_000 + int(r.gamma(4.0, 12_000.0))     # saccadic reaction time, ~200 ms
+        if math.hypot(U - u, V - v) / mmpd > 0.6:
+            if t0 < tb + latency:            # still reacting: hold the current position
+                self._oc.append(t0, tb + latency, FIXATION, u, v, u, v, seg.index)
+                return True
+            # land near the target (a small undershoot, as saccades do), corrected by the next one
+            err = r.normal(0.0, 0.3, 2) * mmpd
+            u1, v1 = U + 0.05 * (u - U) + err[0], V + 0.05 * (v - V) + err[1]
+            amp = math.hypot(u1 - u, v1 - v) / mmpd
+            vpeak = self.traits.saccade_vmax_deg_s * (1.0 - math.exp(-max(amp, 0.05) / 7.0))
+            dur_ms = float(np.clip(1.875 * max(amp, 0.05) / vpeak * 1000.0, 12.0, 150.0))
+            self._oc.append(t0, t0 + int(dur_ms * 1000), SACCADE, u, v, u1, v1, seg.index)
+            return True
+        d = int(min(max(te - t0, 20_000), r.gamma(4.0, 80_000.0) + 100_000))
+        drift = r.normal(0.0, 0.15, 2) * mmpd * d / 1e6
+        self._oc.append(t0, t0 + d, FIXATION, u, v, u + drift[0], v + drift[1], seg.index)
+        return True
 
     # ================================================================== public: trials
     def begin_trial(self, trial: int, t_us: int, *, category: Optional[str] = None,
@@ -795,6 +848,8 @@ class Phantom:
         else:
             t0, u, v = int(last["t1"]), float(last["u1"]), float(last["v1"])
             kind = SACCADE if int(last["kind"]) == FIXATION else FIXATION
+            if self._targets and self._target_next(seg, t0, u, v):
+                return
         m = self._mods_of(seg, t0)
         if kind == FIXATION:
             mean = tr.fixation_mean_ms * m[1]

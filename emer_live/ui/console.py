@@ -55,6 +55,8 @@ class ConsoleOptions:
     time_scale: float = 1.0
     participant_screen: Optional[int] = None
     fer_model: str = "auto"            # auto | emert | a FER checkpoint (docs/face.md)
+    calibrate: bool = True             # sessions begin with calibration + validation
+    calibration_points: int = 5
 
     def run_config(self) -> RunConfig:
         """A live run recording into a new session folder, or a collection session."""
@@ -65,7 +67,8 @@ class ConsoleOptions:
                              seed=self.seed, out_root=str(root), checkpoint=self.checkpoint or None,
                              model_device=self.model_device, window_s=self.window_s, hop_s=self.hop_s,
                              stimuli=self.stimuli, n_trials=self.n_trials, time_scale=self.time_scale,
-                             fer_model=self.fer_model)
+                             fer_model=self.fer_model, calibrate=self.calibrate,
+                             calibration_points=self.calibration_points)
         stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
         root = Path(self.out) if self.out else REPO_ROOT / "recordings" / ("demo" if self.demo else self.participant)
         folder = root / stamp
@@ -192,6 +195,9 @@ class OperatorConsole(QtWidgets.QMainWindow):
 
         self.setup = SessionSetupPanel(options, options_changed=self._setup_changed,
                                        screen_info=self._participant_screen_info)
+        from .calibration_panel import CalibrationPanel
+
+        self.calibration = CalibrationPanel()
         self.docks: Dict[str, QtWidgets.QDockWidget] = {}
         A = QtCore.Qt.DockWidgetArea
         for key, title, widget, area in (
@@ -202,7 +208,8 @@ class OperatorConsole(QtWidgets.QMainWindow):
                 ("events", "Event log", self.event_log, A.BottomDockWidgetArea),
                 ("trials", "Trials", self.trials, A.BottomDockWidgetArea),
                 ("participant", "Participant screen (mirror)", self.mirror, A.RightDockWidgetArea),
-                ("setup", "Session setup", self.setup, A.LeftDockWidgetArea)):
+                ("setup", "Session setup", self.setup, A.LeftDockWidgetArea),
+                ("calibration", "Calibration", self.calibration, A.LeftDockWidgetArea)):
             dock = QtWidgets.QDockWidget(title, self)
             dock.setObjectName(f"dock_{key}")         # saveState needs names
             dock.setWidget(widget)
@@ -218,6 +225,9 @@ class OperatorConsole(QtWidgets.QMainWindow):
         self.docks["circumplex"].raise_()
         self.docks["participant"].setVisible(options.session)
         self.docks["setup"].setVisible(options.session)
+        self.tabifyDockWidget(self.docks["setup"], self.docks["calibration"])
+        self.docks["calibration"].setVisible(options.session and options.calibrate)
+        self.docks["setup"].raise_()
         self._size_docks()
         self._default_state = self.saveState()
         self._build_actions()
@@ -521,7 +531,13 @@ class OperatorConsole(QtWidgets.QMainWindow):
         screen, run = self.participant_screen, self.run
         if screen is None or run is None or run.controller is None:
             return
-        if ev.phase == "sam" and ev.trial is not None:
+        if ev.phase == "calibration":
+            self.docks["calibration"].setVisible(True)
+            self.docks["calibration"].raise_()
+            self.calibration.begin(run, screen, points=self.options.calibration_points)
+            if self.options.demo:     # unattended demo: accept the first pass a moment after it ends
+                self._auto_accept_calibration()
+        elif ev.phase == "sam" and ev.trial is not None:
             screen.show_sam(ev.trial)
             if self.options.demo and run.phantom is not None:   # demo: the phantom answers on screen
                 from ..session.sam import SamAnswer
@@ -533,6 +549,18 @@ class OperatorConsole(QtWidgets.QMainWindow):
             screen.show_message("The session was stopped. Please wait for the experimenter.", "aborted")
         elif ev.phase == "paused":
             screen.show_message("Short pause. Please wait.", "paused")
+
+    def _auto_accept_calibration(self) -> None:
+        def check():
+            cal = self.calibration
+            if cal.accepted or self.run is None or not self.run.running:
+                return
+            if cal.passes >= 1 and cal.accept_btn.isEnabled():
+                QtCore.QTimer.singleShot(2000, lambda: cal.accept() if not cal.accepted else None)
+                return
+            QtCore.QTimer.singleShot(200, check)
+
+        QtCore.QTimer.singleShot(200, check)
 
     def _session_status(self, run) -> str:
         ctrl = run.controller

@@ -63,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--participant-screen", type=int, default=None, metavar="N",
                    help="--session: screen number for the participant window (default: a screen other than the "
                         "console's; a plain window when there is only one)")
+    p.add_argument("--no-calibration", action="store_true",
+                   help="--session: skip the calibration/validation at the start (e.g. calibrated elsewhere)")
+    p.add_argument("--calibration-points", type=int, default=5, choices=(5, 9),
+                   help="--session: calibration points (default 5)")
     p.add_argument("--quit-when-done", action="store_true", help="close the app when the run or session ends")
     p.add_argument("--no-autostart", action="store_true", help="wait for Start even in demo mode")
     p.add_argument("--screenshot", default=None, metavar="FILE", help="save the window as an image before quitting")
@@ -124,7 +128,8 @@ def run_gui(args) -> int:
                           seed=args.seed, window_s=args.window, hop_s=args.hop, model_device=args.device,
                           fer_model=args.fer_model, session=args.session, stimuli=args.stimuli,
                           n_trials=args.trials, time_scale=args.time_scale,
-                          participant_screen=args.participant_screen,
+                          participant_screen=args.participant_screen, calibrate=not args.no_calibration,
+                          calibration_points=args.calibration_points,
                           demo=tracker == "synthetic")
     settings = QtCore.QSettings(args.settings, QtCore.QSettings.Format.IniFormat) if args.settings else None
     win = OperatorConsole(opts, autostart=opts.demo and not args.no_autostart, settings=settings)

@@ -73,6 +73,48 @@ class _Video(QtWidgets.QWidget):
         p.end()
 
 
+class _Target(QtWidgets.QWidget):
+    """A calibration/validation target: a disc that shrinks onto its centre (draws the eye to
+    one spot), at normalised display coordinates."""
+
+    SHRINK_MS = 700
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.point = (0.5, 0.5)
+        self._t0 = 0.0
+        self._timer = QtCore.QTimer(self)
+        self._timer.setInterval(16)
+        self._timer.timeout.connect(self.update)
+
+    def show_point(self, x: float, y: float) -> None:
+        import time
+
+        self.point = (x, y)
+        self._t0 = time.perf_counter()
+        self._timer.start()
+        self.update()
+
+    def paintEvent(self, event) -> None:   # noqa: N802 (Qt name)
+        import time
+
+        p = QtGui.QPainter(self)
+        p.setRenderHint(QtGui.QPainter.RenderHint.Antialiasing)
+        p.fillRect(self.rect(), QtGui.QColor("black"))
+        k = min(1.0, (time.perf_counter() - self._t0) * 1000 / self.SHRINK_MS)
+        if k >= 1.0:
+            self._timer.stop()
+        big = max(12.0, min(self.width(), self.height()) / 18)
+        r = big * (1.0 - 0.75 * k)
+        c = QtCore.QPointF(self.point[0] * self.width(), self.point[1] * self.height())
+        p.setPen(QtCore.Qt.PenStyle.NoPen)
+        p.setBrush(QtGui.QColor("#E0E0E0"))
+        p.drawEllipse(c, r, r)
+        p.setBrush(QtGui.QColor("#C62828"))
+        p.drawEllipse(c, max(2.5, r * 0.2), max(2.5, r * 0.2))
+        p.end()
+
+
 class _Message(QtWidgets.QLabel):
     def __init__(self) -> None:
         super().__init__("")
@@ -94,7 +136,8 @@ class ParticipantScreen(QtWidgets.QWidget):
         self.video = _Video()
         self.message = _Message()
         self.sam = SamWidget()
-        for w in (self.cross, self.video, self.message, self.sam):
+        self.target = _Target()
+        for w in (self.cross, self.video, self.message, self.sam, self.target):
             self.stack.addWidget(w)
         self.page = "message"
         self.show_message("")
@@ -112,6 +155,10 @@ class ParticipantScreen(QtWidgets.QWidget):
     def show_message(self, text: str, page: str = "message") -> None:
         self.message.setText(text)
         self._show(self.message, page)
+
+    def show_target(self, x: float, y: float) -> None:
+        self.target.show_point(x, y)
+        self._show(self.target, "target")
 
     def show_rest(self) -> None:
         self.show_message("Rest for a moment.\nThe next clip follows.", "rest")
