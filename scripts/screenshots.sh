@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-run() { xvfb-run -a -s "-screen 0 1920x1080x24" env -u QT_QPA_PLATFORM "$PY" "$@"; }
+run() { timeout 300 xvfb-run -a -s "-screen 0 1920x1080x24" env -u QT_QPA_PLATFORM "$PY" "$@"; }
 # the operator console in demo mode, 25 s after start (a fresh layout, a throwaway recording)
 run main.py --screenshot docs/img/console.png --quit-after 25 --out "$tmp/rec" --settings "$tmp/layout.ini"
 

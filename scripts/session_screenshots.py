@@ -1,5 +1,6 @@
 """Screenshots of a demo collection session for docs/running-a-session.md: the participant
-screen in each phase (fixation, stimulus, SAM while the synthetic participant answers) and the
+screen in each phase (calibration target, fixation, stimulus, SAM while the synthetic participant
+answers), the operator's calibration result and the
 operator console during the session. Run by scripts/screenshots.sh under Xvfb; never edit the
 images by hand.
 
@@ -38,7 +39,13 @@ def main(argv) -> int:
         if scr is None or run is None:
             return
         page = scr.page
-        if page == "fixation" and run.controller is not None and run.controller.trial is not None \
+        if page == "target" and win.calibration.procedure is not None and "target" not in taken \
+                and win.presenter is not None:
+            taken["target"] = scr.grab().save(str(out / "participant-target.png"))
+        elif win.calibration.passes >= 1 and not win.calibration.accepted and "calibration" not in taken:
+            dock = win.docks["calibration"]
+            taken["calibration"] = dock.grab().save(str(out / "calibration-result.png"))
+        elif page == "fixation" and run.controller is not None and run.controller.trial is not None \
                 and "fixation" not in taken:
             taken["fixation"] = scr.grab().save(str(out / "participant-fixation.png"))
         elif page == "stimulus" and win.presenter.frames_shown > 20 and "stimulus" not in taken:
@@ -46,7 +53,7 @@ def main(argv) -> int:
             taken["console"] = win.grab().save(str(out / "console-session.png"))
         elif page == "sam" and scr.sam.values["dominance"] is not None and "sam" not in taken:
             taken["sam"] = scr.grab().save(str(out / "participant-sam.png"))
-        if len(taken) == 4 or not run.running:
+        if len(taken) == 6 or not run.running:
             win.close()
             app.quit()
 
@@ -57,7 +64,7 @@ def main(argv) -> int:
     app.exec()
     for name in sorted(taken):
         print(f"screenshot {name}: {'ok' if taken[name] else 'FAILED'}")
-    return 0 if len(taken) == 4 and all(taken.values()) else 1
+    return 0 if len(taken) == 6 and all(taken.values()) else 1
 
 
 if __name__ == "__main__":

@@ -237,23 +237,26 @@ class Run:
 
     # ------------------------------------------------------------------ start
     def start(self) -> None:
-        """Assemble and start the run; raises EmerError subclasses for bad input (nothing is left
-        behind then: outputs are checked and the model loaded before any device or folder)."""
+        """Assemble and start the run; raises EmerError subclasses for bad input. Nothing is left
+        behind then: outputs, the stimulus library, the devices (a damaged replay is refused when
+        it is opened) and the model are all checked before any folder is made."""
         if self.state is not RunState.IDLE:
             raise RuntimeError(f"start() on a run that is {self.state.value}")
         cfg = self.config
         _limit_library_threads()
         try:
             self._check_outputs()
-            self._load_model()
             if cfg.kind == "session":
                 self._plan_session()
-                if self.session_dir is None:
-                    self._claim_session_dir()
-            if cfg.kind == "session" and cfg.fast:
+            fast_session = cfg.kind == "session" and cfg.fast
+            if not fast_session:
+                self._open_devices()
+            self._load_model()
+            if cfg.kind == "session" and self.session_dir is None:
+                self._claim_session_dir()
+            if fast_session:
                 self._start_fast_session()
             else:
-                self._open_devices()
                 self._make_recorder()
                 if cfg.kind == "session":
                     self._make_controller(self.devices.phantom)
@@ -323,8 +326,14 @@ class Run:
             ckpt = Path(cfg.checkpoint)
             if not ckpt.is_file():
                 raise ConfigError(f"checkpoint {ckpt} not found; pass --checkpoint PATH (see models/README.md)")
-            from ..model import load_checkpoint
-
+            try:
+                from ..model import load_checkpoint
+            except ModuleNotFoundError as exc:
+                if exc.name != "torch":
+                    raise
+                raise ConfigError("the EMERT model needs PyTorch, which this Python does not have (the Python "
+                                  "3.10 Tobii lane runs without it): `pip install torch`, or run without "
+                                  "--checkpoint") from None
             self.model = load_checkpoint(ckpt, device=cfg.model_device)
         if self.model is not None and cfg.kind in ("live", "session"):
             self._attach_fer()

@@ -415,7 +415,7 @@ class CalibrationController:
             raise RuntimeError("already in calibration mode")
         if not hasattr(self.tracker, "screen_based_calibration"):
             raise DeviceUnavailable(f"{getattr(self.tracker, 'name', 'this tracker')} cannot be calibrated "
-                                    "(only Tobii trackers can; synthetic and replay trackers can be validated)")
+                                    "(only Tobii trackers can; synthetic and replay trackers are validated only)")
         if self._cal is None:
             self._cal = self.tracker.screen_based_calibration()
         self._cal.enter_calibration_mode()

@@ -43,6 +43,7 @@ class CalibrationPanel(QtWidgets.QWidget):
             p.addItem(item)
         self.status = QtWidgets.QLabel("calibration starts with the session")
         self.status.setWordWrap(True)
+        self.status.setMinimumHeight(84)      # four lines: method, verdict, one per eye
         self.accept_btn = QtWidgets.QPushButton("Accept")
         self.redo_all_btn = QtWidgets.QPushButton("Redo all")
         self.redo_point_btn = QtWidgets.QPushButton("Redo point")
@@ -61,6 +62,7 @@ class CalibrationPanel(QtWidgets.QWidget):
         self.screen = None
         self.passes = 0
         self.accepted = False
+        self.failed: Optional[str] = None
         self._bridge = _Bridge()
         self._bridge.sigShow.connect(self._show_on_screen)
         self._bridge.sigDone.connect(self._done)
@@ -74,6 +76,7 @@ class CalibrationPanel(QtWidgets.QWidget):
         """The session entered its CALIBRATION phase: start the first pass."""
         self.screen = screen
         self.accepted = False
+        self.failed = None
         self.passes = 0
         self.procedure = CalibrationProcedure(run, show_point=self._show_from_worker, points=points,
                                               on_done=lambda _p: self._bridge.sigDone.emit(),
@@ -99,8 +102,13 @@ class CalibrationPanel(QtWidgets.QWidget):
             self._pass(tuple(point))
 
     def accept(self) -> None:
-        if self.procedure is None:
+        """Accept the result (a failed pass too, when the operator goes on without calibration:
+        session.json then records the failure)."""
+        if self.procedure is None or self.accepted:
             return
+        if self.failed is not None:
+            self.procedure.note = (self.procedure.note + "; " if self.procedure.note else "") + \
+                f"accepted after a failed pass: {self.failed}"
         self.procedure.accept()
         self.accepted = True
         self._set_buttons(False)
@@ -125,14 +133,22 @@ class CalibrationPanel(QtWidgets.QWidget):
         proc = self.procedure
         self.screen.show_message("Well done. Please wait a moment.", "calibration")
         v = proc.ctrl.validation_result
-        text = proc.summary()
-        self.status.setText(text)
+        lines = ["calibration: " + ("done" if proc.calibrated else (proc.note or "not done"))]
+        if v is not None:
+            lines.append(f"validation {'PASSED' if v.passed else 'FAILED'}")
+            for eye in ("left", "right"):
+                m = v.eye(eye)
+                lines.append(f"{eye} eye: no valid gaze" if m.n_valid == 0 else
+                             f"{eye} eye: accuracy {m.accuracy_deg:.2f} deg, precision RMS {m.precision_rms_deg:.2f} "
+                             f"deg, SD {m.precision_sd_deg:.2f} deg, {m.valid_fraction:.0%} valid")
+        self.status.setText("\n".join(lines))
         self.status.setStyleSheet(f"color: {OK_COLOR if v is not None and v.passed else BAD_COLOR}; "
                                   "font-weight: bold")
         self._draw()
         self._set_buttons(True)
 
     def _failed(self, text: str) -> None:
+        self.failed = text
         self.screen.show_message("Please wait a moment.", "calibration")
         self.status.setText(f"calibration failed: {text} - redo it, or abort the session")
         self.status.setStyleSheet(f"color: {BAD_COLOR}; font-weight: bold")

@@ -555,7 +555,8 @@ class OperatorConsole(QtWidgets.QMainWindow):
             cal = self.calibration
             if cal.accepted or self.run is None or not self.run.running:
                 return
-            if cal.passes >= 1 and cal.accept_btn.isEnabled():
+            if (cal.passes >= 1 and cal.accept_btn.isEnabled()) or cal.failed is not None:
+                # a failed pass in an unattended demo is recorded as such and the session goes on
                 QtCore.QTimer.singleShot(2000, lambda: cal.accept() if not cal.accepted else None)
                 return
             QtCore.QTimer.singleShot(200, check)
