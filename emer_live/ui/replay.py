@@ -30,6 +30,7 @@ SETTINGS_NAME = "replay"
 MAX_RECENT = 10
 FACE_DETECT_EVERY_S = 0.1        # face box while playing: at most 10 detections a second
 HEATMAP_EVERY_S = 0.2            # heatmap redraw while playing
+CURSOR_EVERY_S = 0.1             # plot cursors while playing
 HEATMAP_BINS = 48
 
 pg.setConfigOptions(antialias=False, background="w", foreground="#333333")
@@ -273,6 +274,56 @@ class FaceView(_ImageView):
             self.box.setVisible(True)
 
 
+# ---------------------------------------------------------------------- face box worker
+class FaceBoxWorker(QtCore.QThread):
+    """Finds the face box off the GUI thread; only the newest requested frame is processed."""
+
+    found = QtCore.pyqtSignal(object, object, str)      # frame key, box (x, y, w, h) or None, error
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self._cond = QtCore.QWaitCondition()
+        self._mutex = QtCore.QMutex()
+        self._job = None
+        self._stop = False
+
+    def request(self, key, bgr, t_us: int, *, reset: bool) -> None:
+        self._mutex.lock()
+        self._job = (key, bgr, int(t_us), reset)
+        self._cond.wakeOne()
+        self._mutex.unlock()
+
+    def stop(self) -> None:
+        self._mutex.lock()
+        self._stop = True
+        self._cond.wakeOne()
+        self._mutex.unlock()
+        self.wait(5000)
+
+    def run(self) -> None:
+        pipe = None
+        while True:
+            self._mutex.lock()
+            while self._job is None and not self._stop:
+                self._cond.wait(self._mutex)
+            job, self._job = self._job, None
+            stop = self._stop
+            self._mutex.unlock()
+            if stop:
+                return
+            key, bgr, t_us, reset = job
+            try:
+                if pipe is None:
+                    pipe = _face_pipeline()
+                if reset:
+                    pipe.reset()
+                res = pipe.process(bgr, t_us)
+                self.found.emit(key, tuple(int(v) for v in res.box) if res.found and res.box is not None else None, "")
+            except Exception as exc:
+                self.found.emit(key, None, f"{type(exc).__name__}: {exc}")
+                return
+
+
 # ---------------------------------------------------------------------- re-analysis worker
 class ReanalysisWorker(QtCore.QThread):
     """Runs :class:`emer_live.app.replay.Reanalysis` off the GUI thread; cancel with :meth:`cancel`."""
@@ -337,8 +388,11 @@ class ReplayWindow(QtWidgets.QMainWindow):
         self.timeline: Optional[Timeline] = None
         self.last_error: Optional[str] = None
         self.face_boxes = face_boxes
-        self._face_pipe = None
+        self._face_worker: Optional["FaceBoxWorker"] = None
+        self._face_reduce = 1
+        self.face_box_key = None        # the face frame the box shown was found in
         self._face_last_detect = 0.0
+        self._cursor_last = 0.0
         self._heat_last = 0.0
         self._decoders: Dict[str, StimulusDecoder] = {}
         self.worker: Optional[ReanalysisWorker] = None
@@ -586,6 +640,9 @@ class ReplayWindow(QtWidgets.QMainWindow):
         self._remember(str(Path(path).resolve()))
         self.setWindowTitle(f"emer_live - replay - {s.path.name} ({s.meta.get('participant', '?')})")
         self._show_banner()
+        cam = (s.meta.get("streams") or {}).get("camera") or {}
+        # HD frames are decoded at half size for the view (JPEG's own downscaling: ~4x faster)
+        self._face_reduce = 2 if int(cam.get("width") or 0) > 800 else 1
         self.timeline = Timeline(s.t0_us, s.t1_us, parent=self)
         self.timeline.time_changed.connect(self._on_time)
         self.timeline.playing_changed.connect(self._on_playing)
@@ -616,7 +673,10 @@ class ReplayWindow(QtWidgets.QMainWindow):
         for d in self._decoders.values():
             d.close()
         self._decoders.clear()
-        self._face_pipe = None
+        if self._face_worker is not None:
+            self._face_worker.stop()
+            self._face_worker = None
+        self.shown_face = self.shown_face_box = self.face_box_key = None
         self.reanalysed, self.comparison = [], None
         self.p_new.hide()
         self.reanalysis_text.clear()
@@ -757,7 +817,7 @@ class ReplayWindow(QtWidgets.QMainWindow):
         px = QtWidgets.QStyle.StandardPixmap
         self.btn_play.setIcon(self.style().standardIcon(px.SP_MediaPause if playing else px.SP_MediaPlay))
         if not playing and self.timeline is not None:
-            self._refresh_slow(self.timeline.t_us, force=True)
+            self.timeline.seek(self.timeline.t_us)      # every view exact at the paused time
 
     def _on_speed(self, speed: float) -> None:
         self.speed_box.blockSignals(True)
@@ -767,8 +827,12 @@ class ReplayWindow(QtWidgets.QMainWindow):
     def _on_time(self, t_us: int) -> None:
         s, tl = self.session, self.timeline
         x = float(self._x(t_us))
-        for c in self.cursors:
-            c.setValue(x)
+        now = time.perf_counter()
+        if not tl.playing or now - self._cursor_last >= CURSOR_EVERY_S:
+            # moving a cursor repaints every plot: ~10 Hz while playing is plenty
+            self._cursor_last = now
+            for c in self.cursors:
+                c.setValue(x)
         if not self.slider.isSliderDown():
             self.slider.blockSignals(True)
             self.slider.setValue(int(round(1000 * (t_us - tl.t0_us) / max(1, tl.t1_us - tl.t0_us))))
@@ -833,34 +897,30 @@ class ReplayWindow(QtWidgets.QMainWindow):
         if key == self.shown_face:
             return
         self.shown_face = key
-        bgr = s.face_image(t_us)
+        bgr = s.face_image(t_us, reduce=self._face_reduce)
         self.face_view.label.setText(f"face - {seg.relpath} frame {frame}")
         if bgr is None:
             self.face_view.set_image(None)
             return
-        self.face_view.set_image(bgr[:, :, ::-1].copy())
-        self._face_frame = (bgr, ft)
-        self._detect_face(force=not (self.timeline and self.timeline.playing))
+        import cv2
 
-    def _detect_face(self, force: bool = False) -> None:
-        if not self.face_boxes or getattr(self, "_face_frame", None) is None:
-            return
+        self.face_view.set_image(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        playing = bool(self.timeline and self.timeline.playing)
         now = time.perf_counter()
-        if not force and now - self._face_last_detect < FACE_DETECT_EVERY_S:
-            return
-        self._face_last_detect = now
-        try:
-            if self._face_pipe is None:
-                self._face_pipe = _face_pipeline()
-            bgr, ft = self._face_frame
-            if force:
-                self._face_pipe.reset()          # a seek: no track to follow
-            res = self._face_pipe.process(bgr, ft)
-            box = res.box if res.found else None
-        except Exception as exc:            # the box is an aid; its failure must not stop replay
-            self.face_boxes = False
-            self.statusBar().showMessage(f"face box off: {type(exc).__name__}: {exc}")
-            box = None
+        if self.face_boxes and (not playing or now - self._face_last_detect >= FACE_DETECT_EVERY_S):
+            self._face_last_detect = now
+            if self._face_worker is None:
+                self._face_worker = FaceBoxWorker(self)
+                self._face_worker.found.connect(self._on_face_box)
+                self._face_worker.start()
+            # a seek (paused) starts the tracker afresh; playing follows the track
+            self._face_worker.request(key, bgr, ft, reset=not playing)
+
+    def _on_face_box(self, key, box, err) -> None:
+        if err:
+            self.face_boxes = False        # the box is an aid; its failure must not stop replay
+            self.statusBar().showMessage(f"face box off: {err}")
+        self.face_box_key = key
         self.shown_face_box = box
         self.face_view.set_box(box)
 
