@@ -229,6 +229,10 @@ def test_reanalysis_with_the_recording_checkpoint_reproduces_it(win, qtbot, rand
     assert cmp.matched == n_windows and cmp.only_recorded == 0
     assert cmp.overall_max < 1e-4, cmp.text()
     assert not cmp.changed_er_top
+    # whole-trial predictions: the clips are announced to the engine as the controller did live
+    # (a clip ending within the last window's grace of the recording's end is not scored: see docs)
+    assert cmp.trials_recorded == 2 and cmp.trial_max_abs_diff
+    assert max(cmp.trial_max_abs_diff.values()) < 1e-4 and not cmp.changed_trial_top
     assert win.progress.value() == 1000
     x, y = win.new_curves["er7_neutral"].getData()
     np.testing.assert_allclose(y, win.session.windows["er7_neutral"].to_numpy(float), atol=1e-4)

@@ -371,6 +371,10 @@ class Comparison:
     t_end_us: np.ndarray
     changed_er_top: List[Tuple[int, str, str]] = field(default_factory=list)   # (t_end, recorded, new)
     changed_fer_top: List[Tuple[int, str, str]] = field(default_factory=list)
+    trials_recorded: int = 0                     # whole-trial predictions: recorded, re-analysed, matched
+    trials_new: int = 0
+    trial_max_abs_diff: Dict[int, float] = field(default_factory=dict)   # trial -> max |difference|
+    changed_trial_top: List[Tuple[int, str, str]] = field(default_factory=list)   # (trial, recorded, new)
 
     @property
     def overall_max(self) -> float:
@@ -383,6 +387,13 @@ class Comparison:
                          f"(median per window {float(np.nanmedian(self.max_abs_diff)):.2e})")
         lines.append(f"ER top class changed in {len(self.changed_er_top)} windows, FER top class in "
                      f"{len(self.changed_fer_top)}")
+        if self.trials_recorded or self.trials_new:
+            worst = max(self.trial_max_abs_diff.values()) if self.trial_max_abs_diff else float("nan")
+            lines.append(f"whole-trial predictions: {self.trials_recorded} recorded, {self.trials_new} re-analysed, "
+                         f"{len(self.trial_max_abs_diff)} matched (max |difference| {worst:.2e}); ER top class "
+                         f"changed in {len(self.changed_trial_top)}")
+            for n, a, b in self.changed_trial_top[:8]:
+                lines.append(f"  trial {n}: {a} -> {b}")
         for t, a, b in self.changed_er_top[:8]:
             lines.append(f"  ER  at {t / 1e6:.1f} s: {a} -> {b}")
         for t, a, b in self.changed_fer_top[:8]:
@@ -394,9 +405,10 @@ def _probs(row, prefix: str) -> np.ndarray:
     return np.array([float(row[f"{prefix}_{c}"]) for c in ER7_CLASSES], float)
 
 
-def compare_predictions(recorded, new: List[object]) -> Comparison:
-    """``recorded``: the session's window rows (DataFrame); ``new``: re-analysed window
-    :class:`~emer_live.live.prediction.Prediction` objects."""
+def compare_predictions(recorded, new: List[object], recorded_trials=None) -> Comparison:
+    """``recorded``: the session's window rows (DataFrame); ``new``: re-analysed
+    :class:`~emer_live.live.prediction.Prediction` objects; ``recorded_trials``: the session's
+    whole-trial rows (DataFrame), compared with the re-analysed ones trial by trial."""
     rec = {}
     if recorded is not None:
         for _, r in recorded.iterrows():
@@ -415,9 +427,21 @@ def compare_predictions(recorded, new: List[object]) -> Comparison:
             ch_er.append((k[1], str(r["er_top"]), p.er_top))
         if p.fer_top is not None and str(r["fer_top"]) != p.fer_top:
             ch_fer.append((k[1], str(r["fer_top"]), p.fer_top))
-    return Comparison(matched=len(keys), only_recorded=len(set(rec) - set(got)), only_new=len(set(got) - set(rec)),
-                      max_abs_diff=np.array(diffs, float), t_end_us=np.array(ends, np.int64),
-                      changed_er_top=ch_er, changed_fer_top=ch_fer)
+    out = Comparison(matched=len(keys), only_recorded=len(set(rec) - set(got)), only_new=len(set(got) - set(rec)),
+                     max_abs_diff=np.array(diffs, float), t_end_us=np.array(ends, np.int64),
+                     changed_er_top=ch_er, changed_fer_top=ch_fer)
+    rec_tr = {}
+    if recorded_trials is not None:
+        for _, r in recorded_trials.iterrows():
+            rec_tr[int(r["trial"])] = r            # the last row of a trial (a restarted clip) counts
+    new_tr = {int(p.trial): p for p in new if p.kind == "trial"}
+    out.trials_recorded, out.trials_new = len(rec_tr), len(new_tr)
+    for n in sorted(set(rec_tr) & set(new_tr)):
+        r, p = rec_tr[n], new_tr[n]
+        out.trial_max_abs_diff[n] = float(np.nanmax(np.abs(_probs(r, "er7") - np.asarray(p.er7, float))))
+        if str(r["er_top"]) != p.er_top:
+            out.changed_trial_top.append((n, str(r["er_top"]), p.er_top))
+    return out
 
 
 # ---------------------------------------------------------------------- re-analysis
@@ -466,7 +490,18 @@ class Reanalysis:
         if not self.started:
             self.started = True
             self.run.start()
+            self._schedule_trials()
         return bool(self.run.poll())
+
+    def _schedule_trials(self) -> None:
+        """Announce the recorded clips to the engine as the session controller did live, so
+        windows get their trial tags and each clip its whole-trial prediction."""
+        eng = self.run.engine
+        if eng is None:
+            return
+        for tr in self.session.trials:
+            if tr.onset_us is not None and tr.offset_us is not None and tr.offset_us > tr.onset_us:
+                eng.schedule_trial(tr.trial, int(tr.onset_us), int(tr.offset_us))
 
     def cancel(self) -> None:
         self.run.stop("cancelled by the user", status="aborted")

@@ -397,6 +397,7 @@ class ReplayWindow(QtWidgets.QMainWindow):
         self._decoders: Dict[str, StimulusDecoder] = {}
         self.worker: Optional[ReanalysisWorker] = None
         self.reanalysed: List[object] = []
+        self.reanalysed_trials: List[object] = []
         self.comparison: Optional[Comparison] = None
         # what each view shows now (tests and the status bar read these)
         self.shown_gaze = None          # (gaze.tsv row, x, y) or None
@@ -677,7 +678,7 @@ class ReplayWindow(QtWidgets.QMainWindow):
             self._face_worker.stop()
             self._face_worker = None
         self.shown_face = self.shown_face_box = self.face_box_key = None
-        self.reanalysed, self.comparison = [], None
+        self.reanalysed, self.reanalysed_trials, self.comparison = [], [], None
         self.p_new.hide()
         self.reanalysis_text.clear()
 
@@ -975,6 +976,7 @@ class ReplayWindow(QtWidgets.QMainWindow):
         self.btn_cancel.setEnabled(False)
         self.btn_reanalyse.setEnabled(self.session is not None and not self.session.damaged)
         self.reanalysed = [p for p in preds if p.kind == "window"]
+        self.reanalysed_trials = [p for p in preds if p.kind == "trial"]
         if status == "complete":
             self.progress.setValue(1000)
         head = f"re-analysis {status}: {len(self.reanalysed)} windows"
@@ -982,7 +984,8 @@ class ReplayWindow(QtWidgets.QMainWindow):
             head += f"\nerror: {err}"
         if self.session is None:
             return
-        self.comparison = compare_predictions(self.session.windows, self.reanalysed)
+        self.comparison = compare_predictions(self.session.windows, self.reanalysed + self.reanalysed_trials,
+                                              self.session.trial_predictions)
         self.reanalysis_text.setPlainText(head + "\n" + self.comparison.text())
         self._draw_new_curves()
 
