@@ -31,6 +31,7 @@ MAX_RECENT = 10
 FACE_DETECT_EVERY_S = 0.1        # face box while playing: at most 10 detections a second
 HEATMAP_EVERY_S = 0.2            # heatmap redraw while playing
 CURSOR_EVERY_S = 0.1             # plot cursors while playing
+FACE_EVERY_S = 0.06              # face video while playing: ~15 Hz (the console's camera rate)
 HEATMAP_BINS = 48
 
 pg.setConfigOptions(antialias=False, background="w", foreground="#333333")
@@ -393,6 +394,7 @@ class ReplayWindow(QtWidgets.QMainWindow):
         self.face_box_key = None        # the face frame the box shown was found in
         self._face_last_detect = 0.0
         self._cursor_last = 0.0
+        self._face_last_show = 0.0
         self._heat_last = 0.0
         self._decoders: Dict[str, StimulusDecoder] = {}
         self.worker: Optional[ReanalysisWorker] = None
@@ -494,6 +496,10 @@ class ReplayWindow(QtWidgets.QMainWindow):
         self.p_emo.setYRange(0, 1)
         self.p_new.setYRange(0, 1)
         self.p_gaze.setLabel("bottom", "time since the recording started (s)")
+        for p in self.all_plots:
+            for name in ("left", "bottom"):
+                # a moving cursor repaints the plots; cached axes skip re-drawing their tick text
+                p.getAxis(name).setCacheMode(QtWidgets.QGraphicsItem.CacheMode.DeviceCoordinateCache)
         self.p_new.hide()
         self.cursors = []
         for p in self.all_plots:
@@ -650,6 +656,8 @@ class ReplayWindow(QtWidgets.QMainWindow):
         self.timeline.speed_changed.connect(self._on_speed)
         self._fill_plots()
         self._fill_trials()
+        for tr in s.trials:          # open the clips now: importing PyAV and opening take ~0.5 s
+            self._decoder(tr)
         live = s.live_settings
         if live.get("checkpoint_path") and not self.ckpt_edit.text():
             self.ckpt_edit.setText(str(live["checkpoint_path"]))
@@ -841,7 +849,9 @@ class ReplayWindow(QtWidgets.QMainWindow):
         tr = s.trial_at(t_us)
         self.time_label.setText(f"{x:7.2f} / {s.duration_s:.2f} s" + (f"  trial {tr.trial}" if tr else ""))
         self._show_stimulus(t_us)
-        self._show_face(t_us)
+        if not tl.playing or now - self._face_last_show >= FACE_EVERY_S:
+            self._face_last_show = now
+            self._show_face(t_us)
         self._refresh_slow(t_us, force=not tl.playing)
 
     def _decoder(self, tr: TrialRow) -> Optional[StimulusDecoder]:
