@@ -279,3 +279,24 @@ def test_main_replay_option(tmp_path, capsys):
     rc = main(["--replay", str(tmp_path / "nothing")])
     err = capsys.readouterr().err
     assert rc != 0 and err.startswith("emer-live: error: ") and "no such folder" in err
+
+
+def test_plain_recording_on_the_real_clock(qtbot, tmp_path):
+    """A plain recording (no trials, no predictions) on the monotonic clock, whose microseconds
+    exceed 32 bits: the timeline and the views keep the exact time."""
+    d = tmp_path / "plain"
+    p = subprocess.run(EMER + ["record", "--duration", "2", "--size", "160x120", "--rate", "120", "--out", str(d),
+                               "--quiet"], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    w = ReplayWindow(d, settings=QtCore.QSettings(str(tmp_path / "s.ini"), QtCore.QSettings.Format.IniFormat))
+    qtbot.addWidget(w)
+    assert w.banner.isHidden() and w.trial_table.rowCount() == 0 and "er7_happiness" not in w.curves
+    gaze = pd.read_csv(d / "gaze.tsv", sep="\t")
+    faces = _all_face_frames(d)
+    t = int(faces["t_us"].iloc[len(faces) // 2]) + 1
+    assert t > 2 ** 31
+    w.seek(t)
+    assert w.timeline.t_us == t
+    assert w.shown_gaze[0] == gaze[gaze["t_us"] <= t].index[-1]
+    assert w.shown_face[1:] == (int(faces["frame"].iloc[len(faces) // 2]), t - 1)
+    assert w.time_label.text().split("/")[0].strip() == f"{(t - w.session.t0_us) / 1e6:.2f}"

@@ -41,7 +41,7 @@ pg.setConfigOptions(antialias=False, background="w", foreground="#333333")
 class Timeline(QtCore.QObject):
     """The one clock of the replay window (session microseconds)."""
 
-    time_changed = QtCore.pyqtSignal(int)
+    time_changed = QtCore.pyqtSignal(object)      # int t_us: session clocks exceed a C++ int
     playing_changed = QtCore.pyqtSignal(bool)
     speed_changed = QtCore.pyqtSignal(float)
 
