@@ -303,3 +303,20 @@ def test_plain_recording_on_the_real_clock(qtbot, tmp_path):
     assert w.shown_gaze[0] == gaze[gaze["t_us"] <= t].index[-1]
     assert w.shown_face[1:] == (int(faces["frame"].iloc[len(faces) // 2]), t - 1)
     assert w.time_label.text().split("/")[0].strip() == f"{(t - w.session.t0_us) / 1e6:.2f}"
+
+
+def test_stimulus_decoder_is_frame_exact_in_any_order(session_dir):
+    """Random access (back, far forward, neighbours) gives the same pixels as decoding the clip
+    from the start - the reason the window decodes with PyAV instead of seeking QMediaPlayer."""
+    import av
+
+    from emer_live.ui.replay import StimulusDecoder
+
+    clip = session_dir.parents[2] / "lib" / "hap_01.mp4"
+    with av.open(str(clip)) as c:
+        seq = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    assert len(seq) == 50
+    dec = StimulusDecoder(clip)
+    for i in (30, 5, 49, 0, 20, 21, 22, 40, 12, 49, 1):
+        np.testing.assert_array_equal(dec.frame(i), seq[i], err_msg=f"frame {i}")
+    dec.close()
