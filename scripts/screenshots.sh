@@ -15,4 +15,9 @@ run main.py --screenshot docs/img/console.png --quit-after 25 --out "$tmp/rec" -
 lib="$tmp/stimuli"
 "$PY" -m emer_live.cli stimuli placeholders --out "$lib" --duration 6 >/dev/null
 run scripts/session_screenshots.py "$lib" docs/img
-echo "screenshots: docs/img/participant-*.png docs/img/console-session.png"
+
+# the replay window on a recorded synthetic session (re-analysed with its own checkpoint)
+"$PY" -m emer_live.cli session --headless --fast --participant P01 --trials 3 --time-scale 0.5 --stimuli "$lib" \
+  --checkpoint models/emert_demo_synthetic.pt --out "$tmp/replay" >/dev/null
+run scripts/replay_screenshot.py "$(ls -d "$tmp"/replay/P01/*)" docs/img/replay.png
+echo "screenshots: docs/img/participant-*.png docs/img/console-session.png docs/img/replay.png"

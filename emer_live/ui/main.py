@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--settings", default=None, metavar="INI",
                    help="keep the window layout in this file instead of the user's settings")
     p.add_argument("--headless", action="store_true", help="run the headless demo even when a display is present")
+    p.add_argument("--replay", default=None, metavar="DIR",
+                   help="open a recorded session folder in the replay window instead of the console")
     return p
 
 
@@ -89,6 +91,10 @@ def _tracker(spec: str) -> str:
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     ok, why = display_available()
+    if args.replay is not None:
+        from .replay import run_replay
+
+        return run_replay(args, ok, why)
     if args.headless or not ok:
         if not args.headless:
             print(f"emer-live: {why}: running the headless demo (set DISPLAY or use xvfb-run for the app)",
