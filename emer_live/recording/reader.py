@@ -7,6 +7,7 @@ Every table is also plain TSV that pandas (``pd.read_csv(p, sep="\\t")``) or R
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, List, Optional
@@ -123,6 +124,37 @@ class SessionReader:
         self._gaze_cache: Optional[np.ndarray] = None
         self._frames_cache = {}
 
+    def _inside(self, p: Path) -> Path:
+        """``p`` when it resolves inside the session folder; a symbolic link (or a segment path in
+        session.json) that leads out of it is refused - a copied folder must not read whatever
+        the link points at on this machine."""
+        root = self.path.resolve()
+        try:
+            rp = p.resolve()
+        except (OSError, RuntimeError):  # a link loop
+            raise SessionFormatError(f"{p}: a symbolic link that cannot be resolved; replace it by the file") from None
+        if rp != root and root not in rp.parents:
+            raise SessionFormatError(f"{p}: leads out of the session folder (to {rp}); copy the file into the "
+                                     "folder instead of linking to it")
+        return p
+
+    def _outside_links(self) -> List[Path]:
+        """Symbolic links in the folder that lead out of it (links are not followed)."""
+        root = self.path.resolve()
+        out = []
+        for dirpath, dirnames, filenames in os.walk(self.path, followlinks=False):
+            for name in dirnames + filenames:
+                p = Path(dirpath) / name
+                if p.is_symlink():
+                    try:
+                        rp = p.resolve()
+                    except (OSError, RuntimeError):
+                        out.append(p)
+                        continue
+                    if rp != root and root not in rp.parents:
+                        out.append(p)
+        return out
+
     # ------------------------------------------------------------------ metadata
     @property
     def format_version(self) -> int:
@@ -162,6 +194,7 @@ class SessionReader:
         p = self.path / fmt.GAZE_TSV
         if not p.is_file():
             raise SessionFormatError(f"{p}: missing - this session has no gaze recording")
+        self._inside(p)
         return self._read_table("gaze")
 
     def _read_table(self, kind: str) -> np.ndarray:
@@ -170,6 +203,7 @@ class SessionReader:
         p = self.path / file
         if not p.is_file():
             return np.zeros(0, dtype)
+        self._inside(p)
         rows = read_tsv_checked(p, dtype.names, what=kind.replace("_", " "))
         out = np.zeros(len(rows), dtype)
         if not rows:
@@ -196,7 +230,7 @@ class SessionReader:
 
     def events(self) -> List[dict]:
         """events.tsv as a list of dicts (``detail`` parsed from JSON)."""
-        rows = read_tsv_checked(self.path / fmt.EVENTS_TSV, fmt.EVENT_COLUMNS, what="events")
+        rows = read_tsv_checked(self._inside(self.path / fmt.EVENTS_TSV), fmt.EVENT_COLUMNS, what="events")
         out = []
         for t, kind, trial, detail in rows:
             try:
@@ -226,7 +260,7 @@ class SessionReader:
     def _optional_table(self, name: str):
         import pandas as pd
 
-        p = self.path / name
+        p = self._inside(self.path / name)
         if not p.is_file():
             return None
         return pd.read_csv(p, sep="\t")
@@ -249,7 +283,7 @@ class SessionReader:
         if key not in self._frames_cache:
             dt = np.dtype([("frame", np.int64), ("t_us", np.int64), ("camera_frame_index", np.int64),
                            ("offset", np.int64), ("size", np.int64)])
-            p = segment.path / fmt.FRAMES_TSV
+            p = self._inside(segment.path / fmt.FRAMES_TSV)
             if not p.is_file():
                 self._frames_cache[key] = np.zeros(0, dt)
             else:
@@ -270,7 +304,7 @@ class SessionReader:
         idx = self.frame_index(segment)
         if not 0 <= i < len(idx):
             raise IndexError(f"{segment.relpath}: frame {i} out of range (0..{len(idx) - 1})")
-        with open(segment.path / fmt.VIDEO_FILE, "rb") as f:
+        with open(self._inside(segment.path / fmt.VIDEO_FILE), "rb") as f:
             f.seek(int(idx["offset"][i]))
             data = f.read(int(idx["size"][i]))
         if len(data) < int(idx["size"][i]):
@@ -290,7 +324,7 @@ class SessionReader:
             idx = self.frame_index(seg)
             if len(idx) == 0:
                 continue
-            with open(seg.path / fmt.VIDEO_FILE, "rb") as f:
+            with open(self._inside(seg.path / fmt.VIDEO_FILE), "rb") as f:
                 for r in idx:
                     f.seek(int(r["offset"]))
                     data = f.read(int(r["size"]))
@@ -314,7 +348,8 @@ class SessionReader:
         Returns dicts ``{"kind", "stream", "message"}`` with kind ``unfinished`` (status
         ``recording``: it crashed and was not repaired), ``stopped`` (disk full / error),
         ``missing`` (a stream session.json declares has no file), ``truncated`` (frames indexed
-        past the end of face.mjpeg) or ``order`` (time stamps that do not increase)."""
+        past the end of face.mjpeg), ``order`` (time stamps that do not increase) or ``outside``
+        (a symbolic link that leads out of the folder; it is not read)."""
         out = []
 
         def add(kind, stream, message):
@@ -326,6 +361,9 @@ class SessionReader:
         elif self.status in ("disk_full", "error"):
             add("stopped", None, f"{self.path}: the recording stopped early (status {self.status!r})"
                                  + (f": {self.meta['error']}" if self.meta.get("error") else ""))
+        for link in self._outside_links():
+            add("outside", _stream_of(link), f"{link}: a symbolic link out of the session folder; it is not read - "
+                                             "copy the file into the folder instead of linking to it")
         declared = self.meta.get("streams", {}) or {}
         for kind, info in declared.items():
             if kind in fmt.TABLES and not (self.path / fmt.TABLES[kind][0]).is_file():
@@ -376,13 +414,13 @@ class SessionReader:
         """Raise :class:`SessionFormatError` for a missing, truncated or out-of-order stream among
         ``streams`` (the checks of :meth:`problems` that make replay and windows wrong)."""
         for p in self.problems():
-            if p["stream"] in streams and p["kind"] in ("missing", "truncated", "order", "unreadable"):
+            if p["stream"] in streams and p["kind"] in ("missing", "truncated", "order", "unreadable", "outside"):
                 raise SessionFormatError(p["message"])
 
     # ------------------------------------------------------------------ audio
     def audio_blocks(self, segment: Segment) -> np.ndarray:
         dt = np.dtype([("block", np.int64), ("t_us", np.int64), ("n_samples", np.int64), ("sample_offset", np.int64)])
-        p = segment.path / fmt.AUDIO_TSV
+        p = self._inside(segment.path / fmt.AUDIO_TSV)
         if not p.is_file():
             return np.zeros(0, dt)
         rows = read_tsv_checked(p, fmt.AUDIO_COLUMNS, what="audio block index")
@@ -392,7 +430,7 @@ class SessionReader:
         """Samples of a segment as float32 (n, channels) in [-1, 1]."""
         info = self.meta.get("streams", {}).get("audio", {})
         ch = int(info.get("channels", 1))
-        p = segment.path / fmt.AUDIO_FILE
+        p = self._inside(segment.path / fmt.AUDIO_FILE)
         raw = np.fromfile(p, dtype="<i2", offset=fmt.WAV_HEADER_BYTES) if p.is_file() else np.zeros(0, "<i2")
         n = len(raw) // ch
         return (raw[: n * ch].reshape(n, ch).astype(np.float32) / 32767.0)
@@ -461,6 +499,19 @@ class SessionReader:
                 "path": str(self.path), "status": self.status, "participant": self.meta.get("participant"),
                 "streams": streams, "tracker_clock_sync": clock_sync, "trials": trials,
                 "problems": [p["message"] for p in self.problems()]}
+
+
+def _stream_of(p: Path) -> Optional[str]:
+    """Which stream a file belongs to (for problems()); None for metadata."""
+    name = p.name
+    if name in (fmt.VIDEO_FILE, fmt.FRAMES_TSV):
+        return "camera"
+    if name in (fmt.AUDIO_FILE, fmt.AUDIO_TSV):
+        return "audio"
+    for kind, (file, _dtype) in fmt.TABLES.items():
+        if name == file:
+            return kind
+    return None
 
 
 def _not_after_earlier(t: np.ndarray) -> np.ndarray:
