@@ -84,6 +84,63 @@ def read_tsv_checked(path: Path, columns, *, what: str) -> "list[list[str]]":
     return rows
 
 
+def _int_rows(rows, path: Path, columns) -> "list[tuple]":
+    """Rows of whole numbers as int tuples; a field that is not one is a format error naming its
+    line (a duplicated header, garbage written over a row)."""
+    out = []
+    for i, r in enumerate(rows):
+        try:
+            out.append(tuple(int(v) for v in r))
+        except ValueError:
+            bad = next((c for c, v in zip(columns, r) if not _is_int(v)), "?")
+            raise SessionFormatError(f"{path}: line {i + 2}, column {bad!r} is not a whole number; "
+                                     f"run `emer-live repair {_session_root(path)}`") from None
+    return out
+
+
+def _is_int(v: str) -> bool:
+    try:
+        int(v)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_meta_shape(meta: dict, where: Path) -> None:
+    """The parts of session.json the readers index into have the shapes the writer gives them;
+    a hand-edited or damaged file is refused here with what is wrong, not deep inside a tool."""
+    def bad(what: str) -> SessionFormatError:
+        return SessionFormatError(f"{where}: {what}; the file was edited or damaged - restore it from a backup "
+                                  "(or run `emer-live repair` on a crashed recording)")
+
+    def is_num(x) -> bool:
+        return x is None or (isinstance(x, (int, float)) and not isinstance(x, bool))
+
+    for key, kind in (("streams", dict), ("written", dict), ("segments", list), ("trials", list)):
+        if key in meta and not isinstance(meta[key], kind):
+            raise bad(f"{key!r} is not a {'JSON object' if kind is dict else 'list'}")
+    if not isinstance(meta.get("status", ""), str):
+        raise bad("'status' is not text")
+    for name, info in (meta.get("streams") or {}).items():
+        if not isinstance(info, dict) or not isinstance(info.get("counters", {}), dict) \
+                or not is_num(info.get("nominal_rate_hz")):
+            raise bad(f"streams.{name} is not a stream description")
+        if not all(is_num(v) for v in info.get("counters", {}).values()):
+            raise bad(f"streams.{name}.counters holds a value that is not a number")
+    for i, seg in enumerate(meta.get("segments") or []):
+        if not (isinstance(seg, dict) and isinstance(seg.get("path"), str) and seg["path"]
+                and isinstance(seg.get("kind"), str) and isinstance(seg.get("t_start_us"), int)
+                and not isinstance(seg.get("t_start_us"), bool)):
+            raise bad(f"segments[{i}] lacks a path, kind or whole-number t_start_us")
+        if Path(seg["path"]).is_absolute() or ".." in Path(seg["path"]).parts:
+            raise bad(f"segments[{i}] path {seg['path']!r} leads out of the session folder")
+    for i, t in enumerate(meta.get("trials") or []):
+        if not isinstance(t, dict) or "trial" not in t:
+            raise bad(f"trials[{i}] is not a trial entry")
+    if not all(is_num(v) for v in (meta.get("written") or {}).values()):
+        raise bad("'written' holds a count that is not a number")
+
+
 def _session_root(p: Path) -> Path:
     for parent in [p.parent, *p.parents]:
         if (parent / fmt.SESSION_JSON).is_file():
@@ -120,6 +177,7 @@ class SessionReader:
         if not isinstance(version, int) or version > fmt.FORMAT_VERSION or version < 1:
             raise SessionFormatError(f"{meta_path}: format version {version!r} is not supported by this "
                                      f"emer_live (reads 1..{fmt.FORMAT_VERSION}); update emer_live")
+        _check_meta_shape(meta, meta_path)
         self.meta = meta
         self._gaze_cache: Optional[np.ndarray] = None
         self._frames_cache = {}
@@ -230,14 +288,21 @@ class SessionReader:
 
     def events(self) -> List[dict]:
         """events.tsv as a list of dicts (``detail`` parsed from JSON)."""
-        rows = read_tsv_checked(self._inside(self.path / fmt.EVENTS_TSV), fmt.EVENT_COLUMNS, what="events")
+        p = self._inside(self.path / fmt.EVENTS_TSV)
+        rows = read_tsv_checked(p, fmt.EVENT_COLUMNS, what="events")
         out = []
-        for t, kind, trial, detail in rows:
+        for i, (t, kind, trial, detail) in enumerate(rows):
             try:
                 d = json.loads(detail) if detail else {}
             except ValueError:
                 d = {"text": detail}
-            out.append({"t_us": int(t), "kind": kind, "trial": int(trial) if trial else None, "detail": d})
+            if not isinstance(d, dict):
+                d = {"value": d}
+            try:
+                out.append({"t_us": int(t), "kind": kind, "trial": int(trial) if trial else None, "detail": d})
+            except ValueError:
+                raise SessionFormatError(f"{p}: line {i + 2}: t_us or trial is not a whole number; "
+                                         f"run `emer-live repair {self.path}`") from None
         return out
 
     def stimulus_intervals(self) -> List[dict]:
@@ -263,7 +328,11 @@ class SessionReader:
         p = self._inside(self.path / name)
         if not p.is_file():
             return None
-        return pd.read_csv(p, sep="\t")
+        try:
+            return pd.read_csv(p, sep="\t")
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise SessionFormatError(f"{p}: not a readable table ({reason})") from None
 
     def sam(self):
         """sam.tsv as a DataFrame, or None if the session has no SAM answers."""
@@ -288,7 +357,7 @@ class SessionReader:
                 self._frames_cache[key] = np.zeros(0, dt)
             else:
                 rows = read_tsv_checked(p, fmt.FRAME_COLUMNS, what="frame index")
-                arr = np.array([tuple(int(v) for v in r) for r in rows], dtype=dt) if rows else np.zeros(0, dt)
+                arr = np.array(_int_rows(rows, p, fmt.FRAME_COLUMNS), dtype=dt) if rows else np.zeros(0, dt)
                 self._frames_cache[key] = arr
         return self._frames_cache[key]
 
@@ -304,7 +373,7 @@ class SessionReader:
         idx = self.frame_index(segment)
         if not 0 <= i < len(idx):
             raise IndexError(f"{segment.relpath}: frame {i} out of range (0..{len(idx) - 1})")
-        with open(self._inside(segment.path / fmt.VIDEO_FILE), "rb") as f:
+        with self._open_video(segment) as f:
             f.seek(int(idx["offset"][i]))
             data = f.read(int(idx["size"][i]))
         if len(data) < int(idx["size"][i]):
@@ -324,7 +393,7 @@ class SessionReader:
             idx = self.frame_index(seg)
             if len(idx) == 0:
                 continue
-            with open(self._inside(seg.path / fmt.VIDEO_FILE), "rb") as f:
+            with self._open_video(seg) as f:
                 for r in idx:
                     f.seek(int(r["offset"]))
                     data = f.read(int(r["size"]))
@@ -335,6 +404,16 @@ class SessionReader:
                         raise SessionFormatError(f"{seg.path / fmt.VIDEO_FILE}: frame {int(r['frame'])} is not "
                                                  f"a decodable JPEG; run `emer-live repair {self.path}`")
                     yield int(r["t_us"]), int(r["camera_frame_index"]), img
+
+    def _open_video(self, segment: Segment):
+        p = self._inside(segment.path / fmt.VIDEO_FILE)
+        try:
+            return open(p, "rb")
+        except FileNotFoundError:
+            raise SessionFormatError(f"{p}: missing, but {fmt.FRAMES_TSV} beside it indexes frames; restore it from "
+                                     "a backup") from None
+        except IsADirectoryError:
+            raise SessionFormatError(f"{p}: a folder, not the video file") from None
 
     def _truncated(self, segment: Segment, i: int) -> SessionFormatError:
         return SessionFormatError(f"{segment.path / fmt.VIDEO_FILE}: truncated - frame {i} and later lie past the "
@@ -424,7 +503,7 @@ class SessionReader:
         if not p.is_file():
             return np.zeros(0, dt)
         rows = read_tsv_checked(p, fmt.AUDIO_COLUMNS, what="audio block index")
-        return np.array([tuple(int(v) for v in r) for r in rows], dtype=dt) if rows else np.zeros(0, dt)
+        return np.array(_int_rows(rows, p, fmt.AUDIO_COLUMNS), dtype=dt) if rows else np.zeros(0, dt)
 
     def audio(self, segment: Segment) -> np.ndarray:
         """Samples of a segment as float32 (n, channels) in [-1, 1]."""
@@ -475,8 +554,9 @@ class SessionReader:
             st["rate_hz"] = round(n_samples / st["duration_s"], 1) if st["duration_s"] else None
             streams["audio"] = st
         trials = []
-        sam = self.sam()
-        preds = self.predictions()
+        extra = []   # damaged side tables: the summary is a partial read, said so in problems
+        sam = self._side_table(self.sam, ("trial", "er7"), extra)
+        preds = self._side_table(self.predictions, ("kind", "trial", "er_top", "fer_top"), extra)
         status = {t["trial"]: t.get("status") for t in self.meta.get("trials", [])}
         for s in self.segments():
             if s.kind != "trial":
@@ -489,7 +569,7 @@ class SessionReader:
                 m = sam[sam["trial"] == s.trial]
                 if len(m):
                     row["sam_er7"] = str(m["er7"].iloc[0])
-            if preds is not None and "kind" in preds:
+            if preds is not None:
                 m = preds[(preds["kind"] == "trial") & (preds["trial"] == s.trial)]
                 if len(m):
                     row["predicted_er7"] = str(m["er_top"].iloc[-1])
@@ -498,7 +578,22 @@ class SessionReader:
         return {"format": {"name": self.meta["format"], "version": self.format_version},
                 "path": str(self.path), "status": self.status, "participant": self.meta.get("participant"),
                 "streams": streams, "tracker_clock_sync": clock_sync, "trials": trials,
-                "problems": [p["message"] for p in self.problems()]}
+                "problems": [p["message"] for p in self.problems()] + extra}
+
+    @staticmethod
+    def _side_table(read, columns, extra: list):
+        """A side table (sam.tsv, predictions.tsv) for the summary; a damaged one is left out and
+        named in ``extra`` instead of failing the whole summary."""
+        try:
+            t = read()
+        except SessionFormatError as exc:
+            extra.append(f"{exc}; left out of this summary")
+            return None
+        if t is not None and not set(columns) <= set(t.columns):
+            extra.append(f"a side table lacks column(s) {', '.join(c for c in columns if c not in t.columns)}; "
+                         "left out of this summary")
+            return None
+        return t
 
 
 def _stream_of(p: Path) -> Optional[str]:

@@ -26,7 +26,7 @@ def pytest_terminal_summary(terminalreporter):
     if not _ROWS:
         return
     head = ("fault", "injected", "detected", "data lost (s)", "bound")
-    widths = [min(72, max(len(str(r[i])) for r in _ROWS + [head])) for i in range(5)]
+    widths = [min(110, max(len(str(r[i])) for r in _ROWS + [head])) for i in range(5)]
     line = lambda r: "  ".join(str(c)[:widths[i]].ljust(widths[i]) for i, c in enumerate(r))  # noqa: E731
     terminalreporter.section("fault injection")
     terminalreporter.write_line(line(head))
