@@ -21,7 +21,6 @@ import argparse
 import shutil
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -87,7 +86,6 @@ def soak(minutes: float, size, folder: Path) -> int:
     rcpu0 = thread_cpu_s(proc, rec_tid)
     samples = []   # (t_s, rss_MB, proc_cpu_s, rec_cpu_s, bytes)
     end = minutes * 60.0
-    stop = threading.Event()
     print(f"soak: {minutes:g} min at 250 Hz + 30 fps {size[0]}x{size[1]} + 48 kHz into {folder}", flush=True)
     while True:
         now = time.perf_counter() - t0
@@ -96,7 +94,7 @@ def soak(minutes: float, size, folder: Path) -> int:
         if len(samples) % 6 == 1:
             s = samples[-1]
             print(f"  t={s[0]:7.0f} s  RSS {s[1]:7.1f} MB  written {s[4] / 2**20:8.1f} MB", flush=True)
-        if now >= end or stop.is_set():
+        if now >= end:
             break
         time.sleep(min(SAMPLE_S, max(0.0, end - now)))
     ds.stop_all()

@@ -163,6 +163,13 @@ def test_mentions_in_another_participants_session_are_listed_for_review(corpus, 
     assert row[5] == "1"  # left_for_review
 
 
+def test_root_inside_the_participants_folder_is_refused(corpus):
+    for root in (corpus / WHO, corpus / WHO / "S20261201-100000", corpus / "pilot" / "rec_a"):
+        with pytest.raises(ConfigError, match="the participant's own folder or session"):
+            plan_forget(root, WHO)
+    assert (corpus / WHO / "S20261201-100000" / "session.json").exists()
+
+
 def test_bad_pseudonym_and_root(tmp_path):
     with pytest.raises(ConfigError, match="pseudonyms"):
         plan_forget(tmp_path, "../etc")

@@ -196,8 +196,13 @@ def plan_forget(root, participant: str) -> ForgetPlan:
     if not root.is_dir():
         raise ConfigError(f"--root {root}: not a folder; give the recordings folder that holds the sessions")
     root = root.resolve()
-    plan = ForgetPlan(root=root, participant=participant)
     pat = _token_re(participant)
+    # the audit line is written into the root, and the root is never removed: a root that is (or
+    # is inside) the participant's own folder or one of their sessions would keep their name
+    if any(pat.search(part.encode()) for part in root.parts) or _session_participant(root) == participant:
+        raise ConfigError(f"--root {root}: is the participant's own folder or session (or inside it); give the "
+                          "recordings folder above it, e.g. --root recordings")
+    plan = ForgetPlan(root=root, participant=participant)
     keep = 4 * (len(participant) + 2)
     own_top = root / participant
 
