@@ -476,6 +476,11 @@ class SessionReader:
             if n_bad:
                 add("order", "camera", f"{seg.path / fmt.FRAMES_TSV}: {n_bad} frame time stamp(s) out of order or "
                                        "repeated (not later than an earlier row)")
+        if (self.path / fmt.EVENTS_TSV).is_file():
+            try:
+                self.events()
+            except SessionFormatError as exc:
+                add("unreadable", None, str(exc))
         if self.has_gaze():
             try:
                 t = self.gaze()["t_us"]

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from emer_live.errors import EmerError
 from emer_live.recording import SessionReader
+from emer_live.recording.repair import repair_session
 from emer_live.session.stimuli import emer_design_clips, load_manifest, parse_manifest, write_manifest
 
 try:
@@ -26,7 +27,7 @@ except ImportError:  # pragma: no cover
 FUZZ = settings(max_examples=int(os.environ.get("EMER_FUZZ_EXAMPLES", "120")), deadline=None, derandomize=False, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 _counts = {"reader": {"ok": 0, "flagged": 0, "error": 0, "traceback": 0},
-           "manifest": {"ok": 0, "error": 0, "traceback": 0}}
+           "repair": {"ok": 0, "error": 0, "traceback": 0}, "manifest": {"ok": 0, "error": 0, "traceback": 0}}
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +119,17 @@ def test_reader_fuzz(pristine, mutations):
         except Exception:
             _counts["reader"]["traceback"] += 1
             raise
+        try:  # repair of the same folder: cuts crash damage, refuses the rest with one line
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                repair_session(s)
+            _counts["repair"]["ok"] += 1
+        except EmerError as exc:
+            assert str(exc) and "\n" not in str(exc).strip(), repr(exc)
+            _counts["repair"]["error"] += 1
+        except Exception:
+            _counts["repair"]["traceback"] += 1
+            raise
 
 
 @pytest.fixture(scope="module")
@@ -168,6 +180,9 @@ def test_fuzz_table(fault_table):
     fault_table.add("fuzz: session reader", f"{sum(r.values())} folders, 1-3 random byte/line mutations",
                     f"{r['error']} clear errors, {r['flagged']} flagged reads, {r['ok']} clean reads, "
                     f"{r['traceback']} tracebacks", None, "only EmerError or warnings")
+    rp = _counts["repair"]
+    fault_table.add("fuzz: repair", f"the same {sum(rp.values())} folders", f"{rp['error']} clear refusals, "
+                    f"{rp['ok']} repaired or nothing to do, {rp['traceback']} tracebacks", None, "only EmerError")
     fault_table.add("fuzz: stimulus manifest", f"{sum(m.values())} manifests (mutated, random text, bytes)",
                     f"{m['error']} clear errors, {m['ok']} accepted, {m['traceback']} tracebacks", None, "only EmerError")
-    assert r["traceback"] == 0 and m["traceback"] == 0
+    assert r["traceback"] == 0 and m["traceback"] == 0 and rp["traceback"] == 0
