@@ -106,6 +106,16 @@ def soak(minutes: float, size, folder: Path) -> int:
     return 0
 
 
+def theil_sen(x, y) -> float:
+    """Median of pairwise slopes: a trend that one transient spike (a GC, a burst) does not move."""
+    if len(x) < 3:
+        return float("nan")
+    i, j = np.triu_indices(len(x), 1)
+    dx = x[j] - x[i]
+    ok = dx > 0
+    return float(np.median((y[j] - y[i])[ok] / dx[ok]))
+
+
 def report(samples, wall, delivered, meta, folder: Path, cores: int) -> None:
     s = np.array(samples)
     t, rss, cpu, rcpu, nbytes = s.T
@@ -129,7 +139,7 @@ def report(samples, wall, delivered, meta, folder: Path, cores: int) -> None:
     base = rows[0]
     last = rows[-1]
     after1 = t >= min(60.0, t[-1] / 2)
-    slope = float(np.polyfit(t[after1] / 60.0, rss[after1], 1)[0]) if after1.sum() > 2 else float("nan")
+    slope = theil_sen(t[after1] / 60.0, rss[after1])
     print("\ntotals")
     print(f"  length: {wall / 60:.2f} min")
     for k in ("gaze", "camera", "audio"):
@@ -142,8 +152,8 @@ def report(samples, wall, delivered, meta, folder: Path, cores: int) -> None:
               f"counters gaps {c.get('gaps', 0)} missing {c.get('missing', 0)} dropped {c.get('dropped', 0)} "
               f"recorder_overruns {c.get('recorder_overruns', 0)}; info gaps {info[k]['gaps']}")
     print(f"  memory: RSS {rss[0]:.1f} MB at start, {base[1]:.1f} MB after minute 1, {rss[-1]:.1f} MB at the end; "
-          f"growth after minute 1 {rss[-1] - base[1]:+.1f} MB ({slope:+.2f} MB/min fitted); "
-          f"ratio end/minute 1 {rss[-1] / base[1]:.3f}")
+          f"peak {rss.max():.1f} MB; growth after minute 1 {rss[-1] - base[1]:+.1f} MB ({slope:+.2f} MB/min, "
+          f"median of pairwise slopes); ratio end/minute 1 {rss[-1] / base[1]:.3f}")
     tot_cpu = 100 * cpu[-1] / t[-1]
     print(f"  CPU: {tot_cpu:.1f}% of one core ({tot_cpu / cores:.1f}% of {cores} cores); recorder thread alone "
           f"{100 * rcpu[-1] / t[-1]:.1f}% of one core; last/first minute {last[2] / base[2]:.2f}x")

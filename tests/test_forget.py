@@ -210,3 +210,23 @@ def test_sam_note_warns_at_entry_not_at_read(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert read_sam(tmp_path / "sam.tsv")[0].answer.note == "write to a.b@c.de"
+
+
+def test_checkpoint_trained_on_the_participant_is_removed(corpus, capsys):
+    """A checkpoint's provenance names its training participants (inside torch's zip archive)."""
+    torch = pytest.importorskip("torch", reason="checkpoints need torch (the 3.10 SDK lane has none)")
+    from emer_live.model.checkpoint import identity_norm_stats, save_checkpoint
+    from emer_live.model.config import EMERTConfig
+    from emer_live.model.emert import EMERT
+
+    torch.manual_seed(0)
+    cfg = EMERTConfig()
+    models = corpus / "models"
+    models.mkdir()
+    for name, people in (("mine.pt", [WHO, "P08"]), ("other.pt", ["P08", "P070"])):
+        save_checkpoint(models / name, EMERT(cfg).eval(), norm_stats=identity_norm_stats(cfg),
+                        provenance={"split": {"train_participants": people}})
+    plan = plan_forget(corpus, WHO)
+    assert [p.name for p, _ in plan.files if p.parent == models] == ["mine.pt"]
+    assert cli.main(["forget", WHO, "--root", str(corpus), "--yes"]) == 0
+    assert not (models / "mine.pt").exists() and (models / "other.pt").exists()

@@ -7,8 +7,12 @@
 * **derived files** - anything else whose *name* or *contents* mention the pseudonym as a whole
   token: window caches kept with ``--cache-dir`` (``P07_<session>_<hash>/``), evaluation
   outputs (``evaluation.json``, per-sample ``predictions.tsv``), exports, JSON-lines predictions,
-  checkpoints whose provenance lists the participant (``.npz``/``.pt`` archives are searched
-  member by member, so compressed members are read too).
+  checkpoints whose provenance lists the participant. *Contents* means text: text files whole
+  (UTF-8, or UTF-16/32 with a byte-order mark), zip archives (``.npz``, torch ``.pt``) member
+  by member - string arrays element by element, pickles by their strings (read with
+  pickletools, nothing is unpickled) - and never raw binary data (tensor storage, numeric arrays,
+  images, media): random bytes spell a three-letter pseudonym by chance (a trained EMERT's
+  weights did, in a test). Binary files are judged by their names.
 
 A derived file that mentions several participants is removed whole: it was computed from the
 participant's data, and cutting rows out of it would leave a result that no longer matches its
@@ -124,23 +128,30 @@ def _stream_mentions(f: IO[bytes], pat: "re.Pattern[bytes]", keep: int) -> bool:
         tail = buf[-keep:]
 
 
-def _npy_mentions(z: "zipfile.ZipFile", info: "zipfile.ZipInfo", pat: "re.Pattern[bytes]") -> bool:
-    """A string array in an .npz: its elements are packed without separators (UTF-32 in '<U'
-    arrays), so the token is looked for element by element."""
-    import numpy as np  # numpy is a dependency; imported here because only archives need it
+def _npy_header_dtype(f):
+    import numpy as np  # numpy is a dependency; imported here because only arrays need it
 
-    with z.open(info) as m:
+    version = np.lib.format.read_magic(f)
+    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                   else np.lib.format.read_array_header_2_0)
+    return read_header(f)[2]
+
+
+def _npy_mentions(open_member: Callable[[], IO[bytes]], pat: "re.Pattern[bytes]") -> bool:
+    """A .npy array: only string arrays can name anyone; their elements are packed without
+    separators (UTF-32 in '<U' arrays), so the token is looked for element by element. Numeric
+    arrays are not searched: random float bytes would spell a short pseudonym by chance."""
+    import numpy as np
+
+    with open_member() as m:
         try:
-            version = np.lib.format.read_magic(m)
-            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                           else np.lib.format.read_array_header_2_0)
-            _shape, _fortran, dtype = read_header(m)
+            dtype = _npy_header_dtype(m)
         except (ValueError, OSError, SyntaxError):
             return False
         if dtype.kind not in "US" or dtype.hasobject:
             return False
-        with z.open(info) as m2:
-            arr = np.load(m2, allow_pickle=False)
+    with open_member() as m:
+        arr = np.load(m, allow_pickle=False)
     for item in np.ravel(arr):
         text = item if isinstance(item, str) else bytes(item).decode("utf-8", "replace")
         if pat.search(text.encode("utf-8")):
@@ -148,26 +159,73 @@ def _npy_mentions(z: "zipfile.ZipFile", info: "zipfile.ZipInfo", pat: "re.Patter
     return False
 
 
-def _file_mentions(path: Path, pat: "re.Pattern[bytes]", keep: int) -> bool:
-    """Whether the file's bytes - or, for a zip archive (.npz, torch .pt), any member's
-    decompressed bytes - contain the pseudonym."""
+def _pickle_mentions(f: IO[bytes], pat: "re.Pattern[bytes]") -> bool:
+    """The strings in a pickle (a torch checkpoint's data.pkl holds its provenance), read with
+    pickletools - nothing is unpickled, no code runs."""
+    import pickletools
+
     try:
-        with open(path, "rb") as f:
-            if _stream_mentions(f, pat, keep):
+        for _op, arg, _pos in pickletools.genops(f):
+            if isinstance(arg, str):
+                if pat.search(arg.encode("utf-8", "replace")):
+                    return True
+            elif isinstance(arg, (bytes, bytearray)) and pat.search(bytes(arg)):
                 return True
+    except Exception:  # noqa: BLE001 - a damaged pickle: whatever was read before stands
+        return False
+    return False
+
+
+_TEXT_BOMS = (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")
+_TORCH_STORAGE = re.compile(r"(^|/)data/\d+$")
+
+
+def _is_text(head: bytes) -> bool:
+    """Text (UTF-8, or UTF-16/32 with a byte-order mark) rather than binary: binary bytes are
+    not searched, since random bytes spell a short pseudonym by chance."""
+    return head.startswith(_TEXT_BOMS) or b"\x00" not in head
+
+
+def _file_mentions(path: Path, pat: "re.Pattern[bytes]", keep: int) -> bool:
+    """Whether the file's text mentions the pseudonym. Text files are searched whole; zip archives
+    (.npz, torch .pt) member by member (string arrays element by element, pickles by their strings,
+    tensor storage not at all); .npy string arrays and pickles likewise; other binary files only
+    by name."""
+    try:
         if zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as z:
                 for info in z.infolist():
-                    if pat.search(info.filename.encode("utf-8", "replace")):
+                    name = info.filename
+                    if pat.search(name.encode("utf-8", "replace")):
                         return True
-                    with z.open(info) as m:
-                        if _stream_mentions(m, pat, keep):
+                    if _TORCH_STORAGE.search(name) or info.is_dir():
+                        continue
+                    if name.endswith(".npy"):
+                        if _npy_mentions(lambda info=info: z.open(info), pat):
                             return True
-                    if info.filename.endswith(".npy") and _npy_mentions(z, info, pat):
-                        return True
-    except (OSError, zipfile.BadZipFile, RuntimeError, EOFError):
+                    elif name.endswith(".pkl"):
+                        with z.open(info) as m:
+                            if _pickle_mentions(m, pat):
+                                return True
+                    else:
+                        with z.open(info) as m:
+                            if _is_text(m.read(8192)):
+                                with z.open(info) as m2:
+                                    if _stream_mentions(m2, pat, keep):
+                                        return True
+            return False
+        if path.suffix == ".npy":
+            return _npy_mentions(lambda: open(path, "rb"), pat)
+        if path.suffix in (".pkl", ".pickle"):
+            with open(path, "rb") as f:
+                return _pickle_mentions(f, pat)
+        with open(path, "rb") as f:
+            if not _is_text(f.read(8192)):
+                return False
+            f.seek(0)
+            return _stream_mentions(f, pat, keep)
+    except (OSError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError):
         return False  # unreadable: the name check still applies
-    return False
 
 
 def _session_participant(folder: Path) -> Optional[str]:
