@@ -4,7 +4,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench clean-venv
+.PHONY: setup demo test bench soak clean-venv
 
 $(STAMP): pyproject.toml requirements-pins.txt scripts/system-deps.sh scripts/fetch_face_models.py
 	./scripts/system-deps.sh
@@ -32,7 +32,10 @@ test: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(VPY) -m pytest -q -p no:cacheprovider --timeout=600 $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	for b in benchmarks/*.py; do echo "== $$b"; $(VPY) $$b || exit 1; done
+	for b in benchmarks/bench_*.py; do echo "== $$b"; $(VPY) $$b || exit 1; done
+
+soak: $(STAMP)
+	$(VPY) benchmarks/soak.py --minutes $(or $(MINUTES),60)
 
 clean-venv:
 	rm -rf $(VENV)

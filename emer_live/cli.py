@@ -31,6 +31,7 @@ _COMMAND_MODULES = [
     "emer_live.model.fer_commands",   # import-fer, fer
     "emer_live.training.commands",    # train, evaluate
     "emer_live.doctor",               # doctor
+    "emer_live.session.forget",       # forget (participant data rights)
 ]
 
 

@@ -7,6 +7,7 @@ Every table is also plain TSV that pandas (``pd.read_csv(p, sep="\\t")``) or R
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, List, Optional
@@ -83,6 +84,63 @@ def read_tsv_checked(path: Path, columns, *, what: str) -> "list[list[str]]":
     return rows
 
 
+def _int_rows(rows, path: Path, columns) -> "list[tuple]":
+    """Rows of whole numbers as int tuples; a field that is not one is a format error naming its
+    line (a duplicated header, garbage written over a row)."""
+    out = []
+    for i, r in enumerate(rows):
+        try:
+            out.append(tuple(int(v) for v in r))
+        except ValueError:
+            bad = next((c for c, v in zip(columns, r) if not _is_int(v)), "?")
+            raise SessionFormatError(f"{path}: line {i + 2}, column {bad!r} is not a whole number; "
+                                     f"run `emer-live repair {_session_root(path)}`") from None
+    return out
+
+
+def _is_int(v: str) -> bool:
+    try:
+        int(v)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_meta_shape(meta: dict, where: Path) -> None:
+    """The parts of session.json the readers index into have the shapes the writer gives them;
+    a hand-edited or damaged file is refused here with what is wrong, not deep inside a tool."""
+    def bad(what: str) -> SessionFormatError:
+        return SessionFormatError(f"{where}: {what}; the file was edited or damaged - restore it from a backup "
+                                  "(or run `emer-live repair` on a crashed recording)")
+
+    def is_num(x) -> bool:
+        return x is None or (isinstance(x, (int, float)) and not isinstance(x, bool))
+
+    for key, kind in (("streams", dict), ("written", dict), ("segments", list), ("trials", list)):
+        if key in meta and not isinstance(meta[key], kind):
+            raise bad(f"{key!r} is not a {'JSON object' if kind is dict else 'list'}")
+    if not isinstance(meta.get("status", ""), str):
+        raise bad("'status' is not text")
+    for name, info in (meta.get("streams") or {}).items():
+        if not isinstance(info, dict) or not isinstance(info.get("counters", {}), dict) \
+                or not is_num(info.get("nominal_rate_hz")):
+            raise bad(f"streams.{name} is not a stream description")
+        if not all(is_num(v) for v in info.get("counters", {}).values()):
+            raise bad(f"streams.{name}.counters holds a value that is not a number")
+    for i, seg in enumerate(meta.get("segments") or []):
+        if not (isinstance(seg, dict) and isinstance(seg.get("path"), str) and seg["path"]
+                and isinstance(seg.get("kind"), str) and isinstance(seg.get("t_start_us"), int)
+                and not isinstance(seg.get("t_start_us"), bool)):
+            raise bad(f"segments[{i}] lacks a path, kind or whole-number t_start_us")
+        if Path(seg["path"]).is_absolute() or ".." in Path(seg["path"]).parts:
+            raise bad(f"segments[{i}] path {seg['path']!r} leads out of the session folder")
+    for i, t in enumerate(meta.get("trials") or []):
+        if not isinstance(t, dict) or "trial" not in t:
+            raise bad(f"trials[{i}] is not a trial entry")
+    if not all(is_num(v) for v in (meta.get("written") or {}).values()):
+        raise bad("'written' holds a count that is not a number")
+
+
 def _session_root(p: Path) -> Path:
     for parent in [p.parent, *p.parents]:
         if (parent / fmt.SESSION_JSON).is_file():
@@ -119,9 +177,41 @@ class SessionReader:
         if not isinstance(version, int) or version > fmt.FORMAT_VERSION or version < 1:
             raise SessionFormatError(f"{meta_path}: format version {version!r} is not supported by this "
                                      f"emer_live (reads 1..{fmt.FORMAT_VERSION}); update emer_live")
+        _check_meta_shape(meta, meta_path)
         self.meta = meta
         self._gaze_cache: Optional[np.ndarray] = None
         self._frames_cache = {}
+
+    def _inside(self, p: Path) -> Path:
+        """``p`` when it resolves inside the session folder; a symbolic link (or a segment path in
+        session.json) that leads out of it is refused - a copied folder must not read whatever
+        the link points at on this machine."""
+        root = self.path.resolve()
+        try:
+            rp = p.resolve()
+        except (OSError, RuntimeError):  # a link loop
+            raise SessionFormatError(f"{p}: a symbolic link that cannot be resolved; replace it by the file") from None
+        if rp != root and root not in rp.parents:
+            raise SessionFormatError(f"{p}: leads out of the session folder (to {rp}); copy the file into the "
+                                     "folder instead of linking to it")
+        return p
+
+    def _outside_links(self) -> List[Path]:
+        """Symbolic links in the folder that lead out of it (links are not followed)."""
+        root = self.path.resolve()
+        out = []
+        for dirpath, dirnames, filenames in os.walk(self.path, followlinks=False):
+            for name in dirnames + filenames:
+                p = Path(dirpath) / name
+                if p.is_symlink():
+                    try:
+                        rp = p.resolve()
+                    except (OSError, RuntimeError):
+                        out.append(p)
+                        continue
+                    if rp != root and root not in rp.parents:
+                        out.append(p)
+        return out
 
     # ------------------------------------------------------------------ metadata
     @property
@@ -162,6 +252,7 @@ class SessionReader:
         p = self.path / fmt.GAZE_TSV
         if not p.is_file():
             raise SessionFormatError(f"{p}: missing - this session has no gaze recording")
+        self._inside(p)
         return self._read_table("gaze")
 
     def _read_table(self, kind: str) -> np.ndarray:
@@ -170,6 +261,7 @@ class SessionReader:
         p = self.path / file
         if not p.is_file():
             return np.zeros(0, dtype)
+        self._inside(p)
         rows = read_tsv_checked(p, dtype.names, what=kind.replace("_", " "))
         out = np.zeros(len(rows), dtype)
         if not rows:
@@ -196,14 +288,21 @@ class SessionReader:
 
     def events(self) -> List[dict]:
         """events.tsv as a list of dicts (``detail`` parsed from JSON)."""
-        rows = read_tsv_checked(self.path / fmt.EVENTS_TSV, fmt.EVENT_COLUMNS, what="events")
+        p = self._inside(self.path / fmt.EVENTS_TSV)
+        rows = read_tsv_checked(p, fmt.EVENT_COLUMNS, what="events")
         out = []
-        for t, kind, trial, detail in rows:
+        for i, (t, kind, trial, detail) in enumerate(rows):
             try:
                 d = json.loads(detail) if detail else {}
             except ValueError:
                 d = {"text": detail}
-            out.append({"t_us": int(t), "kind": kind, "trial": int(trial) if trial else None, "detail": d})
+            if not isinstance(d, dict):
+                d = {"value": d}
+            try:
+                out.append({"t_us": int(t), "kind": kind, "trial": int(trial) if trial else None, "detail": d})
+            except ValueError:
+                raise SessionFormatError(f"{p}: line {i + 2}: t_us or trial is not a whole number; "
+                                         f"run `emer-live repair {self.path}`") from None
         return out
 
     def stimulus_intervals(self) -> List[dict]:
@@ -226,10 +325,14 @@ class SessionReader:
     def _optional_table(self, name: str):
         import pandas as pd
 
-        p = self.path / name
+        p = self._inside(self.path / name)
         if not p.is_file():
             return None
-        return pd.read_csv(p, sep="\t")
+        try:
+            return pd.read_csv(p, sep="\t")
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise SessionFormatError(f"{p}: not a readable table ({reason})") from None
 
     def sam(self):
         """sam.tsv as a DataFrame, or None if the session has no SAM answers."""
@@ -249,12 +352,12 @@ class SessionReader:
         if key not in self._frames_cache:
             dt = np.dtype([("frame", np.int64), ("t_us", np.int64), ("camera_frame_index", np.int64),
                            ("offset", np.int64), ("size", np.int64)])
-            p = segment.path / fmt.FRAMES_TSV
+            p = self._inside(segment.path / fmt.FRAMES_TSV)
             if not p.is_file():
                 self._frames_cache[key] = np.zeros(0, dt)
             else:
                 rows = read_tsv_checked(p, fmt.FRAME_COLUMNS, what="frame index")
-                arr = np.array([tuple(int(v) for v in r) for r in rows], dtype=dt) if rows else np.zeros(0, dt)
+                arr = np.array(_int_rows(rows, p, fmt.FRAME_COLUMNS), dtype=dt) if rows else np.zeros(0, dt)
                 self._frames_cache[key] = arr
         return self._frames_cache[key]
 
@@ -270,7 +373,7 @@ class SessionReader:
         idx = self.frame_index(segment)
         if not 0 <= i < len(idx):
             raise IndexError(f"{segment.relpath}: frame {i} out of range (0..{len(idx) - 1})")
-        with open(segment.path / fmt.VIDEO_FILE, "rb") as f:
+        with self._open_video(segment) as f:
             f.seek(int(idx["offset"][i]))
             data = f.read(int(idx["size"][i]))
         if len(data) < int(idx["size"][i]):
@@ -290,7 +393,7 @@ class SessionReader:
             idx = self.frame_index(seg)
             if len(idx) == 0:
                 continue
-            with open(seg.path / fmt.VIDEO_FILE, "rb") as f:
+            with self._open_video(seg) as f:
                 for r in idx:
                     f.seek(int(r["offset"]))
                     data = f.read(int(r["size"]))
@@ -301,6 +404,16 @@ class SessionReader:
                         raise SessionFormatError(f"{seg.path / fmt.VIDEO_FILE}: frame {int(r['frame'])} is not "
                                                  f"a decodable JPEG; run `emer-live repair {self.path}`")
                     yield int(r["t_us"]), int(r["camera_frame_index"]), img
+
+    def _open_video(self, segment: Segment):
+        p = self._inside(segment.path / fmt.VIDEO_FILE)
+        try:
+            return open(p, "rb")
+        except FileNotFoundError:
+            raise SessionFormatError(f"{p}: missing, but {fmt.FRAMES_TSV} beside it indexes frames; restore it from "
+                                     "a backup") from None
+        except IsADirectoryError:
+            raise SessionFormatError(f"{p}: a folder, not the video file") from None
 
     def _truncated(self, segment: Segment, i: int) -> SessionFormatError:
         return SessionFormatError(f"{segment.path / fmt.VIDEO_FILE}: truncated - frame {i} and later lie past the "
@@ -314,7 +427,8 @@ class SessionReader:
         Returns dicts ``{"kind", "stream", "message"}`` with kind ``unfinished`` (status
         ``recording``: it crashed and was not repaired), ``stopped`` (disk full / error),
         ``missing`` (a stream session.json declares has no file), ``truncated`` (frames indexed
-        past the end of face.mjpeg) or ``order`` (time stamps that do not increase)."""
+        past the end of face.mjpeg), ``order`` (time stamps that do not increase) or ``outside``
+        (a symbolic link that leads out of the folder; it is not read)."""
         out = []
 
         def add(kind, stream, message):
@@ -326,6 +440,9 @@ class SessionReader:
         elif self.status in ("disk_full", "error"):
             add("stopped", None, f"{self.path}: the recording stopped early (status {self.status!r})"
                                  + (f": {self.meta['error']}" if self.meta.get("error") else ""))
+        for link in self._outside_links():
+            add("outside", _stream_of(link), f"{link}: a symbolic link out of the session folder; it is not read - "
+                                             "copy the file into the folder instead of linking to it")
         declared = self.meta.get("streams", {}) or {}
         for kind, info in declared.items():
             if kind in fmt.TABLES and not (self.path / fmt.TABLES[kind][0]).is_file():
@@ -359,6 +476,11 @@ class SessionReader:
             if n_bad:
                 add("order", "camera", f"{seg.path / fmt.FRAMES_TSV}: {n_bad} frame time stamp(s) out of order or "
                                        "repeated (not later than an earlier row)")
+        if (self.path / fmt.EVENTS_TSV).is_file():
+            try:
+                self.events()
+            except SessionFormatError as exc:
+                add("unreadable", None, str(exc))
         if self.has_gaze():
             try:
                 t = self.gaze()["t_us"]
@@ -376,23 +498,23 @@ class SessionReader:
         """Raise :class:`SessionFormatError` for a missing, truncated or out-of-order stream among
         ``streams`` (the checks of :meth:`problems` that make replay and windows wrong)."""
         for p in self.problems():
-            if p["stream"] in streams and p["kind"] in ("missing", "truncated", "order", "unreadable"):
+            if p["stream"] in streams and p["kind"] in ("missing", "truncated", "order", "unreadable", "outside"):
                 raise SessionFormatError(p["message"])
 
     # ------------------------------------------------------------------ audio
     def audio_blocks(self, segment: Segment) -> np.ndarray:
         dt = np.dtype([("block", np.int64), ("t_us", np.int64), ("n_samples", np.int64), ("sample_offset", np.int64)])
-        p = segment.path / fmt.AUDIO_TSV
+        p = self._inside(segment.path / fmt.AUDIO_TSV)
         if not p.is_file():
             return np.zeros(0, dt)
         rows = read_tsv_checked(p, fmt.AUDIO_COLUMNS, what="audio block index")
-        return np.array([tuple(int(v) for v in r) for r in rows], dtype=dt) if rows else np.zeros(0, dt)
+        return np.array(_int_rows(rows, p, fmt.AUDIO_COLUMNS), dtype=dt) if rows else np.zeros(0, dt)
 
     def audio(self, segment: Segment) -> np.ndarray:
         """Samples of a segment as float32 (n, channels) in [-1, 1]."""
         info = self.meta.get("streams", {}).get("audio", {})
         ch = int(info.get("channels", 1))
-        p = segment.path / fmt.AUDIO_FILE
+        p = self._inside(segment.path / fmt.AUDIO_FILE)
         raw = np.fromfile(p, dtype="<i2", offset=fmt.WAV_HEADER_BYTES) if p.is_file() else np.zeros(0, "<i2")
         n = len(raw) // ch
         return (raw[: n * ch].reshape(n, ch).astype(np.float32) / 32767.0)
@@ -437,8 +559,9 @@ class SessionReader:
             st["rate_hz"] = round(n_samples / st["duration_s"], 1) if st["duration_s"] else None
             streams["audio"] = st
         trials = []
-        sam = self.sam()
-        preds = self.predictions()
+        extra = []   # damaged side tables: the summary is a partial read, said so in problems
+        sam = self._side_table(self.sam, ("trial", "er7"), extra)
+        preds = self._side_table(self.predictions, ("kind", "trial", "er_top", "fer_top"), extra)
         status = {t["trial"]: t.get("status") for t in self.meta.get("trials", [])}
         for s in self.segments():
             if s.kind != "trial":
@@ -451,7 +574,7 @@ class SessionReader:
                 m = sam[sam["trial"] == s.trial]
                 if len(m):
                     row["sam_er7"] = str(m["er7"].iloc[0])
-            if preds is not None and "kind" in preds:
+            if preds is not None:
                 m = preds[(preds["kind"] == "trial") & (preds["trial"] == s.trial)]
                 if len(m):
                     row["predicted_er7"] = str(m["er_top"].iloc[-1])
@@ -460,7 +583,35 @@ class SessionReader:
         return {"format": {"name": self.meta["format"], "version": self.format_version},
                 "path": str(self.path), "status": self.status, "participant": self.meta.get("participant"),
                 "streams": streams, "tracker_clock_sync": clock_sync, "trials": trials,
-                "problems": [p["message"] for p in self.problems()]}
+                "problems": [p["message"] for p in self.problems()] + extra}
+
+    @staticmethod
+    def _side_table(read, columns, extra: list):
+        """A side table (sam.tsv, predictions.tsv) for the summary; a damaged one is left out and
+        named in ``extra`` instead of failing the whole summary."""
+        try:
+            t = read()
+        except SessionFormatError as exc:
+            extra.append(f"{exc}; left out of this summary")
+            return None
+        if t is not None and not set(columns) <= set(t.columns):
+            extra.append(f"a side table lacks column(s) {', '.join(c for c in columns if c not in t.columns)}; "
+                         "left out of this summary")
+            return None
+        return t
+
+
+def _stream_of(p: Path) -> Optional[str]:
+    """Which stream a file belongs to (for problems()); None for metadata."""
+    name = p.name
+    if name in (fmt.VIDEO_FILE, fmt.FRAMES_TSV):
+        return "camera"
+    if name in (fmt.AUDIO_FILE, fmt.AUDIO_TSV):
+        return "audio"
+    for kind, (file, _dtype) in fmt.TABLES.items():
+        if name == file:
+            return kind
+    return None
 
 
 def _not_after_earlier(t: np.ndarray) -> np.ndarray:

@@ -124,6 +124,35 @@ def _repair_table(root: Path, file: Path, columns, report: RepairReport, what: s
     return max(good - 1, 0)
 
 
+def _index_rows(path: Path):
+    """(lines, rows) of a frame or audio-block index after its table was cut back: the data lines
+    and their whole numbers (none negative)."""
+    try:
+        text = path.read_bytes().decode("utf-8").split("\n")[1:-1]
+    except UnicodeDecodeError as exc:
+        raise SessionFormatError(f"{path}: not UTF-8 text ({exc.reason}); this is not crash damage - inspect the "
+                                 "file by hand") from None
+    rows = _int_rows(path, text)
+    for i, r in enumerate(rows):
+        if any(v < 0 for v in r):
+            raise SessionFormatError(f"{path}: line {i + 2} holds a negative offset or size; this is not crash "
+                                     "damage - inspect the file by hand")
+    return text, rows
+
+
+def _int_rows(path: Path, lines) -> list:
+    """Index rows as lists of ints; a row that is not numbers (a repeated header, garbage) is not
+    crash damage, which repair only cuts at the end."""
+    rows = []
+    for i, ln in enumerate(lines):
+        try:
+            rows.append(list(map(int, ln.split("\t"))))
+        except ValueError:
+            raise SessionFormatError(f"{path}: line {i + 2} is not a row of whole numbers; this is not crash "
+                                     "damage - inspect the file by hand") from None
+    return rows
+
+
 def _repair_video(root: Path, seg: Path, report: RepairReport) -> None:
     idx_path, vid_path = seg / fmt.FRAMES_TSV, seg / fmt.VIDEO_FILE
     if not idx_path.is_file() and not vid_path.is_file():
@@ -134,8 +163,7 @@ def _repair_video(root: Path, seg: Path, report: RepairReport) -> None:
         return
     _repair_table(root, idx_path, fmt.FRAME_COLUMNS, report, "frame index")
     size = vid_path.stat().st_size if vid_path.is_file() else 0
-    text = idx_path.read_text(encoding="utf-8").split("\n")[1:-1]
-    rows = [list(map(int, ln.split("\t"))) for ln in text]
+    text, rows = _index_rows(idx_path)
     # keep index rows whose JPEG lies wholly inside the flushed bytes and ends with EOI (FF D9)
     good = len(rows)
     with open(vid_path, "rb") if vid_path.is_file() else open(os.devnull, "rb") as f:
@@ -161,8 +189,7 @@ def _repair_audio(root: Path, seg: Path, report: RepairReport, channels: int, ra
     if not idx_path.is_file() or not wav_path.is_file():
         return
     _repair_table(root, idx_path, fmt.AUDIO_COLUMNS, report, "audio block")
-    text = idx_path.read_text(encoding="utf-8").split("\n")[1:-1]
-    rows = [list(map(int, ln.split("\t"))) for ln in text]
+    text, rows = _index_rows(idx_path)
     frame_bytes = 2 * channels
     have = (wav_path.stat().st_size - fmt.WAV_HEADER_BYTES) // frame_bytes
     good = len(rows)

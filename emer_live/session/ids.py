@@ -15,7 +15,8 @@ from typing import Optional, Union
 from ..errors import ConfigError
 
 __all__ = ["PARTICIPANT_ID_RULE", "MAX_PARTICIPANT_ID_LENGTH", "validate_participant_id",
-           "is_valid_participant_id", "session_stamp", "claim_session_dir"]
+           "is_valid_participant_id", "session_stamp", "claim_session_dir", "looks_identifying",
+           "warn_if_identifying", "IdentifyingTextWarning"]
 
 MAX_PARTICIPANT_ID_LENGTH = 32
 
@@ -117,3 +118,64 @@ def claim_session_dir(root: Union[str, Path], participant: str, *, now: Optional
             continue
         return p
     raise ConfigError(f"{base}: {max_tries} sessions already started at {stamp}; wait a second and start again")
+
+
+# ---------------------------------------------------------------------------- free text
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
+_PHONE = re.compile(r"(?<!\d)\+?\d[\d ()/-]{6,}\d(?!\d)")
+_INTRO = re.compile(r"\b(my name is|name:|i am|i'm|this is|called)\s+([A-Z][a-z]+)", re.IGNORECASE)
+_TITLE = re.compile(r"\b(Mr|Mrs|Ms|Miss|Dr|Prof|Herr|Frau)\.?\s+[A-Z][a-z]+")
+# Two or three capitalised words in a row (a first and last name) where a sentence does not start.
+_NAME_PAIR = re.compile(r"(?<![.!?]\s)(?<!^)\b([A-Z][a-z]+(?:-[A-Z][a-z]+)?)\s+([A-Z][a-z]+(?:-[A-Z][a-z]+)?)\b")
+_ONLY_NAME = re.compile(r"\s*[A-Z][a-z]+(?:-[A-Z][a-z]+)?(?:\s+[A-Z][a-z]+(?:-[A-Z][a-z]+)?){1,2}\s*\.?\s*")
+# Capitalised words that are common in notes and not names (emotion words, days, the clip words).
+_NOT_NAMES = {"I", "The", "A", "An", "SAM", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday",
+              "Sunday", "January", "February", "March", "April", "May", "June", "July", "August", "September",
+              "October", "November", "December", "Happy", "Sad", "Fear", "Anger", "Disgust", "Surprise",
+              "Neutral", "Happiness", "Sadness", "Very", "Not", "No", "Yes", "Trial", "Clip", "Video", "Tobii",
+              "English", "German", "French", "Spanish", "OK"}
+
+
+def looks_identifying(text: object) -> Optional[str]:
+    """Why ``text`` looks like it holds personal data (an e-mail address, a phone number, a
+    person's name), or ``None``.
+
+    A heuristic for free-text fields (SAM notes, operator notes): it warns, it does not
+    refuse. Caught: e-mail addresses; phone numbers (7+ digits); "my name is X" / "I am X";
+    a title and a name (Dr Weber); two capitalised words that do not start a sentence (talked to
+    Anna Schmidt); a note that is nothing but a first and last name. Missed: a single first
+    name mid-sentence, names written in lower case.
+    """
+    if not isinstance(text, str) or not text.strip():
+        return None
+    if _EMAIL.search(text):
+        return "it contains an e-mail address"
+    if _PHONE.search(text):
+        return "it contains what looks like a phone number"
+    m = _INTRO.search(text)
+    if m and m.group(2)[0].isupper() and m.group(2) not in _NOT_NAMES:
+        return f"it introduces a name ({m.group(0)!r})"
+    if _TITLE.search(text):
+        return "it contains a title and a name"
+    if _ONLY_NAME.fullmatch(text) and not any(w in _NOT_NAMES for w in text.split()):
+        return "it looks like a person's name"
+    for m in _NAME_PAIR.finditer(text):
+        if m.group(1) not in _NOT_NAMES and m.group(2) not in _NOT_NAMES:
+            return f"it contains what looks like a name ({m.group(0)!r})"
+    return None
+
+
+class IdentifyingTextWarning(UserWarning):
+    """A free-text field looks like it holds a name or contact details."""
+
+
+def warn_if_identifying(text: object, what: str) -> Optional[str]:
+    """Warn (:class:`IdentifyingTextWarning`, one line) when ``text`` looks identifying; returns
+    the reason or ``None``. For every free-text field the operator or participant fills in."""
+    why = looks_identifying(text)
+    if why:
+        import warnings
+
+        warnings.warn(f"{what}: {why}; notes are stored with the recording - write no names or contact "
+                      "details (participant IDs are pseudonyms)", IdentifyingTextWarning, stacklevel=3)
+    return why

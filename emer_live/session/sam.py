@@ -18,12 +18,14 @@ import dataclasses
 import numbers
 import os
 import re
+import threading
 import warnings
 from pathlib import Path
 from typing import IO, List, Optional, Union
 
 from ..errors import ConfigError, SessionExistsError, SessionFormatError
 from ..labels import ER7_CLASSES, sam_to_unit, to_er3, validate_category
+from .ids import warn_if_identifying
 
 __all__ = ["SamAnswer", "SamRow", "SamTable", "SAM_COLUMNS", "read_sam", "escape_note",
            "unescape_note", "MAX_NOTE_LENGTH"]
@@ -113,6 +115,8 @@ class SamAnswer:
             raise ConfigError(
                 f"SAM note has {len(self.note)} characters; keep it under {MAX_NOTE_LENGTH}"
             )
+        if self.note and not getattr(_reading, "on", False):  # warn at entry, not at every read
+            warn_if_identifying(self.note, "SAM note")
 
     @property
     def er7(self) -> str:
@@ -284,7 +288,18 @@ class SamTable:
         self.close()
 
 
+_reading = threading.local()
+
+
 def _parse_row(fields: List[str], col: dict, where: str) -> SamRow:
+    _reading.on = True
+    try:
+        return _parse_row_inner(fields, col, where)
+    finally:
+        _reading.on = False
+
+
+def _parse_row_inner(fields: List[str], col: dict, where: str) -> SamRow:
     def get(name: str) -> str:
         return fields[col[name]]
 

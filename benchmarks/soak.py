@@ -1,0 +1,165 @@
+"""Soak: a long synthetic recording at 250 Hz gaze + 30 fps video + 48 kHz audio.
+
+Reports samples lost (device deliveries vs rows on disk, and the device/recorder counters),
+memory growth (RSS of this process, sampled every 10 s), CPU share (this process, and the
+recorder thread alone) and MB written per minute - per minute and in total. Ratios are against
+minute 1 of the same run (the baseline), so drift over the soak shows as a ratio != 1.
+
+    python benchmarks/soak.py --minutes 60            # the full soak (docs/reliability.md)
+    python benchmarks/soak.py --minutes 3 --size 640x480
+
+Devices and recorder run in this process (as in `emer-live record`); the synthetic camera
+renders the phantom's face, which costs most of the CPU - the recorder thread's own share is
+printed separately. The synthetic tracker stamps samples on a regular grid even after a stall
+(issue 17, defect 8), so gaps in its stamps cannot show CPU starvation; what the recorder
+could not keep up with shows as `recorder_overruns` and as device deliveries missing on disk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from emer_live.devices.factory import make_devices  # noqa: E402
+from emer_live.recording import SessionReader  # noqa: E402
+from emer_live.recording.writer import record_device_set  # noqa: E402
+
+SAMPLE_S = 10.0
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def thread_cpu_s(proc: psutil.Process, native_id) -> float:
+    for t in proc.threads():
+        if t.id == native_id:
+            return t.user_time + t.system_time
+    return float("nan")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--minutes", type=float, default=60.0, help="length of the soak (default 60)")
+    ap.add_argument("--size", default="1280x720", help="camera frame size (default 1280x720)")
+    ap.add_argument("--out", default=None, help="keep the recording here (default: a temporary folder, removed)")
+    a = ap.parse_args(argv)
+    if not a.minutes > 0:
+        ap.error("--minutes must be > 0")
+    w, h = (int(x) for x in a.size.lower().split("x"))
+    tmp = None
+    if a.out:
+        folder = Path(a.out)
+    else:
+        tmp = Path(tempfile.mkdtemp(prefix="soak_"))
+        folder = tmp / "soak"
+    try:
+        return soak(a.minutes, (w, h), folder)
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def soak(minutes: float, size, folder: Path) -> int:
+    import cv2
+
+    cv2.setNumThreads(1)
+    ds = make_devices(tracker="synthetic", camera="synthetic", mic="synthetic", rate=250, fps=30, size=size)
+    ds.open_all()
+    rec = record_device_set(ds, folder, meta={"participant": "SOAK01"})
+    proc = psutil.Process()
+    cores = psutil.cpu_count() or 1
+    rec.start()
+    rec.begin_between("recording")
+    rec_tid = rec._thread.native_id  # the recorder's own thread (CPU share of recording alone)
+    ds.start_all()
+    t0 = time.perf_counter()
+    cpu0 = sum(proc.cpu_times()[:2])
+    rcpu0 = thread_cpu_s(proc, rec_tid)
+    samples = []   # (t_s, rss_MB, proc_cpu_s, rec_cpu_s, bytes)
+    end = minutes * 60.0
+    print(f"soak: {minutes:g} min at 250 Hz + 30 fps {size[0]}x{size[1]} + 48 kHz into {folder}", flush=True)
+    while True:
+        now = time.perf_counter() - t0
+        samples.append((now, proc.memory_info().rss / 2**20, sum(proc.cpu_times()[:2]) - cpu0,
+                        thread_cpu_s(proc, rec_tid) - rcpu0, folder_bytes(folder)))
+        if len(samples) % 6 == 1:
+            s = samples[-1]
+            print(f"  t={s[0]:7.0f} s  RSS {s[1]:7.1f} MB  written {s[4] / 2**20:8.1f} MB", flush=True)
+        if now >= end:
+            break
+        time.sleep(min(SAMPLE_S, max(0.0, end - now)))
+    ds.stop_all()
+    delivered = {"gaze": ds.tracker.stream.counters.samples, "camera": ds.camera.stream.counters.samples,
+                 "audio": ds.mic.stream.counters.samples}
+    meta = rec.stop()
+    wall = time.perf_counter() - t0
+    report(samples, wall, delivered, meta, folder, cores)
+    return 0
+
+
+def theil_sen(x, y) -> float:
+    """Median of pairwise slopes: a trend that one transient spike (a GC, a burst) does not move."""
+    if len(x) < 3:
+        return float("nan")
+    i, j = np.triu_indices(len(x), 1)
+    dx = x[j] - x[i]
+    ok = dx > 0
+    return float(np.median((y[j] - y[i])[ok] / dx[ok]))
+
+
+def report(samples, wall, delivered, meta, folder: Path, cores: int) -> None:
+    s = np.array(samples)
+    t, rss, cpu, rcpu, nbytes = s.T
+    info = SessionReader(folder).summary()["streams"]
+    on_disk = {"gaze": info["gaze"]["samples"], "camera": info["camera"]["samples"], "audio": info["audio"]["blocks"]}
+    nominal = {"gaze": 250.0, "camera": 30.0}
+    print("\nper minute (baseline = minute 1)")
+    print(" minute   RSS MB   CPU % one core (rec thread)   MB written")
+    marks = [0.0] + [60.0 * k for k in range(1, int(t[-1] // 60) + 1)] + ([t[-1]] if t[-1] % 60 > 1 else [])
+    rows = []
+    for a, b in zip(marks[:-1], marks[1:]):
+        i, j = int(np.searchsorted(t, a)), int(np.searchsorted(t, b))
+        j = min(j, len(t) - 1)
+        if j <= i:
+            continue
+        dt = t[j] - t[i]
+        rows.append((b / 60.0, rss[j], 100 * (cpu[j] - cpu[i]) / dt, 100 * (rcpu[j] - rcpu[i]) / dt,
+                     (nbytes[j] - nbytes[i]) / 2**20 * 60.0 / dt))
+        print(f" {b / 60:6.1f}  {rss[j]:7.1f}   {rows[-1][2]:6.1f} ({rows[-1][3]:5.1f})"
+              f"                  {rows[-1][4]:8.1f}/min")
+    base = rows[0]
+    last = rows[-1]
+    after1 = t >= min(60.0, t[-1] / 2)
+    slope = theil_sen(t[after1] / 60.0, rss[after1])
+    print("\ntotals")
+    print(f"  length: {wall / 60:.2f} min")
+    for k in ("gaze", "camera", "audio"):
+        c = meta["streams"][k]["counters"]
+        extra = ""
+        if k in nominal:
+            span = (info[k]["last_t_us"] - info[k]["first_t_us"]) / 1e6
+            extra = f", expected by the stamps' span {span * nominal[k] + 1:.0f}"
+        print(f"  {k:6s}: delivered {delivered[k]}, on disk {on_disk[k]} (lost {delivered[k] - on_disk[k]}){extra}; "
+              f"counters gaps {c.get('gaps', 0)} missing {c.get('missing', 0)} dropped {c.get('dropped', 0)} "
+              f"recorder_overruns {c.get('recorder_overruns', 0)}; info gaps {info[k]['gaps']}")
+    print(f"  memory: RSS {rss[0]:.1f} MB at start, {base[1]:.1f} MB after minute 1, {rss[-1]:.1f} MB at the end; "
+          f"peak {rss.max():.1f} MB; growth after minute 1 {rss[-1] - base[1]:+.1f} MB ({slope:+.2f} MB/min, "
+          f"median of pairwise slopes); ratio end/minute 1 {rss[-1] / base[1]:.3f}")
+    tot_cpu = 100 * cpu[-1] / t[-1]
+    print(f"  CPU: {tot_cpu:.1f}% of one core ({tot_cpu / cores:.1f}% of {cores} cores); recorder thread alone "
+          f"{100 * rcpu[-1] / t[-1]:.1f}% of one core; last/first minute {last[2] / base[2]:.2f}x")
+    print(f"  written: {nbytes[-1] / 2**20:.1f} MB, {nbytes[-1] / 2**20 / (t[-1] / 60):.1f} MB/min; "
+          f"last/first minute {last[4] / base[4]:.2f}x")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
