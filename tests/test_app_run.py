@@ -265,3 +265,18 @@ def test_segments_without_footage_are_flagged_empty(tmp_path):
     for s in segs:
         assert s["empty"] == (not (run.session_dir / s["path"]).is_dir()), s
     assert any(s["empty"] for s in segs if s["path"].startswith("between/"))
+
+
+def test_consent_is_validated_first_and_stored(tmp_path):
+    import json
+
+    with pytest.raises(ConfigError, match="consent"):
+        RunConfig(kind="record", out=str(tmp_path / "x"), consent_version="2026-03", consent_date="yesterday")
+    with pytest.raises(ConfigError, match="consent-version"):
+        RunConfig(kind="record", out=str(tmp_path / "x"), consent_date="2026-01-05")
+    p = subprocess.run(EMER + ["record", "--camera", "none", "--rate", "60", "--duration", "1", "--quiet",
+                               "--consent-version", "v2.1", "--consent-date", "2026-11-30", "--out", str(tmp_path / "S")],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    meta = json.loads((tmp_path / "S" / "session.json").read_text())
+    assert meta["consent"] == {"version": "v2.1", "date": "2026-11-30"}

@@ -106,6 +106,8 @@ class RunConfig:
     fer_model: str = "auto"
     calibrate: bool = False          # session: begin with calibration/validation (a front end drives it)
     calibration_points: int = 5
+    consent_version: Optional[str] = None    # the consent form the participant signed (session.json)
+    consent_date: Optional[str] = None       # YYYY-MM-DD; default today when a version is given
 
     def __post_init__(self) -> None:
         if self.kind not in RUN_KINDS:
@@ -138,6 +140,12 @@ class RunConfig:
         if self.fast and (self.tracker != "synthetic" or self.camera not in ("synthetic", "none") or self.mic != "none"):
             raise ConfigError("--fast runs the synthetic participant on a virtual clock: use --tracker synthetic, "
                               "--camera synthetic|none and --mic none")
+        if self.consent_version is not None or self.consent_date is not None:
+            if self.consent_version is None:
+                raise ConfigError("--consent-date needs --consent-version (which form was signed)")
+            from ..session.consent import consent_meta
+
+            consent_meta(self.consent_version, self.consent_date)     # validated now, stored by the run
         if self.calibration_points not in (5, 9):
             raise ConfigError(f"--calibration-points {self.calibration_points}: use 5 or 9")
         if self.calibrate and (self.kind != "session" or self.fast):

@@ -379,6 +379,10 @@ class Run:
         cfg = self.config
         kind = {"record": "recording", "live": "live", "session": "session"}[cfg.kind]
         meta = {"participant": cfg.participant, "session_id": self.session_dir.name, "kind": kind, "seed": cfg.seed}
+        if cfg.consent_version is not None:
+            from ..session.consent import consent_meta
+
+            meta.update(consent_meta(cfg.consent_version, cfg.consent_date))
         if cfg.kind == "session":
             lib = self.library
             meta.update({"headless": self.presenter is None, "fast": cfg.fast,

@@ -37,6 +37,10 @@ def register(sub) -> None:
     p.add_argument("--size", default="1280x720", help="camera frame size (default 1280x720)")
     p.add_argument("--seed", type=int, default=0, help="synthetic participant seed")
     p.add_argument("--participant", default="P00", help="pseudonymous participant ID")
+    p.add_argument("--consent-version", default=None, metavar="V",
+                   help="the consent form the participant signed (stored in session.json), e.g. 2026-03")
+    p.add_argument("--consent-date", default=None, metavar="YYYY-MM-DD",
+                   help="the day consent was given (default: today, with --consent-version)")
     p.add_argument("--device", default="auto", help="model device: auto, cpu, cuda, mps (default auto)")
     p.add_argument("--quiet", action="store_true", help="print only the summary")
     p.set_defaults(func=cmd_live)
@@ -51,7 +55,8 @@ def live_config(args):
                      rate=args.rate, fps=args.fps, size=parse_size(args.size), seed=args.seed,
                      speed=parse_speed(args.speed), duration_s=args.duration, out=args.record,
                      checkpoint=args.checkpoint or str(default_checkpoint()), model_device=args.device,
-                     window_s=args.window, hop_s=args.hop, predictions_jsonl=args.out, fer_model=args.fer_model)
+                     window_s=args.window, hop_s=args.hop, predictions_jsonl=args.out, fer_model=args.fer_model,
+                     consent_version=args.consent_version, consent_date=args.consent_date)
 
 
 def run_live(cfg, *, quiet: bool = False) -> int:

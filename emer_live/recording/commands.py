@@ -26,6 +26,10 @@ def register(sub) -> None:
     p.add_argument("--participant", default="P00", help="pseudonymous participant ID, e.g. P01 (never a name)")
     p.add_argument("--speed", default="1", help="replay speed factor, or 'max' (replay devices only; default 1)")
     p.add_argument("--out", required=True, help="new session folder to create (refused if it already holds files)")
+    p.add_argument("--consent-version", default=None, metavar="V",
+                   help="the consent form the participant signed (stored in session.json), e.g. 2026-03")
+    p.add_argument("--consent-date", default=None, metavar="YYYY-MM-DD",
+                   help="the day consent was given (default: today, with --consent-version)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=cmd_record)
 
@@ -53,7 +57,8 @@ def cmd_record(args) -> int:
 
     cfg = RunConfig(kind="record", participant=args.participant, tracker=args.tracker, camera=args.camera,
                     mic=args.mic, rate=args.rate, fps=args.fps, size=parse_size(args.size), seed=args.seed,
-                    speed=parse_speed(args.speed), duration_s=args.duration, out=args.out)
+                    speed=parse_speed(args.speed), duration_s=args.duration, out=args.out,
+                    consent_version=args.consent_version, consent_date=args.consent_date)
     run = Run(cfg)
     if not args.quiet:
         run.subscribe(lambda ev: _progress(run, ev) if isinstance(ev, Progress) else None)

@@ -39,6 +39,10 @@ def register(sub) -> None:
     p.add_argument("--fast", action="store_true",
                    help="synthetic participant only: run on a virtual clock as fast as the CPU allows")
     p.add_argument("--out", default="recordings", help="recordings root (default recordings/)")
+    p.add_argument("--consent-version", default=None, metavar="V",
+                   help="the consent form the participant signed (stored in session.json), e.g. 2026-03")
+    p.add_argument("--consent-date", default=None, metavar="YYYY-MM-DD",
+                   help="the day consent was given (default: today, with --consent-version)")
     p.set_defaults(func=cmd_session)
 
     p = sub.add_parser("collect-synthetic", help="record many headless synthetic sessions (a labelled corpus)",
@@ -74,7 +78,8 @@ def session_config(args):
                      camera=args.camera, mic=args.mic, stimuli=args.stimuli, n_trials=args.trials,
                      time_scale=args.time_scale, seed=args.seed, rate=args.rate, fps=args.fps,
                      size=parse_size(args.size), mask_rate=args.mask_rate, checkpoint=args.checkpoint,
-                     window_s=args.window, hop_s=args.hop, fast=args.fast)
+                     window_s=args.window, hop_s=args.hop, fast=args.fast,
+                     consent_version=args.consent_version, consent_date=args.consent_date)
 
 
 def cmd_session(args) -> int:

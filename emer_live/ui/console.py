@@ -57,6 +57,8 @@ class ConsoleOptions:
     fer_model: str = "auto"            # auto | emert | a FER checkpoint (docs/face.md)
     calibrate: bool = True             # sessions begin with calibration + validation
     calibration_points: int = 5
+    consent_version: Optional[str] = None
+    consent_date: Optional[str] = None
 
     def run_config(self) -> RunConfig:
         """A live run recording into a new session folder, or a collection session."""
@@ -68,7 +70,8 @@ class ConsoleOptions:
                              model_device=self.model_device, window_s=self.window_s, hop_s=self.hop_s,
                              stimuli=self.stimuli, n_trials=self.n_trials, time_scale=self.time_scale,
                              fer_model=self.fer_model, calibrate=self.calibrate,
-                             calibration_points=self.calibration_points)
+                             calibration_points=self.calibration_points, consent_version=self.consent_version,
+                             consent_date=self.consent_date)
         stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
         root = Path(self.out) if self.out else REPO_ROOT / "recordings" / ("demo" if self.demo else self.participant)
         folder = root / stamp
@@ -80,7 +83,8 @@ class ConsoleOptions:
                          mic=self.mic, rate=self.rate, fps=self.fps, size=tuple(self.size), seed=self.seed,
                          duration_s=self.duration_s, out=str(folder), checkpoint=self.checkpoint,
                          model_device=self.model_device, window_s=self.window_s, hop_s=self.hop_s,
-                         fer_model=self.fer_model)
+                         fer_model=self.fer_model, consent_version=self.consent_version,
+                         consent_date=self.consent_date)
 
 
 class DeviceDialog(QtWidgets.QDialog):

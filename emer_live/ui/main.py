@@ -67,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--session: skip the calibration/validation at the start (e.g. calibrated elsewhere)")
     p.add_argument("--calibration-points", type=int, default=5, choices=(5, 9),
                    help="--session: calibration points (default 5)")
+    p.add_argument("--consent-version", default=None, metavar="V",
+                   help="the consent form the participant signed (stored in session.json)")
+    p.add_argument("--consent-date", default=None, metavar="YYYY-MM-DD",
+                   help="the day consent was given (default: today, with --consent-version)")
     p.add_argument("--quit-when-done", action="store_true", help="close the app when the run or session ends")
     p.add_argument("--no-autostart", action="store_true", help="wait for Start even in demo mode")
     p.add_argument("--screenshot", default=None, metavar="FILE", help="save the window as an image before quitting")
@@ -135,7 +139,8 @@ def run_gui(args) -> int:
                           fer_model=args.fer_model, session=args.session, stimuli=args.stimuli,
                           n_trials=args.trials, time_scale=args.time_scale,
                           participant_screen=args.participant_screen, calibrate=not args.no_calibration,
-                          calibration_points=args.calibration_points,
+                          calibration_points=args.calibration_points, consent_version=args.consent_version,
+                          consent_date=args.consent_date,
                           demo=tracker == "synthetic")
     settings = QtCore.QSettings(args.settings, QtCore.QSettings.Format.IniFormat) if args.settings else None
     win = OperatorConsole(opts, autostart=opts.demo and not args.no_autostart, settings=settings)
