@@ -18,7 +18,7 @@ def register(sub) -> None:
                                    "playback on the clock and lets the synthetic participant answer the SAM.")
     p.add_argument("--headless", action="store_true",
                    help="no screen: playback simulated on the clock, the synthetic participant answers the SAM "
-                        "(required until the participant screen of the desktop app is built)")
+                        "(required here; sessions on a participant screen: python main.py --session)")
     p.add_argument("--participant", required=True, help="pseudonymous ID like P01 (never a name)")
     p.add_argument("--tracker", default="synthetic", help=f"eye tracker: {TRACKER_HELP}")
     p.add_argument("--camera", default="synthetic", help=f"webcam: {CAMERA_HELP}")
@@ -88,8 +88,8 @@ def cmd_session(args) -> int:
     from .runner import session_run
 
     if not args.headless:
-        raise ConfigError("sessions on a participant screen are not built yet; run with --headless "
-                          "(the operator console, `python main.py`, shows a live run)")
+        raise ConfigError("a session on a participant screen runs in the desktop app: "
+                          "python main.py --session --participant ID --stimuli DIR; here use --headless")
     cfg = session_config(args)
 
     def on_phase(phase, trial):
