@@ -16,7 +16,6 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) and sys.platform.startswith("linux"):
@@ -25,33 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-
-def measure(app, seconds: float) -> np.ndarray:
-    from PyQt6 import QtCore
-
-    lags = []
-    last = [time.perf_counter()]
-    probe = QtCore.QTimer()
-    probe.setTimerType(QtCore.Qt.TimerType.PreciseTimer)
-    probe.setInterval(10)
-
-    def fire():
-        now = time.perf_counter()
-        lags.append(max(0.0, (now - last[0]) * 1e3 - 10.0))
-        last[0] = now
-
-    probe.timeout.connect(fire)
-    probe.start()
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        app.processEvents(QtCore.QEventLoop.ProcessEventsFlag.AllEvents, 50)
-        time.sleep(0.001)
-    probe.stop()
-    return np.asarray(lags[5:], float)      # the first probes see window creation
-
-
-def stats(v: np.ndarray) -> str:
-    return f"p50 {np.percentile(v, 50):6.1f}  p95 {np.percentile(v, 95):6.1f}  max {v.max():7.1f} ms  (n={len(v)})"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _gui_lag import measure, stats  # noqa: E402
 
 
 def main() -> int:

@@ -31,34 +31,8 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-
-def measure(app, seconds: float, until=None) -> np.ndarray:
-    """bench_gui.py's probe; stops early when ``until()`` turns true."""
-    from PyQt6 import QtCore
-
-    lags = []
-    last = [time.perf_counter()]
-    probe = QtCore.QTimer()
-    probe.setTimerType(QtCore.Qt.TimerType.PreciseTimer)
-    probe.setInterval(10)
-
-    def fire():
-        now = time.perf_counter()
-        lags.append(max(0.0, (now - last[0]) * 1e3 - 10.0))
-        last[0] = now
-
-    probe.timeout.connect(fire)
-    probe.start()
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end and not (until and until()):
-        app.processEvents(QtCore.QEventLoop.ProcessEventsFlag.AllEvents, 50)
-        time.sleep(0.001)
-    probe.stop()
-    return np.asarray(lags[5:], float)      # the first probes see window creation
-
-
-def stats(v: np.ndarray) -> str:
-    return f"p50 {np.percentile(v, 50):6.1f}  p95 {np.percentile(v, 95):6.1f}  max {v.max():7.1f} ms  (n={len(v)})"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _gui_lag import measure, stats  # noqa: E402
 
 
 def make_session(tmp: Path, trials: int, time_scale: float) -> Path:
