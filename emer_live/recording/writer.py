@@ -311,6 +311,23 @@ class Recorder:
             except OSError:
                 pass
 
+    def _cut_torn_lines(self) -> None:
+        """After a full disk: the last buffered bytes of a table may have reached the disk only
+        in part. Cut every TSV back to its last complete line (that row was never complete), so
+        the folder reads without a repair; what was cut is noted in session.json."""
+        cut = {}
+        for p in sorted(self.path.rglob("*.tsv")):
+            if p.name == fmt.EVENTS_TSV:
+                continue          # still open; its last line is written after this
+            try:
+                n = _cut_torn_tail(p)
+            except OSError:
+                continue
+            if n:
+                cut[str(p.relative_to(self.path))] = n
+        if cut:
+            self.meta["torn_lines_cut_bytes"] = cut
+
     def note_disk_full(self, exc: BaseException) -> DiskFullError:
         """Remember a full disk as :attr:`error` (first error wins) and return it."""
         if not isinstance(self.error, DiskFullError):
@@ -559,7 +576,7 @@ class Recorder:
                 final_devices[kind] = {**self.meta["devices"].get(kind, {}), "final_info_error": repr(exc)}
         with self._lock, self._meta_lock, self._events_lock:
             # Data files first: their last buffered bytes may not fit on a full disk (a torn last
-            # line, which repair cuts), then the reserve is given back so the final events and
+            # line, cut below), then the reserve is given back so the final events and
             # session.json - the status a reader sees - are still written.
             for close in [f.close for f in self._tables.values()] + [s.close for s in self._sinks.values()]:
                 try:
@@ -567,6 +584,8 @@ class Recorder:
                 except OSError as exc:
                     if fmt.is_disk_full(exc):
                         self.note_disk_full(exc)
+            if isinstance(self.error, DiskFullError):
+                self._cut_torn_lines()
             if self.error is not None:
                 self._release_reserve()
             self.meta["devices"].update(final_devices)
@@ -601,6 +620,25 @@ class Recorder:
                 self.note_disk_full(exc)
                 self.meta_saved = False
         return self.meta
+
+
+def _cut_torn_tail(path: Path) -> int:
+    """Cut a text table back to its last complete line; returns the bytes cut."""
+    with open(path, "rb+") as f:
+        size = f.seek(0, os.SEEK_END)
+        if size == 0:
+            return 0
+        back = min(size, 1 << 16)
+        f.seek(size - back)
+        tail = f.read(back)
+        if tail.endswith(b"\n"):
+            return 0
+        nl = tail.rfind(b"\n")
+        keep = size - back + nl + 1 if nl >= 0 else 0
+        if nl < 0 and back < size:
+            return 0            # a line longer than 64 KiB: leave it to repair
+        f.truncate(keep)
+        return size - keep
 
 
 def record_device_set(ds, path, *, meta: dict) -> Recorder:

@@ -96,7 +96,7 @@ def test_tracker_connection_lost(outage_s, sdk, tmp_path, capsys, fault_table):
 def test_camera_stall_2s(tmp_path, capsys, fault_table):
     cam = FakeCamera(width=64, height=48, fps=30.0, stall_at_s=1.0, stall_for_s=2.0)
     dev = CameraDevice(source=0, capture_factory=cam.factory, width=64, height=48, fps=30.0,
-                       stall_timeout_s=0.5, max_backoff_s=0.2, on_event=(relay := EventRelay()))
+                       stall_timeout_s=1.0, max_backoff_s=0.2, on_event=(relay := EventRelay()))
     ds = DeviceSet(clock=system_clock(), camera=dev, events=relay)
     ds.open_all()
     rec = record_device_set(ds, tmp_path / "S", meta={"participant": "P01"})
