@@ -1,6 +1,7 @@
 """CLI: ``emer-live demo`` - the app's main job with whatever hardware is present.
 
-Until the desktop GUI lands, the demo runs headless: it picks the Tobii tracker when the SDK and
+The headless demo (``python main.py`` opens the desktop app instead when a display is present, and
+falls back to this without one): it picks the Tobii tracker when the SDK and
 a tracker are there (else the synthetic participant), the synthetic camera, records a session
 under ``recordings/demo/`` while the live engine prints ER vs FER and the emotion gap once a
 second, then prints the session summary.
