@@ -6,13 +6,20 @@ recorder thread alone) and MB written per minute - per minute and in total. Rati
 minute 1 of the same run (the baseline), so drift over the soak shows as a ratio != 1.
 
     python benchmarks/soak.py --minutes 60            # the full soak (docs/reliability.md)
+    python benchmarks/soak.py --minutes 5 --check     # CI: exit 1 when a bound is broken
     python benchmarks/soak.py --minutes 3 --size 640x480
 
 Devices and recorder run in this process (as in `emer-live record`); the synthetic camera
 renders the phantom's face, which costs most of the CPU - the recorder thread's own share is
-printed separately. The synthetic tracker stamps samples on a regular grid even after a stall
-(issue 17, defect 8), so gaps in its stamps cannot show CPU starvation; what the recorder
-could not keep up with shows as `recorder_overruns` and as device deliveries missing on disk.
+printed separately, and so is the machine's load average (a soak beside other jobs is a
+different test from one on an idle machine). Losses are counted where they happen: a device
+whose thread was starved longer than its buffer drops samples and reports them (counters
+`dropped`, a gap in the stamps); what the recorder could not keep up with shows as
+`recorder_overruns` and as deliveries missing on disk.
+
+``--check`` applies the bounds below and exits 1 naming the broken one: per stream at most
+``MAX_LOST_FRACTION`` of the samples the stamps' span calls for may be lost, every loss must be
+accounted for by a counter, and memory may grow at most ``MAX_GROWTH_MB`` after minute 1.
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ from emer_live.recording import SessionReader  # noqa: E402
 from emer_live.recording.writer import record_device_set  # noqa: E402
 
 SAMPLE_S = 10.0
+MAX_LOST_FRACTION = 0.01     # --check: a loaded CI machine may stall a device once; 1 % is far beyond that
+MAX_GROWTH_MB = 64.0         # --check: RSS growth after minute 1 (buffers are full by then)
 
 
 def folder_bytes(folder: Path) -> int:
@@ -51,6 +60,9 @@ def main(argv=None) -> int:
     ap.add_argument("--minutes", type=float, default=60.0, help="length of the soak (default 60)")
     ap.add_argument("--size", default="1280x720", help="camera frame size (default 1280x720)")
     ap.add_argument("--out", default=None, help="keep the recording here (default: a temporary folder, removed)")
+    ap.add_argument("--check", action="store_true",
+                    help=f"exit 1 when a stream lost more than {MAX_LOST_FRACTION:.0%} of its samples, a loss is "
+                         f"not accounted for by a counter, or memory grew more than {MAX_GROWTH_MB:g} MB after minute 1")
     a = ap.parse_args(argv)
     if not a.minutes > 0:
         ap.error("--minutes must be > 0")
@@ -62,13 +74,20 @@ def main(argv=None) -> int:
         tmp = Path(tempfile.mkdtemp(prefix="soak_"))
         folder = tmp / "soak"
     try:
-        return soak(a.minutes, (w, h), folder)
+        return soak(a.minutes, (w, h), folder, check=a.check)
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def soak(minutes: float, size, folder: Path) -> int:
+def load_1min() -> float:
+    try:
+        return psutil.getloadavg()[0]
+    except (AttributeError, OSError):   # no load average on this platform
+        return float("nan")
+
+
+def soak(minutes: float, size, folder: Path, *, check: bool = False) -> int:
     import cv2
 
     cv2.setNumThreads(1)
@@ -84,13 +103,13 @@ def soak(minutes: float, size, folder: Path) -> int:
     t0 = time.perf_counter()
     cpu0 = sum(proc.cpu_times()[:2])
     rcpu0 = thread_cpu_s(proc, rec_tid)
-    samples = []   # (t_s, rss_MB, proc_cpu_s, rec_cpu_s, bytes)
+    samples = []   # (t_s, rss_MB, proc_cpu_s, rec_cpu_s, bytes, load_1min)
     end = minutes * 60.0
     print(f"soak: {minutes:g} min at 250 Hz + 30 fps {size[0]}x{size[1]} + 48 kHz into {folder}", flush=True)
     while True:
         now = time.perf_counter() - t0
         samples.append((now, proc.memory_info().rss / 2**20, sum(proc.cpu_times()[:2]) - cpu0,
-                        thread_cpu_s(proc, rec_tid) - rcpu0, folder_bytes(folder)))
+                        thread_cpu_s(proc, rec_tid) - rcpu0, folder_bytes(folder), load_1min()))
         if len(samples) % 6 == 1:
             s = samples[-1]
             print(f"  t={s[0]:7.0f} s  RSS {s[1]:7.1f} MB  written {s[4] / 2**20:8.1f} MB", flush=True)
@@ -102,7 +121,15 @@ def soak(minutes: float, size, folder: Path) -> int:
                  "audio": ds.mic.stream.counters.samples}
     meta = rec.stop()
     wall = time.perf_counter() - t0
-    report(samples, wall, delivered, meta, folder, cores)
+    dropped = {"gaze": ds.tracker.stream.counters.dropped, "camera": ds.camera.stream.counters.dropped,
+               "audio": ds.mic.stream.counters.dropped}
+    broken = report(samples, wall, delivered, dropped, meta, folder, cores)
+    if check and broken:
+        for b in broken:
+            print(f"soak --check: {b}", file=sys.stderr)
+        return 1
+    if check:
+        print("soak --check: every bound holds")
     return 0
 
 
@@ -116,14 +143,16 @@ def theil_sen(x, y) -> float:
     return float(np.median((y[j] - y[i])[ok] / dx[ok]))
 
 
-def report(samples, wall, delivered, meta, folder: Path, cores: int) -> None:
+def report(samples, wall, delivered, dropped, meta, folder: Path, cores: int) -> list:
+    """Print the per-minute table and totals; return the --check bounds that were broken."""
+    broken = []
     s = np.array(samples)
-    t, rss, cpu, rcpu, nbytes = s.T
+    t, rss, cpu, rcpu, nbytes, load = s.T
     info = SessionReader(folder).summary()["streams"]
     on_disk = {"gaze": info["gaze"]["samples"], "camera": info["camera"]["samples"], "audio": info["audio"]["blocks"]}
     nominal = {"gaze": 250.0, "camera": 30.0}
     print("\nper minute (baseline = minute 1)")
-    print(" minute   RSS MB   CPU % one core (rec thread)   MB written")
+    print(" minute   RSS MB   CPU % one core (rec thread)   MB written   load avg (1 min)")
     marks = [0.0] + [60.0 * k for k in range(1, int(t[-1] // 60) + 1)] + ([t[-1]] if t[-1] % 60 > 1 else [])
     rows = []
     for a, b in zip(marks[:-1], marks[1:]):
@@ -133,9 +162,9 @@ def report(samples, wall, delivered, meta, folder: Path, cores: int) -> None:
             continue
         dt = t[j] - t[i]
         rows.append((b / 60.0, rss[j], 100 * (cpu[j] - cpu[i]) / dt, 100 * (rcpu[j] - rcpu[i]) / dt,
-                     (nbytes[j] - nbytes[i]) / 2**20 * 60.0 / dt))
+                     (nbytes[j] - nbytes[i]) / 2**20 * 60.0 / dt, float(np.nanmax(load[i:j + 1]))))
         print(f" {b / 60:6.1f}  {rss[j]:7.1f}   {rows[-1][2]:6.1f} ({rows[-1][3]:5.1f})"
-              f"                  {rows[-1][4]:8.1f}/min")
+              f"                  {rows[-1][4]:8.1f}/min   {rows[-1][5]:5.2f} (max)")
     base = rows[0]
     last = rows[-1]
     after1 = t >= min(60.0, t[-1] / 2)
@@ -145,12 +174,22 @@ def report(samples, wall, delivered, meta, folder: Path, cores: int) -> None:
     for k in ("gaze", "camera", "audio"):
         c = meta["streams"][k]["counters"]
         extra = ""
+        # samples the device never delivered (dropped while starved) plus deliveries missing on disk
+        lost = int(dropped[k]) + delivered[k] - on_disk[k]
+        accounted = int(dropped[k]) + int(c.get("recorder_overruns", 0))
+        expected = delivered[k] + int(dropped[k])
         if k in nominal:
             span = (info[k]["last_t_us"] - info[k]["first_t_us"]) / 1e6
-            extra = f", expected by the stamps' span {span * nominal[k] + 1:.0f}"
-        print(f"  {k:6s}: delivered {delivered[k]}, on disk {on_disk[k]} (lost {delivered[k] - on_disk[k]}){extra}; "
+            expected = int(round(span * nominal[k])) + 1
+            extra = f", expected by the stamps' span {expected}"
+            lost = max(lost, expected - on_disk[k])
+        print(f"  {k:6s}: delivered {delivered[k]}, on disk {on_disk[k]} (lost {lost}){extra}; "
               f"counters gaps {c.get('gaps', 0)} missing {c.get('missing', 0)} dropped {c.get('dropped', 0)} "
               f"recorder_overruns {c.get('recorder_overruns', 0)}; info gaps {info[k]['gaps']}")
+        if expected and lost > MAX_LOST_FRACTION * expected:
+            broken.append(f"{k}: lost {lost} of {expected} samples ({lost / expected:.2%} > {MAX_LOST_FRACTION:.0%})")
+        if lost > accounted:
+            broken.append(f"{k}: {lost} samples lost but the counters account for {accounted} (dropped + overruns)")
     print(f"  memory: RSS {rss[0]:.1f} MB at start, {base[1]:.1f} MB after minute 1, {rss[-1]:.1f} MB at the end; "
           f"peak {rss.max():.1f} MB; growth after minute 1 {rss[-1] - base[1]:+.1f} MB ({slope:+.2f} MB/min, "
           f"median of pairwise slopes); ratio end/minute 1 {rss[-1] / base[1]:.3f}")
@@ -159,6 +198,11 @@ def report(samples, wall, delivered, meta, folder: Path, cores: int) -> None:
           f"{100 * rcpu[-1] / t[-1]:.1f}% of one core; last/first minute {last[2] / base[2]:.2f}x")
     print(f"  written: {nbytes[-1] / 2**20:.1f} MB, {nbytes[-1] / 2**20 / (t[-1] / 60):.1f} MB/min; "
           f"last/first minute {last[4] / base[4]:.2f}x")
+    print(f"  machine load average (1 min): median {np.nanmedian(load):.2f}, max {np.nanmax(load):.2f} on {cores} cores")
+    growth = rss[-1] - base[1]
+    if growth > MAX_GROWTH_MB:
+        broken.append(f"memory grew {growth:.1f} MB after minute 1 (> {MAX_GROWTH_MB:g} MB)")
+    return broken
 
 
 if __name__ == "__main__":

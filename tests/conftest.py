@@ -29,6 +29,38 @@ def pytest_terminal_summary(terminalreporter):
                                     f"{', '.join(sorted(_not_collected))}")
 
 
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 3 MB tmpfs (disk-full tests), unmounted afterwards. Mounting needs root; CI runs as root."""
+    import shutil
+    import subprocess
+
+    d = tmp_path / "disk"
+    d.mkdir()
+    if not hasattr(os, "geteuid") or os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a small tmpfs needs root and `mount` (the disk-full tests run as root in CI)")
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(d)], capture_output=True, text=True)
+    if p.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {p.stderr.strip()}")
+    try:
+        yield d
+    finally:
+        subprocess.run(["umount", "-l", str(d)], capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def clip_library(tmp_path_factory):
+    """28 real placeholder clips (H.264 + AAC), 2 s each at 25 fps, 128x96; shared read-only -
+    a test that damages a clip copies the library first."""
+    pytest.importorskip("av")
+    from emer_live.cli import main
+
+    d = tmp_path_factory.mktemp("lib") / "lib"
+    assert main(["stimuli", "placeholders", "--out", str(d), "--duration", "2", "--size", "128x96",
+                 "--fps", "25"]) == 0
+    return d
+
+
 @pytest.fixture(scope="session")
 def random_checkpoint(tmp_path_factory):
     """A randomly initialised multi-task EMERT checkpoint (pipeline tests; predictions meaningless)."""

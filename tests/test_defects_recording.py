@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from emer_live.clock import ReplayClock
-from emer_live.errors import DiskFullError, SessionFormatError
+from emer_live.errors import SessionFormatError
 from emer_live.recording import Recorder, SessionReader
 from emer_live.recording import format as fmt
 from emer_live.recording.repair import repair_session
@@ -84,20 +84,7 @@ def session(tmp_path):
 
 
 # ---------------------------------------------------------------------------- tmpfs (defect 1)
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 3 MB tmpfs, unmounted afterwards."""
-    d = tmp_path / "disk"
-    d.mkdir()
-    if not hasattr(os, "geteuid") or os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a small tmpfs needs root and `mount` (the disk-full tests run as root in CI)")
-    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(d)], capture_output=True, text=True)
-    if p.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {p.stderr.strip()}")
-    try:
-        yield d
-    finally:
-        subprocess.run(["umount", "-l", str(d)], capture_output=True)
+# `small_disk` (a 3 MB tmpfs) is in tests/conftest.py
 
 
 def fill_disk(folder: Path) -> Path:
@@ -326,25 +313,14 @@ def test_repair_settles_pending_trials(tmp_path):
 
 
 # ---------------------------------------------------------------------------- defect 6, 10 (stimuli)
-@pytest.fixture(scope="module")
-def clip_lib(tmp_path_factory):
-    pytest.importorskip("av")
-    from emer_live.cli import main
-
-    out = tmp_path_factory.mktemp("lib") / "lib"
-    assert main(["stimuli", "placeholders", "--out", str(out), "--duration", "2", "--size", "128x96",
-                 "--fps", "10"]) == 0
-    return out
-
-
 @pytest.mark.parametrize("damage", ["empty", "text"])
-def test_broken_clip_stops_the_session_before_it_starts(clip_lib, tmp_path, damage, capsys):
+def test_broken_clip_stops_the_session_before_it_starts(clip_library, tmp_path, damage, capsys):
     """Defect 6: a 0-byte or text-as-.mp4 clip is caught by the pre-session check (only
     missing files were) - no session folder, no SAM rows for it."""
     from emer_live.cli import main
 
     lib = tmp_path / "lib"
-    shutil.copytree(clip_lib, lib)
+    shutil.copytree(clip_library, lib)
     clip = lib / "hap_02.mp4"
     clip.write_bytes(b"" if damage == "empty" else b"this is not a video, just text\n" * 20)
     rc = main(["session", "--headless", "--participant", "P03", "--trials", "14", "--time-scale", "0.02",
@@ -354,13 +330,13 @@ def test_broken_clip_stops_the_session_before_it_starts(clip_lib, tmp_path, dama
     assert not (tmp_path / "root").exists()
 
 
-def test_bad_toml_manifest_error_comes_first(clip_lib, tmp_path, capsys):
+def test_bad_toml_manifest_error_comes_first(clip_library, tmp_path, capsys):
     """Defect 10: a manifest that is not TOML gives its error first, not under 28 'video file
     not listed' lines."""
     from emer_live.cli import main
 
     lib = tmp_path / "lib"
-    shutil.copytree(clip_lib, lib)
+    shutil.copytree(clip_library, lib)
     with open(lib / "manifest.toml", "a") as f:
         f.write("this is [not toml\n")
     capsys.readouterr()

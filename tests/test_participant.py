@@ -2,31 +2,18 @@
 presentation log, and a whole short session driven through the GUI objects."""
 
 import json
-import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("pytestqt")
-from PyQt6 import QtCore, QtGui  # noqa: E402
+from PyQt6 import QtCore  # noqa: E402
 
 from emer_live.ui.participant import ParticipantScreen, QtPresenter, choose_screen  # noqa: E402
 from emer_live.ui.sam_dialog import ROWS, SamWidget  # noqa: E402
 
 K = QtCore.Qt.Key
-EMER = [sys.executable, "-m", "emer_live.cli"]
-
-
-@pytest.fixture(scope="module")
-def clip_library(tmp_path_factory):
-    """28 real placeholder clips (H.264 + AAC), 2 s each at 25 fps, small frames."""
-    d = tmp_path_factory.mktemp("lib") / "lib"
-    p = subprocess.run(EMER + ["stimuli", "placeholders", "--out", str(d), "--duration", "2", "--size", "128x96",
-                               "--fps", "25"], capture_output=True, text=True, timeout=300)
-    assert p.returncode == 0, p.stderr
-    return d
+# `clip_library` (28 placeholder clips, 2 s at 25 fps) is in tests/conftest.py
 
 
 def _answer_by_keys(qtbot, sam, keys):
@@ -154,7 +141,7 @@ def test_gui_session_matches_the_headless_session(qtbot, tmp_path, clip_library)
     from emer_live.session.runner import run_headless_session
     from emer_live.ui.console import ConsoleOptions, OperatorConsole
 
-    common = dict(participant="P05", camera="none", rate=60.0, seed=5, n_trials=2, time_scale=0.2)
+    common = dict(participant="P05", camera="none", rate=60.0, seed=5, n_trials=2, time_scale=0.1)
     opts = ConsoleOptions(tracker="synthetic", checkpoint="", out=str(tmp_path / "gui"), session=True,
                           stimuli=str(clip_library), demo=False, calibrate=False,
                           **{k: v for k, v in common.items()
@@ -249,7 +236,7 @@ def test_gui_session_with_calibration_on_the_fake_tobii(qtbot, tmp_path, clip_li
     from emer_live.ui.console import ConsoleOptions, OperatorConsole
 
     common = dict(participant="P06", tracker="tobii", camera="none", rate=250.0, seed=6, n_trials=2,
-                  time_scale=0.2, stimuli=str(clip_library))
+                  time_scale=0.1, stimuli=str(clip_library))
     opts = ConsoleOptions(checkpoint="", out=str(tmp_path / "gui"), session=True, demo=False, calibrate=True,
                           **common)
     win = OperatorConsole(opts, autostart=True, settings=QtCore.QSettings(

@@ -28,12 +28,9 @@ K = QtCore.Qt.Key
 
 
 @pytest.fixture(scope="module")
-def session_dir(tmp_path_factory, random_checkpoint):
+def session_dir(tmp_path_factory, random_checkpoint, clip_library):
     root = tmp_path_factory.mktemp("replay")
-    lib = root / "lib"
-    p = subprocess.run(EMER + ["stimuli", "placeholders", "--out", str(lib), "--duration", "2", "--size", "128x96",
-                               "--fps", "25"], capture_output=True, text=True, timeout=300)
-    assert p.returncode == 0, p.stderr
+    lib = clip_library
     p = subprocess.run(EMER + ["session", "--headless", "--fast", "--participant", "P01", "--trials", "2",
                                "--time-scale", "0.1", "--window", "2", "--hop", "1", "--size", "320x240",
                                "--stimuli", str(lib), "--checkpoint", str(random_checkpoint),
@@ -305,14 +302,14 @@ def test_plain_recording_on_the_real_clock(qtbot, tmp_path):
     assert w.time_label.text().split("/")[0].strip() == f"{(t - w.session.t0_us) / 1e6:.2f}"
 
 
-def test_stimulus_decoder_is_frame_exact_in_any_order(session_dir):
+def test_stimulus_decoder_is_frame_exact_in_any_order(clip_library):
     """Random access (back, far forward, neighbours) gives the same pixels as decoding the clip
     from the start - the reason the window decodes with PyAV instead of seeking QMediaPlayer."""
     import av
 
     from emer_live.ui.replay import StimulusDecoder
 
-    clip = session_dir.parents[2] / "lib" / "hap_01.mp4"
+    clip = clip_library / "hap_01.mp4"
     with av.open(str(clip)) as c:
         seq = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
     assert len(seq) == 50

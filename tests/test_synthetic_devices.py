@@ -181,3 +181,134 @@ def test_tracker_samples_follow_state_changes_made_while_it_runs():
     for name in GAZE_DTYPE.names:
         np.testing.assert_array_equal(g[name], off[name], err_msg=name)
     assert ph.trial_truth(0) == twin.trial_truth(0)
+
+
+# ------------------------------------------------------------------ a stalled host (defect 17.8)
+class _JumpClock(SessionClock):
+    """A real-time clock that can leap forward: what the device thread sees after the host
+    starved it for ``dt`` seconds."""
+
+    def __init__(self) -> None:
+        super().__init__(use_sdk=False)
+        self.offset_us = 0
+
+    def now_us(self) -> int:
+        return super().now_us() + self.offset_us
+
+
+def _run_with_stall(make, stall_us: int, before_s: float = 0.3, after_s: float = 0.3):
+    """Start ``make(clock, on_event)``, let it run, starve it for ``stall_us`` (the clock leaps),
+    let it run again and stop it; returns the device and the events it sent."""
+    clock, got = _JumpClock(), []
+    dev = make(clock, lambda t, kind, detail: got.append((t, kind, detail)))
+    dev.open()
+    dev.start()
+    time.sleep(before_s)
+    clock.offset_us += stall_us
+    time.sleep(after_s)
+    dev.stop()
+    assert dev.error is None
+    return dev, got
+
+
+def _tracker(clock, sink):
+    return SyntheticTracker(Phantom(seed=2, participant="P02"), rate_hz=250, clock=clock, on_event=sink)
+
+
+def test_tracker_stall_longer_than_its_buffer_shows_as_a_counted_reported_gap():
+    """Before: samples were back-filled with regular stamps after any stall, so a starved host
+    never showed a gaze gap. Now the 1 s device buffer is kept; older samples are lost - counted,
+    reported and visible as a gap - and nothing gets an invented stamp."""
+    dev, got = _run_with_stall(_tracker, 3_000_000)     # the thread was starved for 3 s
+    g = dev.stream.latest(10**6)
+    t = g["t_us"]
+    k = (t - dev.t0_us) * 250 // 1_000_000        # every stamp is still on the nominal grid
+    np.testing.assert_array_equal(t, dev.t0_us + (k * 1_000_000 + 125) // 250)
+    c = dev.stream.counters
+    assert c.gaps == 1 and c.non_monotonic == 0
+    assert abs(c.missing - 500) <= 8                # 3 s stall - 1 s buffer = 2 s at 250 Hz
+    assert c.dropped == dev.samples_lost == c.missing
+    assert len(g) + dev.samples_lost == dev.samples_generated
+    kinds = [kind for _, kind, _ in got]
+    assert kinds == ["buffer_overflow", "gap"]
+    gap = got[1][2]
+    assert gap["missing"] == c.missing and gap["stream"] == "gaze"
+    # the event's hole is the stream's: from the first lost sample to the first kept one
+    assert abs(np.diff(t).max() - (gap["t_end_us"] - gap["t_start_us"]) - 4000) <= 1
+    # the kept samples are what the phantom's eyes did at those times
+    off = Phantom(seed=2, participant="P02").gaze_at(t)
+    for name in GAZE_DTYPE.names:
+        np.testing.assert_array_equal(g[name], off[name], err_msg=name)
+
+
+def test_tracker_stall_within_its_buffer_loses_nothing():
+    dev, got = _run_with_stall(_tracker, 600_000, 0.2, 0.2)
+    c = dev.stream.counters
+    assert c.gaps == 0 and c.dropped == 0 and got == []
+    assert len(dev.stream.latest(10**6)) == dev.samples_generated
+
+
+def test_tracker_samples_from_start_until_stop_even_when_its_thread_is_late():
+    """The device samples from start() to stop(): the first stamp is the start, the last is within
+    one period of the stop, whatever the thread's timing."""
+    dev = SyntheticTracker(Phantom(seed=5, participant="P05"), rate_hz=120)
+    dev.open()
+    t_start = dev.clock.now_us()
+    dev.start()
+    time.sleep(0.35)
+    t_stop = dev.clock.now_us()
+    dev.stop()
+    t = dev.stream.latest(10**6)["t_us"]
+    assert t[0] == dev.t0_us and 0 <= t[0] - t_start < 50_000
+    assert t[-1] >= t_stop - 1_000_000 // 120      # the last wake-up before the stop is not the end
+
+
+def test_gil_starved_tracker_reports_the_loss():
+    """A real starvation, not a clock trick: the main thread holds the GIL for 2 s (switch
+    interval raised), so the tracker thread cannot run; with a 0.5 s buffer ~1.5 s is lost and
+    shows as one gap of the counted size."""
+    import sys
+
+    dev = SyntheticTracker(Phantom(seed=3, participant="P03"), rate_hz=250, max_lag_s=0.5)
+    dev.open()
+    dev.start()
+    time.sleep(0.2)
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(30.0)
+    try:
+        t_end = time.monotonic() + 2.0
+        x = 0
+        while time.monotonic() < t_end:          # pure Python: keeps the GIL
+            x += 1
+    finally:
+        sys.setswitchinterval(old)
+    time.sleep(0.2)
+    dev.stop()
+    c = dev.stream.counters
+    assert c.gaps >= 1 and c.dropped == dev.samples_lost > 0
+    assert c.missing == c.dropped                  # what the stream saw missing is what was reported
+    assert 250 * 1.0 <= dev.samples_lost <= 250 * 2.0
+
+
+def test_mic_stall_longer_than_its_buffer_is_counted_and_the_sound_stays_continuous():
+    dev, got = _run_with_stall(lambda clock, sink: SyntheticMic(seed=3, rate_hz=16000, blocksize=512, clock=clock,
+                                                                on_event=sink), 2_500_000)
+    recs = dev.stream.latest(10**6)
+    c = dev.stream.counters
+    assert c.gaps == 1 and c.dropped == dev.blocks_lost == c.missing
+    assert abs(dev.blocks_lost - 1.5 * 16000 / 512) <= 2
+    assert [k for _, k, _ in got] == ["buffer_overflow", "gap"]
+    assert len(recs) + dev.blocks_lost == dev.blocks_generated
+    # kept blocks carry the offline signal at their own sample positions
+    full = synthetic_audio(seed=3, n_samples=dev.blocks_generated * 512, rate_hz=16000)
+    for r in recs[::7]:
+        b = int(r["block_index"])
+        np.testing.assert_array_equal(r["samples"], full[b * 512:(b + 1) * 512])
+
+
+def test_synthetic_devices_refuse_a_bad_buffer():
+    for bad in (0, -1, float("nan"), float("inf"), 61, "1", True):
+        with pytest.raises(ConfigError):
+            SyntheticTracker(Phantom(seed=1, participant="P01"), max_lag_s=bad)
+        with pytest.raises(ConfigError):
+            SyntheticMic(seed=1, max_lag_s=bad)

@@ -153,6 +153,7 @@ class Run:
         self._fast_batch = 1
         self._wall_start: Optional[float] = None
         self.wall_s = 0.0
+        self._elapsed_final: Optional[float] = None
 
     # ------------------------------------------------------------------ events
     def subscribe(self, fn: Callable[[RunEvent], None]) -> Callable[[], None]:
@@ -210,6 +211,9 @@ class Run:
 
     @property
     def elapsed_s(self) -> float:
+        """Session-clock seconds since the run's origin; frozen once the run has finished."""
+        if self._elapsed_final is not None:
+            return self._elapsed_final
         if self.t_origin_us is None or self.clock is None:
             return 0.0
         return max(0.0, (self.clock.now_us() - self.t_origin_us) / 1e6)
@@ -751,6 +755,7 @@ class Run:
             return
         self.wall_s = time.perf_counter() - (self._wall_start or time.perf_counter())
         status = self._teardown(status)
+        self._elapsed_final = self.elapsed_s
         self.status, self.reason = status, reason
         self.state = RunState.FINISHED
         self._emit(RunFinished(t_us=self._now(), status=status, reason=reason, summary=self.summary()))

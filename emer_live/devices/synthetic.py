@@ -5,8 +5,16 @@ nominal rate; :class:`SyntheticMic` streams room noise with occasional sounds. T
 camera lives in :mod:`emer_live.devices.synthetic_camera`.
 
 Both run on a *live* clock only (a :class:`~emer_live.clock.SessionClock`, or a
-:class:`~emer_live.clock.ReplayClock` with a finite speed): their thread wakes every ~10 ms and
-produces every record whose nominal time has passed, so nothing is lost and the rate is exact.
+:class:`~emer_live.clock.ReplayClock` with a finite speed): the device starts sampling when
+``start()`` is called, and its thread wakes every ~10 ms and delivers every record whose nominal
+time has passed, so the rate is exact and time stamps sit on the nominal grid.
+
+Like real hardware they buffer only so much (``max_lag_s``, default 1 s): a thread starved of
+the CPU for longer (a loaded machine) finds its oldest records gone. Those are never delivered
+with invented stamps; they are counted (``counters.dropped``, ``samples_lost``/``blocks_lost``),
+reported as a ``buffer_overflow`` event and a ``gap`` event over the hole, and the stream's gap
+counter sees the jump - so a load test sees what a starved host would lose.
+
 A ``ReplayClock(speed=None)`` never advances by itself and is refused with a ConfigError;
 for offline data use :meth:`Phantom.generate_gaze` and :func:`synthetic_audio` instead.
 """
@@ -38,6 +46,11 @@ def _check_live_clock(clock: Optional[SessionClock], what: str) -> None:
                           f"use a real-time clock, or generate data offline (Phantom.generate_gaze, synthetic_audio)")
 
 
+def _check_lag(max_lag_s) -> None:
+    if isinstance(max_lag_s, bool) or not isinstance(max_lag_s, (int, float)) or not 0 < max_lag_s <= 60:
+        raise ConfigError(f"max_lag_s must be within (0, 60] seconds, got {max_lag_s!r}")
+
+
 def _nominal_times(t0: int, k0: int, k1: int, num: int, den: int) -> np.ndarray:
     """``t0 + round(k * num / den)`` for ``k0 <= k < k1`` (integer arithmetic, exact)."""
     k = np.arange(k0, k1, dtype=np.int64)
@@ -59,6 +72,9 @@ class SyntheticTracker(Device):
         ``(t_us, kind, detail)`` sink for device events.
     capacity_s : float
         Seconds of samples the ring keeps.
+    max_lag_s : float
+        The device buffer: how long a sample waits for a stalled thread before it is lost
+        (0 < max_lag_s <= 60; default 1 s).
 
     Notes
     -----
@@ -70,7 +86,8 @@ class SyntheticTracker(Device):
     kind = "tracker"
 
     def __init__(self, phantom, *, rate_hz: float = 250, clock: Optional[SessionClock] = None,
-                 on_event: Optional[EventSink] = None, capacity_s: float = 30.0) -> None:
+                 on_event: Optional[EventSink] = None, capacity_s: float = 30.0,
+                 max_lag_s: float = 1.0) -> None:
         from ..phantom.participant import Phantom
 
         if not isinstance(phantom, Phantom):
@@ -84,55 +101,92 @@ class SyntheticTracker(Device):
                               f"{', '.join(map(str, TRACKER_RATES_HZ))}")
         if not capacity_s > 0:
             raise ConfigError(f"capacity_s must be > 0, got {capacity_s!r}")
+        _check_lag(max_lag_s)
         _check_live_clock(clock, "the synthetic tracker")
         super().__init__(name="synthetic-tracker", clock=clock, on_event=on_event)
         self.phantom = phantom
         self.rate_hz = int(rate)
         self.capacity_s = float(capacity_s)
+        self.max_lag_s = float(max_lag_s)
+        self._lag_us = int(round(self.max_lag_s * 1e6))
         self.t0_us: Optional[int] = None
-        self.samples_generated = 0
+        self.samples_generated = 0      # index of the next sample (delivered + lost)
+        self.samples_lost = 0
 
     def _open(self) -> None:
         self.stream = Stream("gaze", GAZE_DTYPE, max(int(self.capacity_s * self.rate_hz), 16),
                              nominal_rate_hz=float(self.rate_hz))
 
+    def start(self) -> None:
+        # The device starts sampling now, whenever its thread first gets the CPU: a late thread
+        # delivers the start from its buffer, or reports it lost (never shifts the time base).
+        if self.stream is None:
+            self.open()
+        self.t0_us = self.clock.now_us()
+        self._k = 0
+        self._pre = np.zeros(0, GAZE_DTYPE)
+        self._pre_epoch = -1
+        super().start()
+
     def _run(self) -> None:
-        rate = self.rate_hz
-        ph = self.phantom
-        t0 = self.clock.now_us()
-        self.t0_us = t0
-        k = 0                              # index of the next sample to deliver
-        max_chunk = int(_MAX_CHUNK_S * rate)
-        ahead = max(int(_LOOKAHEAD_S * rate), 1)
-        refill = max(int(2.5 * _WAKE_S * rate), 1)
-        pre = np.zeros(0, GAZE_DTYPE)     # samples k, k+1, ... computed ahead, not yet delivered
-        pre_epoch = -1
         while not self._stop.is_set():
-            now = self.clock.now_us()
-            # sample j is due when t0 + round(j * 1e6 / rate) <= now (integer arithmetic, no arrays)
-            k_end = -(-((now - t0 + 1) * rate - rate // 2) // 1_000_000)
-            n = k_end - k
-            if n > 0:
-                if len(pre) >= n and ph.commit(int(pre["t_us"][n - 1]), pre_epoch):
-                    self.stream.extend(pre[:n])
-                    pre = pre[n:]
-                else:  # nothing usable ahead (or the phantom's state changed): compute now
-                    pre = pre[:0]
-                    times = _nominal_times(t0, k, k_end, 1_000_000, rate)
-                    for i in range(0, n, max_chunk):
-                        self.stream.extend(ph.gaze_at(times[i:i + max_chunk]))
-                k = k_end
-                self.samples_generated = k
-                if len(pre) < refill:
-                    # compute the next ~60 ms in one call: far fewer calls than wake-ups keeps the
-                    # thread cheap; delivered only if the phantom's state has not changed by then
-                    k_from = k + len(pre)
-                    more, epoch = ph.peek_gaze(_nominal_times(t0, k_from, k + ahead, 1_000_000, rate))
-                    first_ok = len(more) > 0 and more["t_us"][0] == t0 + (k_from * 1_000_000 + rate // 2) // rate
-                    if first_ok and (len(pre) == 0 or epoch == pre_epoch):
-                        pre = np.concatenate([pre, more]) if len(pre) else more
-                        pre_epoch = epoch
+            self._deliver(self.clock.now_us())
             self._stop.wait(_WAKE_S)
+        self._deliver(self.clock.now_us())     # what was sampled up to the stop is delivered too
+
+    def _deliver(self, now: int) -> None:
+        """Deliver every sample due by ``now``; what has waited longer than ``max_lag_s`` is lost."""
+        rate, t0, ph = self.rate_hz, self.t0_us, self.phantom
+        k = self._k
+        # sample j is due when t0 + round(j * 1e6 / rate) <= now (integer arithmetic, no arrays)
+        k_end = -(-((now - t0 + 1) * rate - rate // 2) // 1_000_000)
+        # the oldest sample the device buffer still holds: t0 + round(j * 1e6 / rate) >= now - lag
+        k_keep = -(-((now - self._lag_us - t0) * rate - rate // 2) // 1_000_000)
+        if k_keep > k:
+            self._lose(k, min(k_keep, k_end), now)
+            k = self._k
+        n = k_end - k
+        if n <= 0:
+            return
+        pre, pre_epoch = self._pre, self._pre_epoch
+        if len(pre) >= n and ph.commit(int(pre["t_us"][n - 1]), pre_epoch):
+            self.stream.extend(pre[:n])
+            pre = pre[n:]
+        else:  # nothing usable ahead (or the phantom's state changed): compute now
+            pre = pre[:0]
+            times = _nominal_times(t0, k, k_end, 1_000_000, rate)
+            step = int(_MAX_CHUNK_S * rate)
+            for i in range(0, n, step):
+                self.stream.extend(ph.gaze_at(times[i:i + step]))
+        k = self._k = k_end
+        self.samples_generated = k
+        if len(pre) < max(int(2.5 * _WAKE_S * rate), 1) and not self._stop.is_set():
+            # compute the next ~60 ms in one call: far fewer calls than wake-ups keeps the
+            # thread cheap; delivered only if the phantom's state has not changed by then
+            k_from = k + len(pre)
+            more, epoch = ph.peek_gaze(_nominal_times(t0, k_from, k + max(int(_LOOKAHEAD_S * rate), 1),
+                                                      1_000_000, rate))
+            first_ok = len(more) > 0 and more["t_us"][0] == t0 + (k_from * 1_000_000 + rate // 2) // rate
+            if first_ok and (len(pre) == 0 or epoch == pre_epoch):
+                pre = np.concatenate([pre, more]) if len(pre) else more
+                pre_epoch = epoch
+        self._pre, self._pre_epoch = pre, pre_epoch
+
+    def _lose(self, k: int, k_keep: int, now: int) -> None:
+        """Samples ``k .. k_keep-1`` overflowed the device buffer while this thread was stalled:
+        counted and reported, as the Tobii SDK reports a buffer overflow; the stream sees the hole."""
+        rate, t0 = self.rate_hz, self.t0_us
+        n = k_keep - k
+        t_from = t0 + (k * 1_000_000 + rate // 2) // rate
+        t_to = t0 + (k_keep * 1_000_000 + rate // 2) // rate
+        self.stream.count_dropped(n)
+        self.samples_lost += n
+        self._pre = self._pre[:0]
+        self._k = k_keep
+        self.emit("buffer_overflow", device=self.name, source="synthetic tracker buffer (host stalled)",
+                  dropped=n, behind_ms=round((now - t_from) / 1000.0, 1))
+        self.emit("gap", device=self.name, stream="gaze", t_start_us=t_from, t_end_us=t_to,
+                  duration_ms=round((t_to - t_from) / 1000, 3), missing=n, reason="buffer_overflow")
 
     def info(self) -> dict:
         d = super().info()
@@ -289,6 +343,9 @@ class SyntheticMic(Device):
         As for every device; a live clock only.
     capacity_s : float
         Seconds of audio the ring keeps.
+    max_lag_s : float
+        The card's buffer: blocks that began longer ago than this when the thread gets the CPU
+        are lost, counted and reported (default 1 s).
 
     Notes
     -----
@@ -301,7 +358,7 @@ class SyntheticMic(Device):
 
     def __init__(self, *, seed: int, rate_hz: int = 48000, blocksize: int = 1024, channels: int = 1,
                  clock: Optional[SessionClock] = None, on_event: Optional[EventSink] = None,
-                 capacity_s: float = 30.0) -> None:
+                 capacity_s: float = 30.0, max_lag_s: float = 1.0) -> None:
         def as_int(name, v, lo, hi):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer, float)) or float(v) != int(v) \
                     or not lo <= int(v) <= hi:
@@ -314,12 +371,16 @@ class SyntheticMic(Device):
         channels = as_int("channels", channels, 1, 8)
         if not capacity_s > 0:
             raise ConfigError(f"capacity_s must be > 0, got {capacity_s!r}")
+        _check_lag(max_lag_s)
         _check_live_clock(clock, "the synthetic microphone")
         super().__init__(name="synthetic-mic", clock=clock, on_event=on_event)
         self.seed, self.rate_hz, self.blocksize, self.channels = seed, rate_hz, blocksize, channels
         self.capacity_s = float(capacity_s)
+        self.max_lag_s = float(max_lag_s)
+        self._lag_us = int(round(self.max_lag_s * 1e6))
         self.t0_us: Optional[int] = None
-        self.blocks_generated = 0
+        self.blocks_generated = 0       # index of the next block (delivered + lost)
+        self.blocks_lost = 0
         self._sound: Optional[_RoomSound] = None
 
     def _open(self) -> None:
@@ -328,28 +389,53 @@ class SyntheticMic(Device):
         self.stream = Stream("audio", audio_block_dtype(self.blocksize, self.channels),
                              max(int(self.capacity_s * blocks_per_s), 8), nominal_rate_hz=blocks_per_s)
 
+    def start(self) -> None:
+        if self.stream is None:
+            self.open()
+        self.t0_us = self.clock.now_us()     # the card starts sampling now (see SyntheticTracker.start)
+        self._b = 0
+        super().start()
+
     def _run(self) -> None:
-        rate, bs = self.rate_hz, self.blocksize
-        t0 = self.clock.now_us()
-        self.t0_us = t0
-        b = 0
-        dtype = self.stream.dtype
         while not self._stop.is_set():
-            now = self.clock.now_us()
-            # block b is complete when the time of sample (b + 1) * bs has passed
-            b_due = ((now - t0) * rate) // (1_000_000 * bs) + 2
-            ends = _nominal_times(t0, b + 1, b_due + 1, bs * 1_000_000, rate)
-            n = int(np.sum(ends <= now))
-            if n:
-                recs = np.zeros(n, dtype)
-                recs["t_us"] = _nominal_times(t0, b, b + n, bs * 1_000_000, rate)
-                recs["block_index"] = np.arange(b, b + n)
-                recs["n"] = bs
-                recs["samples"] = self._sound.render(n * bs).reshape(n, bs, self.channels)
-                self.stream.extend(recs)
-                b += n
-                self.blocks_generated = b
+            self._deliver(self.clock.now_us())
             self._stop.wait(_WAKE_S)
+        self._deliver(self.clock.now_us())
+
+    def _deliver(self, now: int) -> None:
+        """Deliver every block complete by ``now``; blocks that began more than ``max_lag_s`` ago
+        overflowed the card's buffer while this thread was stalled: counted, reported, not sent."""
+        rate, bs, t0, b = self.rate_hz, self.blocksize, self.t0_us, self._b
+        # block b is complete when the time of sample (b + 1) * bs has passed
+        b_due = ((now - t0) * rate) // (1_000_000 * bs) + 2
+        ends = _nominal_times(t0, b + 1, b_due + 1, bs * 1_000_000, rate)
+        n = int(np.sum(ends <= now))
+        if not n:
+            return
+        starts = _nominal_times(t0, b, b + n, bs * 1_000_000, rate)
+        n_lost = int(np.sum(starts < now - self._lag_us))
+        if n_lost:
+            for i in range(0, n_lost, 64):       # the room went on sounding: keep the signal continuous
+                self._sound.render(min(64, n_lost - i) * bs)
+            self.stream.count_dropped(n_lost)
+            self.blocks_lost += n_lost
+            t_to = int(starts[n_lost]) if n_lost < n else int(ends[-1])
+            self.emit("buffer_overflow", device=self.name, source="synthetic microphone buffer (host stalled)",
+                      dropped=n_lost, behind_ms=round((now - int(starts[0])) / 1000.0, 1))
+            self.emit("gap", device=self.name, stream="audio", t_start_us=int(starts[0]), t_end_us=t_to,
+                      duration_ms=round((t_to - int(starts[0])) / 1000, 3), missing=n_lost, reason="buffer_overflow")
+            b += n_lost
+            n -= n_lost
+        if n:
+            recs = np.zeros(n, self.stream.dtype)
+            recs["t_us"] = starts[len(starts) - n:]
+            recs["block_index"] = np.arange(b, b + n)
+            recs["n"] = bs
+            recs["samples"] = self._sound.render(n * bs).reshape(n, bs, self.channels)
+            self.stream.extend(recs)
+            b += n
+        self._b = b
+        self.blocks_generated = b
 
     def info(self) -> dict:
         d = super().info()

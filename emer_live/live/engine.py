@@ -169,6 +169,7 @@ class LiveEngine:
         self._cache_owner = builder.faces     # keys (grid times) name crops of this sampler only
         self.errors: List[EngineError] = []
         self.latest_window: Optional[Window] = None    # newest sliding window scored (displays)
+        self._crops_cache = None                         # (window, crops, found) for latest_faces
         #: called with each :class:`EngineError` on the thread it happened in
         self.error_callbacks: List[Callable[[EngineError], None]] = []
         self.reference_kind = reference_kind(getattr(model, "norm_stats", None))
@@ -254,14 +255,20 @@ class LiveEngine:
         """For displays: ``(face_result, crops, found)`` - the face pipeline's result for the
         newest frame it processed (box, eyes; None before the first) and the newest sliding
         window's face crops as ``(n, 112, 112, 3)`` uint8 RGB with their found mask (None before
-        the first window). Reads references only; safe from any thread."""
+        the first window), read-only and converted once per window. Safe from any thread."""
         faces = self.builder.faces
         res = getattr(faces, "last_result", None) if faces is not None else None
         w = self.latest_window
         if w is None:
             return res, None, None
-        crops = (np.clip(w.face.transpose(0, 2, 3, 1), 0, 1) * 255).astype(np.uint8)
-        return res, crops, w.face_mask.copy()
+        cached = self._crops_cache          # converted once per window, not once per redraw
+        if cached is None or cached[0] is not w:
+            crops = (np.clip(w.face.transpose(0, 2, 3, 1), 0, 1) * 255).astype(np.uint8)
+            crops.setflags(write=False)
+            found = w.face_mask.copy()
+            found.setflags(write=False)
+            cached = self._crops_cache = (w, crops, found)
+        return res, cached[1], cached[2]
 
     def score(self, items) -> List[Prediction]:
         """Run the model on ``[(window, latency_dict, kind)]`` in one batch and publish."""

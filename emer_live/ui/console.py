@@ -572,8 +572,7 @@ class OperatorConsole(QtWidgets.QMainWindow):
         if ctrl is None:
             return ""
         n = len(ctrl.trials)
-        tr = ctrl.trial
-        k = 0 if tr is None else ctrl.trials.index(tr) + 1
+        k = ctrl.current + 1 if ctrl.trial is not None else 0
         text = f"phase {ctrl.phase.value} | trial {k}/{n}"
         end = ctrl.phase_end_us
         if end is not None and run.clock is not None and run.running:
@@ -626,7 +625,7 @@ class OperatorConsole(QtWidgets.QMainWindow):
                 QtCore.Qt.TransformationMode.FastTransformation)
             self.mirror.setPixmap(shot)
         self.status_state.setStyleSheet("" if run.status in (None, "complete") else f"color: {WARN_COLOR}")
-        el = run.elapsed_s if run.running else run.summary().get("elapsed_s", 0.0)
+        el = run.elapsed_s
         self.status_elapsed.setText(f"elapsed {int(el // 60):02d}:{el % 60:04.1f}")
 
     # ------------------------------------------------------------------ layout and closing

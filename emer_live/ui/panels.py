@@ -347,6 +347,7 @@ class CameraPanel(QtWidgets.QWidget):
         lay.addWidget(self.crops, 1)
         lay.addWidget(self.info)
         self.last_frame_index = -1
+        self._strip_src, self._strip_width = None, 0     # the crops the strip shows (built once a window)
         self.face_found_fraction = float("nan")
         self.has_box = False
         self.n_crops = 0
@@ -381,11 +382,14 @@ class CameraPanel(QtWidgets.QWidget):
         self.preview.setPixmap(QtGui.QPixmap.fromImage(_qimage(small[:, :, ::-1])))
         if crops is not None:
             self.n_crops = int(len(crops))
-            tiles = crops.copy()
-            tiles[~found] //= 4
-            strip = np.concatenate(list(tiles), axis=1)
-            self.crops.setPixmap(QtGui.QPixmap.fromImage(_qimage(strip)).scaledToWidth(
-                max(self.crops.width() - 4, 200), QtCore.Qt.TransformationMode.SmoothTransformation))
+            width = max(self.crops.width() - 4, 200)
+            if self._strip_src is not crops or self._strip_width != width:   # a new window or a resize
+                self._strip_src, self._strip_width = crops, width
+                tiles = crops.copy()
+                tiles[~found] //= 4
+                strip = np.concatenate(list(tiles), axis=1)
+                self.crops.setPixmap(QtGui.QPixmap.fromImage(_qimage(strip)).scaledToWidth(
+                    width, QtCore.Qt.TransformationMode.SmoothTransformation))
             self.face_found_fraction = float(found.mean())
             pose = ""
             if res is not None and res.found and math.isfinite(getattr(res, "yaw_deg", float("nan"))):
