@@ -6,7 +6,6 @@ import re
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -252,46 +251,6 @@ def test_every_run_ends_with_a_loss_summary(tmp_path):
     lost = json.loads((out / "session.json").read_text())["losses"]["gaze"]
     assert lost["gaps"] == 1 and 55 <= lost["missing"] <= 65, lost
     assert "LOSS" in p.stdout
-
-
-def test_a_starved_synthetic_tracker_shows_its_loss_in_the_run_summary_and_info(tmp_path):
-    """Defect 17.8: under load, synthetic gaze ended samples short with 0 gaps and 0 dropped in
-    `info`. Here the host is really starved (this thread keeps the GIL for 2.5 s), and the loss
-    must show everywhere an operator looks: the end-of-run summary, session.json, events.tsv
-    and `info`."""
-    import json
-
-    from emer_live.app import format_losses
-    from emer_live.recording import SessionReader
-
-    out = tmp_path / "S"
-    run = Run(RunConfig(kind="record", out=str(out), camera="none", mic="none", rate=120, duration_s=5))
-    run.start()
-    t_hog = time.monotonic() + 1.0
-    old = sys.getswitchinterval()
-    while run.poll():
-        if t_hog is not None and time.monotonic() >= t_hog:
-            sys.setswitchinterval(30.0)
-            try:
-                end, x = time.monotonic() + 2.5, 0
-                while time.monotonic() < end:     # pure Python: no other thread runs
-                    x += 1
-            finally:
-                sys.setswitchinterval(old)
-            t_hog = None
-        threading.Event().wait(0.02)
-    assert run.status == "complete", run.errors
-    gaze = run.losses["gaze"]
-    # 2.5 s starved, 1 s held by the device buffer: ~1.5 s = ~180 samples lost at 120 Hz
-    assert gaze["gaps"] >= 1 and 120 <= gaze["dropped"] <= 240, gaze
-    assert gaze["missing"] >= gaze["dropped"] and gaze["missing_in_gaps"] == gaze["dropped"], gaze
-    assert any("losses gaze" in line and "LOSS" in line for line in format_losses(run.losses))
-    meta = json.loads((out / "session.json").read_text())
-    assert meta["losses"]["gaze"]["dropped"] == gaze["dropped"]
-    r = SessionReader(out)
-    assert r.summary()["streams"]["gaze"]["gaps"] >= 1
-    kinds = [e["kind"] for e in r.events()]
-    assert "buffer_overflow" in kinds and "gap" in kinds
 
 
 def test_segments_without_footage_are_flagged_empty(tmp_path):

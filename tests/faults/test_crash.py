@@ -5,7 +5,11 @@ stored in session.json), every stream keeps its data up to at most 1 s before th
 nothing that was on disk before the kill is changed (complete rows, indexed frames and audio
 blocks of a snapshot taken just before the kill are still there byte for byte).
 
-The moments are random; the seed is in the table (EMER_FAULT_SEED=... repeats a run)."""
+The moments are random; the seed is in the table (EMER_FAULT_SEED=... repeats a run). CI kills
+each twice; the longer variant kills more often (EMER_FAULT_KILLS=10: ten of each):
+
+    EMER_FAULT_KILLS=10 make test PYTEST_ARGS=tests/faults/test_crash.py
+"""
 
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ from emer_live.recording import SessionReader
 ROOT = Path(__file__).resolve().parents[2]
 SEED = int(os.environ.get("EMER_FAULT_SEED", time.time_ns() % 100_000))
 MAX_LOSS_S = 1.0
+KILLS = max(1, int(os.environ.get("EMER_FAULT_KILLS", "2")))
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="SIGKILL is POSIX-only")
 
@@ -122,7 +127,7 @@ def kill_and_check(proc, folder_of, wait_s: float, what: str, fault_table):
     return summary
 
 
-@pytest.mark.parametrize("k", [0, 1])
+@pytest.mark.parametrize("k", range(KILLS))
 def test_sigkill_record(k, tmp_path, fault_table):
     rng = random.Random(SEED * 10 + k)
     d = tmp_path / "rec"
@@ -136,13 +141,14 @@ def test_sigkill_record(k, tmp_path, fault_table):
             proc.kill()
 
 
-def test_sigkill_session(tmp_path, fault_table):
-    """A 3-trial headless session (time scale 0.05, ~20 s) killed at a random moment of its first
-    10 s: mid-clip, mid-SAM or mid-rest."""
-    rng = random.Random(SEED * 10 + 7)
+@pytest.mark.parametrize("k", range(max(1, KILLS // 2)))
+def test_sigkill_session(k, tmp_path, fault_table):
+    """A 14-trial headless session (time scale 0.02, ~30 s) killed at a random moment of it:
+    during the baseline, mid-clip, mid-SAM or mid-rest."""
+    rng = random.Random(SEED * 10 + 7 + k)
     root = tmp_path / "recordings"
     proc = subprocess.Popen([sys.executable, "-m", "emer_live.cli", "session", "--headless", "--participant", "P01",
-                             "--trials", "3", "--time-scale", "0.05", "--size", "320x240", "--out", str(root)],
+                             "--trials", "14", "--time-scale", "0.02", "--size", "320x240", "--out", str(root)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env())
 
     def folder():
@@ -150,7 +156,7 @@ def test_sigkill_session(tmp_path, fault_table):
         return found[0] if found else None
 
     try:
-        summary = kill_and_check(proc, folder, rng.uniform(1.0, 9.0), "session", fault_table)
+        summary = kill_and_check(proc, folder, rng.uniform(1.0, 24.0), "14-trial session", fault_table)
     finally:
         if proc.poll() is None:
             proc.kill()

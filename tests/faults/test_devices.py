@@ -1,11 +1,13 @@
 """Device faults recorded into a session: tracker connection lost (0.5 s, 5 s), camera stall
-(2 s), microphone input overflow. Each: the loss is an event in events.tsv, capture resumes,
-and the counters `info` reports (session.json streams.*.counters, gaps in the stamps) match
-what was injected."""
+(2 s), microphone input overflow, and a host too busy to run the device threads (2.5 s). Each:
+the loss is an event in events.tsv, capture resumes, and the counters `info` reports
+(session.json streams.*.counters, gaps in the stamps) match what was injected."""
 
 from __future__ import annotations
 
 import json
+import sys
+import threading
 import time
 from types import SimpleNamespace
 
@@ -13,6 +15,7 @@ import numpy as np
 import pytest
 
 from emer_live import cli
+from emer_live.app import Run, RunConfig, format_losses
 from emer_live.clock import ReplayClock, system_clock
 from emer_live.devices.camera import CameraDevice
 from emer_live.devices.factory import DeviceSet, EventRelay
@@ -219,3 +222,43 @@ def test_microphone_overflow(tmp_path, capsys, fault_table):
     assert info["gaps"] == 2 and info["blocks"] == 500 and info["samples"] == 500 * BLOCK
     assert abs(sum(holes) - injected_s) <= 0.001
     assert bt[-1] == pytest.approx(cap[-1], abs=3)         # capture resumed, stamps on time
+
+
+# ---------------------------------------------------------------------------- starved host
+def test_starved_host_loses_synthetic_gaze_visibly(tmp_path, capsys, fault_table):
+    """Issue 17, defect 8: under load, synthetic gaze ended samples short with 0 gaps and 0 dropped
+    in `info` (the tracker back-filled regular stamps after a stall). Here the host is really
+    starved - this thread keeps the GIL for 2.5 s - and the loss must show wherever an operator
+    looks: the end-of-run summary, session.json, events.tsv and `info`."""
+    out = tmp_path / "S"
+    run = Run(RunConfig(kind="record", out=str(out), camera="none", mic="none", rate=120, duration_s=5))
+    run.start()
+    t_hog, stall_s = time.monotonic() + 1.0, 2.5
+    old = sys.getswitchinterval()
+    while run.poll():
+        if t_hog is not None and time.monotonic() >= t_hog:
+            sys.setswitchinterval(30.0)
+            try:
+                end, x = time.monotonic() + stall_s, 0
+                while time.monotonic() < end:     # pure Python: no other thread runs
+                    x += 1
+            finally:
+                sys.setswitchinterval(old)
+            t_hog = None
+        threading.Event().wait(0.02)
+    assert run.status == "complete", run.errors
+    gaze = run.losses["gaze"]
+    info = _info(out, capsys)["streams"]["gaze"]
+    events = [e["kind"] for e in SessionReader(out).events()]
+    lost_s = gaze["dropped"] / 120
+    fault_table.add("host starved 2.5 s", "GIL held 2.5 s (synthetic tracker, 1 s buffer, 120 Hz)",
+                    f"{events.count('buffer_overflow')} buffer_overflow + {events.count('gap')} gap event, losses "
+                    f"dropped {gaze['dropped']} gaps {gaze['gaps']} missing {gaze['missing']}, info gaps {info['gaps']}",
+                    lost_s, "lost = stall - 1 s buffer (0.8..2 s), all of it counted and shown")
+    # 2.5 s starved, 1 s held by the device buffer: ~1.5 s lost
+    assert gaze["gaps"] >= 1 and 0.8 <= lost_s <= 2.0, gaze
+    assert gaze["missing"] >= gaze["dropped"] and gaze["missing_in_gaps"] == gaze["dropped"], gaze
+    assert any("losses gaze" in line and "LOSS" in line for line in format_losses(run.losses))
+    assert json.loads((out / "session.json").read_text())["losses"]["gaze"]["dropped"] == gaze["dropped"]
+    assert info["gaps"] >= 1
+    assert "buffer_overflow" in events and "gap" in events
