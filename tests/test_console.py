@@ -14,6 +14,7 @@ pytest.importorskip("pytestqt")
 from PyQt6 import QtCore  # noqa: E402
 
 from emer_live.labels import ER7_CLASSES  # noqa: E402
+from emer_live.recording import SessionReader  # noqa: E402
 from emer_live.ui.console import ConsoleOptions, OperatorConsole  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,14 +70,20 @@ def test_demo_console_shows_predictions_health_and_finalises(console, qtbot, tmp
     assert abs(rates["gaze"] - 250.0) / 250.0 < 0.05, rates
     assert abs(rates["camera"] - 15.0) / 15.0 < 0.05, rates
     assert not win.health.problems, win.health.problems
+    # an operator note (Ctrl+N focuses the entry under the event log) goes into events.tsv
+    win.act_note.trigger()
+    qtbot.keyClicks(win.notes.edit, "participant adjusted the chair")
+    qtbot.keyClick(win.notes.edit, QtCore.Qt.Key.Key_Return)
+    assert len(win.notes.stored) == 1
+    qtbot.waitUntil(lambda: "operator: participant adjusted the chair" in win.event_log.toPlainText(), timeout=5000)
     # closing the window stops the devices and finalises the session folder
     folder = win.run.session_dir
     win.close()
+    assert [e["detail"]["text"] for e in SessionReader(folder).events()
+            if e["kind"] == "note" and e["detail"].get("source") == "operator"] == ["participant adjusted the chair"]
     meta = json.loads((folder / "session.json").read_text())
     assert meta["status"] == "complete"
     assert not win.run.running and all(not d.running for d in win.run.devices.all)
-    from emer_live.recording import SessionReader
-
     r = SessionReader(folder)
     assert r.summary()["streams"]["gaze"]["samples"] > 1000
     tsv = (folder / "predictions.tsv").read_text().splitlines()

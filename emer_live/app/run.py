@@ -45,6 +45,7 @@ from .events import (DeviceEvent, DeviceFailed, PhaseChanged, PredictionMade, Pr
 __all__ = ["Run", "RunState", "FAILURE_POLICY", "default_checkpoint"]
 
 FAILURE_POLICY = {"record": "stop", "session": "abort", "live": "continue"}
+MAX_NOTE_CHARS = 2000          # an operator note: a line or two, not a report
 
 #: wall time one poll() of an as-fast-as-possible run may spend working
 FAST_SLICE_S = 0.05
@@ -749,6 +750,35 @@ class Run:
         if self.controller is None:
             raise RuntimeError("not a session")
         self.controller.submit_sam(answer, response_ms=response_ms)
+
+    def add_note(self, text: str, *, t_us: Optional[int] = None) -> int:
+        """An operator's note ("participant sneezed"), stored in events.tsv as a ``note`` event
+        (``source: operator``, with the current trial) at ``t_us`` - default now; the console
+        passes the moment typing began - and shown in the event log. Returns its time stamp.
+
+        A note that looks like a name or an e-mail address gives an IdentifyingTextWarning:
+        participants are pseudonymous (docs/data-rights.md)."""
+        from ..session.ids import warn_if_identifying
+
+        if not isinstance(text, str) or not text.strip():
+            raise ConfigError("an operator note needs some text")
+        text = text.strip()
+        if len(text) > MAX_NOTE_CHARS:
+            raise ConfigError(f"an operator note holds at most {MAX_NOTE_CHARS} characters (this one has "
+                              f"{len(text)}); shorten it")
+        if self.state is not RunState.RUNNING or self.recorder is None:
+            raise RuntimeError("notes are stored with a running recording; this run "
+                               + ("records nothing" if self.recorder is None and self.state is RunState.RUNNING
+                                  else "is not running"))
+        now = self._now()
+        if t_us is not None and not (self.t_origin_us or 0) <= int(t_us) <= now:
+            raise ConfigError(f"a note's time must lie between the run's start and now, got {t_us}")
+        warn_if_identifying(text, "operator note")
+        ctrl = self.controller
+        trial = ctrl.trial.spec.trial if ctrl is not None and ctrl.trial is not None else None
+        t = self.recorder.log_event("note", trial=trial, t_us=t_us, source="operator", text=text)
+        self._emit(RunNote(t_us=t, text=f"operator: {text}"))
+        return t
 
     def _finish(self, status: str, reason: str) -> None:
         if self.state is RunState.FINISHED:

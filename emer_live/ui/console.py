@@ -21,7 +21,7 @@ from ..app import (DeviceFailed, PhaseChanged, PredictionMade, Run, RunConfig, R
                    RunStarted, default_checkpoint)
 from ..errors import EmerError
 from .colors import BAD_COLOR, WARN_COLOR
-from .panels import (CameraPanel, CircumplexPanel, EmotionPanel, EventLogPanel, EyePanel, HealthPanel,
+from .panels import (CameraPanel, CircumplexPanel, EmotionPanel, EventLogPanel, EyePanel, HealthPanel, NoteEntry,
                      TrialTablePanel)
 
 __all__ = ["ConsoleOptions", "OperatorConsole", "REPO_ROOT"]
@@ -187,6 +187,12 @@ class OperatorConsole(QtWidgets.QMainWindow):
         self.eyes = EyePanel()
         self.health = HealthPanel()
         self.event_log = EventLogPanel()
+        self.notes = NoteEntry()
+        events_box = QtWidgets.QWidget()             # the log with the operator's note entry under it
+        box = QtWidgets.QVBoxLayout(events_box)
+        box.setContentsMargins(0, 0, 0, 0)
+        box.addWidget(self.event_log, 1)
+        box.addWidget(self.notes)
         self.trials = TrialTablePanel()
         self.mirror = QtWidgets.QLabel("the participant screen appears here during a session")
         self.mirror.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
@@ -209,7 +215,7 @@ class OperatorConsole(QtWidgets.QMainWindow):
                 ("circumplex", "Valence / arousal", self.circumplex, A.RightDockWidgetArea),
                 ("eyes", "Eyes", self.eyes, A.BottomDockWidgetArea),
                 ("health", "Device health", self.health, A.BottomDockWidgetArea),
-                ("events", "Event log", self.event_log, A.BottomDockWidgetArea),
+                ("events", "Event log and notes", events_box, A.BottomDockWidgetArea),
                 ("trials", "Trials", self.trials, A.BottomDockWidgetArea),
                 ("participant", "Participant screen (mirror)", self.mirror, A.RightDockWidgetArea),
                 ("setup", "Session setup", self.setup, A.LeftDockWidgetArea),
@@ -298,6 +304,9 @@ class OperatorConsole(QtWidgets.QMainWindow):
         self.act_quit.triggered.connect(self.close)
         self.act_reset = QtGui.QAction("&Reset layout", self)
         self.act_reset.triggered.connect(self.reset_layout)
+        self.act_note = QtGui.QAction("Add a &note...", self)
+        self.act_note.setShortcut("Ctrl+N")
+        self.act_note.triggered.connect(self.focus_note)
         mb = self.menuBar()
         m = mb.addMenu("&File")
         m.addAction(self.act_checkpoint)
@@ -309,6 +318,7 @@ class OperatorConsole(QtWidgets.QMainWindow):
         m.addAction(self.act_pause)
         m.addAction(self.act_resume)
         m.addAction(self.act_skip)
+        m.addAction(self.act_note)
         m.addAction(self.act_devices)
         m = mb.addMenu("&View")
         for dock in self.docks.values():
@@ -328,6 +338,13 @@ class OperatorConsole(QtWidgets.QMainWindow):
         self.devices_label.setContentsMargins(8, 0, 8, 0)
         tb.addWidget(self.devices_label)
         self._update_actions()
+
+    def focus_note(self) -> None:
+        """Ctrl+N: the note entry under the event log, ready for typing."""
+        dock = self.docks["events"]
+        dock.setVisible(True)
+        dock.raise_()
+        self.notes.edit.setFocus()
 
     def reset_layout(self) -> None:
         self.restoreState(self._default_state)
@@ -362,6 +379,9 @@ class OperatorConsole(QtWidgets.QMainWindow):
         self.act_stop.setEnabled(running)
         self.act_devices.setEnabled(not running)
         self.act_checkpoint.setEnabled(not running)
+        if hasattr(self, "notes"):
+            self.notes.set_run(self.run)
+            self.act_note.setEnabled(self.notes.edit.isEnabled())
 
     def choose_devices(self) -> None:
         dlg = DeviceDialog(self.options, self)

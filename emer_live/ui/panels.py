@@ -588,6 +588,92 @@ class EventLogPanel(QtWidgets.QPlainTextEdit):
             self.log(f"trial {p.trial} prediction: ER {p.er_top}, FER {p.fer_top}", ev.t_us)
 
 
+class NoteEntry(QtWidgets.QWidget):
+    """The operator's notes for the record ("participant sneezed", "door opened"): stamped when
+    typing begins - the moment the operator saw it, not when the sentence was done - and stored
+    by Enter as a ``note`` event in events.tsv. A note that looks like a name or an e-mail address
+    is held back once with a warning (participants are pseudonymous); Enter again stores it."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.edit = QtWidgets.QLineEdit()
+        self.edit.setPlaceholderText("note for the record - stamped when you start typing; Enter stores it")
+        self.edit.setMaxLength(2000)
+        self.button = QtWidgets.QPushButton("Add note")
+        self.status = QtWidgets.QLabel("")
+        self.status.setWordWrap(True)
+        row = QtWidgets.QHBoxLayout()
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.edit, 1)
+        row.addWidget(self.button)
+        lay = QtWidgets.QVBoxLayout(self)
+        lay.setContentsMargins(0, 2, 0, 0)
+        lay.addLayout(row)
+        lay.addWidget(self.status)
+        self.status.hide()
+        self.edit.textEdited.connect(self._typing)
+        self.edit.returnPressed.connect(self.submit)
+        self.button.clicked.connect(self.submit)
+        self._run = None
+        self._t_us: Optional[int] = None     # when typing began
+        self._held: Optional[str] = None     # a note shown back once because it looked identifying
+        self.stored: List[tuple] = []        # (t_us, text) of this run's notes
+        self.set_run(None)
+
+    def set_run(self, run) -> None:
+        """The run notes go to; entry is possible while it records."""
+        if run is not self._run:
+            self._run, self._t_us, self._held, self.stored = run, None, None, []
+        ok = run is not None and run.running and run.recorder is not None
+        self.edit.setEnabled(ok)
+        self.button.setEnabled(ok)
+        self.edit.setToolTip("" if ok else "notes are stored with a recording: start one first")
+
+    def _say(self, text: str, color: str = "") -> None:
+        self.status.setText(text)
+        self.status.setStyleSheet(f"color: {color}" if color else "")
+        self.status.setVisible(bool(text))
+
+    def _typing(self, text: str) -> None:
+        run = self._run
+        if not text:
+            self._t_us = None
+        elif self._t_us is None and run is not None and run.running and run.clock is not None:
+            self._t_us = run.clock.now_us()
+            self._say(f"stamped at {_seconds(run, self._t_us):.1f} s - Enter stores the note")
+
+    def submit(self) -> None:
+        import warnings
+
+        from ..errors import ConfigError
+        from ..session.ids import IdentifyingTextWarning, looks_identifying
+
+        text = self.edit.text().strip()
+        run = self._run
+        if not text:
+            return
+        if run is None or not run.running:
+            self._say("no run is recording: the note was not stored", BAD_COLOR)
+            return
+        why = looks_identifying(text)
+        if why and self._held != text:
+            self._held = text
+            self._say(f"Not stored yet: {why}. Participants are pseudonymous - edit the note, or press Enter "
+                      "again to store it as it is.", WARN_COLOR)
+            return
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", IdentifyingTextWarning)    # the operator has seen it
+                t = run.add_note(text, t_us=self._t_us)
+        except (ConfigError, RuntimeError) as exc:
+            self._say(f"not stored: {exc}", BAD_COLOR)
+            return
+        self.stored.append((t, text))
+        self.edit.clear()
+        self._t_us, self._held = None, None
+        self._say(f"stored at {_seconds(run, t):.1f} s")
+
+
 class TrialTablePanel(QtWidgets.QTableWidget):
     """Per trial: stimulus, category, status, the SAM answer and the trial-level prediction."""
 

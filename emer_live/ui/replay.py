@@ -772,7 +772,8 @@ class ReplayWindow(QtWidgets.QMainWindow):
                 continue          # drawn as the trial spans
             line = pg.InfiniteLine(pos=float(self._x(e["t_us"])), angle=90, movable=False,
                                    pen=pg.mkPen("#777777", style=QtCore.Qt.PenStyle.DotLine))
-            line.setToolTip(f"{e['kind']} at {float(self._x(e['t_us'])):.2f} s")
+            said = (e.get("detail") or {}).get("text") if e["kind"] == "note" else None
+            line.setToolTip(f"{e['kind']} at {float(self._x(e['t_us'])):.2f} s" + (f": {said}" if said else ""))
             self.p_gap.addItem(line, ignoreBounds=True)
             self._marker_items.append(line)
         self.event_markers = [e for e in s.events]
