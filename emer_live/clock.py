@@ -46,6 +46,9 @@ class SessionClock:
         self.source = ("tobii_research.get_system_time_stamp" if fn is not None else
                        "time.perf_counter_ns//1000" if sys.platform == "win32" else "time.monotonic_ns//1000")
 
+    #: session-clock seconds per real second (a replay clock may run faster)
+    speed: Optional[float] = 1.0
+
     def now_us(self) -> int:
         return int(self._now())
 
@@ -77,6 +80,11 @@ class ReplayClock(SessionClock):
     @property
     def as_fast_as_possible(self) -> bool:
         return self._speed is None
+
+    @property
+    def speed(self) -> Optional[float]:
+        """Session-clock seconds per real second; None: as fast as possible."""
+        return self._speed
 
     def now_us(self) -> int:
         if self._speed is None:

@@ -53,22 +53,26 @@ def test_run_stores_operator_notes_and_refuses_bad_ones(tmp_path):
     assert all(n["trial"] is None for n in notes)
 
 
-def test_a_note_during_a_session_carries_its_trial(tmp_path):
+def test_a_note_during_a_session_carries_the_trial_of_its_moment(tmp_path):
+    """A note carries the trial running at its time stamp: one begun during trial 1's clip and
+    stored once trial 2 has begun still belongs to trial 1."""
     run = Run(RunConfig(kind="session", participant="P04", out_root=str(tmp_path), camera="none", rate=60,
                         n_trials=2, time_scale=0.05, seed=3, fast=True))
-    said = []
+    seen, said = {}, []
 
     def on_event(ev):
-        # the controller steps on this (polling) thread: its trial cannot change under us here
-        if isinstance(ev, PhaseChanged) and ev.phase == "stimulus" and ev.trial == 2 and not said:
-            trial = run.controller.trial
-            said.append((run.add_note("participant looked away during the clip"), trial and trial.spec.trial))
+        if isinstance(ev, PhaseChanged) and ev.phase == "stimulus" and ev.trial == 1:
+            seen["t"] = ev.t_us                   # the operator starts typing here ...
+        if isinstance(ev, PhaseChanged) and ev.phase == "fixation" and ev.trial == 2 and not said:
+            said.append(run.add_note("participant looked away during the clip", t_us=seen["t"]))  # ... Enter
+            said.append(run.add_note("trial 2 began"))
 
     run.subscribe(on_event)
     drive(run, signals=False)
-    assert run.status == "complete" and said
-    (note,) = _notes(run.session_dir)
-    assert note["t_us"] == said[0][0] and note["trial"] == said[0][1] and note["trial"] is not None
+    assert run.status == "complete" and len(said) == 2
+    first, second = _notes(run.session_dir)
+    assert (first["t_us"], first["trial"]) == (seen["t"], 1)
+    assert second["trial"] == 2
 
 
 def test_note_entry_stamps_when_typing_begins_and_holds_an_identifying_note_once(qtbot, tmp_path):

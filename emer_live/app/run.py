@@ -774,18 +774,24 @@ class Run:
         if t_us is not None and not (self.t_origin_us or 0) <= int(t_us) <= now:
             raise ConfigError(f"a note's time must lie between the run's start and now, got {t_us}")
         warn_if_identifying(text, "operator note")
-        ctrl = self.controller
-        trial = ctrl.trial.spec.trial if ctrl is not None and ctrl.trial is not None else None
-        t = self.recorder.log_event("note", trial=trial, t_us=t_us, source="operator", text=text)
+        t = now if t_us is None else int(t_us)
+        t = self.recorder.log_event("note", trial=self._trial_at(t), t_us=t, source="operator", text=text)
         self._emit(RunNote(t_us=t, text=f"operator: {text}"))
         return t
+
+    def _trial_at(self, t_us: int) -> Optional[int]:
+        """The session trial running at ``t_us`` (None outside trials and in other runs)."""
+        for tr in getattr(self.controller, "trials", ()):
+            if tr.t_start_us is not None and tr.t_start_us <= t_us and (tr.t_end_us is None or t_us < tr.t_end_us):
+                return tr.spec.trial
+        return None
 
     def _finish(self, status: str, reason: str) -> None:
         if self.state is RunState.FINISHED:
             return
         self.wall_s = time.perf_counter() - (self._wall_start or time.perf_counter())
+        self._elapsed_final = self.elapsed_s     # the run's length, not its teardown's
         status = self._teardown(status)
-        self._elapsed_final = self.elapsed_s
         self.status, self.reason = status, reason
         self.state = RunState.FINISHED
         self._emit(RunFinished(t_us=self._now(), status=status, reason=reason, summary=self.summary()))

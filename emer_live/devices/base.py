@@ -16,9 +16,16 @@ from typing import Callable, Optional
 from ..clock import SessionClock, system_clock
 from ..streams import Stream
 
-__all__ = ["Device", "EventSink"]
+__all__ = ["Device", "EventSink", "buffer_on_clock_us"]
 
 EventSink = Callable[[int, str, dict], None]
+
+
+def buffer_on_clock_us(seconds: float, clock) -> int:
+    """A device buffer of ``seconds`` real time in session-clock microseconds: on a replay clock
+    running ``speed`` times real time the same buffer holds ``speed`` times more session time."""
+    speed = getattr(clock, "speed", 1.0) or 1.0
+    return int(round(seconds * 1e6 * max(1.0, float(speed))))
 
 
 class Device(abc.ABC):
@@ -47,6 +54,8 @@ class Device(abc.ABC):
         self.status = "open"
 
     def start(self) -> None:
+        if self.running:
+            raise RuntimeError(f"{self.name} is already running")
         if self.stream is None:
             self.open()
         self._stop.clear()
@@ -58,7 +67,10 @@ class Device(abc.ABC):
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
-            self._thread = None
+            if self._thread.is_alive():      # kept, so running stays true and start() refuses
+                self.emit("error", device=self.name, message=f"the device thread did not stop within {timeout:g} s")
+            else:
+                self._thread = None
         self._close()
         if self.stream is not None:
             self.stream.close()

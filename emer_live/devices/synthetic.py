@@ -13,7 +13,10 @@ Like real hardware they buffer only so much (``max_lag_s``, default 1 s): a thre
 the CPU for longer (a loaded machine) finds its oldest records gone. Those are never delivered
 with invented stamps; they are counted (``counters.dropped``, ``samples_lost``/``blocks_lost``),
 reported as a ``buffer_overflow`` event and a ``gap`` event over the hole, and the stream's gap
-counter sees the jump - so a load test sees what a starved host would lose.
+counter sees the jump (not for a loss before the very first record: nothing precedes it, and the
+run's loss summary counts it from the run's origin) - so a load test sees what a starved host
+would lose. The buffer is real time: on a replay clock running ``speed`` times faster it holds
+``speed`` times more session time.
 
 A ``ReplayClock(speed=None)`` never advances by itself and is refused with a ConfigError;
 for offline data use :meth:`Phantom.generate_gaze` and :func:`synthetic_audio` instead.
@@ -30,7 +33,7 @@ from ..clock import ReplayClock, SessionClock
 from ..errors import ConfigError
 from ..schema import GAZE_DTYPE, audio_block_dtype
 from ..streams import Stream
-from .base import Device, EventSink
+from .base import Device, EventSink, buffer_on_clock_us
 
 __all__ = ["SyntheticTracker", "SyntheticMic", "synthetic_audio", "TRACKER_RATES_HZ"]
 
@@ -38,6 +41,7 @@ TRACKER_RATES_HZ = (60, 120, 250)   # what a Tobii Pro Fusion offers
 _WAKE_S = 0.01
 _MAX_CHUNK_S = 0.5
 _LOOKAHEAD_S = 0.06
+_RENDER_LOST_S = 10.0        # lost audio up to this long is rendered and discarded (continuity)
 
 
 def _check_live_clock(clock: Optional[SessionClock], what: str) -> None:
@@ -46,9 +50,13 @@ def _check_live_clock(clock: Optional[SessionClock], what: str) -> None:
                           f"use a real-time clock, or generate data offline (Phantom.generate_gaze, synthetic_audio)")
 
 
+_MIN_LAG_S = 5 * _WAKE_S     # a buffer shorter than a few wake-ups would lose data on every wake
+
+
 def _check_lag(max_lag_s) -> None:
-    if isinstance(max_lag_s, bool) or not isinstance(max_lag_s, (int, float)) or not 0 < max_lag_s <= 60:
-        raise ConfigError(f"max_lag_s must be within (0, 60] seconds, got {max_lag_s!r}")
+    if isinstance(max_lag_s, bool) or not isinstance(max_lag_s, (int, float)) or \
+            not _MIN_LAG_S <= max_lag_s <= 60:
+        raise ConfigError(f"max_lag_s must be within {_MIN_LAG_S:g}..60 seconds, got {max_lag_s!r}")
 
 
 def _nominal_times(t0: int, k0: int, k1: int, num: int, den: int) -> np.ndarray:
@@ -108,7 +116,7 @@ class SyntheticTracker(Device):
         self.rate_hz = int(rate)
         self.capacity_s = float(capacity_s)
         self.max_lag_s = float(max_lag_s)
-        self._lag_us = int(round(self.max_lag_s * 1e6))
+        self._lag_us = buffer_on_clock_us(self.max_lag_s, self.clock)
         self.t0_us: Optional[int] = None
         self.samples_generated = 0      # index of the next sample (delivered + lost)
         self.samples_lost = 0
@@ -120,8 +128,11 @@ class SyntheticTracker(Device):
     def start(self) -> None:
         # The device starts sampling now, whenever its thread first gets the CPU: a late thread
         # delivers the start from its buffer, or reports it lost (never shifts the time base).
+        if self.running:
+            raise RuntimeError(f"{self.name} is already running")
         if self.stream is None:
             self.open()
+        self._lag_us = buffer_on_clock_us(self.max_lag_s, self.clock)
         self.t0_us = self.clock.now_us()
         self._k = 0
         self._pre = np.zeros(0, GAZE_DTYPE)
@@ -136,6 +147,8 @@ class SyntheticTracker(Device):
 
     def _deliver(self, now: int) -> None:
         """Deliver every sample due by ``now``; what has waited longer than ``max_lag_s`` is lost."""
+        if self.stream.closed:       # a stop() that gave up waiting for this thread
+            return
         rate, t0, ph = self.rate_hz, self.t0_us, self.phantom
         k = self._k
         # sample j is due when t0 + round(j * 1e6 / rate) <= now (integer arithmetic, no arrays)
@@ -290,6 +303,17 @@ class _RoomSound:
         syl = (0.5 - 0.5 * np.cos(2 * np.pi * ev["syll"] * t)) ** 1.5
         return ev["amp"] * env * syl * voiced
 
+    def skip(self, n: int) -> None:
+        """Jump ``n`` samples ahead without rendering them (a long loss): the noise starts afresh
+        after the jump and the event schedule moves on, so from here the sound is no longer
+        sample-identical to :func:`synthetic_audio` - it is still the same room."""
+        self._pos += int(n)
+        self._buf = np.zeros((0, self.channels))
+        self._tail = np.zeros((self._FRAME // 2, self.channels))
+        self._events = [ev for ev in self._events if ev["start"] + ev["length"] > self._pos]
+        if self._next_event < self._pos:
+            self._next_event = self._pos + int(self._ev_rng.exponential(4.0) * self.rate)
+
     def render(self, n: int) -> np.ndarray:
         """The next ``n`` samples, ``(n, channels)`` float32 in -1..1."""
         a, b = self._pos, self._pos + n
@@ -377,7 +401,7 @@ class SyntheticMic(Device):
         self.seed, self.rate_hz, self.blocksize, self.channels = seed, rate_hz, blocksize, channels
         self.capacity_s = float(capacity_s)
         self.max_lag_s = float(max_lag_s)
-        self._lag_us = int(round(self.max_lag_s * 1e6))
+        self._lag_us = buffer_on_clock_us(self.max_lag_s, self.clock)
         self.t0_us: Optional[int] = None
         self.blocks_generated = 0       # index of the next block (delivered + lost)
         self.blocks_lost = 0
@@ -390,8 +414,11 @@ class SyntheticMic(Device):
                              max(int(self.capacity_s * blocks_per_s), 8), nominal_rate_hz=blocks_per_s)
 
     def start(self) -> None:
+        if self.running:
+            raise RuntimeError(f"{self.name} is already running")
         if self.stream is None:
             self.open()
+        self._lag_us = buffer_on_clock_us(self.max_lag_s, self.clock)
         self.t0_us = self.clock.now_us()     # the card starts sampling now (see SyntheticTracker.start)
         self._b = 0
         super().start()
@@ -403,8 +430,11 @@ class SyntheticMic(Device):
         self._deliver(self.clock.now_us())
 
     def _deliver(self, now: int) -> None:
-        """Deliver every block complete by ``now``; blocks that began more than ``max_lag_s`` ago
-        overflowed the card's buffer while this thread was stalled: counted, reported, not sent."""
+        """Deliver every block complete by ``now``; blocks whose last sample is older than
+        ``max_lag_s`` overflowed the card's buffer while this thread was stalled: counted,
+        reported, not sent."""
+        if self.stream.closed:       # a stop() that gave up waiting for this thread
+            return
         rate, bs, t0, b = self.rate_hz, self.blocksize, self.t0_us, self._b
         # block b is complete when the time of sample (b + 1) * bs has passed
         b_due = ((now - t0) * rate) // (1_000_000 * bs) + 2
@@ -413,13 +443,16 @@ class SyntheticMic(Device):
         if not n:
             return
         starts = _nominal_times(t0, b, b + n, bs * 1_000_000, rate)
-        n_lost = int(np.sum(starts < now - self._lag_us))
+        n_lost = int(np.sum(ends[:n] < now - self._lag_us))
         if n_lost:
-            for i in range(0, n_lost, 64):       # the room went on sounding: keep the signal continuous
-                self._sound.render(min(64, n_lost - i) * bs)
+            if n_lost * bs <= _RENDER_LOST_S * rate:
+                for i in range(0, n_lost, 64):   # the room went on sounding: keep the signal continuous
+                    self._sound.render(min(64, n_lost - i) * bs)
+            else:                                # minutes asleep: do not spend seconds rendering them
+                self._sound.skip(n_lost * bs)
             self.stream.count_dropped(n_lost)
             self.blocks_lost += n_lost
-            t_to = int(starts[n_lost]) if n_lost < n else int(ends[-1])
+            t_to = int(starts[n_lost]) if n_lost < n else int(ends[n - 1])
             self.emit("buffer_overflow", device=self.name, source="synthetic microphone buffer (host stalled)",
                       dropped=n_lost, behind_ms=round((now - int(starts[0])) / 1000.0, 1))
             self.emit("gap", device=self.name, stream="audio", t_start_us=int(starts[0]), t_end_us=t_to,

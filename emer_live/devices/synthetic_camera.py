@@ -26,7 +26,7 @@ from ..clock import ReplayClock, SessionClock
 from ..errors import ConfigError
 from ..schema import frame_dtype
 from ..streams import Stream
-from .base import Device, EventSink
+from .base import Device, EventSink, buffer_on_clock_us
 
 __all__ = ["SyntheticCamera"]
 
@@ -148,7 +148,7 @@ class SyntheticCamera(Device):
         img = rec["image"][0]
         num, den = self._rate.numerator, self._rate.denominator
         self.t0_us = self.clock.now_us()
-        lag_us = int(self.max_lag_s * 1e6)
+        lag_us = buffer_on_clock_us(self.max_lag_s, self.clock)
         k = 0
         while not self._stop.is_set():
             t_k = self.frame_time_us(k)

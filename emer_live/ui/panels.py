@@ -623,6 +623,9 @@ class NoteEntry(QtWidgets.QWidget):
     def set_run(self, run) -> None:
         """The run notes go to; entry is possible while it records."""
         if run is not self._run:
+            if self.edit.text().strip():          # typed for the last run: never file it under the next
+                self._say(f"not stored (its run ended): {self.edit.text().strip()}", WARN_COLOR)
+            self.edit.clear()
             self._run, self._t_us, self._held, self.stored = run, None, None, []
         ok = run is not None and run.running and run.recorder is not None
         self.edit.setEnabled(ok)
