@@ -26,7 +26,7 @@ def pytest_ignore_collect(collection_path, config):
 def pytest_terminal_summary(terminalreporter):
     if _not_collected:
         terminalreporter.write_line(f"not collected - they need torch, which this Python lacks: "
-                                    f"{', '.join(sorted(_not_collected))}")
+                                    f"{', '.join(sorted(set(_not_collected)))}")
 
 
 @pytest.fixture
