@@ -4,7 +4,7 @@ and says why. `python main.py --help` lists the options."""
 
 import sys
 
-from emer_live.ui.main import main
+from emer_live.ui.main import exit_now, main
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    exit_now(main(sys.argv[1:]))

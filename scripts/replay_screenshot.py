@@ -60,4 +60,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from emer_live.ui.main import exit_now
+
+    exit_now(main())  # no Python teardown of Qt objects: see exit_now

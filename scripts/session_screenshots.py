@@ -68,4 +68,6 @@ def main(argv) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    from emer_live.ui.main import exit_now
+
+    exit_now(main(sys.argv[1:]))  # no Python teardown of Qt objects: see exit_now

@@ -179,5 +179,17 @@ def run_gui(args) -> int:
     return result["rc"]
 
 
+def exit_now(rc: int) -> None:
+    """Leave the process with ``rc`` once the app has finished (the run is finalised, every file
+    closed), skipping Python's teardown: there, Qt objects still owned by Python (the media
+    player, its decoder threads, plot items) are destroyed in arbitrary order after the
+    QApplication, which can crash at exit (seen: a segfault after a complete session)."""
+    import os
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(int(rc or 0))
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

@@ -597,7 +597,7 @@ class NoteEntry(QtWidgets.QWidget):
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.edit = QtWidgets.QLineEdit()
-        self.edit.setPlaceholderText("note for the record - stamped when you start typing; Enter stores it")
+        self.edit.setPlaceholderText("note for the record (Ctrl+N) - Enter stores it")
         self.edit.setMaxLength(2000)
         self.button = QtWidgets.QPushButton("Add note")
         self.status = QtWidgets.QLabel("")
@@ -630,7 +630,8 @@ class NoteEntry(QtWidgets.QWidget):
         ok = run is not None and run.running and run.recorder is not None
         self.edit.setEnabled(ok)
         self.button.setEnabled(ok)
-        self.edit.setToolTip("" if ok else "notes are stored with a recording: start one first")
+        self.edit.setToolTip("stamped when you start typing, stored in events.tsv by Enter" if ok
+                             else "notes are stored with a recording: start one first")
 
     def _say(self, text: str, color: str = "") -> None:
         self.status.setText(text)
