@@ -346,6 +346,9 @@ class CameraDevice(Device):
                 dt = float(t - self._last_t)       # smoothed interval; its inverse is the rate
                 self._dt_ewma = dt if self._dt_ewma is None else 0.95 * self._dt_ewma + 0.05 * dt
             if self._stalled:
+                # the watchdog must see this frame's wall time before the stall flags are reset,
+                # or it may report the stall that just ended a second time
+                self._last_wall = wall
                 self._recovered(t)
                 backoff = min(0.5, self.max_backoff_s)
             row["t_us"] = t
