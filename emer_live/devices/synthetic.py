@@ -24,6 +24,7 @@ for offline data use :meth:`Phantom.generate_gaze` and :func:`synthetic_audio` i
 
 from __future__ import annotations
 
+import abc
 import zlib
 from typing import List, Optional
 
@@ -71,8 +72,6 @@ class _PacedDevice(Device):
     buffer or reports it lost, never shifting the time base - and the thread delivers what is due
     every ``_WAKE_S``, once more at the stop. Subclasses give ``_reset`` and ``_deliver(now)``."""
 
-    max_lag_s = 1.0
-
     def start(self) -> None:
         if self.running:
             raise RuntimeError(f"{self.name} is already running")
@@ -89,11 +88,13 @@ class _PacedDevice(Device):
             self._stop.wait(_WAKE_S)
         self._deliver(self.clock.now_us())     # what was sampled up to the stop is delivered too
 
+    @abc.abstractmethod
     def _reset(self) -> None:
-        raise NotImplementedError
+        """Forget the previous run's position (called by start, before the thread runs)."""
 
+    @abc.abstractmethod
     def _deliver(self, now: int) -> None:
-        raise NotImplementedError
+        """Deliver what is due by ``now``; count and report what the buffer lost."""
 
 
 class SyntheticTracker(_PacedDevice):
@@ -113,7 +114,7 @@ class SyntheticTracker(_PacedDevice):
         Seconds of samples the ring keeps.
     max_lag_s : float
         The device buffer: how long a sample waits for a stalled thread before it is lost
-        (0 < max_lag_s <= 60; default 1 s).
+        (0.05..60 s; default 1 s).
 
     Notes
     -----
@@ -147,7 +148,6 @@ class SyntheticTracker(_PacedDevice):
         self.rate_hz = int(rate)
         self.capacity_s = float(capacity_s)
         self.max_lag_s = float(max_lag_s)
-        self._lag_us = buffer_on_clock_us(self.max_lag_s, self.clock)
         self.t0_us: Optional[int] = None
         self.samples_generated = 0      # index of the next sample (delivered + lost)
         self.samples_lost = 0
@@ -155,6 +155,10 @@ class SyntheticTracker(_PacedDevice):
     def _open(self) -> None:
         self.stream = Stream("gaze", GAZE_DTYPE, max(int(self.capacity_s * self.rate_hz), 16),
                              nominal_rate_hz=float(self.rate_hz))
+
+    def _sample_time(self, k: int) -> int:
+        """Nominal time of sample ``k``: ``t0 + round(k * 1e6 / rate)`` (integer arithmetic)."""
+        return self.t0_us + (k * 1_000_000 + self.rate_hz // 2) // self.rate_hz
 
     def _reset(self) -> None:
         self._k = 0
@@ -195,7 +199,7 @@ class SyntheticTracker(_PacedDevice):
             k_from = k + len(pre)
             more, epoch = ph.peek_gaze(_nominal_times(t0, k_from, k + max(int(_LOOKAHEAD_S * rate), 1),
                                                       1_000_000, rate))
-            first_ok = len(more) > 0 and more["t_us"][0] == t0 + (k_from * 1_000_000 + rate // 2) // rate
+            first_ok = len(more) > 0 and more["t_us"][0] == self._sample_time(k_from)
             if first_ok and (len(pre) == 0 or epoch == pre_epoch):
                 pre = np.concatenate([pre, more]) if len(pre) else more
                 pre_epoch = epoch
@@ -204,10 +208,8 @@ class SyntheticTracker(_PacedDevice):
     def _lose(self, k: int, k_keep: int, now: int) -> None:
         """Samples ``k .. k_keep-1`` overflowed the device buffer while this thread was stalled:
         counted and reported, as the Tobii SDK reports a buffer overflow; the stream sees the hole."""
-        rate, t0 = self.rate_hz, self.t0_us
         n = k_keep - k
-        t_from = t0 + (k * 1_000_000 + rate // 2) // rate
-        t_to = t0 + (k_keep * 1_000_000 + rate // 2) // rate
+        t_from, t_to = self._sample_time(k), self._sample_time(k_keep)
         self.stream.count_dropped(n)
         self.samples_lost += n
         self._pre = self._pre[:0]
@@ -384,8 +386,8 @@ class SyntheticMic(_PacedDevice):
     capacity_s : float
         Seconds of audio the ring keeps.
     max_lag_s : float
-        The card's buffer: blocks that began longer ago than this when the thread gets the CPU
-        are lost, counted and reported (default 1 s).
+        The card's buffer: blocks whose last sample is older than this when the thread gets
+        the CPU are lost, counted and reported (0.05..60 s; default 1 s).
 
     Notes
     -----
@@ -417,7 +419,6 @@ class SyntheticMic(_PacedDevice):
         self.seed, self.rate_hz, self.blocksize, self.channels = seed, rate_hz, blocksize, channels
         self.capacity_s = float(capacity_s)
         self.max_lag_s = float(max_lag_s)
-        self._lag_us = buffer_on_clock_us(self.max_lag_s, self.clock)
         self.t0_us: Optional[int] = None
         self.blocks_generated = 0       # index of the next block (delivered + lost)
         self.blocks_lost = 0
