@@ -35,8 +35,16 @@ _COMMAND_MODULES = [
 ]
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An option error is one line and exit 2, like every other error caused by input (argparse
+    prints the whole usage first); sub-command parsers inherit this class."""
+
+    def error(self, message: str):
+        self.exit(2, f"emer-live: error: {message} (`{self.prog} --help` lists the options)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="emer-live",
         description="Eye tracker + webcam emotion recognition (EMER/EMERT): record, replay, "
                     "analyse live, train and evaluate. Runs with synthetic devices when no hardware is present.",

@@ -108,6 +108,85 @@ def test_stop_aborts_a_session_and_finalises_it(tmp_path):
     assert [t["status"] for t in r.meta["trials"]][:2] == ["complete", "aborted"]
 
 
+def _stop_kinds(folder):
+    """(kind, detail) of the events.tsv rows from the abort on."""
+    import json
+
+    rows = [line.split("\t") for line in (folder / "events.tsv").read_text().splitlines()[1:]]
+    return [(r[1], json.loads(r[3]) if r[3] else {}) for r in rows if r[1] in ("abort", "recording_stop")]
+
+
+def test_a_session_stopped_as_complete_mid_way_is_aborted_everywhere(tmp_path, capsys):
+    """Issue 21: a stop that asks for "complete" (the console's old close path) before every trial
+    completed ends the session aborted: session.json, events.tsv and `info` agree, each trial
+    with its own state (complete / aborted / not_run)."""
+    import json
+
+    from emer_live.cli import main
+    from emer_live.recording import SessionReader
+
+    run = Run(_fast_session_cfg(tmp_path, n_trials=4))
+    run.subscribe(lambda ev: run.stop("console window closed", status="complete")
+                  if isinstance(ev, PhaseChanged) and ev.phase == "stimulus" and ev.trial == 2 else None)
+    drive(run, signals=False)
+    assert run.status == "aborted" and "aborted" in run.reason
+    r = SessionReader(run.session_dir)
+    assert r.status == "aborted"
+    assert [t["status"] for t in r.meta["trials"]] == ["complete", "aborted", "not_run", "not_run"]
+    assert [k for k, _ in _stop_kinds(run.session_dir)] == ["abort", "recording_stop"]
+    assert _stop_kinds(run.session_dir)[-1][1]["status"] == "aborted"
+    capsys.readouterr()
+    assert main(["info", str(run.session_dir), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "aborted"
+
+
+def test_only_a_session_with_every_trial_done_is_complete(tmp_path):
+    """A session that ends on an error mid-way gets its trials settled too (none left `running`
+    or `pending`), and a whole session is complete."""
+    from emer_live.recording import SessionReader
+
+    run = Run(_fast_session_cfg(tmp_path / "a", n_trials=2))
+    drive(run, signals=False)
+    assert run.status == "complete"
+    assert [t["status"] for t in SessionReader(run.session_dir).meta["trials"]] == ["complete", "complete"]
+
+    run = Run(_fast_session_cfg(tmp_path / "b", n_trials=3))
+
+    def boom(ev):
+        if isinstance(ev, PhaseChanged) and ev.phase == "fixation" and ev.trial == 2:
+            run.controller.tick = lambda: (_ for _ in ()).throw(RuntimeError("injected"))
+    run.subscribe(boom)
+    with pytest.raises(RuntimeError, match="injected"):
+        drive(run, signals=False)
+    assert run.status == "error"
+    r = SessionReader(run.session_dir)
+    assert r.status == "error"
+    assert [t["status"] for t in r.meta["trials"]] == ["complete", "aborted", "not_run"]
+
+
+def test_speed_factor_is_refused_without_replay_devices(tmp_path, capsys):
+    """--speed 2 with synthetic devices is refused (it cannot be honoured), not silently ignored."""
+    from emer_live.cli import main
+
+    with pytest.raises(ConfigError, match="replay devices only"):
+        RunConfig(kind="live", checkpoint="x.pt", speed=2.0)
+    RunConfig(kind="live", checkpoint="x.pt", speed=1.0)          # real time is what they do
+    assert main(["record", "--speed", "2", "--duration", "1", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("emer-live: error: --speed 2:")
+    assert not (tmp_path / "r").exists()
+
+
+def test_cli_option_errors_are_one_line(capsys):
+    from emer_live.cli import main
+
+    with pytest.raises(SystemExit) as ex:
+        main(["live", "--fps", "fast"])
+    assert ex.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("emer-live: error: argument --fps") and "live --help" in err[0]
+
+
 def test_record_device_failure_policy_stops_the_recording(tmp_path):
     """record: a device whose thread dies ends the recording with status error, reported as an
     event carrying the exception object and its traceback."""

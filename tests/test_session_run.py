@@ -66,7 +66,7 @@ def test_abort_mid_trial_keeps_everything(tmp_path):
     assert r.status == "aborted"
     statuses = [t["status"] for t in r.meta["trials"]]
     assert statuses[:2] == ["complete", "complete"] and statuses[2] == "aborted"
-    assert statuses[3:] == ["pending"] * 3
+    assert statuses[3:] == ["not_run"] * 3     # never begun: the word `repair` uses too
     assert len(r.sam()) == 2
     kinds = [e["kind"] for e in r.events()]
     assert "trial_aborted" in kinds and "abort" in kinds
@@ -82,7 +82,7 @@ def test_abort_by_stop_event(tmp_path):
     out = run_headless_session(cfg, stop_event=stop)
     r = SessionReader(out)
     assert r.status == "aborted"
-    assert any(t["status"] == "aborted" for t in r.meta["trials"]) or r.meta["trials"][0]["status"] == "pending"
+    assert any(t["status"] == "aborted" for t in r.meta["trials"]) or r.meta["trials"][0]["status"] == "not_run"
 
 
 @pytest.mark.parametrize("pid", ["Jane Doe", "../P01", "P/01", "Jürgen", "P" * 33])

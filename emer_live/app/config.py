@@ -118,6 +118,10 @@ class RunConfig:
         _finite("--mask-rate", self.mask_rate, low=0, high=1)
         if self.speed is not None:
             _finite("--speed", self.speed, low=0, low_open=True, high=1000)
+            if self.speed != 1 and not self.replay:
+                # refused rather than ignored: synthetic and real devices cannot run faster
+                raise ConfigError(f"--speed {self.speed:g}: a speed factor applies to replay devices only "
+                                  "(--tracker replay:DIR); synthetic and real devices run in real time - drop --speed")
         if self.duration_s is not None:
             # a week is plenty; 1e308 or inf would record until the disk is full
             _finite("--duration", self.duration_s, low=0, low_open=True, high=7 * 24 * 3600)

@@ -141,6 +141,8 @@ class Run:
         self._subscribers: List[Callable[[RunEvent], None]] = []
         self._queue: "queue.SimpleQueue[RunEvent]" = queue.SimpleQueue()
         self._stop_request: Optional[tuple] = None   # (status, reason)
+        self._checked = False
+        self.base_model = model     # the checkpoint as loaded, before a FER model is attached
         self._claimed: List[Path] = []    # folders this run created, innermost first
         self.fer_model_path: Optional[str] = None
         self.losses: Dict[str, dict] = {}
@@ -250,13 +252,10 @@ class Run:
         cfg = self.config
         _limit_library_threads()
         try:
-            self._check_outputs()
-            if cfg.kind == "session":
-                self._plan_session()
+            self.check()
             fast_session = cfg.kind == "session" and cfg.fast
             if not fast_session:
                 self._open_devices()
-            self._load_model()
             if cfg.kind == "session" and self.session_dir is None:
                 self._claim_session_dir()
             if fast_session:
@@ -295,6 +294,19 @@ class Run:
             except BaseException:
                 self._finish("error", "the session controller failed to start")
                 raise
+
+    def check(self) -> None:
+        """What :meth:`start` refuses without opening a device or making a folder: outputs that
+        exist, the stimulus library and its plan (sessions), the checkpoint and the FER model
+        (loaded now; :meth:`start` uses them). Front ends call it before they open a window.
+        Raises EmerError subclasses; runs once."""
+        if self._checked:
+            return
+        self._check_outputs()
+        if self.config.kind == "session":
+            self._plan_session()
+        self._load_model()
+        self._checked = True
 
     def _check_outputs(self) -> None:
         cfg = self.config
@@ -339,7 +351,7 @@ class Run:
                 raise ConfigError("the EMERT model needs PyTorch, which this Python does not have (the Python "
                                   "3.10 Tobii lane runs without it): `pip install torch`, or run without "
                                   "--checkpoint") from None
-            self.model = load_checkpoint(ckpt, device=cfg.model_device)
+            self.model = self.base_model = load_checkpoint(ckpt, device=cfg.model_device)
         if self.model is not None and cfg.kind in ("live", "session"):
             self._attach_fer()
 
@@ -728,8 +740,9 @@ class Run:
     # ------------------------------------------------------------------ stop
     def stop(self, reason: str = "operator", *, status: str = "aborted") -> None:
         """Ask the run to end; the next :meth:`poll` finishes it (files closed, status written).
-        A session aborts its running trial. ``status="complete"`` ends an open-ended recording or
-        live run as complete (the operator's normal end)."""
+        A session aborts its running trial, and ends ``aborted`` whatever ``status`` asks unless
+        every trial had completed. ``status="complete"`` ends an open-ended recording or live run
+        as complete (the operator's normal end)."""
         if self.state is not RunState.RUNNING or self._stop_request is not None:
             return
         self._stop_request = (status, reason)
@@ -789,12 +802,32 @@ class Run:
     def _finish(self, status: str, reason: str) -> None:
         if self.state is RunState.FINISHED:
             return
+        status, reason = self._settle_session(status, reason)
         self.wall_s = time.perf_counter() - (self._wall_start or time.perf_counter())
         self._elapsed_final = self.elapsed_s     # the run's length, not its teardown's
         status = self._teardown(status)
         self.status, self.reason = status, reason
         self.state = RunState.FINISHED
         self._emit(RunFinished(t_us=self._now(), status=status, reason=reason, summary=self.summary()))
+
+    def _settle_session(self, status: str, reason: str) -> tuple:
+        """A session is ``complete`` only when every trial completed; any earlier end (a stop
+        asked as "complete", a closed window, an error) first aborts the controller, so each
+        trial keeps its own state (complete, skipped, aborted, not_run) in session.json, and a
+        "complete" asked for becomes ``aborted``."""
+        ctrl = self.controller
+        if ctrl is None:
+            return status, reason
+        if not ctrl.finished:
+            try:
+                ctrl.abort(reason)
+            except Exception as exc:     # e.g. the disk is full: the recorder's stop says so
+                self._error("session abort", exc)
+        if status == "complete" and not ctrl.complete:
+            status = "aborted"
+            if "aborted" not in reason:
+                reason = f"session aborted: {reason}"
+        return status, reason
 
     def _teardown(self, status: str) -> str:
         """Stop everything that was started, in data-flow order; returns the final status."""

@@ -130,7 +130,9 @@ class SimulatedPresenter:
 @dataclass
 class _TrialState:
     spec: TrialSpec
-    status: str = "pending"          # pending | running | complete | aborted
+    # pending | running while the session runs; at its end each trial says what happened to it:
+    # complete | skipped (the operator's choice) | aborted (running at the stop) | not_run
+    status: str = "pending"
     t_start_us: Optional[int] = None
     t_onset_us: Optional[int] = None
     t_offset_us: Optional[int] = None
@@ -200,6 +202,12 @@ class SessionController:
     @property
     def finished(self) -> bool:
         return self.phase in (Phase.DONE, Phase.ABORTED)
+
+    @property
+    def complete(self) -> bool:
+        """True when the session ran through its whole plan: it reached its end and every trial
+        completed (a trial the operator skipped counts as done; its status says ``skipped``)."""
+        return self.phase is Phase.DONE and all(t.status in ("complete", "skipped") for t in self.trials)
 
     def _set_phase(self, phase: Phase, duration_us: Optional[int] = None, now: Optional[int] = None) -> None:
         now = self.clock.now_us() if now is None else now
@@ -275,7 +283,9 @@ class SessionController:
                 self._set_phase(phase, left, now)
 
     def abort(self, reason: str = "operator") -> None:
-        """Stop now; trials done so far stay complete, the running one is marked aborted."""
+        """Stop now; trials done so far stay complete (or skipped), the running one is marked
+        aborted and those not begun ``not_run`` - the words `emer-live repair` uses for a
+        session that ended before them, so a folder says the same however the session ended."""
         with self._lock:
             if self.finished:
                 return
@@ -287,6 +297,9 @@ class SessionController:
                 tr.t_end_us = now
                 self.rec.log_event("trial_aborted", trial=tr.spec.trial, t_us=now, reason=reason,
                                    phase=(self._paused_from or self.phase).value)
+            for t in self.trials:
+                if t.status == "pending":
+                    t.status = "not_run"
             self.rec.log_event("abort", t_us=now, reason=reason)
             self._close_stim_log()
             self._save_trials()
