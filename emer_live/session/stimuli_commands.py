@@ -115,11 +115,26 @@ def _cmd_placeholders(args) -> int:
 
 def _cmd_plan(args) -> int:
     from .plan import make_plan
-    from .stimuli import load_manifest
+    from .stimuli import check_library, load_manifest
 
-    lib = load_manifest(args.directory)
     if args.trials is None or args.trials < 1:
         raise ConfigError(f"--trials must be at least 1, got {args.trials}")
+    # a plan is only worth printing for a library a session would accept: the same check as the
+    # session's start (missing, empty or undecodable clips), one line per problem
+    where = Path(args.directory)
+    folder, manifest = (where.parent, where) if where.is_file() else (where, None)
+    report = check_library(folder, manifest=manifest)
+    if not report.ok:
+        by_file: dict = {}
+        for problem in report.problems:      # one line per bad file, its reasons joined
+            by_file.setdefault(problem.file, []).append(problem.reason)
+        for name, reasons in by_file.items():
+            print(f"{name}: {'; '.join(reasons)}", file=sys.stderr)
+        n = len(by_file)
+        print(f"emer-live: error: no plan: {n} bad file{'s' if n != 1 else ''} in the library {folder}; fix "
+              f"{'them' if n != 1 else 'it'} (`emer-live stimuli check {folder}` says the same)", file=sys.stderr)
+        return StimulusError.exit_code
+    lib = load_manifest(args.directory)
     plan = make_plan(lib, participant=args.participant, n_trials=args.trials, seed=args.seed,
                      participant_index=args.index)
     if args.json:

@@ -3,7 +3,8 @@
 It owns one :class:`~emer_live.app.Run` at a time. A ~30 Hz GUI timer polls the run (which hands
 its typed events to :meth:`OperatorConsole.on_event` on this thread) and redraws the visible
 panels from the streams and the prediction events; devices, recorder and model work on their own
-threads and never wait on a widget. Closing the window stops the run and finalises its folder.
+threads and never wait on a widget. Closing the window stops the run and finalises its folder; a
+running session is aborted only after the operator confirms.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class ConsoleOptions:
     mic: str = "none"
     checkpoint: str = field(default_factory=lambda: str(default_checkpoint()))
     participant: str = "P00"
-    out: Optional[str] = None          # recordings root (default recordings/, demo: recordings/demo)
+    out: Optional[str] = None          # recordings root (default recordings/, demo: recordings/demo/)
     size: Tuple[int, int] = (1280, 720)
     fps: float = 30.0
     rate: float = 250.0
@@ -60,10 +61,18 @@ class ConsoleOptions:
     consent_version: Optional[str] = None
     consent_date: Optional[str] = None
 
+    @property
+    def out_root(self) -> Path:
+        """Where runs record: ``--out``, else recordings/ (demo mode: recordings/demo/)."""
+        if self.out:
+            return Path(self.out)
+        return REPO_ROOT / "recordings" / "demo" if self.demo else REPO_ROOT / "recordings"
+
     def run_config(self) -> RunConfig:
-        """A live run recording into a new session folder, or a collection session."""
+        """A live run or a collection session, recording into a new folder under one rule for both:
+        ``ROOT/<participant>/S<UTC time>`` (session) or ``ROOT/<participant>/L<UTC time>`` (live)."""
+        root = self.out_root
         if self.session:
-            root = Path(self.out) if self.out else REPO_ROOT / "recordings"
             return RunConfig(kind="session", participant=self.participant, tracker=self.tracker,
                              camera=self.camera, mic=self.mic, rate=self.rate, fps=self.fps, size=tuple(self.size),
                              seed=self.seed, out_root=str(root), checkpoint=self.checkpoint or None,
@@ -72,12 +81,16 @@ class ConsoleOptions:
                              fer_model=self.fer_model, calibrate=self.calibrate,
                              calibration_points=self.calibration_points, consent_version=self.consent_version,
                              consent_date=self.consent_date)
-        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
-        root = Path(self.out) if self.out else REPO_ROOT / "recordings" / ("demo" if self.demo else self.participant)
-        folder = root / stamp
+        from ..session.ids import validate_participant_id
+
+        # the folder is made by the run once everything is checked; the id is validated first
+        # so a bad one never becomes part of a path
+        folder_root = root / validate_participant_id(self.participant)
+        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("L%Y%m%d-%H%M%S")
+        folder = folder_root / stamp
         k = 2
         while folder.exists():
-            folder = root / f"{stamp}-{k}"
+            folder = folder_root / f"{stamp}-{k}"
             k += 1
         return RunConfig(kind="live", participant=self.participant, tracker=self.tracker, camera=self.camera,
                          mic=self.mic, rate=self.rate, fps=self.fps, size=tuple(self.size), seed=self.seed,
@@ -144,18 +157,24 @@ class OperatorConsole(QtWidgets.QMainWindow):
         Start a run as soon as the window shows (demo mode does).
     settings : QSettings, optional
         Where the dock layout persists (default: the user's emer_live settings).
+    model : LoadedModel, optional
+        The options' checkpoint, already loaded (``python main.py`` checks it before the window
+        opens); runs with that checkpoint use it instead of loading it again.
     """
 
     def __init__(self, options: ConsoleOptions, *, autostart: bool = False,
-                 settings: Optional[QtCore.QSettings] = None) -> None:
+                 settings: Optional[QtCore.QSettings] = None, model=None) -> None:
         super().__init__()
         self.options = options
+        self._model = model
+        self.start_error: Optional[EmerError] = None    # why the last Start was refused (bad input)
         self.run: Optional[Run] = None
         self.runs: List[Run] = []             # every run of this window (tests, the status bar)
         self.settings = settings or QtCore.QSettings("emer_live", "operator-console")
         self.setWindowTitle("emer_live - operator console")
         self.resize(1600, 980)
         self.last_error: Optional[str] = None
+        self._close_confirmed = False        # close_without_asking(): no question on this close
         self._shown_once = False
         self._layout_restored = False
         self._tick_times: List[float] = []
@@ -400,10 +419,12 @@ class OperatorConsole(QtWidgets.QMainWindow):
     def start_run(self) -> Optional[Run]:
         if self.run is not None and self.run.running:
             return self.run
+        self.start_error = None
         try:
             cfg = self.options.run_config()
-            run = self._make_session_run(cfg) if cfg.kind == "session" else Run(cfg)
+            run = self._make_session_run(cfg) if cfg.kind == "session" else Run(cfg, model=self._loaded(cfg))
         except EmerError as exc:
+            self.start_error = exc
             self._error_dialog("Cannot start", str(exc))
             return None
         for panel in (self.emotion, self.circumplex):
@@ -418,6 +439,7 @@ class OperatorConsole(QtWidgets.QMainWindow):
         try:
             run.start()          # loads the checkpoint, opens devices (a second or two)
         except EmerError as exc:
+            self.start_error = exc
             self._error_dialog("Cannot start", str(exc))
         except Exception as exc:   # a programming error: keep the traceback visible
             self._error_dialog("Cannot start", f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc()}")
@@ -425,6 +447,13 @@ class OperatorConsole(QtWidgets.QMainWindow):
             QtWidgets.QApplication.restoreOverrideCursor()
         self._update_actions()
         return run
+
+    def _loaded(self, cfg: RunConfig):
+        """The preloaded checkpoint when ``cfg`` asks for that file, else None (the run loads it)."""
+        m = self._model
+        if m is None or not cfg.checkpoint or Path(cfg.checkpoint).resolve() != Path(m.path).resolve():
+            return None
+        return m
 
     def _make_session_run(self, cfg: RunConfig) -> Run:
         """A session on the participant screen: the Qt presenter plays the clips, the SAM is
@@ -438,7 +467,7 @@ class OperatorConsole(QtWidgets.QMainWindow):
         holder = {}
         self.presenter = QtPresenter(self.participant_screen, clock=lambda: holder["run"].clock,
                                      playback_rate=1.0 / cfg.time_scale, on_error=self._presenter_error)
-        run = Run(cfg, presenter=self.presenter, sam_source=None)
+        run = Run(cfg, presenter=self.presenter, sam_source=None, model=self._loaded(cfg))
         holder["run"] = run
         self.participant_screen.place(screen)
         self.docks["participant"].setVisible(True)
@@ -662,12 +691,49 @@ class OperatorConsole(QtWidgets.QMainWindow):
         self.settings.setValue("state", self.saveState())
         self.settings.sync()
 
+    def close_without_asking(self) -> bool:
+        """Close even during a session, without the confirmation (``--quit-after``,
+        ``--quit-when-done``: the operator asked for the end on the command line)."""
+        self._close_confirmed = True
+        return self.close()
+
+    def confirm_close(self) -> bool:
+        """Ask before a window close aborts a running session (True: abort and close). The
+        session goes on while the question is open (the GUI timer keeps polling it)."""
+        run = self.run
+        ctrl = run.controller
+        n, k = len(ctrl.trials), sum(t.status in ("complete", "skipped") for t in ctrl.trials)
+        box = QtWidgets.QMessageBox(self)
+        box.setIcon(QtWidgets.QMessageBox.Icon.Warning)
+        box.setWindowTitle("Abort the session?")
+        box.setText(f"A session is running: {k} of {n} trials done, phase {ctrl.phase.value}.")
+        box.setInformativeText("Closing the console aborts it: trials done stay complete, the running trial is "
+                               "marked aborted, the rest not run. The session is recorded as aborted.")
+        abort = box.addButton("Abort session and close", QtWidgets.QMessageBox.ButtonRole.DestructiveRole)
+        keep = box.addButton("Keep the session running", QtWidgets.QMessageBox.ButtonRole.RejectRole)
+        box.setDefaultButton(keep)
+        box.setEscapeButton(keep)
+        box.exec()
+        return box.clickedButton() is abort
+
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:   # noqa: N802 (Qt name)
-        """Closing stops the devices and finalises the recording (status complete)."""
+        """Closing stops the devices and finalises the recording. A running session is aborted
+        (each trial keeps its own state) after the operator confirms; declined, it runs on. A
+        live run ends complete (closing is its normal end, as Stop is)."""
+        run = self.run
+        asked = self._close_confirmed
+        self._close_confirmed = False
+        if run is not None and run.running and run.controller is not None and not asked:
+            if not self.confirm_close():
+                event.ignore()
+                return
         self.timer.stop()
-        if self.run is not None and self.run.running:
-            self.run.stop("console window closed", status="complete")
-            self._finish_now(self.run)
+        if run is not None and run.running:      # it may have ended while the question was open
+            if run.controller is not None:
+                run.stop("console window closed")
+            else:
+                run.stop("console window closed", status="complete")
+            self._finish_now(run)
         self.save_layout()
         if self.participant_screen is not None:
             self.participant_screen.close()

@@ -27,8 +27,18 @@ def display_available() -> Tuple[bool, str]:
     return False, "no display (neither DISPLAY nor WAYLAND_DISPLAY is set)"
 
 
+#: options that only a collection session uses (refused without --session), with their defaults
+SESSION_ONLY = {"stimuli": ("--stimuli", "stimuli/placeholder"), "trials": ("--trials", 14),
+                "time_scale": ("--time-scale", 1.0), "participant_screen": ("--participant-screen", None),
+                "no_calibration": ("--no-calibration", False), "calibration_points": ("--calibration-points", 5)}
+#: what the headless demo (no display) honours; any other option given is refused there
+HEADLESS_OPTIONS = ("checkpoint", "seed", "headless")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    from ..cli import OneLineParser     # option errors: one line, exit 2
+
+    p = OneLineParser(
         prog="python main.py",
         description="emer_live desktop app: the operator console with live ER/FER plots and the emotion gap. "
                     "With no eye tracker it starts in demo mode (synthetic participant). Without a display it "
@@ -39,9 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mic", default="none", help="microphone: none, synthetic, default, an index or name")
     p.add_argument("--checkpoint", default=None, help="EMERT checkpoint (default: the demo checkpoint in models/)")
     p.add_argument("--participant", default="P00", help="pseudonymous participant ID (never a name)")
-    p.add_argument("--out", default=None,
-                   help="recordings root for this run's session folder (default recordings/<participant>, "
-                        "demo: recordings/demo)")
+    p.add_argument("--out", default=None, metavar="ROOT",
+                   help="recordings root: every run records into ROOT/<participant>/S<UTC time> (a session) or "
+                        "ROOT/<participant>/L<UTC time> (a live run); default recordings, demo mode recordings/demo")
     p.add_argument("--size", default="1280x720", help="camera frame size (default 1280x720)")
     p.add_argument("--fps", type=float, default=30.0, help="camera fps (default 30)")
     p.add_argument("--rate", type=float, default=250.0, help="tracker rate in Hz (default 250)")
@@ -54,18 +64,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "face head for the synthetic camera), emert, or a FER checkpoint")
     p.add_argument("--session", action="store_true",
                    help="a collection session: clips on the participant screen, SAM after each (default: a live run)")
-    p.add_argument("--stimuli", default="stimuli/placeholder",
+    p.add_argument("--stimuli", default=None,
                    help="stimulus library folder for --session (default stimuli/placeholder; `emer-live stimuli "
                         "placeholders --out stimuli/placeholder` makes one)")
-    p.add_argument("--trials", type=int, default=14, help="--session: number of trials (default 14)")
-    p.add_argument("--time-scale", type=float, default=1.0,
+    p.add_argument("--trials", type=int, default=None, help="--session: number of trials (default 14)")
+    p.add_argument("--time-scale", type=float, default=None,
                    help="--session: shrink every phase (clips play faster to fit), e.g. 0.25 for a quick demo")
     p.add_argument("--participant-screen", type=int, default=None, metavar="N",
                    help="--session: screen number for the participant window (default: a screen other than the "
                         "console's; a plain window when there is only one)")
     p.add_argument("--no-calibration", action="store_true",
                    help="--session: skip the calibration/validation at the start (e.g. calibrated elsewhere)")
-    p.add_argument("--calibration-points", type=int, default=5, choices=(5, 9),
+    p.add_argument("--calibration-points", type=int, default=None, choices=(5, 9),
                    help="--session: calibration points (default 5)")
     p.add_argument("--consent-version", default=None, metavar="V",
                    help="the consent form the participant signed (stored in session.json)")
@@ -78,7 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="close the app after this many seconds (with --screenshot: the moment of the picture)")
     p.add_argument("--settings", default=None, metavar="INI",
                    help="keep the window layout in this file instead of the user's settings")
-    p.add_argument("--headless", action="store_true", help="run the headless demo even when a display is present")
+    p.add_argument("--headless", action="store_true",
+                   help="run the headless demo (`emer-live demo`; it takes --checkpoint and --seed) even when a "
+                        "display is present")
     p.add_argument("--replay", default=None, metavar="DIR",
                    help="open a recorded session folder in the replay window instead of the console")
     return p
@@ -92,46 +104,84 @@ def _tracker(spec: str) -> str:
     return _tracker_spec()
 
 
+def _given(args, parser: argparse.ArgumentParser) -> List[str]:
+    """The options given on the command line (those whose value differs from the default)."""
+    return [k for k, v in vars(args).items() if v != parser.get_default(k)]
+
+
+def check_options(args, parser: argparse.ArgumentParser, *, headless: bool) -> None:
+    """Refuse options that do not apply to what will run (one line, exit 2): session options
+    without ``--session``, ``--session`` with ``--replay`` or without a display, and in the
+    headless demo every option it would ignore."""
+    from ..errors import ConfigError
+
+    given = _given(args, parser)
+    flag = lambda k: "--" + k.replace("_", "-")  # noqa: E731
+    if args.replay is not None:
+        if args.session:
+            raise ConfigError("--session and --replay: choose one (--replay DIR opens a recorded session for review)")
+        return
+    if not args.session:
+        stray = [SESSION_ONLY[k][0] for k in SESSION_ONLY if k in given]
+        if stray:
+            one = len(stray) == 1
+            raise ConfigError(f"{', '.join(stray)} only appl{'ies' if one else 'y'} to a collection session: "
+                              f"add --session, or leave {'it' if one else 'them'} out")
+    if headless:
+        if args.session:
+            raise ConfigError("--session needs a display for the participant screen; without one run "
+                              "`emer-live session --headless --participant ID` (docs/running-a-session.md)")
+        stray = [flag(k) for k in given if k not in HEADLESS_OPTIONS]
+        if stray:
+            raise ConfigError(f"{', '.join(stray)}: not used by the headless demo (no display, or --headless); "
+                              "`emer-live live --headless` takes the device and model options")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    from ..cli import report_error
+    from ..errors import EmerError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
     ok, why = display_available()
+    headless = args.replay is None and (args.headless or not ok)
+    try:
+        check_options(args, parser, headless=headless)
+    except EmerError as exc:
+        return report_error(exc)
+    for key, (_, default) in SESSION_ONLY.items():
+        if getattr(args, key) is None:
+            setattr(args, key, default)
     if args.replay is not None:
         from .replay import run_replay
 
         return run_replay(args, ok, why)
-    if args.headless or not ok:
+    if headless:
         if not args.headless:
             print(f"emer-live: {why}: running the headless demo (set DISPLAY or use xvfb-run for the app)",
                   flush=True)
         from ..cli import main as cli_main
 
-        return cli_main(["demo"])
+        extra = (["--checkpoint", args.checkpoint] if args.checkpoint else []) + ["--seed", str(args.seed)]
+        return cli_main(["demo"] + extra)
     return run_gui(args)
 
 
-def run_gui(args) -> int:
-    from ..app import default_checkpoint
-    from ..cli import report_error
+def console_options(args):
+    """The console's :class:`ConsoleOptions` from the command line, checked as the first Start
+    would check them - every value, the participant ID, the stimulus library and its plan, the
+    checkpoint, the participant screen (the QApplication must exist) - without opening a device,
+    a window or a folder. Returns ``(options, model)``: the checkpoint as loaded, for the first
+    run. Raises EmerError subclasses."""
+    from ..app import Run, default_checkpoint
     from ..devices.factory import parse_size
-    from ..errors import EmerError
+    from ..errors import ConfigError
+    from .console import ConsoleOptions
 
-    try:
-        if args.quit_after is not None and not args.quit_after > 0:
-            from ..errors import ConfigError
-
-            raise ConfigError(f"--quit-after {args.quit_after}: must be > 0 seconds")
-        size = parse_size(args.size)
-        tracker = _tracker(args.tracker)
-    except EmerError as exc:
-        return report_error(exc)
-
-    from PyQt6 import QtCore, QtWidgets
-
-    from .console import ConsoleOptions, OperatorConsole
-
-    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
-    app.setApplicationName("emer_live")
-    app.setOrganizationName("emer_live")
+    if args.quit_after is not None and not args.quit_after > 0:
+        raise ConfigError(f"--quit-after {args.quit_after}: must be > 0 seconds")
+    size = parse_size(args.size)
+    tracker = _tracker(args.tracker)
     opts = ConsoleOptions(tracker=tracker, camera=args.camera, mic=args.mic,
                           checkpoint=args.checkpoint or str(default_checkpoint()), participant=args.participant,
                           out=args.out, size=size, fps=args.fps, rate=args.rate,
@@ -142,8 +192,34 @@ def run_gui(args) -> int:
                           calibration_points=args.calibration_points, consent_version=args.consent_version,
                           consent_date=args.consent_date,
                           demo=tracker == "synthetic")
+    probe = Run(opts.run_config())        # RunConfig checks every value
+    if opts.session and opts.participant_screen is not None:
+        from .participant import choose_screen
+
+        choose_screen(opts.participant_screen)    # needs the QApplication (no window yet)
+    probe.check()                         # outputs, stimuli and plan, checkpoint and FER model
+    return opts, probe.base_model
+
+
+def run_gui(args) -> int:
+    from ..cli import report_error
+    from ..errors import EmerError
+
+    from PyQt6 import QtCore, QtWidgets
+
+    # the application first (the screens are known then), the window only once all is checked
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
+    app.setApplicationName("emer_live")
+    app.setOrganizationName("emer_live")
+    try:
+        opts, model = console_options(args)
+    except EmerError as exc:
+        return report_error(exc)
+
+    from .console import OperatorConsole
+
     settings = QtCore.QSettings(args.settings, QtCore.QSettings.Format.IniFormat) if args.settings else None
-    win = OperatorConsole(opts, autostart=opts.demo and not args.no_autostart, settings=settings)
+    win = OperatorConsole(opts, autostart=opts.demo and not args.no_autostart, settings=settings, model=model)
     win.show()
     result = {"rc": 0}
 
@@ -154,15 +230,16 @@ def run_gui(args) -> int:
         if args.screenshot:
             path = win.screenshot(args.screenshot)
             print(f"screenshot: {path}", flush=True)
-        win.close()
+        win.close_without_asking()
         app.quit()
 
     if args.quit_after is not None:
         QtCore.QTimer.singleShot(int(args.quit_after * 1000), finish)
     if args.quit_when_done:
         def check_done():
-            if win.run is not None and not win.run.running:
-                QtCore.QTimer.singleShot(1500, finish)    # let the last screen be seen
+            run = win.run
+            if (run is not None and not run.running) or (run is None and win.start_error is not None):
+                QtCore.QTimer.singleShot(1500, finish)    # let the last screen (or the refusal) be seen
             else:
                 QtCore.QTimer.singleShot(250, check_done)
 
@@ -170,12 +247,16 @@ def run_gui(args) -> int:
     app.exec()
     run = win.run
     if run is not None:
-        print(f"run: status {run.status}, folder {run.session_dir}", flush=True)
+        folder = run.session_dir
+        where = f"folder {folder}" if folder is not None and folder.is_dir() else "nothing recorded"
+        print(f"run: status {run.status}, {where}", flush=True)
         if run.status not in (None, "complete", "aborted"):
             result["rc"] = 1
     if win.last_error:
         print(f"emer-live: error: {win.last_error.splitlines()[0]}", file=sys.stderr)
         result["rc"] = 1
+    if win.start_error is not None:
+        result["rc"] = win.start_error.exit_code
     return result["rc"]
 
 

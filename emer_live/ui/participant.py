@@ -30,9 +30,10 @@ def choose_screen(index: Optional[int], screens: Optional[Sequence[QtGui.QScreen
         if not 0 <= index < len(screens):
             from ..errors import ConfigError
 
-            names = ", ".join(f"{i}: {s.name()} {s.geometry().width()}x{s.geometry().height()}"
-                              for i, s in enumerate(screens))
-            raise ConfigError(f"--participant-screen {index}: no such screen (there are {names})")
+            names = ", ".join(f"{i} = {(s.name() + ' ') if s.name() else ''}{s.geometry().width()}x"
+                              f"{s.geometry().height()}" for i, s in enumerate(screens))
+            raise ConfigError(f"--participant-screen {index}: no such screen; there are {len(screens)}: {names} "
+                              f"(numbers start at 0)")
         return screens[index] if len(screens) > 1 else None
     if len(screens) < 2:
         return None

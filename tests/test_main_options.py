@@ -1,0 +1,92 @@
+"""``python main.py`` start-up (issue 21): every bad option is one line and exit 2 before any window
+opens and before any folder is made; options that do not apply are refused; --quit-when-done ends
+the app even when a start is refused before a run exists."""
+
+import shutil
+import types
+
+import pytest
+
+pytest.importorskip("pytestqt")
+from PyQt6 import QtCore, QtGui  # noqa: E402
+
+from emer_live.ui import main as app_main  # noqa: E402
+
+
+@pytest.fixture
+def no_window(monkeypatch):
+    """Fail the test if the console window is built."""
+    from emer_live.ui import console
+
+    def refuse(*a, **k):
+        raise AssertionError("the console window was opened")
+
+    monkeypatch.setattr(console, "OperatorConsole", refuse)
+
+
+def _bad_library(clip_library, tmp_path):
+    lib = tmp_path / "lib"
+    shutil.copytree(clip_library, lib)
+    (lib / "sad_01.mp4").write_bytes(b"")          # a 0-byte clip
+    return lib
+
+
+@pytest.mark.parametrize("case", ["fps", "time_scale", "participant", "no_stimuli", "bad_stimuli",
+                                  pytest.param("checkpoint", marks=pytest.mark.torch),  # else: "needs PyTorch"
+                                  "screen", "session_only", "session_only_flag", "not_a_number", "replay_session",
+                                  "quit_after"])
+def test_bad_start_options_are_one_line_exit_2_before_any_window(case, qapp, no_window, tmp_path, clip_library,
+                                                                  capsys):
+    out = tmp_path / "out"
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a checkpoint\n")
+    session = ["--session", "--stimuli", str(clip_library)]
+    argv, expect = {
+        "fps": (["--fps", "-5"], "--fps"),
+        "time_scale": (session + ["--time-scale", "-1"], "--time-scale"),
+        "participant": (["--participant", "Jane Doe"], "pseudonyms"),
+        "no_stimuli": (["--session", "--stimuli", str(tmp_path / "nope")], "no such folder"),
+        "bad_stimuli": (["--session", "--stimuli", str(_bad_library(clip_library, tmp_path))], "empty file"),
+        "checkpoint": (["--checkpoint", str(notes)], "notes.txt"),
+        "screen": (session + ["--participant-screen", "5"],
+                   f"there are {len(QtGui.QGuiApplication.screens())}: 0 = "),
+        "session_only": (["--trials", "3", "--time-scale", "0.5"], "--trials, --time-scale only apply to a "
+                                                                    "collection session"),
+        "session_only_flag": (["--no-calibration"], "--no-calibration only applies"),
+        "not_a_number": (["--fps", "fast"], "argument --fps"),
+        "replay_session": (["--session", "--replay", str(tmp_path)], "choose one"),
+        "quit_after": (["--quit-after", "0"], "--quit-after"),
+    }[case]
+    try:
+        rc = app_main.main(argv + ["--out", str(out), "--quit-when-done"])
+    except SystemExit as exc:          # argparse's own errors
+        rc = exc.code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    assert len(err) == 1 and err[0].startswith("emer-live: error: ") and expect in err[0], err
+    assert not out.exists()
+
+
+def test_headless_demo_refuses_options_it_would_ignore(monkeypatch, capsys):
+    monkeypatch.setattr(app_main, "display_available", lambda: (False, "no display (test)"))
+    assert app_main.main(["--session", "--participant", "P01"]) == 2
+    assert "needs a display" in capsys.readouterr().err
+    assert app_main.main(["--fps", "15"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--fps: not used by the headless demo" in err[0]
+
+
+def test_quit_when_done_ends_the_app_when_the_start_is_refused(qapp, monkeypatch, tmp_path, capsys):
+    """A Start refused before a run exists (here: a participant ID made bad after the checks,
+    as the Devices dialog could) still ends the app with --quit-when-done, exit 2."""
+    from emer_live.ui.console import ConsoleOptions
+
+    opts = ConsoleOptions(participant="Jane Doe", out=str(tmp_path / "out"), checkpoint="", demo=True)
+    monkeypatch.setattr(app_main, "console_options", lambda args: (opts, None))
+    args = types.SimpleNamespace(quit_when_done=True, quit_after=None, screenshot=None, no_autostart=False,
+                                 settings=str(tmp_path / "layout.ini"))
+    QtCore.QTimer.singleShot(60_000, qapp.quit)       # a guard: the test fails below instead of hanging
+    rc = app_main.run_gui(args)
+    assert rc == 2
+    assert "pseudonyms" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
