@@ -54,7 +54,7 @@ def main(argv) -> int:
         elif page == "sam" and scr.sam.values["dominance"] is not None and "sam" not in taken:
             taken["sam"] = scr.grab().save(str(out / "participant-sam.png"))
         if len(taken) == 6 or not run.running:
-            win.close()
+            win.close_without_asking()        # mid-session: no question to answer
             app.quit()
 
     timer = QtCore.QTimer()

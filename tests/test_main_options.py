@@ -90,3 +90,25 @@ def test_quit_when_done_ends_the_app_when_the_start_is_refused(qapp, monkeypatch
     assert rc == 2
     assert "pseudonyms" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_one_folder_rule_for_live_runs_and_sessions(tmp_path):
+    """--out ROOT (+ --participant): ROOT/<participant>/L<UTC time> for a live run and
+    ROOT/<participant>/S<UTC time> for a session; demo mode's default root is recordings/demo."""
+    from emer_live.app import Run
+    from emer_live.ui.console import REPO_ROOT, ConsoleOptions
+
+    live = ConsoleOptions(out=str(tmp_path), participant="P03", checkpoint="x.pt").run_config()
+    folder = tmp_path / live.out
+    assert folder.parent == tmp_path / "P03" and folder.name.startswith("L") and not folder.exists()
+    cfg = ConsoleOptions(out=str(tmp_path), participant="P03", session=True, checkpoint="", camera="none",
+                         rate=60.0, n_trials=1, time_scale=0.05, calibrate=False, stimuli="placeholder").run_config()
+    run = Run(cfg)
+    run.check()
+    assert not (tmp_path / "P03").exists()        # nothing made by the checks
+    run.start()
+    run.close("test")
+    assert run.session_dir.parent == tmp_path / "P03" and run.session_dir.name.startswith("S")
+    demo = ConsoleOptions(participant="P00", checkpoint="x.pt", demo=True)
+    assert demo.out_root == REPO_ROOT / "recordings" / "demo"
+    assert demo.run_config().out.startswith(str(REPO_ROOT / "recordings" / "demo" / "P00" / "L"))

@@ -134,6 +134,6 @@ def test_category_sequence_matches_plan(library):
 def test_cli_plan(capsys):
     capsys.readouterr()
     assert main(["stimuli", "plan", str(REPO / "stimuli"), "--participant", "P02", "--seed",
-                 "4", "--json"]) == 0
+                 "4", "--json", "--manifest-only"]) == 0      # the design's manifest, no videos
     d = json.loads(capsys.readouterr().out)
     assert d["participant"] == "P02" and len(d["trials"]) == 14

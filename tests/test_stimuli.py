@@ -319,3 +319,25 @@ def test_check_with_opencv_fallback(tmp_path, monkeypatch, capsys):
     capsys.readouterr()
     assert main(["stimuli", "placeholders", "--out", str(tmp_path / "p")]) != 0
     assert "needs PyAV: pip install av" in capsys.readouterr().err
+
+
+def test_plan_refuses_a_library_with_bad_clips(clip_library, tmp_path, capsys):
+    """`stimuli plan` on a library with a missing, a 0-byte and a text-only clip: no plan, exit 2,
+    one line per bad clip (issue 21); a good library plans as before."""
+    lib = tmp_path / "lib"
+    shutil.copytree(clip_library, lib)
+    (lib / "hap_01.mp4").unlink()
+    (lib / "sad_01.mp4").write_bytes(b"")
+    (lib / "fea_01.mp4").write_text("this is not a video\n")
+    args = ["stimuli", "plan", str(lib), "--participant", "P01", "--seed", "0"]
+    capsys.readouterr()
+    assert main(args) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 4, lines
+    for name, why in (("hap_01", "missing"), ("sad_01", "empty file"), ("fea_01", "not a readable video")):
+        assert sum(name in line for line in lines[:3]) == 1 and any(why in line for line in lines[:3])
+    assert lines[3].startswith("emer-live: error: no plan: 3 bad files")
+    assert main(["stimuli", "plan", str(clip_library), "--participant", "P01", "--seed", "0", "--trials", "3"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 4
