@@ -281,13 +281,23 @@ def test_main_replay_option(tmp_path, capsys):
     assert rc != 0 and err.startswith("emer-live: error: ") and "no such folder" in err
 
 
-def test_plain_recording_on_the_real_clock(qtbot, tmp_path):
-    """A plain recording (no trials, no predictions) on the monotonic clock, whose microseconds
-    exceed 32 bits: the timeline and the views keep the exact time."""
+def test_plain_recording_on_the_real_clock(qtbot, tmp_path, monkeypatch):
+    """A plain recording (no trials, no predictions) on the live session clock, read where its
+    microseconds exceed 32 bits (as the monotonic clock's do after ~36 min of uptime, and the
+    Tobii clock's always): the timeline and the views keep the exact time. The clock is moved
+    2^33 us ahead so that range is tested on a machine booted minutes ago too (issue 21)."""
+    from emer_live import clock as session_clock
+    from emer_live.app import Run, RunConfig, drive
+
+    class AheadClock(session_clock.SessionClock):
+        def now_us(self) -> int:
+            return super().now_us() + 2 ** 33
+
+    monkeypatch.setattr(session_clock, "_default", AheadClock(use_sdk=False))
     d = tmp_path / "plain"
-    p = subprocess.run(EMER + ["record", "--duration", "2", "--size", "160x120", "--rate", "120", "--out", str(d),
-                               "--quiet"], capture_output=True, text=True, timeout=120)
-    assert p.returncode == 0, p.stderr
+    run = drive(Run(RunConfig(kind="record", duration_s=2.0, size=(160, 120), rate=120.0, out=str(d))),
+                signals=False)
+    assert run.status == "complete", run.reason
     w = ReplayWindow(d, settings=QtCore.QSettings(str(tmp_path / "s.ini"), QtCore.QSettings.Format.IniFormat))
     qtbot.addWidget(w)
     assert w.banner.isHidden() and w.trial_table.rowCount() == 0 and "er7_happiness" not in w.curves
