@@ -4,7 +4,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench soak clean-venv
+.PHONY: setup demo console session replay test bench soak clean-venv
 
 $(STAMP): pyproject.toml requirements-pins.txt scripts/system-deps.sh scripts/fetch_face_models.py
 	./scripts/system-deps.sh
@@ -27,6 +27,19 @@ stimuli/placeholder/manifest.toml: | $(STAMP)
 # The desktop app when a display is present, else the headless demo (main.py says why in one line).
 demo: $(STAMP) stimuli/placeholder/manifest.toml
 	$(VPY) main.py
+
+# The app from the set-up environment (`.venv/bin/python main.py`); ARGS="..." adds options.
+console: $(STAMP)
+	$(VPY) main.py $(ARGS)
+
+# A demo collection session on the placeholder clips: P=participant (P01), TRIALS=number (2).
+session: $(STAMP) stimuli/placeholder/manifest.toml
+	$(VPY) main.py --session --participant $(or $(P),P01) --stimuli stimuli/placeholder --trials $(or $(TRIALS),2) $(ARGS)
+
+# Review a recorded session folder: make replay DIR=recordings/P01/S<date>-<time>
+replay: $(STAMP)
+	@test -n "$(DIR)" || { echo "make replay DIR=<session folder>: which folder? (e.g. recordings/P01/S20261207-101500)" >&2; exit 2; }
+	$(VPY) main.py --replay "$(DIR)" $(ARGS)
 
 test: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(VPY) -m pytest -q -p no:cacheprovider --timeout=600 $(PYTEST_ARGS)
