@@ -22,7 +22,8 @@ def register(sub) -> None:
                                    "(FER) against what face and eyes reveal (ER). Uses synthetic devices when no "
                                    "hardware is present.")
     p.add_argument("--duration", type=float, default=30.0, help="seconds (default 30)")
-    p.add_argument("--out", default=None, help="session folder (default recordings/demo/<time>)")
+    p.add_argument("--out", default=None,
+                   help="session folder (default recordings/demo/P00/L<UTC time>, the app's folder rule)")
     p.add_argument("--checkpoint", default=None, help="checkpoint (default: models/emert_demo_synthetic.pt)")
     p.add_argument("--seed", type=int, default=0, help="synthetic participant seed")
     p.set_defaults(func=cmd_demo)
@@ -46,9 +47,10 @@ def cmd_demo(args) -> int:
     from .live.commands import run_live
     from .recording.commands import cmd_info
 
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
-    root = Path(__file__).resolve().parents[1] / "recordings"
-    out = Path(args.out) if args.out else root / "demo" / stamp
+    # the app's rule: ROOT/<participant>/L<UTC time> for a live run, demo ROOT recordings/demo
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("L%Y%m%d-%H%M%S")
+    root = Path(__file__).resolve().parents[1] / "recordings" / "demo" / "P00"
+    out = Path(args.out) if args.out else root / stamp
     tracker = _tracker_spec()
     ckpt = args.checkpoint or str(default_checkpoint())
     print(f"emer-live demo: tracker {tracker}, camera synthetic, checkpoint {ckpt}; recording to {out}")
