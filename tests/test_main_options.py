@@ -112,3 +112,20 @@ def test_one_folder_rule_for_live_runs_and_sessions(tmp_path):
     demo = ConsoleOptions(participant="P00", checkpoint="x.pt", demo=True)
     assert demo.out_root == REPO_ROOT / "recordings" / "demo"
     assert demo.run_config().out.startswith(str(REPO_ROOT / "recordings" / "demo" / "P00" / "L"))
+
+
+def test_main_py_from_a_python_without_the_packages_says_what_to_run():
+    """`python main.py` with the system Python (here: the environment's Python without its
+    site-packages, -S) ends in one line naming .venv/bin/python, not a traceback."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    p = subprocess.run([sys.executable, "-S", "main.py", "--quit-after", "1"], cwd=root, capture_output=True,
+                       text=True, timeout=60, env={**env, "QT_QPA_PLATFORM": "offscreen"})
+    assert p.returncode == 2, p.stderr
+    err = p.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("emer-live: error: this Python") and ".venv/bin/python main.py" in err[0]

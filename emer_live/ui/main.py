@@ -65,14 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--session", action="store_true",
                    help="a collection session: clips on the participant screen, SAM after each (default: a live run)")
     p.add_argument("--stimuli", default=None,
-                   help="stimulus library folder for --session (default stimuli/placeholder; `emer-live stimuli "
+                   help="--session: stimulus library folder (default stimuli/placeholder; `emer-live stimuli "
                         "placeholders --out stimuli/placeholder` makes one)")
     p.add_argument("--trials", type=int, default=None, help="--session: number of trials (default 14)")
     p.add_argument("--time-scale", type=float, default=None,
                    help="--session: shrink every phase (clips play faster to fit), e.g. 0.25 for a quick demo")
     p.add_argument("--participant-screen", type=int, default=None, metavar="N",
-                   help="--session: screen number for the participant window (default: a screen other than the "
-                        "console's; a plain window when there is only one)")
+                   help="--session: screen number for the participant window, 0 = the first (default: a screen "
+                        "other than the console's; a plain window when there is only one)")
     p.add_argument("--no-calibration", action="store_true",
                    help="--session: skip the calibration/validation at the start (e.g. calibrated elsewhere)")
     p.add_argument("--calibration-points", type=int, default=None, choices=(5, 9),
