@@ -34,7 +34,7 @@ def _bad_library(clip_library, tmp_path):
 @pytest.mark.parametrize("case", ["fps", "time_scale", "participant", "no_stimuli", "bad_stimuli",
                                   pytest.param("checkpoint", marks=pytest.mark.torch),  # else: "needs PyTorch"
                                   "screen", "session_only", "session_only_flag", "not_a_number", "replay_session",
-                                  "quit_after"])
+                                  "replay_options", "quit_after"])
 def test_bad_start_options_are_one_line_exit_2_before_any_window(case, qapp, no_window, tmp_path, clip_library,
                                                                   capsys):
     out = tmp_path / "out"
@@ -55,6 +55,8 @@ def test_bad_start_options_are_one_line_exit_2_before_any_window(case, qapp, no_
         "session_only_flag": (["--no-calibration"], "--no-calibration only applies"),
         "not_a_number": (["--fps", "fast"], "argument --fps"),
         "replay_session": (["--session", "--replay", str(tmp_path)], "choose one"),
+        "replay_options": (["--fps", "15", "--replay", str(tmp_path)], "--out, --fps, --quit-when-done: not used by "
+                                                                         "the replay window"),
         "quit_after": (["--quit-after", "0"], "--quit-after"),
     }[case]
     try:

@@ -33,6 +33,8 @@ SESSION_ONLY = {"stimuli": ("--stimuli", "stimuli/placeholder"), "trials": ("--t
                 "no_calibration": ("--no-calibration", False), "calibration_points": ("--calibration-points", 5)}
 #: what the headless demo (no display) honours; any other option given is refused there
 HEADLESS_OPTIONS = ("checkpoint", "seed", "headless")
+#: what the replay window honours
+REPLAY_OPTIONS = ("replay", "screenshot", "quit_after", "settings")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,6 +122,11 @@ def check_options(args, parser: argparse.ArgumentParser, *, headless: bool) -> N
     if args.replay is not None:
         if args.session:
             raise ConfigError("--session and --replay: choose one (--replay DIR opens a recorded session for review)")
+        stray = [flag(k) for k in given if k not in REPLAY_OPTIONS]
+        if stray:
+            raise ConfigError(f"{', '.join(stray)}: not used by the replay window (--replay takes --screenshot, "
+                              "--quit-after and --settings; the checkpoint for re-analysis is chosen in its "
+                              "'Re-analyse with a checkpoint' panel)")
         return
     if not args.session:
         stray = [SESSION_ONLY[k][0] for k in SESSION_ONLY if k in given]
