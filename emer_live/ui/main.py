@@ -113,8 +113,8 @@ def _given(args, parser: argparse.ArgumentParser) -> List[str]:
 
 def check_options(args, parser: argparse.ArgumentParser, *, headless: bool) -> None:
     """Refuse options that do not apply to what will run (one line, exit 2): session options
-    without ``--session``, ``--session`` with ``--replay`` or without a display, and in the
-    headless demo every option it would ignore."""
+    without ``--session``, ``--session`` with ``--replay`` or without a display, and every
+    option the replay window or the headless demo would ignore."""
     from ..errors import ConfigError
 
     given = _given(args, parser)
