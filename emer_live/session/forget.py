@@ -117,7 +117,8 @@ class ForgetPlan:
     review: List[Tuple[Path, str]] = field(default_factory=list)     # mentions in others' sessions
     invalid: List[Tuple[Path, str]] = field(default_factory=list)    # sessions whose owner is unclear
     links: List[Tuple[Path, str]] = field(default_factory=list)      # links followed / not followed
-    followed: List[Tuple[Path, Path]] = field(default_factory=list)  # (link, resolved target) followed
+    followed: List[Tuple[Path, Path]] = field(default_factory=list)  # (link, target) followed out of the root
+    own_links: List[Tuple[Path, Path]] = field(default_factory=list)  # (link, target): removed once it dangles
     locked: List[Tuple[Path, LockInfo]] = field(default_factory=list)
     stale: List[Tuple[Path, LockInfo]] = field(default_factory=list)
     unreadable: List[Tuple[Path, str]] = field(default_factory=list)
@@ -555,8 +556,12 @@ def plan_forget(root, participant: str) -> ForgetPlan:
                 named = bool(pat.search(name.encode()))
                 if named and target.is_dir():
                     own_reals.append(target)
+                    plan.own_links.append((d / name, target))
                 inside = target == root or root in target.parents
                 if inside:
+                    if named:
+                        plan.links.append((shown / name, f"link to {os.path.relpath(target, root)} inside the root: "
+                                                         "searched there as the participant's folder"))
                     continue                 # searched where it is
                 if named or (target / "session.json").is_file():
                     trees.append((target, shown / name))
@@ -745,7 +750,7 @@ def execute_forget(plan: ForgetPlan, *, log: Callable[[str], None] = print) -> d
             n_files += sizes[shown][0]
             n_bytes += sizes[shown][1]
         _prune_empty(path.parent, _prune_stop(path, plan))
-    for link, target in plan.followed:
+    for link, target in plan.followed + plan.own_links:
         if not os.path.exists(target) and os.path.islink(link):
             try:
                 link.unlink()          # its target is gone now: the link would name nothing

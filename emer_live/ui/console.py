@@ -59,6 +59,7 @@ class ConsoleOptions:
     calibration_points: int = 5
     consent_version: Optional[str] = None
     consent_date: Optional[str] = None
+    group_readable: bool = False            # folders 0750/files 0640 instead of 0700/0600
 
     def run_config(self) -> RunConfig:
         """A live run recording into a new session folder, or a collection session."""
@@ -71,7 +72,7 @@ class ConsoleOptions:
                              stimuli=self.stimuli, n_trials=self.n_trials, time_scale=self.time_scale,
                              fer_model=self.fer_model, calibrate=self.calibrate,
                              calibration_points=self.calibration_points, consent_version=self.consent_version,
-                             consent_date=self.consent_date)
+                             consent_date=self.consent_date, group_readable=self.group_readable)
         stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
         root = Path(self.out) if self.out else REPO_ROOT / "recordings" / ("demo" if self.demo else self.participant)
         folder = root / stamp
@@ -84,7 +85,7 @@ class ConsoleOptions:
                          duration_s=self.duration_s, out=str(folder), checkpoint=self.checkpoint,
                          model_device=self.model_device, window_s=self.window_s, hop_s=self.hop_s,
                          fer_model=self.fer_model, consent_version=self.consent_version,
-                         consent_date=self.consent_date)
+                         consent_date=self.consent_date, group_readable=self.group_readable)
 
 
 class DeviceDialog(QtWidgets.QDialog):
