@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import shutil
+import stat
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -241,11 +242,16 @@ def check_disk(recordings: Path, *, warn_gib: float = 20.0, fail_gib: float = 2.
     return Check("disk", OK, summary, None, d)
 
 
+def _other_bits(path: Path) -> int:
+    try:
+        return os.stat(path).st_mode & (stat.S_IROTH | stat.S_IXOTH)
+    except OSError:
+        return 0
+
+
 def check_privacy(recordings: Path, *, max_entries: int = 5000) -> Check:
     """Warn when other accounts on this computer may list or read the recordings: the root, or
     (a bounded look) folders and files under it - pseudonym folders, gaze, video, audio."""
-    from .recording.perms import readable_by_others
-
     target = Path(recordings)
     if sys.platform == "win32":
         return Check("privacy", OK, f"{target}: not checked on Windows (who may read is the folder's access list; "
@@ -253,14 +259,25 @@ def check_privacy(recordings: Path, *, max_entries: int = 5000) -> Check:
     if not target.exists():
         return Check("privacy", OK, f"{target} not created yet; sessions are created private (0700/0600)")
     exposed, seen = [], 0
-    if readable_by_others(target):
+    # another account reaches a path only through folders it may enter (o+x) all the way down
+    reachable = {target.resolve()} if _other_bits(target) & stat.S_IXOTH else set()
+    if _other_bits(target) & stat.S_IROTH:
         exposed.append(target)
     for dirpath, dirnames, filenames in os.walk(target, followlinks=False):
+        here = Path(dirpath).resolve()
+        if here not in reachable:
+            dirnames[:] = []          # nothing below can be reached by others
+            continue
         for name in dirnames + filenames:
             seen += 1
             p = Path(dirpath) / name
-            if not p.is_symlink() and readable_by_others(p):
+            if p.is_symlink():
+                continue
+            bits = _other_bits(p)
+            if bits & stat.S_IROTH:
                 exposed.append(p)
+            if name in dirnames and bits & stat.S_IXOTH:
+                reachable.add(p.resolve())
         if seen >= max_entries:
             break
     d = {"path": str(target.resolve()), "readable_by_others": len(exposed), "entries_checked": seen,

@@ -11,12 +11,11 @@ profile or a folder shared on purpose).
 from __future__ import annotations
 
 import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List
 
-__all__ = ["Modes", "PRIVATE", "GROUP_READABLE", "modes_for", "make_dirs", "apply_modes", "readable_by_others"]
+__all__ = ["Modes", "PRIVATE", "GROUP_READABLE", "modes_for", "make_dirs", "apply_modes"]
 
 
 @dataclass(frozen=True)
@@ -72,12 +71,3 @@ def apply_modes(root, modes: Modes) -> None:
         os.chmod(root, modes.dir)
     except OSError:
         pass
-
-
-def readable_by_others(path) -> bool:
-    """True when accounts other than the owner and its group may list or read ``path`` (POSIX)."""
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:
-        return False
-    return bool(mode & (stat.S_IROTH | stat.S_IXOTH))

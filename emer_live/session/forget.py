@@ -464,7 +464,7 @@ def _decide_sessions(sessions: List[_Session], participant: str, pat, own_reals:
                 s.mine = f"participant field {shown} is not a pseudonym string, but names {participant}"
             else:
                 s.invalid = (f"participant field {shown} is not a pseudonym string: whose session it is cannot be "
-                             "told - write the pseudonym there (\"participant\": \"P07\") and run forget again")
+                             "told - write the session's pseudonym there as a string and run forget again")
     # copies: derived_from (participant, path or id) and older copies' replay_of, followed to the end
     changed = True
     while changed:
