@@ -23,7 +23,7 @@ from ..clock import SessionClock, utc_now_iso
 from ..errors import DiskFullError, SessionExistsError, SessionLockedError
 from ..streams import Stream, StreamCursor
 from . import format as fmt
-from .lock import LOCK_FILE, SessionLock, read_lock
+from .lock import SessionLock, read_lock
 from .perms import PRIVATE, Modes, apply_modes, make_dirs, modes_for
 
 __all__ = ["Recorder", "SegmentSpec", "record_device_set"]

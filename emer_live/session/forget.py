@@ -524,7 +524,6 @@ def plan_forget(root, participant: str) -> ForgetPlan:
     own_reals: List[Path] = [own.resolve()] if own.is_dir() else []
     visited: Set[Path] = set()
     sessions: List[_Session] = []
-    dir_of_session: Dict[Path, _Session] = {}
     file_links: List[Tuple[Path, Path]] = []                   # (shown, real) of links to files
     walked: List[Tuple[Path, Path, List[str]]] = []            # (real dir, shown dir, file names)
     k = 0
@@ -544,7 +543,6 @@ def plan_forget(root, participant: str) -> ForgetPlan:
             if "session.json" in filenames and not os.path.islink(d / "session.json"):
                 s = _read_session(d, shown)
                 sessions.append(s)
-                dir_of_session[d] = s
                 dirnames[:] = []            # a session folder is decided whole
                 continue
             for name in list(dirnames):
