@@ -51,7 +51,9 @@ def register(sub) -> None:
                        description="Cut files back to their last complete record after a crash; cut bytes are "
                                    "moved to repair_lost/, and the report is stored in session.json. Fails "
                                    "(exit 2) if the folder is still not readable afterwards, and (exit 4) "
-                                   "without cutting anything when the disk is too full to keep the cut bytes.")
+                                   "without cutting anything when the disk is too full to keep the cut bytes. "
+                                   "Refuses (exit 6, changing nothing) a folder whose recorder still holds its "
+                                   "lock; a stale lock (the recorder crashed) is taken over and removed.")
     p.add_argument("session", help="session folder")
     p.set_defaults(func=cmd_repair)
 
