@@ -340,10 +340,12 @@ class Recorder:
             self._lock_file.release()
             self._lock_file = None
         if created:
-            try:
-                self.path.rmdir()
-            except OSError:
-                pass
+            # the session folder and the parents this recorder made for it, innermost first
+            for d in reversed(self._made_dirs or [self.path]):
+                try:
+                    d.rmdir()
+                except OSError:
+                    break
 
     def _cut_torn_lines(self) -> None:
         """After a full disk: the last buffered bytes of a table may have reached the disk only
