@@ -3,8 +3,8 @@
 Checks (each says OK or what to do): Python, the Tobii Pro SDK (version, or why it is missing),
 Tobii trackers found with their capabilities, cameras that open (indices 0-3 by default) with
 their delivered size and rate, audio input devices, GPU/CUDA (torch imported lazily), the face
-models (BlazeFace and landmark files load in OpenCV; the FER checkpoint is there), and free disk
-space where recordings go. ``--json`` prints the same as one dict. The exit code is 0 (it is
+models (BlazeFace and landmark files load in OpenCV; the FER checkpoint is there), free disk
+space where recordings go, and whether other accounts may read the recordings (privacy). ``--json`` prints the same as one dict. The exit code is 0 (it is
 a report) unless ``--strict``, which exits 1 when any check is not OK.
 """
 
@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import shutil
+import stat
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -241,6 +242,55 @@ def check_disk(recordings: Path, *, warn_gib: float = 20.0, fail_gib: float = 2.
     return Check("disk", OK, summary, None, d)
 
 
+def _other_bits(path: Path) -> int:
+    try:
+        return os.stat(path).st_mode & (stat.S_IROTH | stat.S_IXOTH)
+    except OSError:
+        return 0
+
+
+def check_privacy(recordings: Path, *, max_entries: int = 5000) -> Check:
+    """Warn when other accounts on this computer may list or read the recordings: the root, or
+    (a bounded look) folders and files under it - pseudonym folders, gaze, video, audio."""
+    target = Path(recordings)
+    if sys.platform == "win32":
+        return Check("privacy", OK, f"{target}: not checked on Windows (who may read is the folder's access list; "
+                     "keep recordings under your profile or a folder shared on purpose)")
+    if not target.exists():
+        return Check("privacy", OK, f"{target} not created yet; sessions are created private (0700/0600)")
+    exposed, seen = [], 0
+    # another account reaches a path only through folders it may enter (o+x) all the way down
+    reachable = {target.resolve()} if _other_bits(target) & stat.S_IXOTH else set()
+    if _other_bits(target) & stat.S_IROTH:
+        exposed.append(target)
+    for dirpath, dirnames, filenames in os.walk(target, followlinks=False):
+        here = Path(dirpath).resolve()
+        if here not in reachable:
+            dirnames[:] = []          # nothing below can be reached by others
+            continue
+        for name in dirnames + filenames:
+            seen += 1
+            p = Path(dirpath) / name
+            if p.is_symlink():
+                continue
+            bits = _other_bits(p)
+            if bits & stat.S_IROTH:
+                exposed.append(p)
+            if name in dirnames and bits & stat.S_IXOTH:
+                reachable.add(p.resolve())
+        if seen >= max_entries:
+            break
+    d = {"path": str(target.resolve()), "readable_by_others": len(exposed), "entries_checked": seen,
+         "examples": [str(p) for p in exposed[:5]]}
+    if exposed:
+        mode = oct(target.stat().st_mode & 0o777)[2:]
+        return Check("privacy", WARN, f"{len(exposed)} path(s) under {target} can be read or listed by other accounts "
+                     f"on this computer (e.g. {exposed[0]}; {target} is mode {mode})",
+                     f"chmod -R go-rwx {target} (or g+rX,o-rwx for a lab sharing through a group); new sessions "
+                     "are private by default (docs/data-rights.md)", d)
+    return Check("privacy", OK, f"{target}: not readable by other accounts", None, d)
+
+
 # ----------------------------------------------------------------------------- driver
 def run_checks(*, recordings: Path = Path("recordings"), camera_indices: Sequence[int] = range(4),
                sdk: Optional[ModuleType] = None, sd: Optional[ModuleType] = None,
@@ -258,7 +308,8 @@ def run_checks(*, recordings: Path = Path("recordings"), camera_indices: Sequenc
         audio = _guard("audio", lambda: check_audio(sd))
         faces = _guard("face_models", check_face_models)
         disk = _guard("disk", lambda: check_disk(recordings))
-        checks += [trackers.result(), cams, audio, gpu.result(), faces, disk]
+        privacy = _guard("privacy", lambda: check_privacy(recordings))
+        checks += [trackers.result(), cams, audio, gpu.result(), faces, disk, privacy]
     return checks
 
 

@@ -42,3 +42,9 @@ class DiskFullError(EmerError):
     """The recording disk ran out of space; what was written is kept."""
 
     exit_code = 4
+
+
+class SessionLockedError(EmerError):
+    """A session folder is in use: a writer holds its lock file (docs/recording-format.md)."""
+
+    exit_code = 6

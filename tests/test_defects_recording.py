@@ -24,6 +24,11 @@ from emer_live.recording.repair import repair_session
 from emer_live.schema import GAZE_DTYPE, frame_dtype
 from emer_live.streams import Stream
 
+try:
+    from tests.fakes.sessions import crash_lock
+except ImportError:  # pragma: no cover - rootdir on sys.path differs
+    from fakes.sessions import crash_lock
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -73,6 +78,8 @@ def make_session(path, *, seconds=4, trial=True, stop=True):
     rec.drain()
     if stop:
         rec.stop()
+    else:
+        crash_lock(path)        # as a crashed writer leaves its lock: stale
     return rec
 
 

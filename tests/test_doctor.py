@@ -40,7 +40,8 @@ def report(tmp_path_factory):
 def test_exit_code_is_zero_and_shape(report):
     rc, d, _ = report
     assert rc == 0
-    assert set(d["checks"]) == {"python", "tobii_sdk", "trackers", "cameras", "audio", "gpu", "face_models", "disk"}
+    assert set(d["checks"]) == {"python", "tobii_sdk", "trackers", "cameras", "audio", "gpu", "face_models", "disk",
+                              "privacy"}
     for name, c in d["checks"].items():
         assert c["status"] in ("ok", "warn", "unavailable", "error"), name
         assert c["summary"]

@@ -72,13 +72,17 @@ def corpus(tmp_path):
     # evaluation output naming both participants; a compressed npz that carries the pseudonym inside
     ev = root / "eval_mine"
     ev.mkdir()
-    (ev / "evaluation.json").write_text(json.dumps({"participants": [WHO, "P08"], "uar": 0.4}))
-    (ev / "predictions.tsv").write_text(f"fold\tparticipant\n1\t{WHO}\n1\tP08\n")
-    np.savez_compressed(root / "samples_export.npz", participant=np.array([WHO, "P08"]))
+    # (the formats emer_live writes: an evaluation report, its per-sample table, window arrays)
+    (ev / "evaluation.json").write_text(json.dumps({"format": "emer_live.evaluation", "participants": [WHO, "P08"],
+                                                    "uar": 0.4}))
+    header = "fold\tparticipant\tsession\tkind\ttrial\tt_end_us\tmasked\tscored"
+    (ev / "predictions.tsv").write_text(f"{header}\n1\t{WHO}\tS1\twindow\t1\t8\t0\t1\n1\tP08\tS1\twindow\t1\t8\t0\t1\n")
+    np.savez_compressed(root / "samples_export.npz", participant=np.array([WHO, "P08"]), t_end_us=np.zeros(2))
     ev2 = root / "eval_p08_only"
     ev2.mkdir()
-    (ev2 / "evaluation.json").write_text(json.dumps({"participants": ["P08"]}))
-    # a link named after the participant pointing out of the root: the link goes, the target stays
+    (ev2 / "evaluation.json").write_text(json.dumps({"format": "emer_live.evaluation", "participants": ["P08"]}))
+    # a link named after the participant pointing out of the root: a person made it (emer_live
+    # makes no links), so it is listed for the lab and neither it nor its target is touched
     outside = tmp_path / "outside.txt"
     outside.write_text(f"{WHO} key file of the lab (not under the root)\n")
     os.symlink(outside, root / f"{WHO}_consent_scan.txt")
@@ -95,7 +99,8 @@ def test_forget_leaves_nothing_that_mentions_the_pseudonym(corpus, capsys):
     out = capsys.readouterr().out
     assert "removed 3 session(s)" in out
     left = [p for p in grep_tree(corpus, WHO) if "P070" not in str(p.relative_to(corpus))]
-    assert left == []
+    assert left == [corpus / f"{WHO}_consent_scan.txt"]      # the lab's link, listed (LAB)
+    assert f"LAB      {WHO}_consent_scan.txt" in out
     # other participants' data untouched; the near miss kept; the link target kept
     assert sorted(p.relative_to(corpus) for p in (corpus / "P08").rglob("*")) == p08_before
     assert (corpus / "P070" / "S20261201-100000" / "session.json").exists()
@@ -104,8 +109,11 @@ def test_forget_leaves_nothing_that_mentions_the_pseudonym(corpus, capsys):
     assert outside.read_text().startswith(WHO)
     # the audit line: no pseudonym, a hash, counts
     audit = (corpus / AUDIT_FILE).read_text().splitlines()
-    assert len(audit) == 2 and WHO not in audit[1]
-    row = dict(zip(audit[0].split("\t"), audit[1].split("\t")))
+    assert len(audit) == 3 and WHO not in "".join(audit[1:])     # header, planned, done
+    planned = dict(zip(audit[0].split("\t"), audit[1].split("\t")))
+    row = dict(zip(audit[0].split("\t"), audit[2].split("\t")))
+    assert (planned["stage"], row["stage"]) == ("planned", "done")
+    assert planned["files_removed"] == row["files_removed"]
     assert row["participant_sha256_16"] == pseudonym_hash(WHO)
     assert row["sessions_removed"] == "3" and int(row["files_removed"]) > 15 and row["failed"] == "0"
     assert row["utc_date"] == dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
@@ -159,8 +167,9 @@ def test_mentions_in_another_participants_session_are_listed_for_review(corpus, 
     assert cli.main(["forget", WHO, "--root", str(corpus), "--yes"]) == 0
     assert "review them" in capsys.readouterr().out
     assert (corpus / "P08" / "S20261202-100000" / "sam.tsv").exists()
-    row = (corpus / AUDIT_FILE).read_text().splitlines()[1].split("\t")
-    assert row[5] == "1"  # left_for_review
+    lines = (corpus / AUDIT_FILE).read_text().splitlines()
+    row = dict(zip(lines[0].split("\t"), lines[-1].split("\t")))
+    assert row["left_for_review"] == "1" and row["stage"] == "done"
 
 
 def test_root_inside_the_participants_folder_is_refused(corpus):

@@ -77,6 +77,9 @@ class RunConfig:
         Where FER comes from: ``auto`` (the pretrained FER model for a real camera or video file,
         EMERT's own head for synthetic/replay/no camera; a replay uses what its recording used),
         ``emert``, or a FER checkpoint path (docs/face.md).
+    group_readable : bool
+        Recorded folders 0750 and files 0640 (a lab sharing data through a Unix group) instead
+        of the private 0700/0600 (docs/data-rights.md).
     """
 
     kind: str = "live"
@@ -108,6 +111,7 @@ class RunConfig:
     calibration_points: int = 5
     consent_version: Optional[str] = None    # the consent form the participant signed (session.json)
     consent_date: Optional[str] = None       # YYYY-MM-DD; default today when a version is given
+    group_readable: bool = False             # session folders 0750/files 0640 instead of 0700/0600
 
     def __post_init__(self) -> None:
         if self.kind not in RUN_KINDS:

@@ -334,7 +334,7 @@ class Run:
         cfg = self.config
         root = Path(cfg.out_root)
         new_parents = [d for d in (root / cfg.participant, root) if not d.exists()]
-        self.session_dir = claim_session_dir(root, cfg.participant)
+        self.session_dir = claim_session_dir(root, cfg.participant, group_readable=cfg.group_readable)
         self._claimed = [self.session_dir] + new_parents
 
     def _load_model(self) -> None:
@@ -428,8 +428,9 @@ class Run:
             return
         from ..recording.writer import record_device_set
 
-        self.session_dir.parent.mkdir(parents=True, exist_ok=True)
-        self.recorder = record_device_set(self.devices, self.session_dir, meta=self._meta())
+        # the recorder creates missing parents itself, with the session's private modes
+        self.recorder = record_device_set(self.devices, self.session_dir, meta=self._meta(),
+                                          group_readable=self.config.group_readable)
 
     def _make_controller(self, phantom) -> None:
         from ..session.controller import SessionController, SessionTiming
@@ -571,8 +572,8 @@ class Run:
         cam = (cfg.size[0], cfg.size[1], cfg.fps) if cfg.camera == "synthetic" else None
         sim = SteppedSynthetic(phantom, rate_hz=cfg.rate, camera=cam)
         self.stepped, self.clock = sim, sim.clock
-        self.session_dir.parent.mkdir(parents=True, exist_ok=True)
-        rec = Recorder(self.session_dir, clock=sim.clock, meta={**self._meta(), "synthetic": True})
+        rec = Recorder(self.session_dir, clock=sim.clock, meta={**self._meta(), "synthetic": True},
+                       group_readable=cfg.group_readable)
         self.recorder = rec
         rec.attach("gaze", sim.gaze, device_info=sim.tracker_info())
         if sim.camera is not None:

@@ -41,6 +41,7 @@ def register(sub) -> None:
                    help="the consent form the participant signed (stored in session.json), e.g. 2026-03")
     p.add_argument("--consent-date", default=None, metavar="YYYY-MM-DD",
                    help="the day consent was given (default: today, with --consent-version)")
+    p.add_argument("--group-readable", action="store_true", help="folders 0750 and files 0640 for a lab sharing data through a Unix group (default: private, 0700/0600; docs/data-rights.md)")
     p.add_argument("--device", default="auto", help="model device: auto, cpu, cuda, mps (default auto)")
     p.add_argument("--quiet", action="store_true", help="print only the summary")
     p.set_defaults(func=cmd_live)
@@ -56,7 +57,8 @@ def live_config(args):
                      speed=parse_speed(args.speed), duration_s=args.duration, out=args.record,
                      checkpoint=args.checkpoint or str(default_checkpoint()), model_device=args.device,
                      window_s=args.window, hop_s=args.hop, predictions_jsonl=args.out, fer_model=args.fer_model,
-                     consent_version=args.consent_version, consent_date=args.consent_date)
+                     consent_version=args.consent_version, consent_date=args.consent_date,
+                     group_readable=args.group_readable)
 
 
 def run_live(cfg, *, quiet: bool = False) -> int:

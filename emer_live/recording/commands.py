@@ -23,13 +23,18 @@ def register(sub) -> None:
     p.add_argument("--duration", type=float, default=None,
                    help="seconds to record (default: until Ctrl-C, or the end of a replay)")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic participant (default 0)")
-    p.add_argument("--participant", default="P00", help="pseudonymous participant ID, e.g. P01 (never a name)")
+    p.add_argument("--participant", default=None,
+                   help="pseudonymous participant ID, e.g. P01 (never a name); default P00, or for a replay the "
+                        "replayed session's participant (a re-recording is the same person's data)")
     p.add_argument("--speed", default="1", help="replay speed factor, or 'max' (replay devices only; default 1)")
     p.add_argument("--out", required=True, help="new session folder to create (refused if it already holds files)")
     p.add_argument("--consent-version", default=None, metavar="V",
                    help="the consent form the participant signed (stored in session.json), e.g. 2026-03")
     p.add_argument("--consent-date", default=None, metavar="YYYY-MM-DD",
                    help="the day consent was given (default: today, with --consent-version)")
+    p.add_argument("--group-readable", action="store_true",
+                   help="folders 0750 and files 0640 for a lab sharing data through a Unix group (default: "
+                        "private, 0700/0600; docs/data-rights.md)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=cmd_record)
 
@@ -46,7 +51,9 @@ def register(sub) -> None:
                        description="Cut files back to their last complete record after a crash; cut bytes are "
                                    "moved to repair_lost/, and the report is stored in session.json. Fails "
                                    "(exit 2) if the folder is still not readable afterwards, and (exit 4) "
-                                   "without cutting anything when the disk is too full to keep the cut bytes.")
+                                   "without cutting anything when the disk is too full to keep the cut bytes. "
+                                   "Refuses (exit 6, changing nothing) a folder whose recorder still holds its "
+                                   "lock; a stale lock (the recorder crashed) is taken over and removed.")
     p.add_argument("session", help="session folder")
     p.set_defaults(func=cmd_repair)
 
@@ -55,10 +62,11 @@ def cmd_record(args) -> int:
     from ..app import Progress, Run, RunConfig, drive, parse_speed, signal_exit_code
     from ..devices.factory import parse_size
 
-    cfg = RunConfig(kind="record", participant=args.participant, tracker=args.tracker, camera=args.camera,
-                    mic=args.mic, rate=args.rate, fps=args.fps, size=parse_size(args.size), seed=args.seed,
-                    speed=parse_speed(args.speed), duration_s=args.duration, out=args.out,
-                    consent_version=args.consent_version, consent_date=args.consent_date)
+    cfg = RunConfig(kind="record", participant=_record_participant(args), tracker=args.tracker,
+                    camera=args.camera, mic=args.mic, rate=args.rate, fps=args.fps, size=parse_size(args.size),
+                    seed=args.seed, speed=parse_speed(args.speed), duration_s=args.duration, out=args.out,
+                    consent_version=args.consent_version, consent_date=args.consent_date,
+                    group_readable=args.group_readable)
     run = Run(cfg)
     if not args.quiet:
         run.subscribe(lambda ev: _progress(run, ev) if isinstance(ev, Progress) else None)
@@ -82,6 +90,22 @@ def cmd_record(args) -> int:
     if run.failed or meta["status"] not in ("complete", "aborted"):
         return 1
     return signal_exit_code(run)
+
+
+def _record_participant(args) -> str:
+    """``--participant``, or for a replay the replayed session's participant: the copy is the
+    same person's data, and ``forget`` must find it (docs/data-rights.md). A different
+    ``--participant`` for a replay is refused."""
+    from ..errors import ConfigError
+    from .provenance import source_participant
+
+    source = next((spec.split(":", 1)[1] for spec in (args.tracker, args.camera, args.mic)
+                   if str(spec).lower().startswith("replay:") and spec.split(":", 1)[1]), None)
+    owner = source_participant(source) if source else None
+    if owner is not None and args.participant is not None and args.participant != owner:
+        raise ConfigError(f"--participant {args.participant}: the replayed session {source} is {owner}'s; a "
+                          f"re-recording is the same person's data and keeps {owner} - leave out --participant")
+    return args.participant or owner or "P00"
 
 
 def _progress(run, ev) -> None:

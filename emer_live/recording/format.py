@@ -10,9 +10,10 @@ import errno
 import json
 import os
 import re
+import stat
 import uuid
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -90,15 +91,22 @@ def tsv_line(values: Sequence) -> str:
     return "\t".join(clean_cell(v) for v in values) + "\n"
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
+def write_json_atomic(path: Path, data: dict, *, mode: Optional[int] = None) -> None:
     """Write JSON via a temp file + rename so a crash never leaves half a session.json.
 
-    The temp file is opened like every other file of the session (mode from the umask, 0644
-    usually; ``mkstemp`` would make it 0600)."""
+    The new file gets ``mode`` when given, else the mode of the file it replaces (a private
+    session.json stays private when repair or an update rewrites it), else the umask's."""
     path = Path(path)
     tmp = path.parent / f".tmp_{os.getpid()}_{uuid.uuid4().hex[:12]}.json"
+    if mode is None:
+        try:
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+        except OSError:
+            mode = None
     try:
         with open(tmp, "x", encoding="utf-8", newline="\n") as f:
+            if mode is not None:
+                os.chmod(tmp, mode)     # before any byte is written
             json.dump(data, f, indent=2, sort_keys=False, default=json_default)
             f.write("\n")
             f.flush()

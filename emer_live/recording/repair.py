@@ -18,6 +18,8 @@ from typing import List
 from ..clock import utc_now_iso
 from ..errors import DiskFullError, SessionFormatError
 from . import format as fmt
+from .lock import SessionLock, refuse_if_locked
+from .perms import GROUP_READABLE, PRIVATE, apply_modes
 from .reader import SessionReader
 
 __all__ = ["repair_session", "RepairReport"]
@@ -213,13 +215,31 @@ def _repair_audio(root: Path, seg: Path, report: RepairReport, channels: int, ra
 def repair_session(path) -> RepairReport:
     """Repair a session folder in place (see module docstring); returns what was done and lost.
 
+    A folder whose writer still holds its lock (``recording.lock``) is refused
+    (:class:`~emer_live.errors.SessionLockedError`): a live recording is not crash damage. A
+    stale lock (its writer crashed) is taken over for the repair and removed at its end; repair
+    holds a lock of its own while it works either way.
+
     Raises :class:`~emer_live.errors.DiskFullError` when the disk cannot take what repair must
     write (nothing is cut then), and :class:`~emer_live.errors.SessionFormatError` when the
     folder is still not readable afterwards (the report is stored first)."""
     root = Path(path)
     reader = SessionReader(root)          # refuses non-session folders with a clear message
+    stale = refuse_if_locked(root, action="repair")
+    lock = SessionLock.acquire(root, purpose="repair", take_over_stale=True)
+    try:
+        report = _repair_locked(root, reader, stale)
+    finally:
+        lock.release()
+    return report
+
+
+def _repair_locked(root: Path, reader: SessionReader, stale) -> RepairReport:
     meta = reader.meta
     report = RepairReport(str(root))
+    if stale is not None:
+        report.actions.append(f"{stale.path.name}: the writer's lock was stale ({stale.describe()}); taken over "
+                              "for the repair and removed")
     reserve = root / fmt.RESERVE_FILE
     if reserve.is_file():
         # the recorder's disk reserve, left by a crash: not data, and its space lets repair work
@@ -249,6 +269,10 @@ def repair_session(path) -> RepairReport:
         if cause and not meta.get("error"):
             meta["error"] = cause
     _settle_trials(meta, events, report)
+    if (root / fmt.LOST_DIR).is_dir():
+        # the cut bytes are the participant's data too: as private as the session folder
+        group = bool(root.stat().st_mode & 0o050)
+        apply_modes(root / fmt.LOST_DIR, GROUP_READABLE if group else PRIVATE)
     if report.changed or report.lost:
         meta.setdefault("repairs", []).append(report.as_dict())
         try:

@@ -20,9 +20,11 @@ import numpy as np
 
 from .. import __version__
 from ..clock import SessionClock, utc_now_iso
-from ..errors import DiskFullError, SessionExistsError
+from ..errors import DiskFullError, SessionExistsError, SessionLockedError
 from ..streams import Stream, StreamCursor
 from . import format as fmt
+from .lock import SessionLock, read_lock
+from .perms import PRIVATE, Modes, apply_modes, make_dirs, modes_for
 
 __all__ = ["Recorder", "SegmentSpec", "record_device_set"]
 
@@ -39,6 +41,17 @@ class SegmentSpec:
     label: Optional[str] = None
 
 
+def _create(path: Path, mode: str, modes: Modes, **kw):
+    """Open a new file (``x`` modes) with ``modes.file``, whatever the umask."""
+    f = open(path, mode, **kw)
+    try:
+        os.chmod(path, modes.file)
+    except OSError:
+        f.close()
+        raise
+    return f
+
+
 def _close_all(*files) -> None:
     """Close every file; re-raise the first error after trying them all."""
     first = None
@@ -52,14 +65,14 @@ def _close_all(*files) -> None:
 
 
 class _VideoSegmentWriter:
-    def __init__(self, folder: Path, quality: int) -> None:
+    def __init__(self, folder: Path, quality: int, modes: Modes = PRIVATE) -> None:
         import cv2  # lazy: only recordings with a camera need it
 
         self._cv2 = cv2
         self._params = [int(cv2.IMWRITE_JPEG_QUALITY), int(quality)]
-        folder.mkdir(parents=True, exist_ok=True)
-        self.data = open(folder / fmt.VIDEO_FILE, "xb")
-        self.index = open(folder / fmt.FRAMES_TSV, "x", encoding="utf-8", newline="\n")
+        make_dirs(folder, modes)
+        self.data = _create(folder / fmt.VIDEO_FILE, "xb", modes)
+        self.index = _create(folder / fmt.FRAMES_TSV, "x", modes, encoding="utf-8", newline="\n")
         self.index.write("\t".join(fmt.FRAME_COLUMNS) + "\n")
         self.n = 0
         self.offset = 0
@@ -91,12 +104,12 @@ class _VideoSegmentWriter:
 
 
 class _AudioSegmentWriter:
-    def __init__(self, folder: Path, rate: int, channels: int) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
+    def __init__(self, folder: Path, rate: int, channels: int, modes: Modes = PRIVATE) -> None:
+        make_dirs(folder, modes)
         self.rate, self.channels = rate, channels
-        self.data = open(folder / fmt.AUDIO_FILE, "x+b")
+        self.data = _create(folder / fmt.AUDIO_FILE, "x+b", modes)
         self.data.write(fmt.wav_header(rate=rate, channels=channels, n_frames=0))
-        self.index = open(folder / fmt.AUDIO_TSV, "x", encoding="utf-8", newline="\n")
+        self.index = _create(folder / fmt.AUDIO_TSV, "x", modes, encoding="utf-8", newline="\n")
         self.index.write("\t".join(fmt.AUDIO_COLUMNS) + "\n")
         self.blocks = 0
         self.frames = 0
@@ -188,15 +201,30 @@ class Recorder:
         The session clock (for event times and start/stop stamps).
     flush_interval_s : float
         Longest time written data stays in user-space buffers.
+    group_readable : bool
+        Folders 0750 and files 0640 (labs sharing through a Unix group) instead of the private
+        0700/0600 (docs/data-rights.md). Set explicitly, whatever the umask.
+
+    The recorder holds ``recording.lock`` (:mod:`emer_live.recording.lock`) from its first file
+    to the end of :meth:`stop`: ``forget``, ``repair`` and a second writer refuse the folder
+    meanwhile.
     """
 
     def __init__(self, path, *, meta: Optional[dict] = None, clock: SessionClock,
                  flush_interval_s: float = 0.25, fsync_interval_s: float = 5.0, jpeg_quality: int = 85,
-                 holdback_s: float = 0.3) -> None:
+                 holdback_s: float = 0.3, group_readable: bool = False) -> None:
         self.path = Path(path)
+        self.modes = modes_for(group_readable)
         if self.path.exists():
             if not self.path.is_dir():
                 raise SessionExistsError(f"{self.path} exists and is not a folder; choose a new --out path")
+            lock = read_lock(self.path)
+            if lock is not None:
+                raise SessionLockedError(
+                    f"{self.path}: in use ({lock.describe()}); refusing to write into it - choose a new --out folder"
+                    if not lock.stale else
+                    f"{self.path}: holds a crashed recording ({lock.describe()}); refusing to write into it - run "
+                    f"`emer-live repair {self.path}` and choose a new --out folder")
             if any(self.path.iterdir()):
                 what = "a session" if (self.path / fmt.SESSION_JSON).exists() else "files"
                 raise SessionExistsError(
@@ -238,7 +266,9 @@ class Recorder:
         self.meta_saved = True           # False when even the final session.json did not fit
 
         created = not self.path.exists()
-        self.path.mkdir(parents=True, exist_ok=True)
+        self._made_dirs = make_dirs(self.path, self.modes)
+        os.chmod(self.path, self.modes.dir)   # also a folder claimed empty beforehand
+        self._lock_file: Optional[SessionLock] = None
         self._reserve: Optional[Path] = None
         self.meta = {
             "format": fmt.FORMAT_NAME,
@@ -256,8 +286,9 @@ class Recorder:
             self.meta.update(meta)
         self._events = None
         try:
-            fmt.write_json_atomic(self.path / fmt.SESSION_JSON, self.meta)
-            self._events = open(self.path / fmt.EVENTS_TSV, "x", encoding="utf-8", newline="\n")
+            self._lock_file = SessionLock.acquire(self.path, purpose="recording", file_mode=self.modes.file)
+            fmt.write_json_atomic(self.path / fmt.SESSION_JSON, self.meta, mode=self.modes.file)
+            self._events = _create(self.path / fmt.EVENTS_TSV, "x", self.modes, encoding="utf-8", newline="\n")
             self._events.write("\t".join(fmt.EVENT_COLUMNS) + "\n")
             self._events.flush()
             self._make_reserve()
@@ -279,7 +310,7 @@ class Recorder:
     # ------------------------------------------------------------------ disk space
     def _make_reserve(self) -> None:
         p = self.path / fmt.RESERVE_FILE
-        with open(p, "xb") as f:
+        with _create(p, "xb", self.modes) as f:
             f.write(b"\0" * fmt.RESERVE_BYTES)
             f.flush()
             os.fsync(f.fileno())   # blocks allocated now, not when the disk is already full
@@ -305,11 +336,16 @@ class Recorder:
                 (self.path / name).unlink()
             except OSError:
                 pass
+        if self._lock_file is not None:
+            self._lock_file.release()
+            self._lock_file = None
         if created:
-            try:
-                self.path.rmdir()
-            except OSError:
-                pass
+            # the session folder and the parents this recorder made for it, innermost first
+            for d in reversed(self._made_dirs or [self.path]):
+                try:
+                    d.rmdir()
+                except OSError:
+                    break
 
     def _cut_torn_lines(self) -> None:
         """After a full disk: the last buffered bytes of a table may have reached the disk only
@@ -355,19 +391,19 @@ class Recorder:
             if kind == "camera":
                 h, w = stream.dtype["image"].shape[:2]
                 info.update(width=w, height=h, file=fmt.VIDEO_FILE, codec="jpeg")
-                self._sinks[kind] = _SegmentedSink(self, lambda p: _VideoSegmentWriter(p, self.jpeg_quality))
+                self._sinks[kind] = _SegmentedSink(self, lambda p: _VideoSegmentWriter(p, self.jpeg_quality, self.modes))
             elif kind == "audio":
                 n, ch = stream.dtype["samples"].shape
                 info.update(blocksize=n, channels=ch, file=fmt.AUDIO_FILE, encoding="pcm_s16le")
                 rate = int(round(stream.nominal_rate_hz * n)) if stream.nominal_rate_hz else 48000
                 info["sample_rate_hz"] = rate
-                self._sinks[kind] = _SegmentedSink(self, lambda p: _AudioSegmentWriter(p, rate, ch))
+                self._sinks[kind] = _SegmentedSink(self, lambda p: _AudioSegmentWriter(p, rate, ch, self.modes))
             else:
                 file, dtype = fmt.TABLES[kind]
                 if stream.dtype != dtype:
                     raise ValueError(f"{kind} stream {stream.name!r} has the wrong record layout for {file}")
                 info.update(file=file)
-                f = open(self.path / file, "x", encoding="utf-8", newline="\n")
+                f = _create(self.path / file, "x", self.modes, encoding="utf-8", newline="\n")
                 self._tables[kind] = f
                 try:
                     f.write("\t".join(dtype.names) + "\n")
@@ -619,6 +655,13 @@ class Recorder:
                 # even the reserve did not suffice: events.tsv keeps the cause; repair reads it
                 self.note_disk_full(exc)
                 self.meta_saved = False
+            finally:
+                # what others wrote into the folder (SAM table, predictions, truth, caches) gets
+                # the session's modes too; then the lock goes, the very last step
+                apply_modes(self.path, self.modes)
+                if self._lock_file is not None:
+                    self._lock_file.release()
+                    self._lock_file = None
         return self.meta
 
 
@@ -641,12 +684,19 @@ def _cut_torn_tail(path: Path) -> int:
         return size - keep
 
 
-def record_device_set(ds, path, *, meta: dict) -> Recorder:
+def record_device_set(ds, path, *, meta: dict, group_readable: bool = False) -> Recorder:
     """A :class:`Recorder` for an opened :class:`~emer_live.devices.factory.DeviceSet`: every
     device's stream attached with its description, device events logged, and the phantom's
-    truth written beside a synthetic session. On failure the devices are stopped."""
+    truth written beside a synthetic session. A replayed session's copy carries the source's
+    participant and a ``derived_from`` link (:mod:`emer_live.recording.provenance`). On failure
+    the devices are stopped."""
+    meta = {**meta, "synthetic": ds.phantom is not None}
+    if ds.replay is not None:
+        from .provenance import derived_meta
+
+        meta.update(derived_meta(ds.replay.path, ds.replay.reader.meta))
     try:
-        rec = Recorder(path, clock=ds.clock, meta={**meta, "synthetic": ds.phantom is not None})
+        rec = Recorder(path, clock=ds.clock, meta=meta, group_readable=group_readable)
     except BaseException:
         ds.stop_all()
         raise

@@ -43,6 +43,7 @@ def register(sub) -> None:
                    help="the consent form the participant signed (stored in session.json), e.g. 2026-03")
     p.add_argument("--consent-date", default=None, metavar="YYYY-MM-DD",
                    help="the day consent was given (default: today, with --consent-version)")
+    p.add_argument("--group-readable", action="store_true", help="folders 0750 and files 0640 for a lab sharing data through a Unix group (default: private, 0700/0600; docs/data-rights.md)")
     p.set_defaults(func=cmd_session)
 
     p = sub.add_parser("collect-synthetic", help="record many headless synthetic sessions (a labelled corpus)",
@@ -79,7 +80,8 @@ def session_config(args):
                      time_scale=args.time_scale, seed=args.seed, rate=args.rate, fps=args.fps,
                      size=parse_size(args.size), mask_rate=args.mask_rate, checkpoint=args.checkpoint,
                      window_s=args.window, hop_s=args.hop, fast=args.fast,
-                     consent_version=args.consent_version, consent_date=args.consent_date)
+                     consent_version=args.consent_version, consent_date=args.consent_date,
+                     group_readable=args.group_readable)
 
 
 def cmd_session(args) -> int:

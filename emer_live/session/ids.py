@@ -8,6 +8,7 @@ also safe as file names on Windows, macOS and Linux and cannot escape the record
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import re
 from pathlib import Path
 from typing import Optional, Union
@@ -99,16 +100,21 @@ def session_stamp(now: Optional[_dt.datetime] = None) -> str:
 
 
 def claim_session_dir(root: Union[str, Path], participant: str, *, now: Optional[_dt.datetime] = None,
-                      max_tries: int = 1000) -> Path:
+                      max_tries: int = 1000, group_readable: bool = False) -> Path:
     """Create and return a new, empty ``ROOT/<participant>/S<date>-<time>[-k]`` folder.
 
     The folder is *created* here (``mkdir`` without ``exist_ok``, atomic on every file system):
     two sessions that start in the same second - two processes, or two threads - get different
     ids (``-2``, ``-3``, ...), where choosing a name that does not exist yet and creating it later
-    gave both the same name and refused the second."""
+    gave both the same name and refused the second. Folders it creates (the root, the
+    participant's folder, the session) are private, 0700 (0750 with ``group_readable``), whatever
+    the umask: their names are pseudonyms (docs/data-rights.md)."""
+    from ..recording.perms import make_dirs, modes_for
+
     validate_participant_id(participant)
+    modes = modes_for(group_readable)
     base = Path(root) / participant
-    base.mkdir(parents=True, exist_ok=True)
+    make_dirs(base, modes)
     stamp = session_stamp(now)
     for k in range(1, max_tries + 1):
         p = base / (stamp if k == 1 else f"{stamp}-{k}")
@@ -116,6 +122,7 @@ def claim_session_dir(root: Union[str, Path], participant: str, *, now: Optional
             p.mkdir()
         except FileExistsError:
             continue
+        os.chmod(p, modes.dir)
         return p
     raise ConfigError(f"{base}: {max_tries} sessions already started at {stamp}; wait a second and start again")
 

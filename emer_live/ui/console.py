@@ -60,6 +60,7 @@ class ConsoleOptions:
     calibration_points: int = 5
     consent_version: Optional[str] = None
     consent_date: Optional[str] = None
+    group_readable: bool = False            # folders 0750/files 0640 instead of 0700/0600
 
     @property
     def out_root(self) -> Path:
@@ -80,7 +81,7 @@ class ConsoleOptions:
                              stimuli=self.stimuli, n_trials=self.n_trials, time_scale=self.time_scale,
                              fer_model=self.fer_model, calibrate=self.calibrate,
                              calibration_points=self.calibration_points, consent_version=self.consent_version,
-                             consent_date=self.consent_date)
+                             consent_date=self.consent_date, group_readable=self.group_readable)
         from ..session.ids import validate_participant_id
 
         # the folder is made by the run once everything is checked; the id is validated first
@@ -97,7 +98,7 @@ class ConsoleOptions:
                          duration_s=self.duration_s, out=str(folder), checkpoint=self.checkpoint,
                          model_device=self.model_device, window_s=self.window_s, hop_s=self.hop_s,
                          fer_model=self.fer_model, consent_version=self.consent_version,
-                         consent_date=self.consent_date)
+                         consent_date=self.consent_date, group_readable=self.group_readable)
 
 
 class DeviceDialog(QtWidgets.QDialog):

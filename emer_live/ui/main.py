@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the consent form the participant signed (stored in session.json)")
     p.add_argument("--consent-date", default=None, metavar="YYYY-MM-DD",
                    help="the day consent was given (default: today, with --consent-version)")
+    p.add_argument("--group-readable", action="store_true",
+                   help="recorded folders 0750 and files 0640 for a lab sharing data through a Unix group "
+                        "(default: private, 0700/0600; docs/data-rights.md)")
     p.add_argument("--quit-when-done", action="store_true", help="close the app when the run or session ends")
     p.add_argument("--no-autostart", action="store_true", help="wait for Start even in demo mode")
     p.add_argument("--screenshot", default=None, metavar="FILE", help="save the window as an image before quitting")
@@ -197,7 +200,7 @@ def console_options(args):
                           n_trials=args.trials, time_scale=args.time_scale,
                           participant_screen=args.participant_screen, calibrate=not args.no_calibration,
                           calibration_points=args.calibration_points, consent_version=args.consent_version,
-                          consent_date=args.consent_date,
+                          consent_date=args.consent_date, group_readable=args.group_readable,
                           demo=tracker == "synthetic")
     probe = Run(opts.run_config())        # RunConfig checks every value
     if opts.session and opts.participant_screen is not None:
@@ -225,7 +228,11 @@ def run_gui(args) -> int:
 
     from .console import OperatorConsole
 
-    settings = QtCore.QSettings(args.settings, QtCore.QSettings.Format.IniFormat) if args.settings else None
+    from .settings import app_settings
+
+    # the user's settings file, never under / (HOME unset) and private (emer_live.ui.settings)
+    settings = QtCore.QSettings(args.settings, QtCore.QSettings.Format.IniFormat) if args.settings \
+        else app_settings("operator-console")
     win = OperatorConsole(opts, autostart=opts.demo and not args.no_autostart, settings=settings, model=model)
     win.show()
     result = {"rc": 0}

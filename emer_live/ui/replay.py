@@ -9,6 +9,7 @@ draws. docs/desktop-app.md, section "Replay and review", describes the window.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -22,12 +23,14 @@ from ..app.replay import Comparison, ReplaySession, TrialRow, compare_prediction
 from ..errors import EmerError
 from ..labels import ER7_CLASSES
 from .colors import BAD_COLOR, EMOTION_COLORS, GAP_COLOR, WARN_COLOR
+from .settings import app_settings, keep_private, recent_entry, resolve_recent_entry
 
 __all__ = ["ReplayWindow", "Timeline", "StimulusDecoder", "SPEEDS", "export_trial_clip"]
 
 SPEEDS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 SETTINGS_NAME = "replay"
 MAX_RECENT = 10
+RECENT_KEY = "recent_sessions"      # entries without pseudonyms (emer_live.ui.settings)
 FACE_DETECT_EVERY_S = 0.1        # face box while playing: at most 10 detections a second
 HEATMAP_EVERY_S = 0.2            # heatmap redraw while playing
 CURSOR_EVERY_S = 0.1             # plot cursors while playing
@@ -384,7 +387,8 @@ class ReplayWindow(QtWidgets.QMainWindow):
         self.setWindowTitle("emer_live - replay")
         self.resize(1500, 950)
         self.setAcceptDrops(True)
-        self.settings = settings or QtCore.QSettings("emer_live", SETTINGS_NAME)
+        self.settings = settings if settings is not None else app_settings(SETTINGS_NAME)
+        self._migrate_recent()
         self.session: Optional[ReplaySession] = None
         self.timeline: Optional[Timeline] = None
         self.last_error: Optional[str] = None
@@ -601,16 +605,40 @@ class ReplayWindow(QtWidgets.QMainWindow):
         if d:
             self.open_session(d)
 
+    # The recent list is stored without pseudonyms (emer_live.ui.settings): entries are resolved
+    # to folders when read, and an entry whose session is gone (forgotten) drops out.
+    def _recent_entries(self) -> List[str]:
+        v = self.settings.value(RECENT_KEY, "")
+        try:
+            entries = json.loads(v) if isinstance(v, str) and v else []
+        except ValueError:
+            entries = []
+        return [e for e in entries if isinstance(e, str)]
+
     def _recent(self) -> List[str]:
-        v = self.settings.value("recent", [])
-        if isinstance(v, str):
-            v = [v]
-        return [str(x) for x in (v or [])]
+        out = []
+        for e in self._recent_entries():
+            p = resolve_recent_entry(e)
+            if p is not None and p not in out:
+                out.append(p)
+        return out
+
+    def _store_recent(self, paths: List[str]) -> None:
+        self.settings.setValue(RECENT_KEY, json.dumps([recent_entry(p) for p in paths[:MAX_RECENT]]))
+        keep_private(self.settings)
+
+    def _migrate_recent(self) -> None:
+        """Plain paths kept by older versions (they named participants): rewritten without them."""
+        old = self.settings.value("recent", None)
+        if old is None:
+            return
+        old = [old] if isinstance(old, str) else [str(x) for x in (old or [])]
+        self.settings.remove("recent")
+        self._store_recent([p for p in old if Path(p, "session.json").is_file()] + self._recent())
 
     def _remember(self, path: str) -> None:
-        rec = [path] + [p for p in self._recent() if p != path]
-        self.settings.setValue("recent", rec[:MAX_RECENT])
-        self.settings.sync()
+        rec = [path] + [p for p in self._recent() if Path(p).resolve() != Path(path).resolve()]
+        self._store_recent(rec)
         self._fill_recent()
 
     def _fill_recent(self) -> None:

@@ -3,6 +3,11 @@ virtual clock (no devices, no threads): gaze at 250 Hz and 64x48 video at 30 fps
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 
 from emer_live.clock import ReplayClock
@@ -24,8 +29,30 @@ def gaze_rows(t_us):
     return g
 
 
+_DEAD_PID = []
+
+
+def dead_pid() -> int:
+    """The pid of a process that has ended (a crashed writer's)."""
+    if not _DEAD_PID:
+        p = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                           check=True)
+        _DEAD_PID.append(int(p.stdout))
+    return _DEAD_PID[0]
+
+
+def crash_lock(path) -> None:
+    """Make a session's lock look like its writer crashed (the pid of an ended process), as a
+    SIGKILLed recorder leaves it; an in-process recorder that is never stopped still holds it."""
+    lock = Path(path) / "recording.lock"
+    d = json.loads(lock.read_text())
+    d["pid"] = dead_pid()
+    lock.write_text(json.dumps(d))
+
+
 def make_session(path, *, participant="P01", seconds=3, trials=1, stop=True, meta=None):
-    """A session with ``trials`` one-second trials (from 1 s on, each followed by SAM footage)."""
+    """A session with ``trials`` one-second trials (from 1 s on, each followed by SAM footage).
+    ``stop=False``: as a crash leaves it (status recording, a stale lock)."""
     gaze = Stream("gaze", GAZE_DTYPE, 5000, nominal_rate_hz=250)
     cam = Stream("camera", frame_dtype(64, 48), 400, nominal_rate_hz=30)
     clock = ReplayClock(0, speed=None)
@@ -51,4 +78,6 @@ def make_session(path, *, participant="P01", seconds=3, trials=1, stop=True, met
     rec.drain()
     if stop:
         rec.stop()
+    else:
+        crash_lock(path)
     return rec
