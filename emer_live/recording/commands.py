@@ -6,6 +6,7 @@ import json
 import sys
 
 from ..devices.factory import CAMERA_HELP, MIC_HELP, TRACKER_HELP
+from ..recording.crops import FACE_VIDEO_HELP, FACE_VIDEO_MODES
 
 __all__ = ["register"]
 
@@ -30,6 +31,8 @@ def register(sub) -> None:
                    help="the consent form the participant signed (stored in session.json), e.g. 2026-03")
     p.add_argument("--consent-date", default=None, metavar="YYYY-MM-DD",
                    help="the day consent was given (default: today, with --consent-version)")
+    p.add_argument("--face-video", default="full", choices=FACE_VIDEO_MODES,
+                   help=FACE_VIDEO_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=cmd_record)
 
@@ -58,7 +61,8 @@ def cmd_record(args) -> int:
     cfg = RunConfig(kind="record", participant=args.participant, tracker=args.tracker, camera=args.camera,
                     mic=args.mic, rate=args.rate, fps=args.fps, size=parse_size(args.size), seed=args.seed,
                     speed=parse_speed(args.speed), duration_s=args.duration, out=args.out,
-                    consent_version=args.consent_version, consent_date=args.consent_date)
+                    consent_version=args.consent_version, consent_date=args.consent_date,
+                    face_video=args.face_video)
     run = Run(cfg)
     if not args.quiet:
         run.subscribe(lambda ev: _progress(run, ev) if isinstance(ev, Progress) else None)
@@ -68,7 +72,10 @@ def cmd_record(args) -> int:
     if not args.quiet:
         sys.stderr.write("\n")
     w = meta["written"]
-    print(f"recorded {rec.path}: status {meta['status']}, gaze {w['gaze']} samples, camera {w['camera']} frames, "
+    face = (f"camera {w['camera']} frames" if "face_crops" not in w else
+            f"face {'crops' if meta.get('face_video') == 'crops' else 'measurements (no images)'} of "
+            f"{w['face_crops']} frames (no face video)")
+    print(f"recorded {rec.path}: status {meta['status']}, gaze {w['gaze']} samples, {face}, "
           f"audio {w['audio_samples']} samples")
     from ..app import format_losses
 

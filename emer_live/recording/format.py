@@ -19,7 +19,9 @@ import numpy as np
 from ..schema import EYE_OPENNESS_DTYPE, GAZE_DTYPE, TIME_SYNC_DTYPE
 
 FORMAT_NAME = "emer_live.session"
-FORMAT_VERSION = 1
+# 2 (2026-12-07): ``face_video`` in session.json and, in privacy mode, face crop segments
+# (face_crops.tsv / .rgb / face_landmarks.f32, emer_live.recording.crops) instead of face.mjpeg
+FORMAT_VERSION = 2
 
 SESSION_JSON = "session.json"
 GAZE_TSV = "gaze.tsv"

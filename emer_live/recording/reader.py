@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import SessionFormatError
 from ..clock import fit_clock_sync
+from . import crops
 from . import format as fmt
 
 __all__ = ["SessionReader", "Segment", "is_session_dir", "read_tsv_checked"]
@@ -50,6 +51,11 @@ class Segment:
     @property
     def has_audio(self) -> bool:
         return (self.path / fmt.AUDIO_TSV).is_file()
+
+    @property
+    def has_crops(self) -> bool:
+        """Privacy mode: the segment holds face crops / measurements instead of video."""
+        return (self.path / crops.CROPS_TSV).is_file()
 
 
 def read_tsv_checked(path: Path, columns, *, what: str) -> "list[list[str]]":
@@ -174,7 +180,11 @@ class SessionReader:
         if not isinstance(meta, dict) or meta.get("format") != fmt.FORMAT_NAME:
             raise SessionFormatError(f"{meta_path}: not an emer_live session (format field missing or foreign)")
         version = meta.get("format_version")
-        if not isinstance(version, int) or version > fmt.FORMAT_VERSION or version < 1:
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            # a version no emer_live ever wrote: the file is damaged, a newer program would not help
+            raise SessionFormatError(f"{meta_path}: format_version {version!r} is not a version number (1, 2, ...); "
+                                     "the file is damaged or was not written by emer_live - restore it from a backup")
+        if version > fmt.FORMAT_VERSION:
             raise SessionFormatError(f"{meta_path}: format version {version!r} is not supported by this "
                                      f"emer_live (reads 1..{fmt.FORMAT_VERSION}); update emer_live")
         _check_meta_shape(meta, meta_path)
@@ -361,6 +371,33 @@ class SessionReader:
                 self._frames_cache[key] = arr
         return self._frames_cache[key]
 
+    # ------------------------------------------------------------------ face crops (privacy mode)
+    @property
+    def face_video(self) -> str:
+        """What the session kept of the camera: ``full`` (face.mjpeg), ``crops`` or ``none``."""
+        return str(self.meta.get("face_video") or "full")
+
+    @property
+    def crop_size(self) -> int:
+        return int((self.meta.get("streams", {}).get("face_crops") or {}).get("size") or 112)
+
+    def crop_index(self, segment: Segment) -> np.ndarray:
+        """The complete rows of a segment's face_crops.tsv (:func:`.crops.read_crop_index`)."""
+        key = ("crops", segment.relpath)
+        if key not in self._frames_cache:
+            folder = self._inside(segment.path)
+            self._frames_cache[key] = crops.read_crop_index(folder, size=self.crop_size)
+        return self._frames_cache[key]
+
+    def read_crops(self, segment: Segment) -> Optional[np.ndarray]:
+        """A segment's crops ``(N, S, S, 3)`` uint8 RGB, memory-mapped (None: ``face_video none``)."""
+        return crops.read_crops(self._inside(segment.path), self.crop_size, len(self.crop_index(segment)))
+
+    def crop_times(self) -> np.ndarray:
+        """t_us of every face crop row, all segments, in time order."""
+        parts = [self.crop_index(s)["t_us"] for s in self.segments() if s.has_crops]
+        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
     def camera_times(self) -> np.ndarray:
         """t_us of every recorded frame, all segments, in time order."""
         parts = [self.frame_index(s)["t_us"] for s in self.segments() if s.has_video]
@@ -543,6 +580,9 @@ class SessionReader:
             clock_sync = {"packets": fit["n"], "span_s": fit.get("span_s"),
                           "device_clock_drift_ppm": None if drift is None else round(drift, 2),
                           "device_minus_system_us": fit.get("offset_us")}
+        if "face_crops" in self.meta.get("streams", {}):
+            streams["face_crops"] = _stream_stats(
+                self.crop_times(), self.meta["streams"]["face_crops"].get("nominal_rate_hz"), counters.get("face_crops"))
         cam_t = self.camera_times()
         if "camera" in self.meta.get("streams", {}) or len(cam_t):
             streams["camera"] = _stream_stats(cam_t, self.meta.get("streams", {}).get("camera", {}).get("nominal_rate_hz"),
@@ -566,7 +606,7 @@ class SessionReader:
         for s in self.segments():
             if s.kind != "trial":
                 continue
-            fi = self.frame_index(s)
+            fi = self.crop_index(s) if s.has_crops else self.frame_index(s)
             row = {"trial": s.trial, "stimulus_id": s.stimulus_id, "segment": s.relpath,
                    "t_start_us": s.t_start_us, "frames": int(len(fi)), "status": status.get(s.trial)}
             # what the participant reported beside what the model said about the whole clip

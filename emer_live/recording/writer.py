@@ -22,6 +22,7 @@ from .. import __version__
 from ..clock import SessionClock, utc_now_iso
 from ..errors import DiskFullError, SessionExistsError
 from ..streams import Stream, StreamCursor
+from . import crops
 from . import format as fmt
 
 __all__ = ["Recorder", "SegmentSpec", "record_device_set"]
@@ -248,6 +249,7 @@ class Recorder:
             "created_utc": utc_now_iso(),
             "clock": {"source": clock.source, "unit": "us", "created_t_us": clock.now_us()},
             "participant": None,
+            "face_video": "full",         # privacy mode: crops / none (set when face crops are attached)
             "devices": {},
             "streams": {},
             "notes": "",
@@ -339,11 +341,14 @@ class Recorder:
 
     # ------------------------------------------------------------------ set-up
     def attach(self, kind: str, stream: Stream, *, device_info: Optional[dict] = None,
-               final_info=None) -> None:
+               final_info=None, face_video: str = "crops", face_info: Optional[dict] = None) -> None:
         """Record ``stream`` as ``kind`` (``gaze`` | ``eye_openness`` | ``time_sync`` | ``camera`` |
-        ``audio``). ``final_info``, a callable returning the device description, is asked again
-        at :meth:`stop` so session.json ends with the device's final counters and clock sync."""
-        if kind not in ("camera", "audio") and kind not in fmt.TABLES:
+        ``audio`` | ``face_crops``). ``final_info``, a callable returning the device description, is
+        asked again at :meth:`stop` so session.json ends with the device's final counters and clock
+        sync. ``face_crops`` (privacy mode, :mod:`.crops`): ``face_video`` ``crops`` keeps the crop
+        pixels, ``none`` only the per-frame measurements; ``face_info`` goes into its stream entry
+        (the face pipeline's configuration)."""
+        if kind not in ("camera", "audio", "face_crops") and kind not in fmt.TABLES:
             raise ValueError(f"unknown stream kind {kind!r}")
         if self._thread is not None:
             raise RuntimeError("attach streams before start()")
@@ -356,6 +361,17 @@ class Recorder:
                 h, w = stream.dtype["image"].shape[:2]
                 info.update(width=w, height=h, file=fmt.VIDEO_FILE, codec="jpeg")
                 self._sinks[kind] = _SegmentedSink(self, lambda p: _VideoSegmentWriter(p, self.jpeg_quality))
+            elif kind == "face_crops":
+                # privacy mode: the face pipeline's crops (or only its measurements), never frames
+                pixels = face_video == "crops"
+                size = int(stream.dtype["crop"].shape[0])
+                lmk = "landmarks" in stream.dtype.names
+                info.update(size=size, index=crops.CROPS_TSV, file=crops.CROPS_FILE if pixels else None,
+                            landmarks_file=crops.LANDMARKS_FILE if lmk else None, face_video=face_video,
+                            layout="NHWC", color="RGB", **(face_info or {}))
+                self._sinks[kind] = _SegmentedSink(
+                    self, lambda p: crops.CropSegmentWriter(p, size=size, pixels=pixels, landmarks=lmk))
+                self.written["face_crops"] = 0
             elif kind == "audio":
                 n, ch = stream.dtype["samples"].shape
                 info.update(blocksize=n, channels=ch, file=fmt.AUDIO_FILE, encoding="pcm_s16le")
@@ -382,6 +398,8 @@ class Recorder:
             if final_info is not None:
                 self._final_info[kind] = final_info
             with self._meta_lock:
+                if kind == "face_crops":
+                    self.meta["face_video"] = face_video
                 self.meta["streams"][kind] = info
                 if device_info is not None:
                     self.meta["devices"][kind] = device_info
@@ -531,6 +549,11 @@ class Recorder:
                         w, _ = sink.writer_for(int(r["t_us"]))
                         w.write(int(r["t_us"]), int(r["frame_index"]), r["image"])
                     self.written["camera"] += len(recs)
+                elif kind == "face_crops":
+                    sink = self._sinks[kind]
+                    for r in recs:
+                        sink.writer_for(int(r["t_us"]))[0].write(r)
+                    self.written["face_crops"] += len(recs)
                 else:
                     sink = self._sinks[kind]
                     for r in recs:
@@ -641,10 +664,14 @@ def _cut_torn_tail(path: Path) -> int:
         return size - keep
 
 
-def record_device_set(ds, path, *, meta: dict) -> Recorder:
+def record_device_set(ds, path, *, meta: dict, face_crops=None, face_video: str = "full",
+                      face_info: Optional[dict] = None) -> Recorder:
     """A :class:`Recorder` for an opened :class:`~emer_live.devices.factory.DeviceSet`: every
     device's stream attached with its description, device events logged, and the phantom's
-    truth written beside a synthetic session. On failure the devices are stopped."""
+    truth written beside a synthetic session. On failure the devices are stopped.
+
+    ``face_crops`` (a face crop stream, privacy mode ``face_video`` ``crops``/``none``) is
+    recorded instead of the camera's frames; the camera is still described in session.json."""
     try:
         rec = Recorder(path, clock=ds.clock, meta={**meta, "synthetic": ds.phantom is not None})
     except BaseException:
@@ -653,8 +680,15 @@ def record_device_set(ds, path, *, meta: dict) -> Recorder:
     ds.events.targets.append(rec.event_sink)
     try:
         for kind, dev in (("gaze", ds.tracker), ("camera", ds.camera), ("audio", ds.mic)):
-            if dev is not None:
-                rec.attach(kind, dev.stream, device_info=dev.info(), final_info=dev.info)
+            if dev is None:
+                continue
+            if kind == "camera" and face_crops is not None:
+                rec.attach("face_crops", face_crops, face_video=face_video, face_info=face_info)
+                with rec._meta_lock:
+                    rec.meta["devices"]["camera"] = dev.info()
+                rec._final_info["camera"] = dev.info
+                continue
+            rec.attach(kind, dev.stream, device_info=dev.info(), final_info=dev.info)
         # a Tobii tracker's side streams: eye openness (when offered) and its clock-sync packets
         for kind, attr in (("eye_openness", "openness"), ("time_sync", "time_sync")):
             side = getattr(ds.tracker, attr, None) if ds.tracker is not None else None

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ..devices.factory import CAMERA_HELP, MIC_HELP, TRACKER_HELP
+from ..recording.crops import FACE_VIDEO_HELP, FACE_VIDEO_MODES
 
 __all__ = ["register"]
 
@@ -43,6 +44,8 @@ def register(sub) -> None:
                    help="the consent form the participant signed (stored in session.json), e.g. 2026-03")
     p.add_argument("--consent-date", default=None, metavar="YYYY-MM-DD",
                    help="the day consent was given (default: today, with --consent-version)")
+    p.add_argument("--face-video", default="full", choices=FACE_VIDEO_MODES,
+                   help=FACE_VIDEO_HELP)
     p.set_defaults(func=cmd_session)
 
     p = sub.add_parser("collect-synthetic", help="record many headless synthetic sessions (a labelled corpus)",
@@ -79,7 +82,8 @@ def session_config(args):
                      time_scale=args.time_scale, seed=args.seed, rate=args.rate, fps=args.fps,
                      size=parse_size(args.size), mask_rate=args.mask_rate, checkpoint=args.checkpoint,
                      window_s=args.window, hop_s=args.hop, fast=args.fast,
-                     consent_version=args.consent_version, consent_date=args.consent_date)
+                     consent_version=args.consent_version, consent_date=args.consent_date,
+                     face_video=args.face_video)
 
 
 def cmd_session(args) -> int:
