@@ -67,6 +67,7 @@ def register(sub) -> None:
     p.add_argument("--jobs", type=int, default=0, help="parallel sessions (default: CPU cores)")
     p.add_argument("--real-time", action="store_true",
                    help="run the synthetic devices in real time (default: a virtual clock, as fast as the CPU allows)")
+    p.add_argument("--face-video", default="full", choices=FACE_VIDEO_MODES, help=FACE_VIDEO_HELP)
     p.add_argument("--out", required=True, help="corpus root (new or empty folder)")
     p.set_defaults(func=cmd_collect)
 
@@ -145,7 +146,8 @@ def cmd_collect(args) -> int:
     numbers = range(args.first - 1, args.first - 1 + args.participants)
     jobs = [dict(participant=f"P{i + 1:02d}", out_root=str(root), n_trials=args.trials, time_scale=args.time_scale,
                  seed=args.seed, size=size, fps=args.fps, rate=args.rate, mask_rate=args.mask_rate,
-                 participant_index=i, mic="none", fast=not args.real_time) for i in numbers]
+                 participant_index=i, mic="none", fast=not args.real_time, face_video=args.face_video)
+            for i in numbers]
     n_jobs = args.jobs or max(1, min(os.cpu_count() or 1, 4))
     done = 0
     with cf.ProcessPoolExecutor(max_workers=n_jobs) as ex:
