@@ -28,6 +28,8 @@ def display_available() -> Tuple[bool, str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ..recording.crops import FACE_VIDEO_HELP, FACE_VIDEO_MODES
+
     p = argparse.ArgumentParser(
         prog="python main.py",
         description="emer_live desktop app: the operator console with live ER/FER plots and the emotion gap. "
@@ -71,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the consent form the participant signed (stored in session.json)")
     p.add_argument("--consent-date", default=None, metavar="YYYY-MM-DD",
                    help="the day consent was given (default: today, with --consent-version)")
+    p.add_argument("--face-video", default="full", choices=FACE_VIDEO_MODES, help=FACE_VIDEO_HELP)
     p.add_argument("--quit-when-done", action="store_true", help="close the app when the run or session ends")
     p.add_argument("--no-autostart", action="store_true", help="wait for Start even in demo mode")
     p.add_argument("--screenshot", default=None, metavar="FILE", help="save the window as an image before quitting")
@@ -105,7 +108,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                   flush=True)
         from ..cli import main as cli_main
 
-        return cli_main(["demo"])
+        return cli_main(["demo", "--face-video", args.face_video])
     return run_gui(args)
 
 
@@ -140,7 +143,7 @@ def run_gui(args) -> int:
                           n_trials=args.trials, time_scale=args.time_scale,
                           participant_screen=args.participant_screen, calibrate=not args.no_calibration,
                           calibration_points=args.calibration_points, consent_version=args.consent_version,
-                          consent_date=args.consent_date,
+                          consent_date=args.consent_date, face_video=args.face_video,
                           demo=tracker == "synthetic")
     settings = QtCore.QSettings(args.settings, QtCore.QSettings.Format.IniFormat) if args.settings else None
     win = OperatorConsole(opts, autostart=opts.demo and not args.no_autostart, settings=settings)
