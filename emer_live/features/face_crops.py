@@ -121,7 +121,7 @@ class FaceCropStage:
             return
         deadline = time.monotonic() + timeout_s
         while not self._stop.is_set() and time.monotonic() < deadline:
-            last = self.stream.last_t_us()
+            last = self.stream.last_t_us
             if (last is not None and last >= t_us) or self.caught_up():
                 return
             time.sleep(0.002)
