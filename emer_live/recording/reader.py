@@ -283,9 +283,8 @@ class SessionReader:
                     out[name] = np.array(col, dtype=np.int64)
                 else:
                     out[name] = np.array(col, dtype=np.float64)
-            except ValueError as exc:
-                raise SessionFormatError(f"{p}: column {name!r} holds a value that is not a number ({exc}); "
-                                         f"run `emer-live repair {self.path}`") from None
+            except (ValueError, OverflowError):
+                raise _bad_cell(p, name, col, int if dtype[name].kind in "iu" else float) from None
         return out
 
     def eye_openness(self) -> np.ndarray:
@@ -639,6 +638,23 @@ class SessionReader:
                          "left out of this summary")
             return None
         return t
+
+
+def _bad_cell(p: Path, name: str, col, kind) -> SessionFormatError:
+    """The error for a table cell that is not a number. It lies inside the file, where a crash
+    never writes: ``repair`` (which cuts a torn end) cannot fix it, so it does not advise it."""
+    line, value = None, None
+    for i, v in enumerate(col):
+        try:
+            kind(v)
+        except (ValueError, OverflowError):
+            line, value = i + 2, v           # line 1 is the header
+            break
+    what = "a whole number" if kind is int else "a number"
+    where = f"line {line}, " if line is not None else ""
+    return SessionFormatError(f"{p}: {where}column {name!r} holds {value!r}, not {what} - the file is damaged "
+                              f"inside (repair only cuts a torn end); restore {p.name} from a backup, or correct "
+                              "or delete that line by hand")
 
 
 def _stream_of(p: Path) -> Optional[str]:

@@ -262,7 +262,7 @@ def repair_session(path) -> RepairReport:
     if problems:
         raise SessionFormatError(f"{root}: still not readable after repair - {problems[0]}"
                                  + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
-                                 + "; inspect the file by hand")
+                                 + ("" if "by hand" in problems[0] else "; inspect the file by hand"))
     return report
 
 
