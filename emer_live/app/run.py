@@ -615,8 +615,8 @@ class Run:
 
             self.face_stage = FaceCropStage(sim.camera, FacePipeline(self._face_config()))
             self._crops_stream = self.face_stage.stream
-            rec.attach("face_crops", self._crops_stream, face_video=self.face_video, face_info=self.face_stage.info)
-            rec.update_meta(devices={**rec.meta["devices"], "camera": sim.camera_info()})
+            rec.attach("face_crops", self._crops_stream, device_info=sim.camera_info(), face_video=self.face_video,
+                       face_info=self.face_stage.info)
         elif sim.camera is not None:
             rec.attach("camera", sim.camera, device_info=sim.camera_info())
         phantom.attach_truth_file(self.session_dir / "truth.tsv")

@@ -13,7 +13,7 @@ __all__ = ["register"]
 
 def register(sub) -> None:
     p = sub.add_parser("record", help="record tracker + camera + microphone to a session folder",
-                       description="Record gaze, video and audio into a new session folder (format v1). "
+                       description="Record gaze, video and audio into a new session folder (format v2). "
                                    "Without hardware use the synthetic participant; replay:DIR re-records a session.")
     p.add_argument("--tracker", default="synthetic", help=f"eye tracker: {TRACKER_HELP} (default synthetic)")
     p.add_argument("--camera", default="synthetic", help=f"webcam: {CAMERA_HELP} (default synthetic)")

@@ -1,4 +1,4 @@
-"""Names, columns and text encoding of the session format (v1); shared by writer, reader, repair.
+"""Names, columns and text encoding of the session format (v2); shared by writer, reader, repair.
 
 All tables are UTF-8, tab-separated, one header row, ``\\n`` line ends, ``NaN`` for missing
 numbers. Floats are written with ``%.9g`` (exact for float32), integers in decimal.

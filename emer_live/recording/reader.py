@@ -1,4 +1,4 @@
-"""Read a recorded session folder (FORMAT v1) without the devices or the GUI.
+"""Read a recorded session folder (FORMAT v2) without the devices or the GUI.
 
 Every table is also plain TSV that pandas (``pd.read_csv(p, sep="\\t")``) or R
 (``read.delim(p)``) read without this module; this API adds types, segments and frames.

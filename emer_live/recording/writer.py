@@ -1,4 +1,4 @@
-"""The crash-safe session writer (FORMAT v1, see docs/recording-format.md).
+"""The crash-safe session writer (FORMAT v2, see docs/recording-format.md).
 
 A :class:`Recorder` owns a session folder. It reads the device streams through cursors on its
 own thread (never the device threads, never the GUI thread), appends to the session's files and
@@ -176,7 +176,7 @@ class _SegmentedSink:
 
 
 class Recorder:
-    """Writes one session folder (FORMAT v1).
+    """Writes one session folder (FORMAT v2).
 
     Parameters
     ----------
@@ -395,14 +395,16 @@ class Recorder:
                     raise self.note_disk_full(exc) from None
                 self._renderers[kind] = fmt.row_formatter(dtype)
                 self.written.setdefault(kind, 0)
+            # the face crops' device is the camera that made the frames (described, not recorded)
+            device = "camera" if kind == "face_crops" else kind
             if final_info is not None:
-                self._final_info[kind] = final_info
+                self._final_info[device] = final_info
             with self._meta_lock:
                 if kind == "face_crops":
                     self.meta["face_video"] = face_video
                 self.meta["streams"][kind] = info
                 if device_info is not None:
-                    self.meta["devices"][kind] = device_info
+                    self.meta["devices"][device] = device_info
                 self._save_meta()
 
     def update_meta(self, **fields) -> None:
@@ -683,10 +685,8 @@ def record_device_set(ds, path, *, meta: dict, face_crops=None, face_video: str 
             if dev is None:
                 continue
             if kind == "camera" and face_crops is not None:
-                rec.attach("face_crops", face_crops, face_video=face_video, face_info=face_info)
-                with rec._meta_lock:
-                    rec.meta["devices"]["camera"] = dev.info()
-                rec._final_info["camera"] = dev.info
+                rec.attach("face_crops", face_crops, device_info=dev.info(), final_info=dev.info,
+                           face_video=face_video, face_info=face_info)
                 continue
             rec.attach(kind, dev.stream, device_info=dev.info(), final_info=dev.info)
         # a Tobii tracker's side streams: eye openness (when offered) and its clock-sync packets
