@@ -139,8 +139,9 @@ def test_realtime_live_run_with_crops_replays_to_the_same_predictions(tmp_path):
     drive(run2)
     a = {p.t_end_us: p for p in live}
     b = {p.t_end_us: p for p in again}
-    common = sorted(set(a) & set(b))
-    assert len(common) >= 2
+    # every window the live run scored (a loaded machine drops some, never differently) is re-analysed
+    common = sorted(a)
+    assert common and set(a) <= set(b), (sorted(a), sorted(b))
     for t in common:
         np.testing.assert_allclose(a[t].er7, b[t].er7, atol=1e-4)
         assert a[t].quality["face_found_fraction"] == b[t].quality["face_found_fraction"]

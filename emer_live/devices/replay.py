@@ -224,6 +224,7 @@ class ReplayCropCamera(ReplayCamera):
 
     def _open(self) -> None:
         r = self.source.reader
+        r.require_intact(("face_crops",))      # unreadable or out-of-order crops fail now
         info = r.meta.get("streams", {}).get("face_crops", {})
         size = r.crop_size
         fps = info.get("nominal_rate_hz") or 30.0

@@ -512,6 +512,18 @@ class SessionReader:
             if n_bad:
                 add("order", "camera", f"{seg.path / fmt.FRAMES_TSV}: {n_bad} frame time stamp(s) out of order or "
                                        "repeated (not later than an earlier row)")
+        for seg in segs:        # privacy mode: the face crop index in place of the frame index
+            if not seg.has_crops:
+                continue
+            try:
+                idx = self.crop_index(seg)
+            except SessionFormatError as exc:
+                add("unreadable", "face_crops", str(exc))
+                continue
+            n_bad = len(_not_after_earlier(idx["t_us"]))
+            if n_bad:
+                add("order", "face_crops", f"{seg.path / crops.CROPS_TSV}: {n_bad} frame time stamp(s) out of order "
+                                           "or repeated (not later than an earlier row)")
         if (self.path / fmt.EVENTS_TSV).is_file():
             try:
                 self.events()
