@@ -130,6 +130,7 @@ def test_ordinary_notes_in_other_languages_pass(text):
 
 def test_an_accented_name_in_an_operator_note_is_held_back(qtbot):
     """The console's note entry holds "Ana María" back on the first Enter (it was stored)."""
+    pytest.importorskip("pytestqt")
     from PyQt6 import QtCore
 
     from emer_live.ui.panels import NoteEntry

@@ -117,10 +117,12 @@ class FaceCropStage:
         stepped run processes them now; with the thread running, wait (bounded) until it has
         caught up with them, so the engine never takes an older frame's crop for a newer one."""
         if self._thread is None:
-            self.pump()
+            if self.error is None:
+                self.pump()
             return
         deadline = time.monotonic() + timeout_s
-        while not self._stop.is_set() and time.monotonic() < deadline:
+        thread = self._thread
+        while not self._stop.is_set() and time.monotonic() < deadline and thread.is_alive():
             last = self.stream.last_t_us
             if (last is not None and last >= t_us) or self.caught_up():
                 return
