@@ -225,3 +225,32 @@ def test_face_video_option_is_checked():
 
     with pytest.raises(ConfigError, match="--face-video 'blur'"):
         RunConfig(kind="record", out="x", face_video="blur")
+
+
+def test_crop_stage_gives_the_engine_every_frame_up_to_the_asked_time():
+    """The live rule: a window asking for the crops up to t gets every frame the camera delivered
+    up to t - the stage thread is waited for, never overtaken (else live would take an older
+    frame's crop than replay)."""
+    from emer_live.devices.stepped import SteppedSynthetic
+    from emer_live.features.face import FaceConfig, FacePipeline
+    from emer_live.features.face_crops import CropStreamSource, FaceCropStage
+    from emer_live.phantom.participant import Phantom
+    from emer_live.streams import Stream
+
+    sim = SteppedSynthetic(Phantom(seed=0, participant="P01"), rate_hz=60, camera=(160, 120, 15))
+    sim.advance_to(sim.t0_us + 1_000_000)
+    frames = sim.camera.latest(15)
+    camera = Stream("camera", frames.dtype, 64, nominal_rate_hz=15)
+    stage = FaceCropStage(camera, FacePipeline(FaceConfig(detector="haar")))
+    src = CropStreamSource(None, stage.stream, stage=stage)
+    stage.start()
+    try:
+        camera.extend(frames)                     # a burst: the thread is behind
+        t0, t1 = int(frames["t_us"][0]), int(frames["t_us"][-1]) + 1
+        got = src.frame_times(t0, t1)             # waits for the thread
+        assert list(got) == list(frames["t_us"])
+        res = src.face_result_at(int(got[-1]))
+        assert res is not None and res.t_us == int(got[-1])
+    finally:
+        stage.stop()
+    assert stage.frames == len(frames) and stage.error is None

@@ -82,6 +82,8 @@ class FaceCropStage:
         self.stream = Stream("face_crops", self.dtype, max(int(rate * capacity_s), 16), nominal_rate_hz=rate)
         self._cursor = camera.cursor(from_start=True)
         self._lock = threading.Lock()          # one frame at a time: the pipeline is stateful
+        self._state = threading.Lock()         # guards the cursor position and _inflight together
+        self._inflight = 0                     # frames read from the camera, crop not yet published
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self.error: Optional[BaseException] = None
@@ -97,20 +99,30 @@ class FaceCropStage:
     def pump(self, max_frames: Optional[int] = None) -> int:
         """Process the camera frames that arrived since the last call; returns how many."""
         with self._lock:
-            got = self._cursor.read(max_frames)
+            with self._state:          # read and in-flight count change together (caught_up)
+                got = self._cursor.read(max_frames)
+                self._inflight = len(got.records)
             self.lost += got.lost
             rec = np.zeros(1, self.dtype)
             t0 = time.perf_counter()
-            for r in got.records:
-                res = self.pipeline.process(r["image"], int(r["t_us"]))
-                record_from_result(rec, res, int(r["frame_index"]))
-                self.stream.extend(rec)
+            try:
+                for r in got.records:
+                    res = self.pipeline.process(r["image"], int(r["t_us"]))
+                    record_from_result(rec, res, int(r["frame_index"]))
+                    self.stream.extend(rec)
+                    with self._state:
+                        self._inflight -= 1
+            finally:
+                with self._state:
+                    self._inflight = 0
             self.busy_s += time.perf_counter() - t0
             self.frames += len(got.records)
             return len(got.records)
 
     def caught_up(self) -> bool:
-        return self._cursor.pending() == 0
+        """Every frame the camera has delivered so far has its crop in :attr:`stream`."""
+        with self._state:
+            return self._cursor.pending() == 0 and self._inflight == 0
 
     def ensure_through(self, t_us: int, *, timeout_s: float = 2.0) -> None:
         """Make the crops of every frame the camera has delivered up to ``t_us`` available: a
