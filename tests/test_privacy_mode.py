@@ -166,6 +166,16 @@ def test_record_only_crops_without_a_model_and_none_keeps_no_images(tmp_path):
     lmk = np.fromfile(seg.path / "face_landmarks.f32", "<f4").reshape(len(idx), 468, 3)
     assert np.isfinite(lmk[idx["found"]]).all() and np.isfinite(idx["pose"][idx["found"]]).all()
     assert raw_face_video(crops, (240, 320)) == []
+    # a copy recorded from its replay keeps the same crops and landmarks (and stays crops)
+    copy = tmp_path / "copy"
+    assert cli.main(["record", "--tracker", f"replay:{crops}", "--camera", "replay", "--speed", "max",
+                     "--out", str(copy), "--quiet"]) == 0
+    r2 = SessionReader(copy)
+    (seg2,) = [s for s in r2.segments() if s.has_crops]
+    assert r2.face_video == "crops" and np.array_equal(r2.read_crops(seg2), pix)
+    assert np.array_equal(r2.crop_index(seg2)["t_us"], idx["t_us"])
+    lmk2 = np.fromfile(seg2.path / "face_landmarks.f32", "<f4").reshape(len(idx), 468, 3)
+    assert np.array_equal(lmk2, lmk, equal_nan=True) and raw_face_video(copy, (240, 320)) == []
 
     none = tmp_path / "none"
     assert cli.main(["record", "--duration", "1", "--size", "320x240", "--fps", "10", "--out", str(none),

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..clock import ReplayClock
 from ..errors import ConfigError, DeviceUnavailable
-from ..recording.crops import METHODS, face_crop_dtype
+from ..recording.crops import METHODS, face_crop_dtype, read_landmarks
 from ..recording.reader import SessionReader
 from ..schema import GAZE_DTYPE, audio_block_dtype, frame_dtype
 from ..streams import Stream
@@ -237,8 +237,10 @@ class ReplayCropCamera(ReplayCamera):
                 continue
             idx = r.crop_index(seg)
             if len(idx):
-                parts.append((idx, r.read_crops(seg)))
-        self.stream = Stream("face_crops", face_crop_dtype(size, landmarks=False),
+                parts.append((idx, r.read_crops(seg), read_landmarks(seg.path, len(idx))))
+        # landmarks travel on when every segment kept them (a re-recording keeps them too)
+        lmk = bool(parts) and all(p[2] is not None for p in parts)
+        self.stream = Stream("face_crops", face_crop_dtype(size, landmarks=lmk),
                              max(int(fps * self.capacity_s), 4), nominal_rate_hz=fps)
         self._parts = parts
         self._seg, self._i = 0, 0
@@ -246,8 +248,9 @@ class ReplayCropCamera(ReplayCamera):
     def _push(self, t_us: int) -> int:
         n = 0
         rec = np.zeros(1, self.stream.dtype)
+        lmk = "landmarks" in self.stream.dtype.names
         while self._seg < len(self._parts):
-            idx, pix = self._parts[self._seg]
+            idx, pix, marks = self._parts[self._seg]
             if self._i >= len(idx):
                 self._seg += 1
                 self._i = 0
@@ -260,6 +263,8 @@ class ReplayCropCamera(ReplayCamera):
             rec["crop"][0] = pix[self._i]
             rec["box"][0], rec["eyes"][0], rec["pose"][0] = r["box"], r["eyes"], r["pose"]
             rec["landmark_conf"] = r["landmark_conf"]
+            if lmk:
+                rec["landmarks"][0] = marks[self._i]
             self.stream.extend(rec)
             self._i += 1
             n += 1

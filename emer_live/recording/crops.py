@@ -82,12 +82,12 @@ def _num(v: float, digits: int = 2) -> str:
 class CropSegmentWriter:
     """Appends face crop records to one segment folder (the recorder's segmented sink uses it)."""
 
-    def __init__(self, folder: Path, *, size: int, pixels: bool, landmarks: bool, opener=open) -> None:
+    def __init__(self, folder: Path, *, size: int, pixels: bool, landmarks: bool) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.size = int(size)
-        self.data = opener(folder / CROPS_FILE, "xb") if pixels else None
-        self.lmk = opener(folder / LANDMARKS_FILE, "xb") if landmarks else None
-        self.index = opener(folder / CROPS_TSV, "x", encoding="utf-8", newline="\n")
+        self.data = open(folder / CROPS_FILE, "xb") if pixels else None
+        self.lmk = open(folder / LANDMARKS_FILE, "xb") if landmarks else None
+        self.index = open(folder / CROPS_TSV, "x", encoding="utf-8", newline="\n")
         self.index.write("\t".join(CROP_COLUMNS) + "\n")
         self.n = 0
 
@@ -190,11 +190,13 @@ def read_crops(folder: Path, size: int, n: Optional[int] = None) -> Optional[np.
 
 
 def read_landmarks(folder: Path, n: Optional[int] = None) -> Optional[np.ndarray]:
-    """``(N, 468, 3)`` float32 landmarks of a segment, or None when none were kept."""
+    """``(N, 468, 3)`` float32 landmarks of a segment (memory-mapped, read-only), or None when none
+    were kept."""
     p = Path(folder) / LANDMARKS_FILE
     if not p.is_file():
         return None
-    a = np.fromfile(p, dtype="<f4")
-    rows = len(a) // (N_LANDMARKS * 3)
-    a = a[:rows * N_LANDMARKS * 3].reshape(rows, N_LANDMARKS, 3)
-    return a if n is None else a[:n]
+    rows = p.stat().st_size // (N_LANDMARKS * 3 * 4)
+    rows = rows if n is None else min(rows, int(n))
+    if rows == 0:
+        return np.zeros((0, N_LANDMARKS, 3), "<f4")
+    return np.memmap(p, dtype="<f4", mode="r", shape=(rows, N_LANDMARKS, 3))   # ~5.6 kB a frame: not loaded
