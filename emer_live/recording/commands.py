@@ -120,6 +120,10 @@ def cmd_info(args) -> int:
         return 0
     print(f"{s['path']}  (format {s['format']['name']} v{s['format']['version']}, status {s['status']}, "
           f"participant {s['participant']})")
+    if s.get("face_video", "full") != "full":
+        print(f"privacy mode: face video {s['face_video']} - "
+              + ("face crops and measurements kept, no face video" if s["face_video"] == "crops"
+                 else "face measurements only, no face images"))
     print(f"{'stream':12} {'samples':>9} {'duration_s':>11} {'rate_hz':>9} {'gaps':>5} {'dropped':>8}  first_t_us .. last_t_us")
     for name, st in s["streams"].items():
         rate = f"{st['rate_hz']:.2f}" if st["rate_hz"] else "-"

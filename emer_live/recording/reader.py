@@ -633,6 +633,7 @@ class SessionReader:
             trials.append(row)
         return {"format": {"name": self.meta["format"], "version": self.format_version},
                 "path": str(self.path), "status": self.status, "participant": self.meta.get("participant"),
+                "face_video": self.face_video,
                 "streams": streams, "tracker_clock_sync": clock_sync, "trials": trials,
                 "problems": [p["message"] for p in self.problems()] + extra}
 
