@@ -26,6 +26,9 @@ def register(sub) -> None:
                    help="session folder (default recordings/demo/P00/L<UTC time>, the app's folder rule)")
     p.add_argument("--checkpoint", default=None, help="checkpoint (default: models/emert_demo_synthetic.pt)")
     p.add_argument("--seed", type=int, default=0, help="synthetic participant seed")
+    from .recording.crops import FACE_VIDEO_HELP, FACE_VIDEO_MODES
+
+    p.add_argument("--face-video", default="full", choices=FACE_VIDEO_MODES, help=FACE_VIDEO_HELP)
     p.set_defaults(func=cmd_demo)
 
 
@@ -55,7 +58,7 @@ def cmd_demo(args) -> int:
     ckpt = args.checkpoint or str(default_checkpoint())
     print(f"emer-live demo: tracker {tracker}, camera synthetic, checkpoint {ckpt}; recording to {out}")
     cfg = RunConfig(kind="live", tracker=tracker, camera="synthetic", checkpoint=ckpt, duration_s=args.duration,
-                    out=str(out), seed=args.seed, participant="P00")
+                    out=str(out), seed=args.seed, participant="P00", face_video=args.face_video)
     rc = run_live(cfg)
     print()
     cmd_info(argparse.Namespace(session=str(out), json=False))

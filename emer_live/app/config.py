@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Optional, Tuple
 
 from ..errors import ConfigError
+from ..recording.crops import FACE_VIDEO_MODES
 from ..session.ids import validate_participant_id
 
 __all__ = ["RunConfig", "RUN_KINDS", "parse_speed"]
@@ -73,6 +74,9 @@ class RunConfig:
         Also write every prediction as one JSON line here (live).
     stimuli, n_trials, time_scale, fast, participant_index, mask_rate
         Session options (see ``emer-live session --help``).
+    face_video : {"full", "crops", "none"}
+        What a recording keeps of the camera: the face video, only the model's aligned face crops
+        and the face pipeline's per-frame measurements, or only the measurements (docs/data-rights.md).
     fer_model : str
         Where FER comes from: ``auto`` (the pretrained FER model for a real camera or video file,
         EMERT's own head for synthetic/replay/no camera; a replay uses what its recording used),
@@ -112,6 +116,7 @@ class RunConfig:
     consent_version: Optional[str] = None    # the consent form the participant signed (session.json)
     consent_date: Optional[str] = None       # YYYY-MM-DD; default today when a version is given
     group_readable: bool = False             # session folders 0750/files 0640 instead of 0700/0600
+    face_video: str = "full"                 # privacy mode: full | crops | none (docs/data-rights.md)
 
     def __post_init__(self) -> None:
         if self.kind not in RUN_KINDS:
@@ -154,6 +159,9 @@ class RunConfig:
             from ..session.consent import consent_meta
 
             consent_meta(self.consent_version, self.consent_date)     # validated now, stored by the run
+        if self.face_video not in FACE_VIDEO_MODES:
+            raise ConfigError(f"--face-video {self.face_video!r}: use one of {', '.join(FACE_VIDEO_MODES)} "
+                              "(docs/data-rights.md)")
         if self.calibration_points not in (5, 9):
             raise ConfigError(f"--calibration-points {self.calibration_points}: use 5 or 9")
         if self.calibrate and (self.kind != "session" or self.fast):

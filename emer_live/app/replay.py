@@ -156,7 +156,20 @@ class ReplaySession:
 
     def _load_video_index(self) -> None:
         segs = []
+        # privacy mode: a crops session shows its kept face crops where the video would be
+        self.face_video = self.reader.face_video
+        self.face_is_crop = self.face_video != "full"
+        self._crop_pixels: Dict[str, np.ndarray] = {}
         for s in self.reader.segments():
+            if self.face_is_crop:
+                if not s.has_crops:
+                    continue
+                idx = self._guard(f"{s.relpath} face crops", lambda s=s: self.reader.crop_index(s), None)
+                pix = self._guard(f"{s.relpath} face crops", lambda s=s: self.reader.read_crops(s), None)
+                if idx is not None and pix is not None and len(idx):
+                    self._crop_pixels[s.relpath] = pix
+                    segs.append((s, idx[:len(pix)]))
+                continue
             if not s.has_video:
                 continue
             idx = self._guard(f"{s.relpath} frame index", lambda s=s: self.reader.frame_index(s), None)
@@ -283,7 +296,8 @@ class ReplaySession:
 
     def face_image(self, t_us: int, *, reduce: int = 1) -> Optional[np.ndarray]:
         """The BGR face frame shown at t (None before the first frame); ``reduce`` 2, 4 or 8 decodes
-        it at 1/reduce size (the JPEG decoder does that much faster than a full decode)."""
+        it at 1/reduce size (the JPEG decoder does that much faster than a full decode). A
+        privacy-mode session (``face_is_crop``) gives its kept face crop instead."""
         import cv2
 
         flag = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
@@ -293,6 +307,9 @@ class ReplaySession:
             return None
         seg, frame, _ = hit
         idx = self.video_segments[[s.relpath for s, _ in self.video_segments].index(seg.relpath)][1]
+        if self.face_is_crop:
+            # the aligned crop as kept (RGB, no face found: all zeros); never reduced, it is small
+            return np.ascontiguousarray(self._crop_pixels[seg.relpath][int(frame)][:, :, ::-1])
         r = idx[idx["frame"] == frame][0]
         with open(seg.path / "face.mjpeg", "rb") as f:
             f.seek(int(r["offset"]))

@@ -145,6 +145,10 @@ class Run:
         self.base_model = model     # the checkpoint as loaded, before a FER model is attached
         self._claimed: List[Path] = []    # folders this run created, innermost first
         self.fer_model_path: Optional[str] = None
+        # privacy mode (--face-video crops|none): the face pipeline on the recording path
+        self.face_stage = None          # FaceCropStage: camera frames -> face crop stream
+        self._crops_stream = None       # what the recorder and the engine read instead of frames
+        self.face_video = config.face_video
         self.losses: Dict[str, dict] = {}
         self._jsonl = None
         self._jsonl_lock = threading.Lock()
@@ -261,6 +265,7 @@ class Run:
             if fast_session:
                 self._start_fast_session()
             else:
+                self._setup_face_crops()
                 self._make_recorder()
                 if cfg.kind == "session":
                     self._make_controller(self.devices.phantom)
@@ -395,7 +400,8 @@ class Run:
     def _meta(self) -> dict:
         cfg = self.config
         kind = {"record": "recording", "live": "live", "session": "session"}[cfg.kind]
-        meta = {"participant": cfg.participant, "session_id": self.session_dir.name, "kind": kind, "seed": cfg.seed}
+        meta = {"participant": cfg.participant, "session_id": self.session_dir.name, "kind": kind, "seed": cfg.seed,
+                "face_video": self.face_video}
         if cfg.consent_version is not None:
             from ..session.consent import consent_meta
 
@@ -423,6 +429,46 @@ class Run:
     def _on_device_event(self, t_us: int, kind: str, detail: dict) -> None:
         self._emit(DeviceEvent(t_us=int(t_us), device_kind=kind, detail=dict(detail)))
 
+    def _face_config(self):
+        """The face pipeline configuration of this run's crops."""
+        if self.fer_model_path is not None or self.model is None:
+            # a real camera with the pretrained FER model: real faces need the landmark
+            # pipeline (pose, confidence, robust detection); an EMERT trained on synthetic
+            # faces is out of its depth there whichever crops it gets. Without a model (a
+            # privacy-mode recording) the default pipeline makes the kept crops.
+            from ..features.face import FaceConfig
+
+            return FaceConfig()
+        return checkpoint_face_config(self.model)
+
+    def _setup_face_crops(self) -> None:
+        """Privacy mode: crops are made once, on the recording path, for the recorder and the
+        engine alike. A replayed crops session delivers its kept crops (and is recorded as crops:
+        there is no face video to keep)."""
+        cam = self.devices.camera if self.devices is not None else None
+        if cam is None:
+            return
+        if getattr(cam, "delivers_crops", False):
+            self._crops_stream = cam.stream
+            if self.face_video == "full":
+                self.face_video = "crops"
+                if self.session_dir is not None:
+                    self._emit(RunNote(t_us=self._now(), text="the replayed session kept face crops only "
+                                                              "(--face-video crops): this recording keeps them too"))
+            return
+        if self.face_video == "full" or self.session_dir is None:
+            return
+        from ..features.face import FacePipeline
+        from ..features.face_crops import FaceCropStage
+
+        self.face_stage = FaceCropStage(cam.stream, FacePipeline(self._face_config()))
+        self._crops_stream = self.face_stage.stream
+
+    def _crops_info(self) -> dict:
+        if self.face_stage is not None:
+            return self.face_stage.info
+        return dict(getattr(self.devices.camera, "face_info", {}) or {})
+
     def _make_recorder(self) -> None:
         if self.session_dir is None:
             return
@@ -430,7 +476,9 @@ class Run:
 
         # the recorder creates missing parents itself, with the session's private modes
         self.recorder = record_device_set(self.devices, self.session_dir, meta=self._meta(),
-                                          group_readable=self.config.group_readable)
+                                          group_readable=self.config.group_readable,
+                                          face_crops=self._crops_stream, face_video=self.face_video,
+                                          face_info=None if self._crops_stream is None else self._crops_info())
 
     def _make_controller(self, phantom) -> None:
         from ..session.controller import SessionController, SessionTiming
@@ -470,6 +518,11 @@ class Run:
         spec = WindowSpec(window_s=cfg.window_s, hop_s=cfg.hop_s)
         # Frames being recorded pass through the recorder's JPEG so live crops equal offline ones;
         # replayed frames were decoded from that JPEG already and must not be compressed again.
+        if source is None and self._crops_stream is not None:
+            # privacy mode: the crops the recording path made (or a replay kept), not frames
+            from ..features.face_crops import CropStreamSource
+
+            source = CropStreamSource(gaze, self._crops_stream, stage=self.face_stage, stimulus_rect=stimulus_rect)
         if source is None:
             source = StreamSource(gaze, camera, jpeg_quality=rec.jpeg_quality if (rec is not None and recompress)
                                   else None, stimulus_rect=stimulus_rect)
@@ -478,16 +531,7 @@ class Run:
             from ..features.face import FacePipeline
             from ..features.windows import FaceSampler
 
-            if self.fer_model_path is not None:
-                # a real camera with the pretrained FER model: real faces need the landmark
-                # pipeline (pose, confidence, robust detection); an EMERT trained on synthetic
-                # faces is out of its depth there whichever crops it gets
-                from ..features.face import FaceConfig
-
-                face_config = FaceConfig()
-            else:
-                face_config = checkpoint_face_config(self.model)
-            faces = FaceSampler(FacePipeline(face_config))
+            faces = FaceSampler(FacePipeline(self._face_config()))
         builder = WindowBuilder(source, spec=spec, use_face=camera is not None, grid_origin_us=origin,
                                 face_sampler=faces)
         log = PredictionLog(rec.path / "predictions.tsv") if rec is not None else None
@@ -518,6 +562,8 @@ class Run:
         ds, rec = self.devices, self.recorder
         if rec is not None:
             rec.start()
+        if self.face_stage is not None:
+            self.face_stage.start()
         ds.start_all()
         self.t_origin_us = ds.clock.now_us()
         if self._wants_engine():
@@ -576,7 +622,15 @@ class Run:
                        group_readable=cfg.group_readable)
         self.recorder = rec
         rec.attach("gaze", sim.gaze, device_info=sim.tracker_info())
-        if sim.camera is not None:
+        if sim.camera is not None and self.face_video != "full":
+            from ..features.face import FacePipeline
+            from ..features.face_crops import FaceCropStage
+
+            self.face_stage = FaceCropStage(sim.camera, FacePipeline(self._face_config()))
+            self._crops_stream = self.face_stage.stream
+            rec.attach("face_crops", self._crops_stream, device_info=sim.camera_info(), face_video=self.face_video,
+                       face_info=self.face_stage.info)
+        elif sim.camera is not None:
             rec.attach("camera", sim.camera, device_info=sim.camera_info())
         phantom.attach_truth_file(self.session_dir / "truth.tsv")
         self._make_controller(phantom)
@@ -652,6 +706,14 @@ class Run:
                 return True
             if action == "aborted":
                 self.controller.abort(f"device/recorder failure: {d.error}")
+        stage = self.face_stage
+        if stage is not None and stage.error is not None and "face_crops" not in self.failed:
+            self.failed["face_crops"] = stage.error
+            self._error("face crops", stage.error)
+            if self.controller is not None:
+                self.controller.abort(f"face crop failure: {stage.error}")
+            self._finish("error", f"the face crops could not be made: {stage.error}")
+            return True
         if rec is not None and rec.error is not None:
             if self.controller is not None:
                 self.controller.abort(f"device/recorder failure: {rec.error}")
@@ -694,6 +756,8 @@ class Run:
                     return
                 self._fast_t = min(self._fast_t + 100_000, self._fast_t_stop)
                 src.advance_to(self._fast_t)
+                if self.face_stage is not None:
+                    self.face_stage.pump()
                 rec.drain()
                 continue
             if eng.next_window_end_us > self._fast_t_stop + 1:
@@ -705,6 +769,8 @@ class Run:
                 src.advance_to(due)
             else:
                 src.clock.advance_to(due)    # the devices' streams are not read
+            if self.face_stage is not None:
+                self.face_stage.pump()
             if rec is not None:
                 rec.drain()
             eng.step(due, sync=True, defer=self._fast_pending)
@@ -731,6 +797,8 @@ class Run:
                 self._finish(status, "session " + status)
                 return
             sim.advance_to(sim.clock.now_us() + step)
+            if self.face_stage is not None:
+                self.face_stage.pump()
             ctrl.tick()
             if eng is not None:
                 eng.step(sim.clock.now_us(), sync=True)
@@ -846,6 +914,8 @@ class Run:
                 steps.append(eng.log.close)
         if ds is not None:
             steps.append(ds.stop_all)
+        if self.face_stage is not None:
+            steps.append(self.face_stage.stop)     # after the camera: its last frames are kept too
         if ctrl is not None:
             steps.append(ctrl.close)
         phantom = self.phantom

@@ -20,12 +20,13 @@ import numpy as np
 
 from ..clock import ReplayClock
 from ..errors import ConfigError, DeviceUnavailable
+from ..recording.crops import METHODS, face_crop_dtype, read_landmarks
 from ..recording.reader import SessionReader
 from ..schema import GAZE_DTYPE, audio_block_dtype, frame_dtype
 from ..streams import Stream
 from .base import Device, EventSink
 
-__all__ = ["ReplaySource", "ReplayTracker", "ReplayCamera", "ReplayMic"]
+__all__ = ["ReplaySource", "ReplayTracker", "ReplayCamera", "ReplayCropCamera", "ReplayMic"]
 
 
 class ReplaySource:
@@ -49,7 +50,9 @@ class ReplaySource:
         if self._gaze is not None and len(self._gaze):
             starts.append(int(self._gaze["t_us"][0]))
             ends.append(int(self._gaze["t_us"][-1]))
-        cam_t = self.reader.camera_times()
+        # privacy mode: a crops session replays its kept face crops in place of camera frames
+        self.face_video = self.reader.face_video
+        cam_t = self.reader.camera_times() if self.face_video == "full" else self.reader.crop_times()
         if len(cam_t):
             starts.append(int(cam_t[0]))
             ends.append(int(cam_t[-1]))
@@ -81,6 +84,13 @@ class ReplaySource:
         return self._add(ReplayTracker(self, on_event=on_event, capacity_s=capacity_s))
 
     def camera(self, *, on_event: Optional[EventSink] = None, capacity_s: float = 2.0) -> "ReplayCamera":
+        if self.face_video == "none":
+            raise DeviceUnavailable(f"{self.path}: recorded with --face-video none - no face images to replay; "
+                                    "use --camera none (the eye-tracking data replays)")
+        if self.face_video == "crops":
+            if not len(self.reader.crop_times()):
+                raise DeviceUnavailable(f"{self.path}: no recorded face crops to replay as a camera; use --camera none")
+            return self._add(ReplayCropCamera(self, on_event=on_event, capacity_s=capacity_s))
         if not len(self.reader.camera_times()):
             raise DeviceUnavailable(f"{self.path}: no recorded video to replay as a camera; use --camera none or synthetic")
         return self._add(ReplayCamera(self, on_event=on_event, capacity_s=capacity_s))
@@ -203,6 +213,63 @@ class ReplayCamera(_ReplayDevice):
         return {"kind": self.kind, "name": self.name, "replay_of": str(self.source.path),
                 "width": getattr(self, "width", None), "height": getattr(self, "height", None),
                 "fps": getattr(self, "fps", None)}
+
+
+class ReplayCropCamera(ReplayCamera):
+    """The camera of a privacy-mode session (``face_video: crops``): it replays the kept face
+    crops and the face pipeline's measurements per frame (a face crop stream, the record layout
+    of :func:`emer_live.recording.crops.face_crop_dtype`), never camera frames - there are none."""
+
+    delivers_crops = True
+
+    def _open(self) -> None:
+        r = self.source.reader
+        r.require_intact(("face_crops",))      # unreadable or out-of-order crops fail now
+        info = r.meta.get("streams", {}).get("face_crops", {})
+        size = r.crop_size
+        fps = info.get("nominal_rate_hz") or 30.0
+        self.width = self.height = size
+        self.fps = fps
+        self.face_info = {k: info[k] for k in ("face_config", "made_by") if k in info}
+        parts = []
+        for seg in r.segments():
+            if not seg.has_crops:
+                continue
+            idx = r.crop_index(seg)
+            if len(idx):
+                parts.append((idx, r.read_crops(seg), read_landmarks(seg.path, len(idx))))
+        # landmarks travel on when every segment kept them (a re-recording keeps them too)
+        lmk = bool(parts) and all(p[2] is not None for p in parts)
+        self.stream = Stream("face_crops", face_crop_dtype(size, landmarks=lmk),
+                             max(int(fps * self.capacity_s), 4), nominal_rate_hz=fps)
+        self._parts = parts
+        self._seg, self._i = 0, 0
+
+    def _push(self, t_us: int) -> int:
+        n = 0
+        rec = np.zeros(1, self.stream.dtype)
+        lmk = "landmarks" in self.stream.dtype.names
+        while self._seg < len(self._parts):
+            idx, pix, marks = self._parts[self._seg]
+            if self._i >= len(idx):
+                self._seg += 1
+                self._i = 0
+                continue
+            r = idx[self._i]
+            if r["t_us"] > t_us:
+                break
+            rec["t_us"], rec["frame_index"], rec["found"] = r["t_us"], r["camera_frame_index"], r["found"]
+            rec["method"] = METHODS.index(str(r["method"])) if str(r["method"]) in METHODS else 0
+            rec["crop"][0] = pix[self._i]
+            rec["box"][0], rec["eyes"][0], rec["pose"][0] = r["box"], r["eyes"], r["pose"]
+            rec["landmark_conf"] = r["landmark_conf"]
+            if lmk:
+                rec["landmarks"][0] = marks[self._i]
+            self.stream.extend(rec)
+            self._i += 1
+            n += 1
+        self._done = self._seg >= len(self._parts)
+        return n
 
 
 class ReplayMic(_ReplayDevice):

@@ -112,6 +112,13 @@ class WindowSource(abc.ABC):
         """The BGR frame recorded at exactly ``t_us`` (None if no longer available)."""
 
     stimulus_rect: Optional[Sequence[float]] = None
+    #: privacy mode: the source holds the face pipeline's results (crops kept by the recording,
+    #: or made on the recording path) instead of frames; :meth:`face_result_at` gives them
+    precomputed_crops: bool = False
+
+    def face_result_at(self, t_us: int):
+        """The kept face result (a FaceResult) of the frame at exactly ``t_us`` (crop sources)."""
+        return None
 
 
 class StreamSource(WindowSource):
@@ -153,7 +160,16 @@ class RecordingSource(WindowSource):
     def __init__(self, reader) -> None:
         self.reader = reader
         self._gaze = reader.gaze() if reader.has_gaze() else None
-        index = [(reader.frame_index(s), s) for s in reader.segments() if s.has_video]
+        # privacy mode (face_video crops): the kept crops stand in for the frames; "none" keeps
+        # no pixels, so such a session has no face modality offline
+        self.precomputed_crops = reader.face_video != "full"
+        if self.precomputed_crops:
+            index = [(reader.crop_index(s), s) for s in reader.segments() if s.has_crops]
+            self._crops = {s.relpath: reader.read_crops(s) for _, s in index}
+            index = [(i, s) for i, s in index if self._crops[s.relpath] is not None]
+        else:
+            index = [(reader.frame_index(s), s) for s in reader.segments() if s.has_video]
+        self._index = {s.relpath: i for i, s in index}
         self._frame_t = np.concatenate([i["t_us"] for i, _ in index]) if index else np.zeros(0, np.int64)
         self._frame_loc = [(s, k) for i, s in index for k in range(len(i))]
         self.stimulus_rect = reader.meta.get("stimulus_rect")
@@ -180,11 +196,27 @@ class RecordingSource(WindowSource):
         return t[np.searchsorted(t, t0_us):np.searchsorted(t, t1_us)]
 
     def frame_at(self, t_us):
+        if self.precomputed_crops:
+            return None
         i = int(np.searchsorted(self._frame_t, t_us))
         if i >= len(self._frame_t) or self._frame_t[i] != t_us:
             return None
         seg, k = self._frame_loc[i]
         return self.reader.read_frame(seg, k)
+
+    def face_result_at(self, t_us):
+        if not self.precomputed_crops:
+            return None
+        i = int(np.searchsorted(self._frame_t, t_us))
+        if i >= len(self._frame_t) or self._frame_t[i] != t_us:
+            return None
+        seg, k = self._frame_loc[i]
+        from .face_crops import result_from_record
+
+        r = self._index[seg.relpath][k]
+        return result_from_record(int(r["t_us"]), bool(r["found"]), self._crops[seg.relpath][k], box=r["box"],
+                                  eyes=r["eyes"], method=str(r["method"]), pose=r["pose"],
+                                  landmark_conf=float(r["landmark_conf"]))
 
 
 class FaceSampler:
@@ -247,13 +279,18 @@ class FaceSampler:
             times = source.frame_times(ts - lookback_us, ts + 1)
         j = int(np.searchsorted(times, ts, side="right")) - 1
         frame = None
-        if j >= 0 and times[j] >= ts - lookback_us:
+        if j >= 0 and times[j] >= ts - lookback_us and not source.precomputed_crops:
             frame = source.frame_at(int(times[j]))
         if count_read:
             self.read_s += time.perf_counter() - t0
         crop = None
-        if frame is not None:
+        res = None
+        if j >= 0 and times[j] >= ts - lookback_us and source.precomputed_crops:
+            # privacy mode: the crop was made on the recording path (live) or kept (replay)
+            res = source.face_result_at(int(times[j]))
+        elif frame is not None:
             res = self.pipeline.process(frame, int(times[j]))
+        if res is not None:
             self.frames_processed += 1
             self.last_result = res     # for displays (face box); replaced, never mutated
             crop = res.crop_rgb if res.found else None

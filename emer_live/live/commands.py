@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from ..devices.factory import CAMERA_HELP, TRACKER_HELP
+from ..recording.crops import FACE_VIDEO_HELP, FACE_VIDEO_MODES
 
 __all__ = ["register"]
 
@@ -42,6 +43,8 @@ def register(sub) -> None:
     p.add_argument("--consent-date", default=None, metavar="YYYY-MM-DD",
                    help="the day consent was given (default: today, with --consent-version)")
     p.add_argument("--group-readable", action="store_true", help="folders 0750 and files 0640 for a lab sharing data through a Unix group (default: private, 0700/0600; docs/data-rights.md)")
+    p.add_argument("--face-video", default="full", choices=FACE_VIDEO_MODES,
+                   help=FACE_VIDEO_HELP)
     p.add_argument("--device", default="auto", help="model device: auto, cpu, cuda, mps (default auto)")
     p.add_argument("--quiet", action="store_true", help="print only the summary")
     p.set_defaults(func=cmd_live)
@@ -58,7 +61,7 @@ def live_config(args):
                      checkpoint=args.checkpoint or str(default_checkpoint()), model_device=args.device,
                      window_s=args.window, hop_s=args.hop, predictions_jsonl=args.out, fer_model=args.fer_model,
                      consent_version=args.consent_version, consent_date=args.consent_date,
-                     group_readable=args.group_readable)
+                     group_readable=args.group_readable, face_video=args.face_video)
 
 
 def run_live(cfg, *, quiet: bool = False) -> int:

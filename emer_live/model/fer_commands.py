@@ -80,7 +80,7 @@ def _cmd_fer(args: argparse.Namespace) -> int:
     _need_torch("fer")
     import torch
 
-    from .fer import load_fer_checkpoint
+    from .fer import MIN_FACE_PX, load_fer_checkpoint
 
     # small images, one at a time: one thread each for OpenCV (face models) and torch
     cv2.setNumThreads(1)
@@ -88,27 +88,36 @@ def _cmd_fer(args: argparse.Namespace) -> int:
 
     clf = load_fer_checkpoint(args.fer_model)
     pipe = None
-    results = []
+    results, bad = [], 0
     for name in args.images:
-        img = cv2.imread(str(name), cv2.IMREAD_COLOR) if Path(name).is_file() else None
-        if img is None:
-            raise ConfigError(f"{name}: not a readable image file (OpenCV could not decode it); "
-                              f"give PNG/JPEG/BMP files")
-        if args.no_detect:
-            crop = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-            found = None
-        else:
-            if min(img.shape[:2]) < 24:
-                raise ConfigError(f"{name}: {img.shape[1]}x{img.shape[0]} is too small to search for a face; "
-                                  f"pass --no-detect if it is already a face crop")
-            if pipe is None:
-                from ..features.face import default_pipeline
-                pipe = default_pipeline()
-            pipe.reset()
-            r = pipe.process(img, 0)
-            found = bool(r.found)
-            crop = r.crop_rgb if r.found else None
-        probs = None if crop is None else clf.predict_er7(np.ascontiguousarray(crop))[0]
+        # one bad image is reported and skipped; the others still get their answer
+        try:
+            img = cv2.imread(str(name), cv2.IMREAD_COLOR) if Path(name).is_file() else None
+            if img is None:
+                raise ConfigError(f"{name}: not a readable image file (OpenCV could not decode it); "
+                                  f"give PNG/JPEG/BMP files")
+            if args.no_detect:
+                if min(img.shape[:2]) < MIN_FACE_PX:
+                    raise ConfigError(f"{name}: {img.shape[1]}x{img.shape[0]} is too small for the FER model - "
+                                      f"a face crop needs at least {MIN_FACE_PX}x{MIN_FACE_PX} pixels")
+                crop = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+                found = None
+            else:
+                if min(img.shape[:2]) < 24:
+                    raise ConfigError(f"{name}: {img.shape[1]}x{img.shape[0]} is too small to search for a face; "
+                                      f"pass --no-detect if it is already a face crop")
+                if pipe is None:
+                    from ..features.face import default_pipeline
+                    pipe = default_pipeline()
+                pipe.reset()
+                r = pipe.process(img, 0)
+                found = bool(r.found)
+                crop = r.crop_rgb if r.found else None
+            probs = None if crop is None else clf.predict_er7(np.ascontiguousarray(crop))[0]
+        except ConfigError as exc:
+            print(f"emer-live: error: {exc}", file=sys.stderr)
+            bad += 1
+            continue
         results.append((name, found, probs))
     if args.json:
         out = [{"image": str(n), "face_found": f, "fer_source": clf.source,
@@ -126,4 +135,8 @@ def _cmd_fer(args: argparse.Namespace) -> int:
     if missed:
         print(f"emer-live fer: no face found in {missed} of {len(results)} image(s) "
               f"(use --no-detect for images that are already face crops)", file=sys.stderr)
+    if bad:
+        print(f"emer-live: error: fer: {bad} of {len(args.images)} image(s) could not be read (named above); "
+              f"the results of the others are printed", file=sys.stderr)
+        return 2
     return 0

@@ -1,4 +1,4 @@
-"""Recording stage: the crash-safe session writer, the reader, repair and replay (FORMAT v1).
+"""Recording stage: the crash-safe session writer, the reader, repair and replay (FORMAT v2).
 
 The format is specified in ``docs/recording-format.md``.
 """

@@ -6,13 +6,14 @@ import json
 import sys
 
 from ..devices.factory import CAMERA_HELP, MIC_HELP, TRACKER_HELP
+from ..recording.crops import FACE_VIDEO_HELP, FACE_VIDEO_MODES
 
 __all__ = ["register"]
 
 
 def register(sub) -> None:
     p = sub.add_parser("record", help="record tracker + camera + microphone to a session folder",
-                       description="Record gaze, video and audio into a new session folder (format v1). "
+                       description="Record gaze, video and audio into a new session folder (format v2). "
                                    "Without hardware use the synthetic participant; replay:DIR re-records a session.")
     p.add_argument("--tracker", default="synthetic", help=f"eye tracker: {TRACKER_HELP} (default synthetic)")
     p.add_argument("--camera", default="synthetic", help=f"webcam: {CAMERA_HELP} (default synthetic)")
@@ -35,6 +36,8 @@ def register(sub) -> None:
     p.add_argument("--group-readable", action="store_true",
                    help="folders 0750 and files 0640 for a lab sharing data through a Unix group (default: "
                         "private, 0700/0600; docs/data-rights.md)")
+    p.add_argument("--face-video", default="full", choices=FACE_VIDEO_MODES,
+                   help=FACE_VIDEO_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=cmd_record)
 
@@ -66,7 +69,7 @@ def cmd_record(args) -> int:
                     camera=args.camera, mic=args.mic, rate=args.rate, fps=args.fps, size=parse_size(args.size),
                     seed=args.seed, speed=parse_speed(args.speed), duration_s=args.duration, out=args.out,
                     consent_version=args.consent_version, consent_date=args.consent_date,
-                    group_readable=args.group_readable)
+                    group_readable=args.group_readable, face_video=args.face_video)
     run = Run(cfg)
     if not args.quiet:
         run.subscribe(lambda ev: _progress(run, ev) if isinstance(ev, Progress) else None)
@@ -76,7 +79,10 @@ def cmd_record(args) -> int:
     if not args.quiet:
         sys.stderr.write("\n")
     w = meta["written"]
-    print(f"recorded {rec.path}: status {meta['status']}, gaze {w['gaze']} samples, camera {w['camera']} frames, "
+    face = (f"camera {w['camera']} frames" if "face_crops" not in w else
+            f"face {'crops' if meta.get('face_video') == 'crops' else 'measurements (no images)'} of "
+            f"{w['face_crops']} frames (no face video)")
+    print(f"recorded {rec.path}: status {meta['status']}, gaze {w['gaze']} samples, {face}, "
           f"audio {w['audio_samples']} samples")
     from ..app import format_losses
 
@@ -137,6 +143,10 @@ def cmd_info(args) -> int:
         return 0
     print(f"{s['path']}  (format {s['format']['name']} v{s['format']['version']}, status {s['status']}, "
           f"participant {s['participant']})")
+    if s.get("face_video", "full") != "full":
+        print(f"privacy mode: face video {s['face_video']} - "
+              + ("face crops and measurements kept, no face video" if s["face_video"] == "crops"
+                 else "face measurements only, no face images"))
     print(f"{'stream':12} {'samples':>9} {'duration_s':>11} {'rate_hz':>9} {'gaps':>5} {'dropped':>8}  first_t_us .. last_t_us")
     for name, st in s["streams"].items():
         rate = f"{st['rate_hz']:.2f}" if st["rate_hz"] else "-"

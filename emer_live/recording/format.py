@@ -1,4 +1,4 @@
-"""Names, columns and text encoding of the session format (v1); shared by writer, reader, repair.
+"""Names, columns and text encoding of the session format (v2); shared by writer, reader, repair.
 
 All tables are UTF-8, tab-separated, one header row, ``\\n`` line ends, ``NaN`` for missing
 numbers. Floats are written with ``%.9g`` (exact for float32), integers in decimal.
@@ -20,7 +20,9 @@ import numpy as np
 from ..schema import EYE_OPENNESS_DTYPE, GAZE_DTYPE, TIME_SYNC_DTYPE
 
 FORMAT_NAME = "emer_live.session"
-FORMAT_VERSION = 1
+# 2 (2026-12-07): ``face_video`` in session.json and, in privacy mode, face crop segments
+# (face_crops.tsv / .rgb / face_landmarks.f32, emer_live.recording.crops) instead of face.mjpeg
+FORMAT_VERSION = 2
 
 SESSION_JSON = "session.json"
 GAZE_TSV = "gaze.tsv"

@@ -71,3 +71,14 @@ def apply_modes(root, modes: Modes) -> None:
         os.chmod(root, modes.dir)
     except OSError:
         pass
+
+
+def open_new(path, mode: str, modes: Modes, **kw):
+    """Open a new file (``x`` modes) with ``modes.file``, whatever the umask."""
+    f = open(path, mode, **kw)
+    try:
+        os.chmod(path, modes.file)
+    except OSError:
+        f.close()
+        raise
+    return f

@@ -1,4 +1,4 @@
-"""Read a recorded session folder (FORMAT v1) without the devices or the GUI.
+"""Read a recorded session folder (FORMAT v2) without the devices or the GUI.
 
 Every table is also plain TSV that pandas (``pd.read_csv(p, sep="\\t")``) or R
 (``read.delim(p)``) read without this module; this API adds types, segments and frames.
@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import SessionFormatError
 from ..clock import fit_clock_sync
+from . import crops
 from . import format as fmt
 
 __all__ = ["SessionReader", "Segment", "is_session_dir", "read_tsv_checked"]
@@ -50,6 +51,11 @@ class Segment:
     @property
     def has_audio(self) -> bool:
         return (self.path / fmt.AUDIO_TSV).is_file()
+
+    @property
+    def has_crops(self) -> bool:
+        """Privacy mode: the segment holds face crops / measurements instead of video."""
+        return (self.path / crops.CROPS_TSV).is_file()
 
 
 def read_tsv_checked(path: Path, columns, *, what: str) -> "list[list[str]]":
@@ -174,7 +180,11 @@ class SessionReader:
         if not isinstance(meta, dict) or meta.get("format") != fmt.FORMAT_NAME:
             raise SessionFormatError(f"{meta_path}: not an emer_live session (format field missing or foreign)")
         version = meta.get("format_version")
-        if not isinstance(version, int) or version > fmt.FORMAT_VERSION or version < 1:
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            # a version no emer_live ever wrote: the file is damaged, a newer program would not help
+            raise SessionFormatError(f"{meta_path}: format_version {version!r} is not a version number (1, 2, ...); "
+                                     "the file is damaged or was not written by emer_live - restore it from a backup")
+        if version > fmt.FORMAT_VERSION:
             raise SessionFormatError(f"{meta_path}: format version {version!r} is not supported by this "
                                      f"emer_live (reads 1..{fmt.FORMAT_VERSION}); update emer_live")
         _check_meta_shape(meta, meta_path)
@@ -273,9 +283,8 @@ class SessionReader:
                     out[name] = np.array(col, dtype=np.int64)
                 else:
                     out[name] = np.array(col, dtype=np.float64)
-            except ValueError as exc:
-                raise SessionFormatError(f"{p}: column {name!r} holds a value that is not a number ({exc}); "
-                                         f"run `emer-live repair {self.path}`") from None
+            except (ValueError, OverflowError):
+                raise _bad_cell(p, name, col, int if dtype[name].kind in "iu" else float) from None
         return out
 
     def eye_openness(self) -> np.ndarray:
@@ -360,6 +369,33 @@ class SessionReader:
                 arr = np.array(_int_rows(rows, p, fmt.FRAME_COLUMNS), dtype=dt) if rows else np.zeros(0, dt)
                 self._frames_cache[key] = arr
         return self._frames_cache[key]
+
+    # ------------------------------------------------------------------ face crops (privacy mode)
+    @property
+    def face_video(self) -> str:
+        """What the session kept of the camera: ``full`` (face.mjpeg), ``crops`` or ``none``."""
+        return str(self.meta.get("face_video") or "full")
+
+    @property
+    def crop_size(self) -> int:
+        return int((self.meta.get("streams", {}).get("face_crops") or {}).get("size") or 112)
+
+    def crop_index(self, segment: Segment) -> np.ndarray:
+        """The complete rows of a segment's face_crops.tsv (:func:`.crops.read_crop_index`)."""
+        key = ("crops", segment.relpath)
+        if key not in self._frames_cache:
+            folder = self._inside(segment.path)
+            self._frames_cache[key] = crops.read_crop_index(folder, size=self.crop_size)
+        return self._frames_cache[key]
+
+    def read_crops(self, segment: Segment) -> Optional[np.ndarray]:
+        """A segment's crops ``(N, S, S, 3)`` uint8 RGB, memory-mapped (None: ``face_video none``)."""
+        return crops.read_crops(self._inside(segment.path), self.crop_size, len(self.crop_index(segment)))
+
+    def crop_times(self) -> np.ndarray:
+        """t_us of every face crop row, all segments, in time order."""
+        parts = [self.crop_index(s)["t_us"] for s in self.segments() if s.has_crops]
+        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
     def camera_times(self) -> np.ndarray:
         """t_us of every recorded frame, all segments, in time order."""
@@ -476,6 +512,18 @@ class SessionReader:
             if n_bad:
                 add("order", "camera", f"{seg.path / fmt.FRAMES_TSV}: {n_bad} frame time stamp(s) out of order or "
                                        "repeated (not later than an earlier row)")
+        for seg in segs:        # privacy mode: the face crop index in place of the frame index
+            if not seg.has_crops:
+                continue
+            try:
+                idx = self.crop_index(seg)
+            except SessionFormatError as exc:
+                add("unreadable", "face_crops", str(exc))
+                continue
+            n_bad = len(_not_after_earlier(idx["t_us"]))
+            if n_bad:
+                add("order", "face_crops", f"{seg.path / crops.CROPS_TSV}: {n_bad} frame time stamp(s) out of order "
+                                           "or repeated (not later than an earlier row)")
         if (self.path / fmt.EVENTS_TSV).is_file():
             try:
                 self.events()
@@ -543,6 +591,9 @@ class SessionReader:
             clock_sync = {"packets": fit["n"], "span_s": fit.get("span_s"),
                           "device_clock_drift_ppm": None if drift is None else round(drift, 2),
                           "device_minus_system_us": fit.get("offset_us")}
+        if "face_crops" in self.meta.get("streams", {}):
+            streams["face_crops"] = _stream_stats(
+                self.crop_times(), self.meta["streams"]["face_crops"].get("nominal_rate_hz"), counters.get("face_crops"))
         cam_t = self.camera_times()
         if "camera" in self.meta.get("streams", {}) or len(cam_t):
             streams["camera"] = _stream_stats(cam_t, self.meta.get("streams", {}).get("camera", {}).get("nominal_rate_hz"),
@@ -566,7 +617,7 @@ class SessionReader:
         for s in self.segments():
             if s.kind != "trial":
                 continue
-            fi = self.frame_index(s)
+            fi = self.crop_index(s) if s.has_crops else self.frame_index(s)
             row = {"trial": s.trial, "stimulus_id": s.stimulus_id, "segment": s.relpath,
                    "t_start_us": s.t_start_us, "frames": int(len(fi)), "status": status.get(s.trial)}
             # what the participant reported beside what the model said about the whole clip
@@ -582,6 +633,7 @@ class SessionReader:
             trials.append(row)
         return {"format": {"name": self.meta["format"], "version": self.format_version},
                 "path": str(self.path), "status": self.status, "participant": self.meta.get("participant"),
+                "face_video": self.face_video,
                 "streams": streams, "tracker_clock_sync": clock_sync, "trials": trials,
                 "problems": [p["message"] for p in self.problems()] + extra}
 
@@ -599,6 +651,23 @@ class SessionReader:
                          "left out of this summary")
             return None
         return t
+
+
+def _bad_cell(p: Path, name: str, col, kind) -> SessionFormatError:
+    """The error for a table cell that is not a number. It lies inside the file, where a crash
+    never writes: ``repair`` (which cuts a torn end) cannot fix it, so it does not advise it."""
+    line, value = None, None
+    for i, v in enumerate(col):
+        try:
+            kind(v)
+        except (ValueError, OverflowError):
+            line, value = i + 2, v           # line 1 is the header
+            break
+    what = "a whole number" if kind is int else "a number"
+    where = f"line {line}, " if line is not None else ""
+    return SessionFormatError(f"{p}: {where}column {name!r} holds {value!r}, not {what} - the file is damaged "
+                              f"inside (repair only cuts a torn end); restore {p.name} from a backup, or correct "
+                              "or delete that line by hand")
 
 
 def _stream_of(p: Path) -> Optional[str]:

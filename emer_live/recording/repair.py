@@ -286,7 +286,7 @@ def _repair_locked(root: Path, reader: SessionReader, stale) -> RepairReport:
     if problems:
         raise SessionFormatError(f"{root}: still not readable after repair - {problems[0]}"
                                  + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
-                                 + "; inspect the file by hand")
+                                 + ("" if "by hand" in problems[0] else "; inspect the file by hand"))
     return report
 
 

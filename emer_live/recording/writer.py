@@ -1,4 +1,4 @@
-"""The crash-safe session writer (FORMAT v1, see docs/recording-format.md).
+"""The crash-safe session writer (FORMAT v2, see docs/recording-format.md).
 
 A :class:`Recorder` owns a session folder. It reads the device streams through cursors on its
 own thread (never the device threads, never the GUI thread), appends to the session's files and
@@ -22,9 +22,10 @@ from .. import __version__
 from ..clock import SessionClock, utc_now_iso
 from ..errors import DiskFullError, SessionExistsError, SessionLockedError
 from ..streams import Stream, StreamCursor
+from . import crops
 from . import format as fmt
 from .lock import SessionLock, read_lock
-from .perms import PRIVATE, Modes, apply_modes, make_dirs, modes_for
+from .perms import PRIVATE, Modes, apply_modes, make_dirs, modes_for, open_new
 
 __all__ = ["Recorder", "SegmentSpec", "record_device_set"]
 
@@ -39,17 +40,6 @@ class SegmentSpec:
     trial: Optional[int] = None
     stimulus_id: Optional[str] = None
     label: Optional[str] = None
-
-
-def _create(path: Path, mode: str, modes: Modes, **kw):
-    """Open a new file (``x`` modes) with ``modes.file``, whatever the umask."""
-    f = open(path, mode, **kw)
-    try:
-        os.chmod(path, modes.file)
-    except OSError:
-        f.close()
-        raise
-    return f
 
 
 def _close_all(*files) -> None:
@@ -71,8 +61,8 @@ class _VideoSegmentWriter:
         self._cv2 = cv2
         self._params = [int(cv2.IMWRITE_JPEG_QUALITY), int(quality)]
         make_dirs(folder, modes)
-        self.data = _create(folder / fmt.VIDEO_FILE, "xb", modes)
-        self.index = _create(folder / fmt.FRAMES_TSV, "x", modes, encoding="utf-8", newline="\n")
+        self.data = open_new(folder / fmt.VIDEO_FILE, "xb", modes)
+        self.index = open_new(folder / fmt.FRAMES_TSV, "x", modes, encoding="utf-8", newline="\n")
         self.index.write("\t".join(fmt.FRAME_COLUMNS) + "\n")
         self.n = 0
         self.offset = 0
@@ -107,9 +97,9 @@ class _AudioSegmentWriter:
     def __init__(self, folder: Path, rate: int, channels: int, modes: Modes = PRIVATE) -> None:
         make_dirs(folder, modes)
         self.rate, self.channels = rate, channels
-        self.data = _create(folder / fmt.AUDIO_FILE, "x+b", modes)
+        self.data = open_new(folder / fmt.AUDIO_FILE, "x+b", modes)
         self.data.write(fmt.wav_header(rate=rate, channels=channels, n_frames=0))
-        self.index = _create(folder / fmt.AUDIO_TSV, "x", modes, encoding="utf-8", newline="\n")
+        self.index = open_new(folder / fmt.AUDIO_TSV, "x", modes, encoding="utf-8", newline="\n")
         self.index.write("\t".join(fmt.AUDIO_COLUMNS) + "\n")
         self.blocks = 0
         self.frames = 0
@@ -188,7 +178,7 @@ class _SegmentedSink:
 
 
 class Recorder:
-    """Writes one session folder (FORMAT v1).
+    """Writes one session folder (FORMAT v2).
 
     Parameters
     ----------
@@ -278,6 +268,7 @@ class Recorder:
             "created_utc": utc_now_iso(),
             "clock": {"source": clock.source, "unit": "us", "created_t_us": clock.now_us()},
             "participant": None,
+            "face_video": "full",         # privacy mode: crops / none (set when face crops are attached)
             "devices": {},
             "streams": {},
             "notes": "",
@@ -288,7 +279,7 @@ class Recorder:
         try:
             self._lock_file = SessionLock.acquire(self.path, purpose="recording", file_mode=self.modes.file)
             fmt.write_json_atomic(self.path / fmt.SESSION_JSON, self.meta, mode=self.modes.file)
-            self._events = _create(self.path / fmt.EVENTS_TSV, "x", self.modes, encoding="utf-8", newline="\n")
+            self._events = open_new(self.path / fmt.EVENTS_TSV, "x", self.modes, encoding="utf-8", newline="\n")
             self._events.write("\t".join(fmt.EVENT_COLUMNS) + "\n")
             self._events.flush()
             self._make_reserve()
@@ -310,7 +301,7 @@ class Recorder:
     # ------------------------------------------------------------------ disk space
     def _make_reserve(self) -> None:
         p = self.path / fmt.RESERVE_FILE
-        with _create(p, "xb", self.modes) as f:
+        with open_new(p, "xb", self.modes) as f:
             f.write(b"\0" * fmt.RESERVE_BYTES)
             f.flush()
             os.fsync(f.fileno())   # blocks allocated now, not when the disk is already full
@@ -375,11 +366,14 @@ class Recorder:
 
     # ------------------------------------------------------------------ set-up
     def attach(self, kind: str, stream: Stream, *, device_info: Optional[dict] = None,
-               final_info=None) -> None:
+               final_info=None, face_video: str = "crops", face_info: Optional[dict] = None) -> None:
         """Record ``stream`` as ``kind`` (``gaze`` | ``eye_openness`` | ``time_sync`` | ``camera`` |
-        ``audio``). ``final_info``, a callable returning the device description, is asked again
-        at :meth:`stop` so session.json ends with the device's final counters and clock sync."""
-        if kind not in ("camera", "audio") and kind not in fmt.TABLES:
+        ``audio`` | ``face_crops``). ``final_info``, a callable returning the device description, is
+        asked again at :meth:`stop` so session.json ends with the device's final counters and clock
+        sync. ``face_crops`` (privacy mode, :mod:`.crops`): ``face_video`` ``crops`` keeps the crop
+        pixels, ``none`` only the per-frame measurements; ``face_info`` goes into its stream entry
+        (the face pipeline's configuration)."""
+        if kind not in ("camera", "audio", "face_crops") and kind not in fmt.TABLES:
             raise ValueError(f"unknown stream kind {kind!r}")
         if self._thread is not None:
             raise RuntimeError("attach streams before start()")
@@ -392,6 +386,18 @@ class Recorder:
                 h, w = stream.dtype["image"].shape[:2]
                 info.update(width=w, height=h, file=fmt.VIDEO_FILE, codec="jpeg")
                 self._sinks[kind] = _SegmentedSink(self, lambda p: _VideoSegmentWriter(p, self.jpeg_quality, self.modes))
+            elif kind == "face_crops":
+                # privacy mode: the face pipeline's crops (or only its measurements), never frames
+                pixels = face_video == "crops"
+                size = int(stream.dtype["crop"].shape[0])
+                lmk = "landmarks" in stream.dtype.names
+                info.update(size=size, index=crops.CROPS_TSV, file=crops.CROPS_FILE if pixels else None,
+                            landmarks_file=crops.LANDMARKS_FILE if lmk else None, face_video=face_video,
+                            layout="NHWC", color="RGB", **(face_info or {}))
+                self._sinks[kind] = _SegmentedSink(
+                    self, lambda p: crops.CropSegmentWriter(p, size=size, pixels=pixels, landmarks=lmk,
+                                                     modes=self.modes))
+                self.written["face_crops"] = 0
             elif kind == "audio":
                 n, ch = stream.dtype["samples"].shape
                 info.update(blocksize=n, channels=ch, file=fmt.AUDIO_FILE, encoding="pcm_s16le")
@@ -403,7 +409,7 @@ class Recorder:
                 if stream.dtype != dtype:
                     raise ValueError(f"{kind} stream {stream.name!r} has the wrong record layout for {file}")
                 info.update(file=file)
-                f = _create(self.path / file, "x", self.modes, encoding="utf-8", newline="\n")
+                f = open_new(self.path / file, "x", self.modes, encoding="utf-8", newline="\n")
                 self._tables[kind] = f
                 try:
                     f.write("\t".join(dtype.names) + "\n")
@@ -415,12 +421,16 @@ class Recorder:
                     raise self.note_disk_full(exc) from None
                 self._renderers[kind] = fmt.row_formatter(dtype)
                 self.written.setdefault(kind, 0)
+            # the face crops' device is the camera that made the frames (described, not recorded)
+            device = "camera" if kind == "face_crops" else kind
             if final_info is not None:
-                self._final_info[kind] = final_info
+                self._final_info[device] = final_info
             with self._meta_lock:
+                if kind == "face_crops":
+                    self.meta["face_video"] = face_video
                 self.meta["streams"][kind] = info
                 if device_info is not None:
-                    self.meta["devices"][kind] = device_info
+                    self.meta["devices"][device] = device_info
                 self._save_meta()
 
     def update_meta(self, **fields) -> None:
@@ -567,6 +577,11 @@ class Recorder:
                         w, _ = sink.writer_for(int(r["t_us"]))
                         w.write(int(r["t_us"]), int(r["frame_index"]), r["image"])
                     self.written["camera"] += len(recs)
+                elif kind == "face_crops":
+                    sink = self._sinks[kind]
+                    for r in recs:
+                        sink.writer_for(int(r["t_us"]))[0].write(r)
+                    self.written["face_crops"] += len(recs)
                 else:
                     sink = self._sinks[kind]
                     for r in recs:
@@ -684,12 +699,16 @@ def _cut_torn_tail(path: Path) -> int:
         return size - keep
 
 
-def record_device_set(ds, path, *, meta: dict, group_readable: bool = False) -> Recorder:
+def record_device_set(ds, path, *, meta: dict, group_readable: bool = False, face_crops=None,
+                      face_video: str = "full", face_info: Optional[dict] = None) -> Recorder:
     """A :class:`Recorder` for an opened :class:`~emer_live.devices.factory.DeviceSet`: every
     device's stream attached with its description, device events logged, and the phantom's
     truth written beside a synthetic session. A replayed session's copy carries the source's
     participant and a ``derived_from`` link (:mod:`emer_live.recording.provenance`). On failure
-    the devices are stopped."""
+    the devices are stopped.
+
+    ``face_crops`` (a face crop stream, privacy mode ``face_video`` ``crops``/``none``) is
+    recorded instead of the camera's frames; the camera is still described in session.json."""
     meta = {**meta, "synthetic": ds.phantom is not None}
     if ds.replay is not None:
         from .provenance import derived_meta
@@ -703,8 +722,13 @@ def record_device_set(ds, path, *, meta: dict, group_readable: bool = False) -> 
     ds.events.targets.append(rec.event_sink)
     try:
         for kind, dev in (("gaze", ds.tracker), ("camera", ds.camera), ("audio", ds.mic)):
-            if dev is not None:
-                rec.attach(kind, dev.stream, device_info=dev.info(), final_info=dev.info)
+            if dev is None:
+                continue
+            if kind == "camera" and face_crops is not None:
+                rec.attach("face_crops", face_crops, device_info=dev.info(), final_info=dev.info,
+                           face_video=face_video, face_info=face_info)
+                continue
+            rec.attach(kind, dev.stream, device_info=dev.info(), final_info=dev.info)
         # a Tobii tracker's side streams: eye openness (when offered) and its clock-sync packets
         for kind, attr in (("eye_openness", "openness"), ("time_sync", "time_sync")):
             side = getattr(ds.tracker, attr, None) if ds.tracker is not None else None

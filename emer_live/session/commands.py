@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ..devices.factory import CAMERA_HELP, MIC_HELP, TRACKER_HELP
+from ..recording.crops import FACE_VIDEO_HELP, FACE_VIDEO_MODES
 
 __all__ = ["register"]
 
@@ -44,6 +45,8 @@ def register(sub) -> None:
     p.add_argument("--consent-date", default=None, metavar="YYYY-MM-DD",
                    help="the day consent was given (default: today, with --consent-version)")
     p.add_argument("--group-readable", action="store_true", help="folders 0750 and files 0640 for a lab sharing data through a Unix group (default: private, 0700/0600; docs/data-rights.md)")
+    p.add_argument("--face-video", default="full", choices=FACE_VIDEO_MODES,
+                   help=FACE_VIDEO_HELP)
     p.set_defaults(func=cmd_session)
 
     p = sub.add_parser("collect-synthetic", help="record many headless synthetic sessions (a labelled corpus)",
@@ -65,6 +68,7 @@ def register(sub) -> None:
     p.add_argument("--jobs", type=int, default=0, help="parallel sessions (default: CPU cores)")
     p.add_argument("--real-time", action="store_true",
                    help="run the synthetic devices in real time (default: a virtual clock, as fast as the CPU allows)")
+    p.add_argument("--face-video", default="full", choices=FACE_VIDEO_MODES, help=FACE_VIDEO_HELP)
     p.add_argument("--out", required=True, help="corpus root (new or empty folder)")
     p.set_defaults(func=cmd_collect)
 
@@ -81,7 +85,7 @@ def session_config(args):
                      size=parse_size(args.size), mask_rate=args.mask_rate, checkpoint=args.checkpoint,
                      window_s=args.window, hop_s=args.hop, fast=args.fast,
                      consent_version=args.consent_version, consent_date=args.consent_date,
-                     group_readable=args.group_readable)
+                     group_readable=args.group_readable, face_video=args.face_video)
 
 
 def cmd_session(args) -> int:
@@ -143,7 +147,8 @@ def cmd_collect(args) -> int:
     numbers = range(args.first - 1, args.first - 1 + args.participants)
     jobs = [dict(participant=f"P{i + 1:02d}", out_root=str(root), n_trials=args.trials, time_scale=args.time_scale,
                  seed=args.seed, size=size, fps=args.fps, rate=args.rate, mask_rate=args.mask_rate,
-                 participant_index=i, mic="none", fast=not args.real_time) for i in numbers]
+                 participant_index=i, mic="none", fast=not args.real_time, face_video=args.face_video)
+            for i in numbers]
     n_jobs = args.jobs or max(1, min(os.cpu_count() or 1, 4))
     done = 0
     with cf.ProcessPoolExecutor(max_workers=n_jobs) as ex:

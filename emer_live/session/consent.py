@@ -18,14 +18,33 @@ from .ids import looks_identifying
 __all__ = ["consent_meta", "validate_consent_version", "CONSENT_VERSION_RULE"]
 
 CONSENT_VERSION_RULE = ("a consent version is the lab's label of its consent form: 1-40 characters from "
-                        "letters, digits and . _ - / + (e.g. 2026-03 or v2.1)")
+                        "letters, digits and . _ - / +, with at least one digit - its version or date "
+                        "(e.g. 2026-03, v2.1, ethics-123-v4)")
 _VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/+-]{0,39}", re.ASCII)
 
 
+def _as_words(label: str) -> str:
+    """``Anna_Schmidt-v2`` / ``AnnaSchmidt`` -> ``Anna Schmidt v 2``: the label read as text, so
+    the identifying-text check sees the words a name would be made of."""
+    text = re.sub(r"[._/+-]+", " ", label)
+    text = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", text)           # camel case
+    return re.sub(r"(?<=[A-Za-z])(?=\d)|(?<=\d)(?=[A-Za-z])", " ", text)
+
+
 def validate_consent_version(version: object) -> str:
-    """Return ``version`` when it is a plausible consent-form label, else raise :class:`ConfigError`."""
+    """Return ``version`` when it is a plausible consent-form label, else raise :class:`ConfigError`.
+
+    A label holds a number (the form's version or date): a person's name never passes - the
+    field would put the participant's (or the experimenter's) name into session.json."""
     if not isinstance(version, str) or not _VERSION.fullmatch(version):
         raise ConfigError(f"--consent-version {version!r}: {CONSENT_VERSION_RULE}")
+    words = _as_words(version)
+    # " x" keeps a name at the label's start from counting as a sentence's first words
+    why = looks_identifying(version) or looks_identifying("x " + words)
+    if why or not any(c.isdigit() for c in version):
+        reason = f"looks like personal data ({why})" if why else "holds no version number or date"
+        raise ConfigError(f"--consent-version {version!r}: {reason}; give the consent form's label, "
+                          f"e.g. 2026-03 or v2.1 - never a person's name")
     return version
 
 
@@ -63,8 +82,6 @@ def consent_meta(version: str, date: Union[None, str, _dt.date] = None, *,
         A malformed version, a date that is not a date, a date in the future or before 2000.
     """
     validate_consent_version(version)
-    if looks_identifying(version):
-        raise ConfigError(f"--consent-version {version!r}: looks like personal data; give the form's label")
     today = today or _dt.datetime.now(_dt.timezone.utc).date()
     d = _as_date(date, today)
     if d > today:

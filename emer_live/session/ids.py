@@ -128,19 +128,65 @@ def claim_session_dir(root: Union[str, Path], participant: str, *, now: Optional
 
 
 # ---------------------------------------------------------------------------- free text
-_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
+_EMAIL = re.compile(r"[\w.%+-]+@[\w-]+(\.[\w-]+)+")
 _PHONE = re.compile(r"(?<!\d)\+?\d[\d ()/-]{6,}\d(?!\d)")
-_INTRO = re.compile(r"\b(my name is|name:|i am|i'm|this is|called)\s+([A-Z][a-z]+)", re.IGNORECASE)
-_TITLE = re.compile(r"\b(Mr|Mrs|Ms|Miss|Dr|Prof|Herr|Frau)\.?\s+[A-Z][a-z]+")
-# Two or three capitalised words in a row (a first and last name) where a sentence does not start.
-_NAME_PAIR = re.compile(r"(?<![.!?]\s)(?<!^)\b([A-Z][a-z]+(?:-[A-Z][a-z]+)?)\s+([A-Z][a-z]+(?:-[A-Z][a-z]+)?)\b")
-_ONLY_NAME = re.compile(r"\s*[A-Z][a-z]+(?:-[A-Z][a-z]+)?(?:\s+[A-Z][a-z]+(?:-[A-Z][a-z]+)?){1,2}\s*\.?\s*")
+# Names are matched in any script: a word is letters of any alphabet (``[^\W\d_]``: "Ana María",
+# "Łukasz", "Дмитрий"), joined by hyphens or apostrophes (Jean-Luc, O'Brien); a name word is
+# capitalised - its first letter upper case, the rest lower case (str.isupper/islower know every
+# cased script). Scripts without letter case (Chinese, Arabic, Hebrew, Devanagari, ...) have no
+# capitals to go by: there only the introductions ("my name is X") and titles are caught.
+_LETTERS = r"[^\W\d_]+"
+_WORD = re.compile(_LETTERS + r"(?:[-'’]" + _LETTERS + r")*")
+_INTRO = re.compile(r"\b(my name is|name:|i am|i'm|this is|called)\s+(" + _WORD.pattern + ")", re.IGNORECASE)
+_TITLE = re.compile(r"\b(Mr|Mrs|Ms|Miss|Dr|Prof|Herr|Frau)\.?\s+(" + _WORD.pattern + ")")
 # Capitalised words that are common in notes and not names (emotion words, days, the clip words).
 _NOT_NAMES = {"I", "The", "A", "An", "SAM", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday",
               "Sunday", "January", "February", "March", "April", "May", "June", "July", "August", "September",
               "October", "November", "December", "Happy", "Sad", "Fear", "Anger", "Disgust", "Surprise",
               "Neutral", "Happiness", "Sadness", "Very", "Not", "No", "Yes", "Trial", "Clip", "Video", "Tobii",
               "English", "German", "French", "Spanish", "OK"}
+
+
+def _capitalised(word: str) -> bool:
+    """A name-like word: 2+ letters, each hyphen/apostrophe part upper case first, then lower case."""
+    if len(word) < 2:
+        return False
+    for part in re.split(r"[-'\u2019]", word):
+        if not part[:1].isupper() or (len(part) > 1 and not part[1:].islower()):
+            return False
+    return True
+
+
+def _caseless(word: str) -> bool:
+    """Letters of a script without case (no capitals to judge a name by)."""
+    return word.isalpha() and not word.isupper() and not word.islower()
+
+
+def _name_word(word: str) -> bool:
+    return _capitalised(word) and word not in _NOT_NAMES
+
+
+def _name_pair(text: str) -> Optional[str]:
+    """Two or three capitalised words in a row (a first and last name) where a sentence does not
+    start (the text's start, or after . ! ?)."""
+    words = list(_WORD.finditer(text))
+    for a, b in zip(words, words[1:]):
+        gap = text[a.end():b.start()]
+        if not gap or gap.strip():
+            continue                            # not separated by spaces alone
+        before = text[:a.start()].rstrip()
+        if not before or before[-1] in ".!?":
+            continue                            # a sentence starts here: capitals prove nothing
+        if _name_word(a.group()) and _name_word(b.group()):
+            return f"{a.group()} {b.group()}"
+    return None
+
+
+def _only_name(text: str) -> bool:
+    """The whole text is a first and last name (2-3 capitalised words, an optional full stop)."""
+    t = text.strip().rstrip(".").strip()
+    words = t.split()
+    return (2 <= len(words) <= 3 and all(_WORD.fullmatch(w) and _name_word(w) for w in words))
 
 
 def looks_identifying(text: object) -> Optional[str]:
@@ -150,8 +196,10 @@ def looks_identifying(text: object) -> Optional[str]:
     A heuristic for free-text fields (SAM notes, operator notes): it warns, it does not
     refuse. Caught: e-mail addresses; phone numbers (7+ digits); "my name is X" / "I am X";
     a title and a name (Dr Weber); two capitalised words that do not start a sentence (talked to
-    Anna Schmidt); a note that is nothing but a first and last name. Missed: a single first
-    name mid-sentence, names written in lower case.
+    Anna Schmidt); a note that is nothing but a first and last name. Names are matched in any
+    cased script ("Ana María", "Łukasz Wójcik", "Дмитрий Иванов"); in scripts without case only
+    the introductions and titles. Missed: a single first name mid-sentence, names written in
+    lower case.
     """
     if not isinstance(text, str) or not text.strip():
         return None
@@ -160,15 +208,16 @@ def looks_identifying(text: object) -> Optional[str]:
     if _PHONE.search(text):
         return "it contains what looks like a phone number"
     m = _INTRO.search(text)
-    if m and m.group(2)[0].isupper() and m.group(2) not in _NOT_NAMES:
+    if m and (_name_word(m.group(2)) or _caseless(m.group(2))):
         return f"it introduces a name ({m.group(0)!r})"
-    if _TITLE.search(text):
+    m = _TITLE.search(text)
+    if m and (_capitalised(m.group(2)) or _caseless(m.group(2))):
         return "it contains a title and a name"
-    if _ONLY_NAME.fullmatch(text) and not any(w in _NOT_NAMES for w in text.split()):
+    if _only_name(text):
         return "it looks like a person's name"
-    for m in _NAME_PAIR.finditer(text):
-        if m.group(1) not in _NOT_NAMES and m.group(2) not in _NOT_NAMES:
-            return f"it contains what looks like a name ({m.group(0)!r})"
+    pair = _name_pair(text)
+    if pair:
+        return f"it contains what looks like a name ({pair!r})"
     return None
 
 

@@ -562,6 +562,9 @@ def _source_signature(path: Path) -> str:
                 f = seg / "face_frames.tsv"
                 if f.is_file():
                     parts.append(f"{sub}/{seg.name}:{f.stat().st_size}")
+                f = seg / "face_crops.tsv"          # privacy mode: the kept crops stand in for the video
+                if f.is_file():
+                    parts.append(f"{sub}/{seg.name}/crops:{f.stat().st_size}")
     return hashlib.sha1("|".join(parts).encode()).hexdigest()
 
 

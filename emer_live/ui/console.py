@@ -61,6 +61,7 @@ class ConsoleOptions:
     consent_version: Optional[str] = None
     consent_date: Optional[str] = None
     group_readable: bool = False            # folders 0750/files 0640 instead of 0700/0600
+    face_video: str = "full"                # privacy mode: full | crops | none (docs/data-rights.md)
 
     @property
     def out_root(self) -> Path:
@@ -81,7 +82,8 @@ class ConsoleOptions:
                              stimuli=self.stimuli, n_trials=self.n_trials, time_scale=self.time_scale,
                              fer_model=self.fer_model, calibrate=self.calibrate,
                              calibration_points=self.calibration_points, consent_version=self.consent_version,
-                             consent_date=self.consent_date, group_readable=self.group_readable)
+                             consent_date=self.consent_date, group_readable=self.group_readable,
+                             face_video=self.face_video)
         from ..session.ids import validate_participant_id
 
         # the folder is made by the run once everything is checked; the id is validated first
@@ -98,7 +100,26 @@ class ConsoleOptions:
                          duration_s=self.duration_s, out=str(folder), checkpoint=self.checkpoint,
                          model_device=self.model_device, window_s=self.window_s, hop_s=self.hop_s,
                          fer_model=self.fer_model, consent_version=self.consent_version,
-                         consent_date=self.consent_date, group_readable=self.group_readable)
+                         consent_date=self.consent_date, group_readable=self.group_readable,
+                         face_video=self.face_video)
+
+
+#: the privacy mode's choices as the setup forms show them (docs/data-rights.md)
+FACE_VIDEO_LABELS = (("full", "full face video"),
+                     ("crops", "face crops only (no face video)"),
+                     ("none", "no face images (measurements only)"))
+
+
+def face_video_combo(current: str) -> QtWidgets.QComboBox:
+    """The --face-video choice as a combo box (item data: the mode)."""
+    box = QtWidgets.QComboBox()
+    for mode, label in FACE_VIDEO_LABELS:
+        box.addItem(label, mode)
+    box.setCurrentIndex(max(0, [m for m, _ in FACE_VIDEO_LABELS].index(current)
+                            if current in [m for m, _ in FACE_VIDEO_LABELS] else 0))
+    box.setToolTip("what the recording keeps of the camera; with crops and none no raw face video is ever "
+                   "written (docs/data-rights.md)")
+    return box
 
 
 class DeviceDialog(QtWidgets.QDialog):
@@ -119,6 +140,7 @@ class DeviceDialog(QtWidgets.QDialog):
         self.mic.setCurrentText(opts.mic)
         self.participant = QtWidgets.QLineEdit(opts.participant)
         self.checkpoint = QtWidgets.QLineEdit(opts.checkpoint)
+        self.face_video = face_video_combo(opts.face_video)
         browse = QtWidgets.QPushButton("Browse...")
         browse.clicked.connect(self._browse)
         row = QtWidgets.QHBoxLayout()
@@ -129,6 +151,7 @@ class DeviceDialog(QtWidgets.QDialog):
         form.addRow("microphone", self.mic)
         form.addRow("participant (pseudonym)", self.participant)
         form.addRow("checkpoint", row)
+        form.addRow("face video kept", self.face_video)
         buttons = QtWidgets.QDialogButtonBox(QtWidgets.QDialogButtonBox.StandardButton.Ok
                                              | QtWidgets.QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
@@ -145,7 +168,8 @@ class DeviceDialog(QtWidgets.QDialog):
         tracker = self.tracker.currentText().strip()
         return replace(opts, tracker=tracker, camera=self.camera.currentText().strip(),
                        mic=self.mic.currentText().strip(), participant=self.participant.text().strip(),
-                       checkpoint=self.checkpoint.text().strip(), demo=tracker == "synthetic")
+                       checkpoint=self.checkpoint.text().strip(), demo=tracker == "synthetic",
+                       face_video=self.face_video.currentData())
 
 
 class OperatorConsole(QtWidgets.QMainWindow):
@@ -477,7 +501,7 @@ class OperatorConsole(QtWidgets.QMainWindow):
 
     def _setup_changed(self, opts) -> None:
         self.options = replace(self.options, participant=opts.participant, stimuli=opts.stimuli,
-                               n_trials=opts.n_trials, seed=opts.seed)
+                               n_trials=opts.n_trials, seed=opts.seed, face_video=opts.face_video)
         self._apply_options()
 
     def _participant_screen_info(self) -> str:

@@ -39,6 +39,7 @@ REPLAY_OPTIONS = ("replay", "screenshot", "quit_after", "settings")
 
 def build_parser() -> argparse.ArgumentParser:
     from ..cli import OneLineParser     # option errors: one line, exit 2
+    from ..recording.crops import FACE_VIDEO_HELP, FACE_VIDEO_MODES
 
     p = OneLineParser(
         prog="python main.py",
@@ -86,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--group-readable", action="store_true",
                    help="recorded folders 0750 and files 0640 for a lab sharing data through a Unix group "
                         "(default: private, 0700/0600; docs/data-rights.md)")
+    p.add_argument("--face-video", default="full", choices=FACE_VIDEO_MODES, help=FACE_VIDEO_HELP)
     p.add_argument("--quit-when-done", action="store_true", help="close the app when the run or session ends")
     p.add_argument("--no-autostart", action="store_true", help="wait for Start even in demo mode")
     p.add_argument("--screenshot", default=None, metavar="FILE", help="save the window as an image before quitting")
@@ -172,7 +174,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                   flush=True)
         from ..cli import main as cli_main
 
-        extra = (["--checkpoint", args.checkpoint] if args.checkpoint else []) + ["--seed", str(args.seed)]
+        extra = (["--checkpoint", args.checkpoint] if args.checkpoint else []) + \
+            ["--seed", str(args.seed), "--face-video", args.face_video]
         return cli_main(["demo"] + extra)
     return run_gui(args)
 
@@ -201,6 +204,7 @@ def console_options(args):
                           participant_screen=args.participant_screen, calibrate=not args.no_calibration,
                           calibration_points=args.calibration_points, consent_version=args.consent_version,
                           consent_date=args.consent_date, group_readable=args.group_readable,
+                          face_video=args.face_video,
                           demo=tracker == "synthetic")
     probe = Run(opts.run_config())        # RunConfig checks every value
     if opts.session and opts.participant_screen is not None:

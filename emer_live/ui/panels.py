@@ -363,13 +363,14 @@ class CameraPanel(QtWidgets.QWidget):
         if not len(rec) or int(rec["frame_index"][0]) == self.last_frame_index:
             return
         self.last_frame_index = int(rec["frame_index"][0])
-        frame = rec["image"][0]                        # BGR
+        kept_crop = "image" not in rec.dtype.names     # a replayed privacy-mode session: crops, no frames
+        frame = np.ascontiguousarray(rec["crop"][0][:, :, ::-1]) if kept_crop else rec["image"][0]   # BGR
         h, w = frame.shape[:2]
         s = self.PREVIEW_W / float(w)
         small = cv2.resize(frame, (self.PREVIEW_W, int(round(h * s))), interpolation=cv2.INTER_LINEAR)
         eng = run.engine
         res, crops, found = eng.latest_faces() if eng is not None else (None, None, None)
-        self.has_box = bool(res is not None and res.found and res.box is not None)
+        self.has_box = bool(res is not None and res.found and res.box is not None and not kept_crop)
         if self.has_box:
             x, y, bw, bh = (v * s for v in res.box)
             cv2.rectangle(small, (int(x), int(y)), (int(x + bw), int(y + bh)), (0, 200, 0), 2)

@@ -938,7 +938,9 @@ class ReplayWindow(QtWidgets.QMainWindow):
             return
         self.shown_face = key
         bgr = s.face_image(t_us, reduce=self._face_reduce)
-        self.face_view.label.setText(f"face - {seg.relpath} frame {frame}")
+        crop = getattr(s, "face_is_crop", False)
+        self.face_view.label.setText(f"face crop (privacy mode: no face video) - {seg.relpath} frame {frame}"
+                                     if crop else f"face - {seg.relpath} frame {frame}")
         if bgr is None:
             self.face_view.set_image(None)
             return
@@ -947,7 +949,8 @@ class ReplayWindow(QtWidgets.QMainWindow):
         self.face_view.set_image(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
         playing = bool(self.timeline and self.timeline.playing)
         now = time.perf_counter()
-        if self.face_boxes and (not playing or now - self._face_last_detect >= FACE_DETECT_EVERY_S):
+        # a kept crop is the aligned face already: no box to find in it
+        if self.face_boxes and not crop and (not playing or now - self._face_last_detect >= FACE_DETECT_EVERY_S):
             self._face_last_detect = now
             if self._face_worker is None:
                 self._face_worker = FaceBoxWorker(self)

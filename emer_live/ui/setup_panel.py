@@ -49,6 +49,9 @@ class SessionSetupPanel(QtWidgets.QWidget):
         self.seed = QtWidgets.QSpinBox()
         self.seed.setRange(0, 2 ** 31 - 1)
         self.seed.setValue(options.seed)
+        from .console import face_video_combo
+
+        self.face_video = face_video_combo(getattr(options, "face_video", "full"))
         self.devices = QtWidgets.QLabel("")
         self.devices.setWordWrap(True)
         self.screen_label = QtWidgets.QLabel("")
@@ -59,6 +62,7 @@ class SessionSetupPanel(QtWidgets.QWidget):
         form.addRow("trials", self.trials)
         form.addRow("study seed", self.seed)
         form.addRow("devices", self.devices)
+        form.addRow("face video kept", self.face_video)
         form.addRow("participant screen", self.screen_label)
         self.check_list = QtWidgets.QListWidget()
         self.check_list.setMaximumHeight(110)
@@ -79,6 +83,7 @@ class SessionSetupPanel(QtWidgets.QWidget):
             w.editingFinished.connect(self._edited)
         self.trials.valueChanged.connect(self._edited)
         self.seed.valueChanged.connect(self._edited)
+        self.face_video.currentIndexChanged.connect(self._edited)
         self.ok = False
         self.refresh_plan()
 
@@ -91,12 +96,12 @@ class SessionSetupPanel(QtWidgets.QWidget):
     def _edited(self) -> None:
         self.options = replace(self.options, participant=self.participant.text().strip(),
                                stimuli=self.stimuli.text().strip(), n_trials=self.trials.value(),
-                               seed=self.seed.value())
+                               seed=self.seed.value(), face_video=self.face_video.currentData())
         self._changed(self.options)
         self.refresh_plan()
 
     def set_enabled(self, editable: bool) -> None:
-        for w in (self.participant, self.stimuli, self.trials, self.seed):
+        for w in (self.participant, self.stimuli, self.trials, self.seed, self.face_video):
             w.setEnabled(editable)
 
     def refresh_plan(self) -> bool:

@@ -1,0 +1,197 @@
+"""Privacy mode (``--face-video crops|none``): the face pipeline runs on the recording path.
+
+:class:`FaceCropStage` reads the camera stream, runs one :class:`~.face.FacePipeline` on every
+frame in time order and appends one record per frame (crop, box, eyes, head pose, landmark
+confidence, landmarks) to its own stream (:func:`emer_live.recording.crops.face_crop_dtype`).
+The recorder writes that stream instead of the camera's frames, and the live engine reads its
+crops from the same stream (:class:`CropStreamSource`), so the crops are made once and the crops
+the live model saw are the ones the session keeps: a replay or re-analysis of the session reads
+them back (:class:`~.windows.RecordingSource`) and the face sampler picks the same frames.
+
+The stage runs in its own thread in real-time runs (:meth:`FaceCropStage.start`); stepped and
+as-fast-as-possible runs drive it with :meth:`FaceCropStage.pump`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Optional
+
+import numpy as np
+
+from ..recording.crops import METHODS, face_crop_dtype
+from ..streams import Stream
+from .face import FaceResult
+from .windows import WindowSource
+
+__all__ = ["FaceCropStage", "CropStreamSource", "result_from_record", "record_from_result"]
+
+
+def record_from_result(rec: np.ndarray, res: FaceResult, frame_index: int) -> None:
+    """Fill the one-record array ``rec`` from a pipeline result."""
+    rec[0] = np.zeros((), rec.dtype)
+    rec["t_us"], rec["frame_index"] = int(res.t_us), int(frame_index)
+    if "landmarks" in rec.dtype.names:
+        rec["landmarks"] = np.nan
+    rec["pose"], rec["landmark_conf"], rec["eyes"], rec["box"] = np.nan, np.nan, np.nan, -1
+    if not res.found:
+        return
+    rec["found"] = 1
+    rec["method"] = METHODS.index(res.method) if res.method in METHODS else 0
+    rec["crop"][0] = res.crop_rgb
+    rec["box"][0] = res.box
+    rec["eyes"][0] = res.eyes
+    rec["pose"][0] = (res.roll_deg, res.yaw_deg, res.pitch_deg)
+    rec["landmark_conf"] = res.landmark_conf
+    if "landmarks" in rec.dtype.names and res.landmarks is not None:
+        rec["landmarks"][0] = np.asarray(res.landmarks, np.float32)[:, :3]
+
+
+def result_from_record(t_us: int, found: bool, crop: Optional[np.ndarray], *, box=None, eyes=None, method="none",
+                       pose=(np.nan, np.nan, np.nan), landmark_conf=np.nan, landmarks=None) -> FaceResult:
+    """A :class:`FaceResult` for a kept crop (what the face sampler and the displays use)."""
+    if not found:
+        return FaceResult(t_us=int(t_us), found=False)
+    e = np.asarray(eyes, float)
+    return FaceResult(t_us=int(t_us), found=True, crop_rgb=np.asarray(crop, np.uint8),
+                      box=tuple(int(v) for v in box), eyes=((e[0, 0], e[0, 1]), (e[1, 0], e[1, 1])),
+                      method=str(method), eyes_method="kept", roll_deg=float(pose[0]), yaw_deg=float(pose[1]),
+                      pitch_deg=float(pose[2]), landmark_conf=float(landmark_conf), landmarks=landmarks)
+
+
+class FaceCropStage:
+    """Camera stream -> face pipeline (every frame, in order) -> face crop stream.
+
+    Parameters
+    ----------
+    camera : Stream
+        The camera's ring (records ``t_us``, ``frame_index``, ``image`` BGR).
+    pipeline : FacePipeline
+    capacity_s : float
+        Seconds of crops the output ring holds (the recorder and the engine read behind it).
+    """
+
+    def __init__(self, camera: Stream, pipeline, *, capacity_s: float = 4.0) -> None:
+        self.camera = camera
+        self.pipeline = pipeline
+        self.config = pipeline.config
+        landmarks = getattr(self.config, "detector", "haar") == "landmarks"
+        rate = camera.nominal_rate_hz or 30.0
+        self.dtype = face_crop_dtype(int(self.config.output_size), landmarks=landmarks)
+        self.stream = Stream("face_crops", self.dtype, max(int(rate * capacity_s), 16), nominal_rate_hz=rate)
+        self._cursor = camera.cursor(from_start=True)
+        self._lock = threading.Lock()          # one frame at a time: the pipeline is stateful
+        self._state = threading.Lock()         # guards the cursor position and _inflight together
+        self._inflight = 0                     # frames read from the camera, crop not yet published
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self.error: Optional[BaseException] = None
+        self.frames = 0
+        self.lost = 0                          # camera frames the ring dropped before the stage read them
+        self.busy_s = 0.0
+
+    @property
+    def info(self) -> dict:
+        """For session.json (the face_crops stream entry)."""
+        return {"face_config": self.config.to_dict(), "made_by": "emer_live.features.face_crops"}
+
+    def pump(self, max_frames: Optional[int] = None) -> int:
+        """Process the camera frames that arrived since the last call; returns how many."""
+        with self._lock:
+            with self._state:          # read and in-flight count change together (caught_up)
+                got = self._cursor.read(max_frames)
+                self._inflight = len(got.records)
+            self.lost += got.lost
+            rec = np.zeros(1, self.dtype)
+            t0 = time.perf_counter()
+            try:
+                for r in got.records:
+                    res = self.pipeline.process(r["image"], int(r["t_us"]))
+                    record_from_result(rec, res, int(r["frame_index"]))
+                    self.stream.extend(rec)
+                    with self._state:
+                        self._inflight -= 1
+            finally:
+                with self._state:
+                    self._inflight = 0
+            self.busy_s += time.perf_counter() - t0
+            self.frames += len(got.records)
+            return len(got.records)
+
+    def caught_up(self) -> bool:
+        """Every frame the camera has delivered so far has its crop in :attr:`stream`."""
+        with self._state:
+            return self._cursor.pending() == 0 and self._inflight == 0
+
+    def ensure_through(self, t_us: int, *, timeout_s: float = 2.0) -> None:
+        """Make the crops of every frame the camera has delivered up to ``t_us`` available: a
+        stepped run processes them now; with the thread running, wait (bounded) until it has
+        caught up with them, so the engine never takes an older frame's crop for a newer one."""
+        if self._thread is None:
+            if self.error is None:
+                self.pump()
+            return
+        deadline = time.monotonic() + timeout_s
+        thread = self._thread
+        while not self._stop.is_set() and time.monotonic() < deadline and thread.is_alive():
+            last = self.stream.last_t_us
+            if (last is not None and last >= t_us) or self.caught_up():
+                return
+            time.sleep(0.002)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="face-crops", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                if not self.pump(16):
+                    self._cursor.wait(0.02)
+        except BaseException as exc:    # the run ends on it (Run checks .error)
+            self.error = exc
+
+    def stop(self) -> None:
+        """Stop the thread and process what is left (so the recording keeps every frame)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10.0)
+            self._thread = None
+        if self.error is None:
+            self.pump()
+
+
+class CropStreamSource(WindowSource):
+    """Live windows whose face crops come from a :class:`FaceCropStage` (or any face crop
+    stream, e.g. the replay of a crops session) instead of camera frames."""
+
+    precomputed_crops = True
+
+    def __init__(self, gaze_stream, crops: Stream, *, stage: Optional[FaceCropStage] = None,
+                 stimulus_rect=None) -> None:
+        self.gaze_stream = gaze_stream
+        self.crops = crops
+        self.stage = stage
+        self.stimulus_rect = stimulus_rect
+
+    def gaze(self, t0_us, t1_us):
+        return None if self.gaze_stream is None else self.gaze_stream.window(t0_us, t1_us)
+
+    def frame_times(self, t0_us, t1_us):
+        if self.stage is not None:
+            self.stage.ensure_through(int(t1_us) - 1)
+        return self.crops.window(t0_us, t1_us, fields=["t_us"])["t_us"]
+
+    def frame_at(self, t_us):
+        return None         # no camera frames here: the crops are made already
+
+    def face_result_at(self, t_us: int) -> Optional[FaceResult]:
+        rec = self.crops.window(t_us, t_us + 1)
+        if not len(rec):
+            return None
+        r = rec[0]
+        return result_from_record(int(r["t_us"]), bool(r["found"]), r["crop"], box=r["box"], eyes=r["eyes"],
+                                  method=METHODS[int(r["method"])], pose=r["pose"],
+                                  landmark_conf=float(r["landmark_conf"]),
+                                  landmarks=r["landmarks"] if "landmarks" in r.dtype.names else None)
