@@ -56,6 +56,7 @@ def main(argv) -> int:
             taken["fixation"] = scr.grab().save(str(out / "participant-fixation.png"))
         elif page == "stimulus" and win.presenter.frames_shown > 20 and "stimulus" not in taken:
             taken["stimulus"] = scr.grab().save(str(out / "participant-stimulus.png"))
+            win.refresh_mirror()          # the mirror as of now, not up to 0.5 s old
             taken["console"] = win.grab().save(str(out / "console-session.png"))
         elif page == "sam" and scr.sam.values["dominance"] is not None and "sam" not in taken:
             taken["sam"] = scr.grab().save(str(out / "participant-sam.png"))

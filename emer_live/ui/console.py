@@ -600,6 +600,14 @@ class OperatorConsole(QtWidgets.QMainWindow):
 
         QtCore.QTimer.singleShot(200, check)
 
+    def refresh_mirror(self) -> None:
+        """The participant screen's small copy in its dock (~2 Hz from the timer)."""
+        if self.participant_screen is not None and self.docks["participant"].isVisible():
+            shot = self.participant_screen.grab().scaled(
+                self.mirror.size(), QtCore.Qt.AspectRatioMode.KeepAspectRatio,
+                QtCore.Qt.TransformationMode.FastTransformation)
+            self.mirror.setPixmap(shot)
+
     def _session_status(self, run) -> str:
         ctrl = run.controller
         if ctrl is None:
@@ -652,11 +660,8 @@ class OperatorConsole(QtWidgets.QMainWindow):
             self.warning_banner.setText("WARNING: " + "; ".join(problems))
         self.status_state.setText(run.state.value if run.status is None else f"finished: {run.status}")
         self.status_phase.setText(self._session_status(run))
-        if self.participant_screen is not None and k % 15 == 3 and self.docks["participant"].isVisible():
-            shot = self.participant_screen.grab().scaled(
-                self.mirror.size(), QtCore.Qt.AspectRatioMode.KeepAspectRatio,
-                QtCore.Qt.TransformationMode.FastTransformation)
-            self.mirror.setPixmap(shot)
+        if k % 15 == 3:
+            self.refresh_mirror()
         self.status_state.setStyleSheet("" if run.status in (None, "complete") else f"color: {WARN_COLOR}")
         el = run.elapsed_s
         self.status_elapsed.setText(f"elapsed {int(el // 60):02d}:{el % 60:04.1f}")

@@ -228,7 +228,7 @@ class EmotionPanel(QtWidgets.QWidget):
 
     def _place_labels(self) -> None:
         """Name the newest confident disagreements in words where a label fits: inside the view,
-        above the gap curve under it, over no other label. A disagreement left unnamed keeps its
+        clear of the gap curve under it (above it, else below it), over no other label. A disagreement left unnamed keeps its
         triangle, whose tooltip names it."""
         for lab in self.labels:
             lab.setVisible(False)
@@ -253,11 +253,14 @@ class EmotionPanel(QtWidgets.QWidget):
             left = min(max(ts - w / 2, x0), x1 - w)
             right = left + w
             near = g[(t >= left - 8 * px) & (t <= right + 8 * px)]
-            floor = float(np.nanmax(near)) if np.isfinite(near).any() else 0.0
-            floor += 8 * py            # the triangle's half height and a margin
-            top = 1.02
-            while top - h >= floor:
-                if not any(left < r and l < right and top - h < tp and b < top for l, r, b, tp in placed):
+            near = near[np.isfinite(near)]
+            margin = 8 * py            # the triangle's half height and a margin
+            lo, hi = (float(near.min()) - margin, float(near.max()) + margin) if len(near) else (0.0, 0.0)
+            top = 1.02                 # rows from the top down: above the curve first, else below it
+            while top - h >= 0.0:
+                clear_of_curve = top - h > hi or top < lo
+                if clear_of_curve and not any(left < r and l < right and top - h < tp and b < top
+                                              for l, r, b, tp in placed):
                     placed.append((left, right, top - h, top))
                     lab.setPos(left, top)
                     lab.setToolTip(f"{ts:.0f} s: confident disagreement - {text}")
@@ -414,7 +417,7 @@ class EyePanel(QtWidgets.QWidget):
         self.gaze = self.glw.addPlot(row=1, col=0)
         set_title(self.pupil, f"pupil (mm): {colored('left', LEFT_EYE_COLOR, True)}, "
                   f"{colored('right', RIGHT_EYE_COLOR, True)}"
-                  "; grey band = blink / no pupil")
+                  "; grey = blink / no pupil")
         set_title(self.gaze, f"gaze on display (0..1): {colored('x', GAZE_X_COLOR, True)}, "
                   f"{colored('y', GAZE_Y_COLOR, True)}", "mean of the valid eyes; 0 = left / top edge")
         self.gaze.setXLink(self.pupil)

@@ -832,10 +832,14 @@ class ReplayWindow(QtWidgets.QMainWindow):
                     it.setBackground(c)
                 t.setItem(i, j, it)
         t.resizeColumnsToContents()
-        # the dock as wide as its columns (the re-analysis dock beside it gives way); narrower
-        # windows scroll the table sideways
+        # the dock as wide as its columns, the re-analysis dock beside it takes the rest; in a
+        # narrower window the table scrolls sideways
         need = t.horizontalHeader().length() + 2 * t.frameWidth() + t.verticalScrollBar().sizeHint().width() + 4
-        self.resizeDocks([self.trials_dock], [need], QtCore.Qt.Orientation.Horizontal)
+        width = max(self.width(), 2 * need)
+        self.resizeDocks([self.trials_dock, self.reanalysis_dock], [need, width - need],
+                         QtCore.Qt.Orientation.Horizontal)
+        # tall enough for the re-analysis summary (six lines) without a scroll bar
+        self.resizeDocks([self.trials_dock], [200], QtCore.Qt.Orientation.Vertical)
 
     def jump_to_trial(self, row: int) -> None:
         tr = self.session.trials[row]
