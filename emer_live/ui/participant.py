@@ -186,10 +186,15 @@ class ParticipantScreen(QtWidgets.QWidget):
         self.sam.setFocus()
 
     def place(self, screen: Optional[QtGui.QScreen], *, beside: Optional[QtWidgets.QWidget] = None,
-              area: Optional[QtCore.QRect] = None) -> None:
+              area: Optional[QtCore.QRect] = None, size: Optional[Tuple[int, int]] = None) -> None:
         """Full screen on ``screen``. With None (one display only) a plain window on the right half
         of ``area`` - default: the available part of the screen ``beside`` (the console) is on - and
-        ``beside`` moved to the left half, so neither covers the other."""
+        ``beside`` moved to the left half, so neither covers the other. ``size`` alone (tests,
+        tools): a plain window of that size wherever the system puts it."""
+        if screen is None and size is not None and beside is None and area is None:
+            self.resize(*size)
+            self.show()
+            return
         if screen is None:
             if area is None:
                 host = beside.screen() if beside is not None else QtGui.QGuiApplication.primaryScreen()
