@@ -228,8 +228,8 @@ class EmotionPanel(QtWidgets.QWidget):
 
     def _place_labels(self) -> None:
         """Name the newest confident disagreements in words where a label fits: inside the view,
-        clear of the gap curve under it (above it, else below it), over no other label. A disagreement left unnamed keeps its
-        triangle, whose tooltip names it."""
+        clear of the gap curve under it (above it, else below it), over no other label. A
+        disagreement left unnamed keeps its triangle, whose tooltip names it."""
         for lab in self.labels:
             lab.setVisible(False)
         rect = self.gap_plot.getViewBox().boundingRect()
@@ -250,25 +250,35 @@ class EmotionPanel(QtWidgets.QWidget):
             w, h = br.width() * px, br.height() * py
             if w > x1 - x0:
                 continue
-            left = min(max(ts - w / 2, x0), x1 - w)
-            right = left + w
-            near = g[(t >= left - 8 * px) & (t <= right + 8 * px)]
-            near = near[np.isfinite(near)]
-            margin = 8 * py            # the triangle's half height and a margin
-            lo, hi = (float(near.min()) - margin, float(near.max()) + margin) if len(near) else (0.0, 0.0)
-            top = 1.02                 # rows from the top down: above the curve first, else below it
-            while top - h >= 0.0:
-                clear_of_curve = top - h > hi or top < lo
-                if clear_of_curve and not any(left < r and l < right and top - h < tp and b < top
-                                              for l, r, b, tp in placed):
-                    placed.append((left, right, top - h, top))
-                    lab.setPos(left, top)
-                    lab.setToolTip(f"{ts:.0f} s: confident disagreement - {text}")
-                    lab.setVisible(True)
-                    k += 1
-                    break
-                top -= h * 1.05
+            spot = self._free_spot(ts, w, h, px, py, t, g, placed)
+            if spot is not None:
+                left, top = spot
+                placed.append((left, left + w, top - h, top))
+                lab.setPos(left, top)
+                lab.setToolTip(f"{ts:.0f} s: confident disagreement - {text}")
+                lab.setVisible(True)
+                k += 1
         self.n_labels_shown = k
+
+    def _free_spot(self, ts, w, h, px, py, t, g, placed):
+        """(left, top) of a w x h label for the disagreement at ``ts``: centred on it, else just
+        left or right of it; in rows from the top down, clear of the gap curve beneath (above or
+        below it) and of the labels ``placed``; None when there is no such spot."""
+        x0, x1 = self.x_range
+        margin = 6 * py             # the triangle's half height
+        for left in (ts - w / 2, ts - 0.9 * w, ts - 0.1 * w):
+            left = min(max(left, x0), x1 - w)
+            right = left + w
+            near = g[(t >= left - 6 * px) & (t <= right + 6 * px)]
+            near = near[np.isfinite(near)]
+            lo, hi = (float(near.min()) - margin, float(near.max()) + margin) if len(near) else (0.0, 0.0)
+            top = 1.02
+            while top - h >= 0.0:
+                if (top - h > hi or top < lo) and not any(left < r and l < right and top - h < tp and b < top
+                                                         for l, r, b, tp in placed):
+                    return left, top
+                top -= h * 1.05
+        return None
 
     @property
     def n_points(self) -> int:
