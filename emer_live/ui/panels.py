@@ -57,6 +57,8 @@ class FlowLabel(pg.LabelItem):
     def __init__(self, text: str = "", *, wrap: bool = False, **opts) -> None:
         self.wrap = wrap
         super().__init__(text, **opts)
+        if wrap:      # wrapped lines centred, as a one-line title is
+            self.item.document().setDefaultTextOption(QtGui.QTextOption(QtCore.Qt.AlignmentFlag.AlignHCenter))
 
     def resizeEvent(self, ev) -> None:   # noqa: N802 (Qt name)
         w = self.rect().width()
@@ -75,17 +77,21 @@ class FlowLabel(pg.LabelItem):
 
 
 def set_title(plot: pg.PlotItem, html: str, tip: str = "") -> None:
-    """A plot's title that cannot force the plot wider than its view (see FlowLabel); titles are
-    kept short, the tooltip says the rest."""
+    """A plot's title that cannot force the plot wider than its view (see FlowLabel): in a narrow
+    dock it wraps onto a second line. Titles are kept short; the tooltip says the rest."""
     if not isinstance(plot.titleLabel, FlowLabel):
         old = plot.titleLabel
         plot.layout.removeItem(old)
         old.setParentItem(None)
         if old.scene() is not None:
             old.scene().removeItem(old)
-        plot.titleLabel = FlowLabel(size="11pt", parent=plot)
+        plot.titleLabel = FlowLabel(wrap=True, size="11pt", parent=plot)
         plot.layout.addItem(plot.titleLabel, 0, 1)
     plot.setTitle(html)
+    # PlotItem.setTitle fixes the title row at 30 px (one line): let a wrapped title have two
+    plot.titleLabel.setMaximumHeight(200)
+    plot.layout.setRowMaximumHeight(0, 200)
+    plot.layout.setRowMinimumHeight(0, 0)
     plot.titleLabel.setToolTip(tip or html)
 
 
