@@ -111,6 +111,7 @@ def _prediction(er_top: str, fer_top: str, gap: float, disagree: bool):
 @pytest.mark.parametrize("width", [420, 1100])
 def test_disagreement_labels_fit_the_view_and_never_overlap(qtbot, width):
     panel = EmotionPanel()
+    panel.set_fer_source("fer_mini_xception:0123abcd")       # the longest title
     qtbot.addWidget(panel)
     panel.resize(width, 520)
     panel.show()
@@ -139,6 +140,10 @@ def test_disagreement_labels_fit_the_view_and_never_overlap(qtbot, width):
     # nothing in the layout is wider than the widget (titles, legend): no plot is cut on the right
     assert panel.glw.ci.effectiveSizeHint(QtCore.Qt.SizeHint.MinimumSize).width() <= panel.glw.width()
     assert _scene_rect(panel.gap_plot).right() <= panel.glw.width()
+    # every title shows whole (it wraps when the panel is narrow)
+    for plot in (panel.er_plot, panel.fer_plot, panel.gap_plot):
+        r = _scene_rect(plot.titleLabel.item)
+        assert r.left() >= 0 and r.right() <= panel.glw.width(), (plot.titleLabel.item.toPlainText(), r)
 
 
 def test_circumplex_words_do_not_overlap(qtbot):
