@@ -274,7 +274,8 @@ def test_exports(win, tmp_path, session_dir):
     assert np.abs(frames[25].astype(int) - clean[: frames[25].shape[0], : frames[25].shape[1]].astype(int)).max() > 60
 
 
-def test_trial_table_columns_show_and_every_plot_colour_is_named(win):
+def test_trial_table_columns_show_and_every_plot_colour_is_named(win, qtbot):
+    qtbot.wait(100)          # the docks are sized once the shown window has its size
     t = win.trial_table
     right = max(t.columnViewportPosition(c) + t.columnWidth(c) for c in range(t.columnCount()))
     assert 0 < right <= t.viewport().width(), (right, t.viewport().width())

@@ -832,14 +832,22 @@ class ReplayWindow(QtWidgets.QMainWindow):
                     it.setBackground(c)
                 t.setItem(i, j, it)
         t.resizeColumnsToContents()
-        # the dock as wide as its columns, the re-analysis dock beside it takes the rest; in a
-        # narrower window the table scrolls sideways
+        self._size_bottom_docks()
+
+    def _size_bottom_docks(self) -> None:
+        """The trials dock as wide as its columns, the re-analysis dock beside it the rest, both
+        tall enough for the re-analysis summary (six lines); in a narrower window the table
+        scrolls sideways. Applied when a session opens and when the window first shows."""
+        t = self.trial_table
         need = t.horizontalHeader().length() + 2 * t.frameWidth() + t.verticalScrollBar().sizeHint().width() + 4
         width = max(self.width(), 2 * need)
         self.resizeDocks([self.trials_dock, self.reanalysis_dock], [need, width - need],
                          QtCore.Qt.Orientation.Horizontal)
-        # tall enough for the re-analysis summary (six lines) without a scroll bar
         self.resizeDocks([self.trials_dock], [200], QtCore.Qt.Orientation.Vertical)
+
+    def showEvent(self, event) -> None:   # noqa: N802 (Qt name)
+        super().showEvent(event)
+        QtCore.QTimer.singleShot(0, self._size_bottom_docks)     # once the window has its size
 
     def jump_to_trial(self, row: int) -> None:
         tr = self.session.trials[row]
