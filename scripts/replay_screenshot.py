@@ -32,7 +32,7 @@ def main() -> int:
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
     tmp = Path(tempfile.mkdtemp(prefix="replay_shot_"))
     win = ReplayWindow(a.session, settings=QtCore.QSettings(str(tmp / "r.ini"), QtCore.QSettings.Format.IniFormat))
-    win.resize(1600, 1000)
+    win.resize(1600, 980)
     win.show()
 
     def wait(cond, timeout_s):

@@ -38,6 +38,12 @@ def main(argv) -> int:
         run = win.run
         if scr is None or run is None:
             return
+        if "size" not in taken:
+            # one Xvfb screen: the app put the console on its left half, the participant window on
+            # the right (docs/running-a-session.md); the docs show the console at 1600x980
+            taken["size"] = (win.geometry().width(), scr.geometry().x())
+            win.resize(1600, 980)
+            scr.resize(1024, 640)         # the participant pictures as on a 16:10 display
         page = scr.page
         if page == "target" and win.calibration.procedure is not None and "target" not in taken \
                 and win.presenter is not None:
@@ -50,10 +56,11 @@ def main(argv) -> int:
             taken["fixation"] = scr.grab().save(str(out / "participant-fixation.png"))
         elif page == "stimulus" and win.presenter.frames_shown > 20 and "stimulus" not in taken:
             taken["stimulus"] = scr.grab().save(str(out / "participant-stimulus.png"))
+            win.refresh_mirror()          # the mirror as of now, not up to 0.5 s old
             taken["console"] = win.grab().save(str(out / "console-session.png"))
         elif page == "sam" and scr.sam.values["dominance"] is not None and "sam" not in taken:
             taken["sam"] = scr.grab().save(str(out / "participant-sam.png"))
-        if len(taken) == 6 or not run.running:
+        if len(taken) == 7 or not run.running:
             win.close_without_asking()        # mid-session: no question to answer
             app.quit()
 
@@ -62,6 +69,8 @@ def main(argv) -> int:
     timer.start(50)
     QtCore.QTimer.singleShot(180_000, app.quit)
     app.exec()
+    console_w, participant_x = taken.pop("size", (None, None))
+    print(f"one screen: the console was placed {console_w} px wide, the participant window at x = {participant_x}")
     for name in sorted(taken):
         print(f"screenshot {name}: {'ok' if taken[name] else 'FAILED'}")
     return 0 if len(taken) == 6 and all(taken.values()) else 1

@@ -254,6 +254,8 @@ def test_exports(win, tmp_path, session_dir):
     svg = win.export_figure(tmp_path / "fig.svg")
     doc = xml.dom.minidom.parse(str(svg))
     assert doc.documentElement.tagName == "svg" and doc.getElementsByTagName("path")
+    # vector: no bitmaps (cached axes, the scatter symbol atlas) in the "vector" export
+    assert not doc.getElementsByTagName("image")
     tsv = pd.read_csv(win.export_trial_table(tmp_path / "t.tsv"), sep="\t")
     sam = pd.read_csv(session_dir / "sam.tsv", sep="\t")
     assert list(tsv["trial"]) == [1, 2] and list(tsv["sam_emotion"]) == list(sam["sam_emotion"])
@@ -270,6 +272,18 @@ def test_exports(win, tmp_path, session_dir):
 
     clean = StimulusDecoder(tr.clip_path).frame(25)
     assert np.abs(frames[25].astype(int) - clean[: frames[25].shape[0], : frames[25].shape[1]].astype(int)).max() > 60
+
+
+def test_trial_table_columns_show_and_every_plot_colour_is_named(win, qtbot):
+    qtbot.wait(100)          # the docks are sized once the shown window has its size
+    t = win.trial_table
+    right = max(t.columnViewportPosition(c) + t.columnWidth(c) for c in range(t.columnCount()))
+    assert 0 < right <= t.viewport().width(), (right, t.viewport().width())
+    legend = win.legend.item.toPlainText()
+    for name in list(ER7_CLASSES) + ["ER", "FER", "whole-trial ER", "clip", "now", "event"]:
+        assert name in legend
+    assert "left" in win.p_pupil.titleLabel.item.toPlainText() and "right" in win.p_pupil.titleLabel.item.toPlainText()
+    assert "JS divergence" in win.p_gap.titleLabel.item.toPlainText()
 
 
 def test_main_replay_option(tmp_path, capsys):

@@ -11,12 +11,19 @@ from typing import Optional
 
 import numpy as np
 import pyqtgraph as pg
-from PyQt6 import QtCore, QtWidgets
+from PyQt6 import QtCore, QtGui, QtWidgets
 
 from ..app.calibration import CalibrationProcedure
-from .colors import BAD_COLOR, OK_COLOR
+from .colors import BAD_COLOR, LEFT_EYE_COLOR, OK_COLOR, RIGHT_EYE_COLOR
+from .panels import colored, set_title
 
 __all__ = ["CalibrationPanel"]
+
+
+def _translucent(color: str, alpha: int = 90):
+    c = QtGui.QColor(color)
+    c.setAlpha(alpha)
+    return pg.mkBrush(c)
 
 
 class _Bridge(QtCore.QObject):
@@ -28,16 +35,25 @@ class _Bridge(QtCore.QObject):
 
 
 class CalibrationPanel(QtWidgets.QWidget):
+    """See the module docstring. ``sigAccepted`` fires once the operator (or the demo) accepted
+    a result; the console then puts the panel away so the plots get the room."""
+
+    sigAccepted = QtCore.pyqtSignal()
+
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
-        self.plot = pg.PlotWidget(title="validation: gaze samples around each target (display 0..1)")
+        self.plot = pg.PlotWidget()
         p = self.plot.getPlotItem()
+        set_title(p, f"validation: + target, {colored('left', LEFT_EYE_COLOR, True)} / "
+                  f"{colored('right', RIGHT_EYE_COLOR, True)} eye's gaze",
+                  "the gaze samples collected around each validation target (black +), per eye, in display "
+                  "coordinates (0..1, y down)")
         p.invertY(True)            # display coordinates: y grows downwards
         p.setXRange(0, 1, padding=0.02)
         p.setYRange(0, 1, padding=0.02)
         p.setAspectLocked(False)
-        self.left_dots = pg.ScatterPlotItem(size=3, brush=pg.mkBrush(31, 119, 180, 90), pen=None, name="left")
-        self.right_dots = pg.ScatterPlotItem(size=3, brush=pg.mkBrush(214, 39, 40, 90), pen=None, name="right")
+        self.left_dots = pg.ScatterPlotItem(size=3, brush=_translucent(LEFT_EYE_COLOR), pen=None, name="left")
+        self.right_dots = pg.ScatterPlotItem(size=3, brush=_translucent(RIGHT_EYE_COLOR), pen=None, name="right")
         self.targets = pg.ScatterPlotItem(size=14, symbol="+", pen=pg.mkPen("k", width=2), brush=None)
         for item in (self.left_dots, self.right_dots, self.targets):
             p.addItem(item)
@@ -113,6 +129,7 @@ class CalibrationPanel(QtWidgets.QWidget):
         self.accepted = True
         self._set_buttons(False)
         self.status.setText("accepted: " + self.procedure.summary())
+        self.sigAccepted.emit()
 
     # -- worker <-> GUI -------------------------------------------------------------------------
     def _show_from_worker(self, x: float, y: float) -> int:

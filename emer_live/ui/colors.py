@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Dict, Tuple
 
-__all__ = ["EMOTION_COLORS", "emotion_rgb", "GAP_COLOR", "OK_COLOR", "WARN_COLOR", "BAD_COLOR"]
+__all__ = ["EMOTION_COLORS", "emotion_rgb", "GAP_COLOR", "OK_COLOR", "WARN_COLOR", "BAD_COLOR", "LEFT_EYE_COLOR",
+           "RIGHT_EYE_COLOR", "GAZE_X_COLOR", "GAZE_Y_COLOR"]
 
 #: emotion -> hex colour (same in every view)
 EMOTION_COLORS: Dict[str, str] = {
@@ -27,6 +28,11 @@ GAP_COLOR = "#222222"
 OK_COLOR = "#2E7D32"
 WARN_COLOR = "#E69F00"
 BAD_COLOR = "#C62828"
+# the eyes and the gaze axes, the same in the console and in replay (named in each plot's title)
+LEFT_EYE_COLOR = "#0072B2"    # blue
+RIGHT_EYE_COLOR = "#D55E00"   # vermillion
+GAZE_X_COLOR = "#444444"
+GAZE_Y_COLOR = "#009E73"
 
 
 def emotion_rgb(name: str) -> Tuple[int, int, int]:

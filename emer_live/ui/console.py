@@ -252,6 +252,7 @@ class OperatorConsole(QtWidgets.QMainWindow):
         from .calibration_panel import CalibrationPanel
 
         self.calibration = CalibrationPanel()
+        self.calibration.sigAccepted.connect(self._put_setup_away)
         self.docks: Dict[str, QtWidgets.QDockWidget] = {}
         A = QtCore.Qt.DockWidgetArea
         for key, title, widget, area in (
@@ -312,7 +313,7 @@ class OperatorConsole(QtWidgets.QMainWindow):
         self.resizeDocks([self.docks["camera"], self.docks["circumplex"]], [int(0.33 * h), int(0.33 * h)], V)
         self.resizeDocks([self.docks["eyes"]], [int(0.34 * h)], V)
         self.resizeDocks([self.docks["eyes"], self.docks["health"], self.docks["events"]],
-                         [int(0.36 * w), int(0.34 * w), int(0.30 * w)], H)
+                         [int(0.27 * w), int(0.35 * w), int(0.38 * w)], H)    # the trial table's columns fit
 
     def showEvent(self, event: QtGui.QShowEvent) -> None:   # noqa: N802 (Qt name)
         super().showEvent(event)
@@ -494,7 +495,7 @@ class OperatorConsole(QtWidgets.QMainWindow):
                                      playback_rate=1.0 / cfg.time_scale, on_error=self._presenter_error)
         run = Run(cfg, presenter=self.presenter, sam_source=None, model=self._loaded(cfg))
         holder["run"] = run
-        self.participant_screen.place(screen)
+        self.participant_screen.place(screen, beside=self)
         self.docks["participant"].setVisible(True)
         self.docks["participant"].raise_()
         return run
@@ -515,7 +516,7 @@ class OperatorConsole(QtWidgets.QMainWindow):
             s = self.screen()
             g = s.geometry()
             return (f"one display only ({s.name()} {g.width()}x{g.height()}): the participant window opens "
-                    "beside the console, not full screen")
+                    "on the right half, the console on the left half, not full screen")
         g, mm = screen.geometry(), screen.physicalSize()
         return (f"{screen.name()}: {g.width()}x{g.height()} px at ({g.x()}, {g.y()}), "
                 f"{mm.width():.0f}x{mm.height():.0f} mm, full screen")
@@ -597,9 +598,12 @@ class OperatorConsole(QtWidgets.QMainWindow):
             self.statusBar().showMessage(f"error: {ev}", 15000)
         elif isinstance(ev, RunFinished):
             self._update_actions()
+            if self.options.session:
+                self.docks["setup"].setVisible(True)     # ready for the next session
+                self.docks["setup"].raise_()
         elif isinstance(ev, RunStarted):
             self.status_folder.setText(ev.session_dir or "not recording")
-            self.emotion.fer_plot.setTitle(f"FER - what the face shows (dashed); FER source: {run.fer_source}")
+            self.emotion.set_fer_source(run.fer_source)
         elif isinstance(ev, PhaseChanged):
             self._on_phase(ev)
         for panel in (self.health, self.event_log, self.trials):
@@ -615,6 +619,8 @@ class OperatorConsole(QtWidgets.QMainWindow):
             self.calibration.begin(run, screen, points=self.options.calibration_points)
             if self.options.demo:     # unattended demo: accept the first pass a moment after it ends
                 self._auto_accept_calibration()
+        elif ev.phase == "baseline":
+            self._put_setup_away()
         elif ev.phase == "sam" and ev.trial is not None:
             screen.show_sam(ev.trial)
             if self.options.demo and run.phantom is not None:   # demo: the phantom answers on screen
@@ -628,6 +634,13 @@ class OperatorConsole(QtWidgets.QMainWindow):
         elif ev.phase == "paused":
             screen.show_message("Short pause. Please wait.", "paused")
 
+    def _put_setup_away(self) -> None:
+        """Once calibration is accepted (or a session starts without it) the set-up and calibration
+        docks close so the plots get their room; View reopens them, the session's end brings the
+        set-up back."""
+        for key in ("calibration", "setup"):
+            self.docks[key].setVisible(False)
+
     def _auto_accept_calibration(self) -> None:
         def check():
             cal = self.calibration
@@ -640,6 +653,14 @@ class OperatorConsole(QtWidgets.QMainWindow):
             QtCore.QTimer.singleShot(200, check)
 
         QtCore.QTimer.singleShot(200, check)
+
+    def refresh_mirror(self) -> None:
+        """The participant screen's small copy in its dock (~2 Hz from the timer)."""
+        if self.participant_screen is not None and self.docks["participant"].isVisible():
+            shot = self.participant_screen.grab().scaled(
+                self.mirror.size(), QtCore.Qt.AspectRatioMode.KeepAspectRatio,
+                QtCore.Qt.TransformationMode.FastTransformation)
+            self.mirror.setPixmap(shot)
 
     def _session_status(self, run) -> str:
         ctrl = run.controller
@@ -693,11 +714,8 @@ class OperatorConsole(QtWidgets.QMainWindow):
             self.warning_banner.setText("WARNING: " + "; ".join(problems))
         self.status_state.setText(run.state.value if run.status is None else f"finished: {run.status}")
         self.status_phase.setText(self._session_status(run))
-        if self.participant_screen is not None and k % 15 == 3 and self.docks["participant"].isVisible():
-            shot = self.participant_screen.grab().scaled(
-                self.mirror.size(), QtCore.Qt.AspectRatioMode.KeepAspectRatio,
-                QtCore.Qt.TransformationMode.FastTransformation)
-            self.mirror.setPixmap(shot)
+        if k % 15 == 3:
+            self.refresh_mirror()
         self.status_state.setStyleSheet("" if run.status in (None, "complete") else f"color: {WARN_COLOR}")
         el = run.elapsed_s
         self.status_elapsed.setText(f"elapsed {int(el // 60):02d}:{el % 60:04.1f}")

@@ -20,10 +20,12 @@ from PyQt6 import QtCore, QtGui, QtWidgets
 from ..app.events import (DeviceEvent, DeviceFailed, PhaseChanged, PredictionMade, RunError, RunFinished, RunNote,
                           RunStarted)
 from ..labels import ER7_CLASSES, VA_ANCHORS
-from .colors import BAD_COLOR, EMOTION_COLORS, GAP_COLOR, OK_COLOR, WARN_COLOR
+from .colors import (BAD_COLOR, EMOTION_COLORS, GAP_COLOR, GAZE_X_COLOR, GAZE_Y_COLOR, LEFT_EYE_COLOR, OK_COLOR,
+                     RIGHT_EYE_COLOR, WARN_COLOR)
 
 __all__ = ["EmotionPanel", "CircumplexPanel", "EyePanel", "CameraPanel", "HealthPanel", "EventLogPanel",
-           "TrialTablePanel", "stream_rate"]
+           "TrialTablePanel", "stream_rate", "LegendRow", "emotion_entries", "set_title", "colored",
+           "legend_entry", "FlowLabel"]
 
 pg.setConfigOptions(antialias=False, background="w", foreground="#333333")
 
@@ -41,14 +43,93 @@ def _seconds(run, t_us: int) -> float:
     return (t_us - (run.t_origin_us or 0)) / 1e6
 
 
+def colored(text: str, color: str, bold: bool = False) -> str:
+    """``text`` in ``color`` for a plot title (pyqtgraph titles take simple HTML)."""
+    weight = "; font-weight: bold" if bold else ""
+    return f"<span style='color: {color}{weight}'>{text}</span>"
+
+
+class FlowLabel(pg.LabelItem):
+    """A LabelItem that never widens its layout. pyqtgraph makes a label's text width its minimum,
+    so a long title or legend pushed the plots (their right axis, their labels) out of view; this
+    one wraps its text to the width it is given (``wrap``) or lets it be clipped."""
+
+    def __init__(self, text: str = "", *, wrap: bool = False, **opts) -> None:
+        self.wrap = wrap
+        super().__init__(text, **opts)
+        if wrap:      # wrapped lines centred, as a one-line title is
+            self.item.document().setDefaultTextOption(QtGui.QTextOption(QtCore.Qt.AlignmentFlag.AlignHCenter))
+
+    def resizeEvent(self, ev) -> None:   # noqa: N802 (Qt name)
+        w = self.rect().width()
+        if self.wrap and w > 20 and abs(self.item.textWidth() - w) > 1:
+            self.item.setTextWidth(w)
+        super().resizeEvent(ev)
+
+    def updateMin(self) -> None:   # noqa: N802 (pyqtgraph name)
+        bounds = self.itemRect()
+        self.setMinimumWidth(0)
+        self.setMinimumHeight(bounds.height())
+        H = QtCore.Qt.SizeHint
+        self._sizeHint = {H.MinimumSize: (0, bounds.height()), H.PreferredSize: (bounds.width(), bounds.height()),
+                          H.MaximumSize: (-1, -1), H.MinimumDescent: (0, 0)}
+        self.updateGeometry()
+
+
+def set_title(plot: pg.PlotItem, html: str, tip: str = "") -> None:
+    """A plot's title that cannot force the plot wider than its view (see FlowLabel): in a narrow
+    dock it wraps onto a second line. Titles are kept short; the tooltip says the rest."""
+    if not isinstance(plot.titleLabel, FlowLabel):
+        old = plot.titleLabel
+        plot.layout.removeItem(old)
+        old.setParentItem(None)
+        if old.scene() is not None:
+            old.scene().removeItem(old)
+        plot.titleLabel = FlowLabel(wrap=True, size="11pt", parent=plot)
+        plot.layout.addItem(plot.titleLabel, 0, 1)
+    plot.setTitle(html)
+    # PlotItem.setTitle fixes the title row at 30 px (one line): let a wrapped title have two
+    plot.titleLabel.setMaximumHeight(200)
+    plot.layout.setRowMaximumHeight(0, 200)
+    plot.layout.setRowMinimumHeight(0, 0)
+    plot.titleLabel.setToolTip(tip or html)
+
+
+def legend_entry(glyph: str, color: str, name: str) -> str:
+    """One legend entry as HTML: a coloured sample glyph and its name, never broken across lines."""
+    return (f"<span style='white-space: nowrap'><span style='color: {color}; font-weight: bold'>{glyph}</span>"
+            f"&nbsp;{name}</span>")
+
+
+SOLID, DASHED = "&#9473;&#9473;", "&#9549;&#9549;"      # line samples (box drawing): solid, dashed
+
+
+class LegendRow(FlowLabel):
+    """A legend as a layout row of its own (above the plots), so no curve can hide an entry; it
+    wraps into more lines when its row is too narrow for one. ``entries`` are legend_entry HTML."""
+
+    def __init__(self, entries, *, size: str = "9pt") -> None:
+        super().__init__(" &nbsp;&nbsp; ".join(entries), wrap=True, size=size, justify="center")
+        self.entries = list(entries)
+
+
+def emotion_entries(*, styles: bool = True) -> List[str]:
+    """Legend entries: one per emotion colour, then (``styles``) ER solid and FER dashed."""
+    out = [legend_entry(SOLID, EMOTION_COLORS[n], n) for n in ER7_CLASSES]
+    if styles:
+        out += [legend_entry(SOLID, "#555555", "ER"), legend_entry(DASHED, "#555555", "FER")]
+    return out
+
+
 class EmotionPanel(QtWidgets.QWidget):
     """ER (solid) and FER (dashed) 7-class probabilities over time, and the emotion gap with
-    confident disagreements marked and named."""
+    confident disagreements marked and named. One framed legend row above the plots explains
+    every colour and line style."""
 
     HISTORY = 1800          # predictions kept (30 min at one per second)
     SPAN_S = 90.0           # seconds shown
-    N_LABELS = 3            # newest disagreements named in words
-    LABEL_GAP_S = 12.0
+    N_LABELS = 3            # newest disagreements named in words (where they fit)
+    GAP_TITLE = "emotion gap: JS divergence of ER and FER"
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -56,16 +137,26 @@ class EmotionPanel(QtWidgets.QWidget):
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.glw)
-        self.er_plot = self.glw.addPlot(row=0, col=0, title="ER - what face + eyes reveal (solid)")
-        self.fer_plot = self.glw.addPlot(row=1, col=0, title="FER - what the face shows (dashed)")
-        self.gap_plot = self.glw.addPlot(row=2, col=0, title="emotion gap: JSD(ER, FER); red = confident disagreement")
-        legend = self.er_plot.addLegend(offset=(5, 5), colCount=4, labelTextSize="8pt")
+        self.legend = LegendRow(emotion_entries() + [legend_entry(SOLID, GAP_COLOR, "gap"),
+                                                     legend_entry("&#9660;", BAD_COLOR, "confident disagreement")])
+        self.glw.addItem(self.legend, row=0, col=0)
+        self.er_plot = self.glw.addPlot(row=1, col=0)
+        self.fer_plot = self.glw.addPlot(row=2, col=0)
+        self.gap_plot = self.glw.addPlot(row=3, col=0)
+        set_title(self.er_plot, "ER: what face + eyes reveal (solid)")
+        self.set_fer_source(None)
+        set_title(self.gap_plot, self.GAP_TITLE, "emotion gap: the Jensen-Shannon divergence of the ER and FER "
+                  "distributions in bits (log2): 0 = the same, 1 = no overlap. A red triangle marks a confident "
+                  "disagreement (different top classes, each >= 0.4); hover it for the classes.")
         for p in (self.er_plot, self.fer_plot, self.gap_plot):
             p.setYRange(0, 1.02, padding=0)
             p.setMouseEnabled(x=False, y=False)
             p.showGrid(x=True, y=True, alpha=0.2)
             p.setClipToView(True)
             p.setDownsampling(auto=True, mode="peak")
+        self.er_plot.setLabel("left", "probability")
+        self.fer_plot.setLabel("left", "probability")
+        self.gap_plot.setLabel("left", "JSD, bits 0-1")
         self.fer_plot.setXLink(self.er_plot)
         self.gap_plot.setXLink(self.er_plot)
         self.gap_plot.setLabel("bottom", "time since start", units="s")
@@ -73,25 +164,33 @@ class EmotionPanel(QtWidgets.QWidget):
         self.fer_curves = {}
         for name in ER7_CLASSES:
             c = EMOTION_COLORS[name]
-            self.er_curves[name] = self.er_plot.plot(pen=_pen(c), name=name)
+            self.er_curves[name] = self.er_plot.plot(pen=_pen(c))
             self.fer_curves[name] = self.fer_plot.plot(pen=_pen(c, dashed=True))
-        del legend
         self.gap_curve = self.gap_plot.plot(pen=_pen(GAP_COLOR, 2))
         self.disagree_marks = pg.ScatterPlotItem(size=11, symbol="t", brush=pg.mkBrush(BAD_COLOR),
-                                                 pen=pg.mkPen("w"))
+                                                 pen=pg.mkPen("w"), hoverable=True,
+                                                 tip=lambda x, y, data: f"{x:.0f} s: {data} (JSD {y:.2f})")
         self.gap_plot.addItem(self.disagree_marks)
         self.labels: List[pg.TextItem] = []
         for _ in range(self.N_LABELS):
-            t = pg.TextItem(color=BAD_COLOR, anchor=(0.5, 0.5), fill=pg.mkBrush(255, 255, 255, 200))
+            t = pg.TextItem(color=BAD_COLOR, anchor=(0, 0), fill=pg.mkBrush(255, 255, 255, 220))
             t.setVisible(False)
-            self.gap_plot.addItem(t)
+            t.setZValue(20)
+            self.gap_plot.addItem(t, ignoreBounds=True)
             self.labels.append(t)
+        self.gap_plot.getViewBox().sigResized.connect(self._place_labels)
         self.t: Deque[float] = deque(maxlen=self.HISTORY)
         self.er: Deque[np.ndarray] = deque(maxlen=self.HISTORY)
         self.fer: Deque[np.ndarray] = deque(maxlen=self.HISTORY)
         self.gap: Deque[float] = deque(maxlen=self.HISTORY)
         self.disagreements: Deque[tuple] = deque(maxlen=200)   # (t, jsd, label)
+        self.x_range = (0.0, self.SPAN_S * 0.25 + 1.0)
+        self.n_labels_shown = 0
         self._dirty = False
+
+    def set_fer_source(self, source: Optional[str]) -> None:
+        """The FER plot's title names where FER comes from (EMERT's face branch or a FER model)."""
+        set_title(self.fer_plot, "FER: what the face shows (dashed)" + (f"; source {source}" if source else ""))
 
     def clear(self) -> None:
         for d in (self.t, self.er, self.fer, self.gap, self.disagreements):
@@ -124,27 +223,68 @@ class EmotionPanel(QtWidgets.QWidget):
                 self.fer_curves[name].setData(t, fer[:, i], connect="finite")
             self.gap_curve.setData(t, np.fromiter(self.gap, float, len(self.gap)), connect="finite")
             hi = max(t[-1], self.SPAN_S * 0.25)
-            self.er_plot.setXRange(max(0.0, hi - self.SPAN_S), hi + 1.0, padding=0)
+            self.x_range = (max(0.0, hi - self.SPAN_S), hi + 1.0)
+            self.er_plot.setXRange(*self.x_range, padding=0)
         else:
             for c in list(self.er_curves.values()) + list(self.fer_curves.values()) + [self.gap_curve]:
                 c.setData([], [])
         dis = list(self.disagreements)
-        self.disagree_marks.setData([d[0] for d in dis], [d[1] for d in dis])
-        # name the newest disagreements in words, at least LABEL_GAP_S apart so labels stay legible
-        chosen = []
-        for ts, jsd, text in reversed(dis):
-            if len(chosen) == len(self.labels):
+        self.disagree_marks.setData([d[0] for d in dis], [d[1] for d in dis], data=[d[2] for d in dis])
+        self._place_labels()
+
+    def _place_labels(self) -> None:
+        """Name the newest confident disagreements in words where a label fits: inside the view,
+        clear of the gap curve under it (above it, else below it), over no other label. A
+        disagreement left unnamed keeps its triangle, whose tooltip names it."""
+        for lab in self.labels:
+            lab.setVisible(False)
+        rect = self.gap_plot.getViewBox().boundingRect()
+        x0, x1 = self.x_range
+        if rect.width() < 10 or rect.height() < 10 or not self.disagreements:
+            return
+        px, py = (x1 - x0) / rect.width(), 1.02 / rect.height()     # data units per pixel
+        t = np.fromiter(self.t, float, len(self.t))
+        g = np.fromiter(self.gap, float, len(self.gap))
+        placed: List[tuple] = []       # (left, right, bottom, top) in data units
+        k = 0
+        for ts, _jsd, text in reversed(self.disagreements):
+            if k == len(self.labels) or ts < x0:
                 break
-            if all(abs(ts - c[0]) >= self.LABEL_GAP_S for c in chosen):
-                chosen.append((ts, jsd, text))
-        for i, lab in enumerate(self.labels):
-            if i >= len(chosen):
-                lab.setVisible(False)
-                continue
-            ts, jsd, text = chosen[i]
+            lab = self.labels[k]
             lab.setText(text)
-            lab.setPos(ts, 0.62 + 0.17 * (i % 2))
-            lab.setVisible(True)
+            br = lab.textItem.boundingRect()
+            w, h = br.width() * px, br.height() * py
+            if w > x1 - x0:
+                continue
+            spot = self._free_spot(ts, w, h, px, py, t, g, placed)
+            if spot is not None:
+                left, top = spot
+                placed.append((left, left + w, top - h, top))
+                lab.setPos(left, top)
+                lab.setToolTip(f"{ts:.0f} s: confident disagreement - {text}")
+                lab.setVisible(True)
+                k += 1
+        self.n_labels_shown = k
+
+    def _free_spot(self, ts, w, h, px, py, t, g, placed):
+        """(left, top) of a w x h label for the disagreement at ``ts``: centred on it, else just
+        left or right of it; in rows from the top down, clear of the gap curve beneath (above or
+        below it) and of the labels ``placed``; None when there is no such spot."""
+        x0, x1 = self.x_range
+        margin = 6 * py             # the triangle's half height
+        for left in (ts - w / 2, ts - 0.9 * w, ts - 0.1 * w):
+            left = min(max(left, x0), x1 - w)
+            right = left + w
+            near = g[(t >= left - 6 * px) & (t <= right + 6 * px)]
+            near = near[np.isfinite(near)]
+            lo, hi = (float(near.min()) - margin, float(near.max()) + margin) if len(near) else (0.0, 0.0)
+            top = 1.02
+            while top - h >= 0.0:
+                if (top - h > hi or top < lo) and not any(left < r and l < right and top - h < tp and b < top
+                                                         for l, r, b, tp in placed):
+                    return left, top
+                top -= h * 1.05
+        return None
 
     @property
     def n_points(self) -> int:
@@ -156,17 +296,38 @@ class CircumplexPanel(QtWidgets.QWidget):
     category anchors (Russell & Mehrabian 1977 ratings of emotion words) for orientation."""
 
     TRAIL = 20
+    LABEL_X = 1.18          # the anchors' words sit at valence -/+ this, outside the circle
+    LABEL_STEP = 0.17       # at least this far apart vertically (and at least one line of text)
+
+    @classmethod
+    def label_positions(cls, step: float = LABEL_STEP) -> Dict[str, tuple]:
+        """name -> (label x, label y, anchor valence, anchor arousal): negative valence on the left,
+        the rest on the right, in arousal order, pushed ``step`` apart."""
+        out = {}
+        for side in (-1, 1):
+            names = sorted((n for n, (v, _) in VA_ANCHORS.items() if (v < 0) == (side < 0)),
+                           key=lambda n: -VA_ANCHORS[n][1])
+            y_prev = float("inf")
+            for n in names:
+                v, ar = VA_ANCHORS[n]
+                y = min(ar, y_prev - step)
+                out[n] = (side * cls.LABEL_X, y, v, ar)
+                y_prev = y
+        return out
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
-        self.plot = pg.PlotWidget(title="valence / arousal (ER solid, FER dashed)")
+        self.plot = pg.PlotWidget()
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.plot)
         p = self.plot.getPlotItem()
+        set_title(p, "valence / arousal: &#9679; ER (solid), &#9633; FER (dashed)",
+                  "ER as filled dots on a solid line, FER as hollow squares on a dashed line, last 20 predictions "
+                  "fading out; a dot's colour is the top emotion's. Words: Russell & Mehrabian (1977) anchors.")
         p.setAspectLocked(True)
-        p.setXRange(-1.15, 1.15, padding=0)
-        p.setYRange(-1.15, 1.15, padding=0)
+        # both ranges stay in view (the aspect lock widens one): room for the words beside the circle
+        p.setRange(xRange=(-2.1, 2.1), yRange=(-1.15, 1.15), padding=0)
         p.setMouseEnabled(x=False, y=False)
         p.setLabel("bottom", "valence")
         p.setLabel("left", "arousal")
@@ -174,10 +335,20 @@ class CircumplexPanel(QtWidgets.QWidget):
         p.plot(np.cos(a), np.sin(a), pen=pg.mkPen("#BBBBBB", width=1))
         p.addLine(x=0, pen=pg.mkPen("#DDDDDD"))
         p.addLine(y=0, pen=pg.mkPen("#DDDDDD"))
-        for name, (v, ar) in VA_ANCHORS.items():
-            t = pg.TextItem(name, color=EMOTION_COLORS[name], anchor=(0.5, 0.5))
-            t.setPos(v, ar)
+        # the anchors as small marks; their words in the free space left and right of the circle
+        # (fear, anger and disgust lie within 0.3 of each other, and the live dots gather there),
+        # each joined to its mark by a faint line
+        p.addItem(pg.ScatterPlotItem([v for v, _ in VA_ANCHORS.values()], [a for _, a in VA_ANCHORS.values()],
+                                     size=5, symbol="o", pen=None, brush=pg.mkBrush("#AAAAAA")))
+        self.anchor_labels: Dict[str, pg.TextItem] = {}
+        self.anchor_lines: Dict[str, pg.PlotDataItem] = {}
+        for name in VA_ANCHORS:
+            self.anchor_lines[name] = p.plot(pen=pg.mkPen("#D0D0D0", width=1, style=QtCore.Qt.PenStyle.DotLine))
+            t = pg.TextItem(name, color=EMOTION_COLORS[name])
             p.addItem(t)
+            self.anchor_labels[name] = t
+        p.getViewBox().sigResized.connect(self._place_anchor_labels)
+        self._place_anchor_labels()
         self.er_line = p.plot(pen=_pen("#333333", 1.5))
         self.fer_line = p.plot(pen=_pen("#333333", 1.5, dashed=True))
         self.er_dots = pg.ScatterPlotItem(symbol="o")
@@ -187,6 +358,19 @@ class CircumplexPanel(QtWidgets.QWidget):
         self.er: Deque[tuple] = deque(maxlen=self.TRAIL)
         self.fer: Deque[tuple] = deque(maxlen=self.TRAIL)
         self._dirty = False
+
+    def _place_anchor_labels(self) -> None:
+        """The words a text line apart at the view's current scale (it changes with the dock's size)."""
+        vb = self.plot.getPlotItem().getViewBox()
+        h_px = max(t.boundingRect().height() for t in self.anchor_labels.values())
+        height = vb.boundingRect().height()
+        y0, y1 = vb.viewRange()[1]
+        step = self.LABEL_STEP if height < 10 else max(self.LABEL_STEP, 1.05 * h_px * (y1 - y0) / height)
+        for name, (x, y, v, ar) in self.label_positions(step).items():
+            t = self.anchor_labels[name]
+            t.setAnchor((1.0 if x < 0 else 0.0, 0.5))
+            t.setPos(x, y)
+            self.anchor_lines[name].setData([v, x], [ar, y])
 
     def clear(self) -> None:
         self.er.clear()
@@ -245,8 +429,13 @@ class EyePanel(QtWidgets.QWidget):
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.valid_label)
         lay.addWidget(self.glw)
-        self.pupil = self.glw.addPlot(row=0, col=0, title="pupil diameter (mm); shaded = blink / no pupil")
-        self.gaze = self.glw.addPlot(row=1, col=0, title="gaze on display (0..1)")
+        self.pupil = self.glw.addPlot(row=0, col=0)
+        self.gaze = self.glw.addPlot(row=1, col=0)
+        set_title(self.pupil, f"pupil (mm): {colored('left', LEFT_EYE_COLOR, True)}, "
+                  f"{colored('right', RIGHT_EYE_COLOR, True)}"
+                  "; grey = blink / no pupil")
+        set_title(self.gaze, f"gaze on display (0..1): {colored('x', GAZE_X_COLOR, True)}, "
+                  f"{colored('y', GAZE_Y_COLOR, True)}", "mean of the valid eyes; 0 = left / top edge")
         self.gaze.setXLink(self.pupil)
         self.gaze.setYRange(-0.05, 1.05, padding=0)
         self.pupil.setYRange(1.5, 7.5, padding=0)     # adult pupils; fixed so the axis never re-layouts
@@ -255,12 +444,10 @@ class EyePanel(QtWidgets.QWidget):
             p.setMouseEnabled(x=False, y=False)
             p.showGrid(x=True, y=True, alpha=0.2)
             p.setXRange(-self.SPAN_S, 0, padding=0)
-        self.pupil.addLegend(offset=(5, 5), labelTextSize="8pt")
-        self.gaze.addLegend(offset=(5, 5), labelTextSize="8pt")
-        self.left = self.pupil.plot(pen=_pen("#1f77b4", 1.5), name="left")
-        self.right = self.pupil.plot(pen=_pen("#d62728", 1.5), name="right")
-        self.gx = self.gaze.plot(pen=_pen("#444444", 1.2), name="x")
-        self.gy = self.gaze.plot(pen=_pen("#2ca02c", 1.2), name="y")
+        self.left = self.pupil.plot(pen=_pen(LEFT_EYE_COLOR, 1.5))
+        self.right = self.pupil.plot(pen=_pen(RIGHT_EYE_COLOR, 1.5))
+        self.gx = self.gaze.plot(pen=_pen(GAZE_X_COLOR, 1.2))
+        self.gy = self.gaze.plot(pen=_pen(GAZE_Y_COLOR, 1.2))
         self.blinks = []
         for _ in range(self.N_BLINK_REGIONS):
             r = pg.LinearRegionItem(brush=pg.mkBrush(120, 120, 120, 60), pen=pg.mkPen(None), movable=False)
@@ -429,6 +616,9 @@ class HealthPanel(QtWidgets.QWidget):
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.horizontalHeader().setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
+        # the state takes the room left and wraps there: a long state never hides behind a scroll bar
+        self.table.horizontalHeader().setSectionResizeMode(len(self.COLS) - 1, QtWidgets.QHeaderView.ResizeMode.Stretch)
+        self.table.verticalHeader().setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
         self.model_label = QtWidgets.QLabel("model: -")
         self.system_label = QtWidgets.QLabel("system: -")
         self.problem_label = QtWidgets.QLabel("")
@@ -682,11 +872,20 @@ class NoteEntry(QtWidgets.QWidget):
 class TrialTablePanel(QtWidgets.QTableWidget):
     """Per trial: stimulus, category, status, the SAM answer and the trial-level prediction."""
 
-    COLS = ("trial", "stimulus", "category", "status", "SAM emotion", "SAM V/A/D", "model ER", "model FER")
+    # short headers (the tooltips say the rest), so every column shows in the default layout
+    COLS = ("trial", "stimulus", "category", "status", "SAM", "V/A/D", "ER", "FER")
+    TIPS = ("", "", "the clip's intended category", "", "the emotion the participant reported (SAM)",
+            "the participant's SAM valence / arousal / dominance (1-9)",
+            "the model's whole-trial prediction from face + eyes: top class and its probability",
+            "the whole-trial prediction from the face alone: top class and its probability")
 
     def __init__(self, parent=None) -> None:
         super().__init__(0, len(self.COLS), parent)
         self.setHorizontalHeaderLabels(self.COLS)
+        for col, tip in enumerate(self.TIPS):
+            if tip:
+                self.horizontalHeaderItem(col).setToolTip(tip)
+        self.setHorizontalScrollMode(QtWidgets.QAbstractItemView.ScrollMode.ScrollPerPixel)
         self.verticalHeader().setVisible(False)
         self.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
         self.horizontalHeader().setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.ResizeToContents)

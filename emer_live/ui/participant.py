@@ -1,7 +1,7 @@
 """The participant screen and the Qt presenter that plays the session on it.
 
 The screen is its own top-level window: black, no cursor, full screen on the chosen display
-(a plain window on the operator's display when there is only one). It shows the fixation cross,
+(a plain window beside the console when there is only one display). It shows the fixation cross,
 the stimulus video, the rest screen and the SAM; the :class:`QtPresenter` implements the session
 controller's ``Presenter`` protocol with QMediaPlayer (video with sound through QAudioOutput,
 frames through a QVideoSink) and reports every presented frame with its stream index and the
@@ -11,20 +11,21 @@ session clock at that moment (``stimulus_frames.tsv``).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence, Tuple
 
 from PyQt6 import QtCore, QtGui, QtMultimedia, QtWidgets
 
 from .sam_dialog import SamWidget
 
-__all__ = ["ParticipantScreen", "QtPresenter", "choose_screen"]
+__all__ = ["ParticipantScreen", "QtPresenter", "choose_screen", "side_by_side"]
 
 
 def choose_screen(index: Optional[int], screens: Optional[Sequence[QtGui.QScreen]] = None,
                   operator: Optional[QtGui.QScreen] = None):
     """The screen for the participant: ``index`` when given (an error names the screens there
     are), else the first screen that is not the operator's; None when there is only one (then the
-    participant window opens on the operator's screen, not full screen)."""
+    participant window opens beside the console on the operator's screen, not full screen:
+    :meth:`ParticipantScreen.place`)."""
     screens = list(QtGui.QGuiApplication.screens() if screens is None else screens)
     if index is not None:
         if not 0 <= index < len(screens):
@@ -39,6 +40,22 @@ def choose_screen(index: Optional[int], screens: Optional[Sequence[QtGui.QScreen
         return None
     operator = operator or QtGui.QGuiApplication.primaryScreen()
     return next((s for s in screens if s is not operator), screens[1])
+
+
+def side_by_side(area: QtCore.QRect) -> Tuple[QtCore.QRect, QtCore.QRect]:
+    """One display: (the console's rectangle, the participant window's) - the left and the right
+    half of ``area``."""
+    half = area.width() // 2
+    return (QtCore.QRect(area.x(), area.y(), half, area.height()),
+            QtCore.QRect(area.x() + half, area.y(), area.width() - half, area.height()))
+
+
+def _fit_window(window: QtWidgets.QWidget, rect: QtCore.QRect) -> None:
+    """Put a top-level window, its frame included (when the window manager has drawn one), in ``rect``."""
+    frame, inner = window.frameGeometry(), window.geometry()
+    dw, dh = max(0, frame.width() - inner.width()), max(0, frame.height() - inner.height())
+    window.resize(max(1, rect.width() - dw), max(1, rect.height() - dh))
+    window.move(rect.topLeft())
 
 
 class _Cross(QtWidgets.QWidget):
@@ -169,11 +186,27 @@ class ParticipantScreen(QtWidgets.QWidget):
         self._show(self.sam, "sam")
         self.sam.setFocus()
 
-    def place(self, screen: Optional[QtGui.QScreen], *, size=(1024, 640)) -> None:
-        """Full screen on ``screen``; a plain window when None (one display only)."""
-        if screen is None:
+    def place(self, screen: Optional[QtGui.QScreen], *, beside: Optional[QtWidgets.QWidget] = None,
+              area: Optional[QtCore.QRect] = None, size: Optional[Tuple[int, int]] = None) -> None:
+        """Full screen on ``screen``. With None (one display only) a plain window on the right half
+        of ``area`` - default: the available part of the screen ``beside`` (the console) is on - and
+        ``beside`` moved to the left half, so neither covers the other. ``size`` alone (tests,
+        tools): a plain window of that size wherever the system puts it."""
+        if screen is None and size is not None and beside is None and area is None:
             self.resize(*size)
             self.show()
+            return
+        if screen is None:
+            if area is None:
+                host = beside.screen() if beside is not None else QtGui.QGuiApplication.primaryScreen()
+                area = host.availableGeometry()
+            left, right = side_by_side(area)
+            if beside is not None:
+                if beside.isMaximized() or beside.isFullScreen():
+                    beside.showNormal()
+                _fit_window(beside, left)
+            self.show()
+            _fit_window(self, right)
             return
         self.setScreen(screen)
         self.setGeometry(screen.geometry())

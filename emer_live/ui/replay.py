@@ -22,7 +22,9 @@ from PyQt6 import QtCore, QtGui, QtWidgets
 from ..app.replay import Comparison, ReplaySession, TrialRow, compare_predictions, read_only_reason
 from ..errors import EmerError
 from ..labels import ER7_CLASSES
-from .colors import BAD_COLOR, EMOTION_COLORS, GAP_COLOR, WARN_COLOR
+from .colors import (BAD_COLOR, EMOTION_COLORS, GAP_COLOR, GAZE_X_COLOR, GAZE_Y_COLOR, LEFT_EYE_COLOR,
+                     RIGHT_EYE_COLOR, WARN_COLOR)
+from .panels import LegendRow, colored, emotion_entries, legend_entry, set_title
 from .settings import app_settings, keep_private, recent_entry, resolve_recent_entry
 
 __all__ = ["ReplayWindow", "Timeline", "StimulusDecoder", "SPEEDS", "export_trial_clip"]
@@ -486,19 +488,40 @@ class ReplayWindow(QtWidgets.QMainWindow):
 
     def _build_plots(self) -> None:
         P = self.plots
-        self.p_emo = P.addPlot(row=0, col=0, title="recorded ER (solid) / FER (dashed)")
-        self.p_gap = P.addPlot(row=1, col=0, title="emotion gap (JSD, bits)")
-        self.p_new = P.addPlot(row=2, col=0, title="re-analysed ER (solid) / FER (dashed)")
-        self.p_pupil = P.addPlot(row=3, col=0, title="pupil diameter (mm): left, right")
-        self.p_gaze = P.addPlot(row=4, col=0, title="gaze on display (0..1): x, y")
+        # one legend row above the plots: every colour and mark they use, never under a curve
+        self.legend = LegendRow(emotion_entries() + [
+            legend_entry("&#9733;", "#777777", "whole-trial ER (its top class's colour)"),
+            legend_entry("&#9608;", "#CCCCCC", "clip (its category's colour)"),
+            legend_entry("&#9474;", BAD_COLOR, "now"),
+            legend_entry("&#9478;", "#777777", "event")])
+        P.addItem(self.legend, row=0, col=0)
+        self.p_emo = P.addPlot(row=1, col=0)
+        self.p_gap = P.addPlot(row=2, col=0)
+        self.p_new = P.addPlot(row=3, col=0)
+        self.p_pupil = P.addPlot(row=4, col=0)
+        self.p_gaze = P.addPlot(row=5, col=0)
+        set_title(self.p_emo, "recorded ER (solid) / FER (dashed)")
+        set_title(self.p_gap, "emotion gap: JS divergence of ER and FER",
+                  "the Jensen-Shannon divergence of the ER and FER distributions in bits (log2): 0 = the same, "
+                  "1 = no overlap; dotted lines = events (hover for what)")
+        set_title(self.p_new, "re-analysed ER (solid) / FER (dashed); x = max |difference| per window")
+        set_title(self.p_pupil, f"pupil diameter (mm): {colored('left', LEFT_EYE_COLOR, True)}, "
+                  f"{colored('right', RIGHT_EYE_COLOR, True)}")
+        set_title(self.p_gaze, f"gaze on display (0..1): {colored('x', GAZE_X_COLOR, True)}, "
+                  f"{colored('y', GAZE_Y_COLOR, True)}")
+        self.p_gap.setLabel("left", "JSD, bits 0-1")
         self.all_plots = [self.p_emo, self.p_gap, self.p_new, self.p_pupil, self.p_gaze]
         for p in self.all_plots:
             p.showGrid(x=True, y=True, alpha=0.2)
             if p is not self.p_emo:
                 p.setXLink(self.p_emo)
             p.setMouseEnabled(y=False)
+            p.getAxis("left").setWidth(48)      # one width: the x axes line up whatever the tick text
         self.p_emo.setYRange(0, 1)
+        self.p_emo.showAxis("top")
+        self.p_emo.getAxis("top").setStyle(tickLength=0)
         self.p_new.setYRange(0, 1)
+        self.p_gap.setYRange(0, 1, padding=0.02)
         self.p_gaze.setLabel("bottom", "time since the recording started (s)")
         for p in self.all_plots:
             for name in ("left", "bottom"):
@@ -522,6 +545,7 @@ class ReplayWindow(QtWidgets.QMainWindow):
         self.trial_table.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectionBehavior.SelectRows)
         self.trial_table.setFocusPolicy(QtCore.Qt.FocusPolicy.NoFocus)
         self.trial_table.verticalHeader().setVisible(False)
+        self.trial_table.setHorizontalScrollMode(QtWidgets.QAbstractItemView.ScrollMode.ScrollPerPixel)
         self.trial_table.cellClicked.connect(lambda r, c: self.jump_to_trial(r))
         d = QtWidgets.QDockWidget("Trials (click: jump to the clip)", self)
         d.setObjectName("dock_trials")
@@ -771,14 +795,17 @@ class ReplayWindow(QtWidgets.QMainWindow):
                 symbolBrush=[pg.mkBrush(EMOTION_COLORS.get(c, "#000")) for c in top], symbolPen="k")
         if len(s.gaze_t):
             x = self._x(s.gaze_t)
-            self.curves["pupil_left"] = self.p_pupil.plot(x, s.pupil_left, pen=pg.mkPen("#0072B2"), connect="finite")
-            self.curves["pupil_right"] = self.p_pupil.plot(x, s.pupil_right, pen=pg.mkPen("#D55E00"), connect="finite")
-            self.curves["gaze_x"] = self.p_gaze.plot(x, s.gaze_x, pen=pg.mkPen("#444444"), connect="finite")
-            self.curves["gaze_y"] = self.p_gaze.plot(x, s.gaze_y, pen=pg.mkPen("#009E73"), connect="finite")
+            self.curves["pupil_left"] = self.p_pupil.plot(x, s.pupil_left, pen=pg.mkPen(LEFT_EYE_COLOR),
+                                                          connect="finite")
+            self.curves["pupil_right"] = self.p_pupil.plot(x, s.pupil_right, pen=pg.mkPen(RIGHT_EYE_COLOR),
+                                                           connect="finite")
+            self.curves["gaze_x"] = self.p_gaze.plot(x, s.gaze_x, pen=pg.mkPen(GAZE_X_COLOR), connect="finite")
+            self.curves["gaze_y"] = self.p_gaze.plot(x, s.gaze_y, pen=pg.mkPen(GAZE_Y_COLOR), connect="finite")
             for c in ("pupil_left", "pupil_right", "gaze_x", "gaze_y"):
                 self.curves[c].setDownsampling(auto=True, method="peak")
                 self.curves[c].setClipToView(True)
         # trial spans on every plot; events on the top plot
+        clip_ticks = []
         for tr in s.trials:
             if tr.onset_us is None:
                 continue
@@ -791,10 +818,10 @@ class ReplayWindow(QtWidgets.QMainWindow):
                 r.setZValue(-10)
                 p.addItem(r, ignoreBounds=True)
                 self._marker_items.append(r)
-            lab = pg.TextItem(f"{tr.trial} {tr.stimulus_id}", color="#333333", anchor=(0, 0))
-            lab.setPos(float(self._x(tr.onset_us)), 1.0)
-            self.p_emo.addItem(lab, ignoreBounds=True)
-            self._marker_items.append(lab)
+            clip_ticks.append((float(self._x(tr.onset_us + (end - tr.onset_us) / 2)), f"{tr.trial} {tr.stimulus_id}"))
+        # the clips named on the top plot's upper axis: over no curve, and the axis leaves out a name
+        # that would overlap its neighbour
+        self.p_emo.getAxis("top").setTicks([clip_ticks, []])
         for e in s.events:
             if e["kind"] in ("stimulus_onset", "stimulus_offset", "trial_start", "trial_end"):
                 continue          # drawn as the trial spans
@@ -833,6 +860,22 @@ class ReplayWindow(QtWidgets.QMainWindow):
                     it.setBackground(c)
                 t.setItem(i, j, it)
         t.resizeColumnsToContents()
+        self._size_bottom_docks()
+
+    def _size_bottom_docks(self) -> None:
+        """The trials dock as wide as its columns, the re-analysis dock beside it the rest, both
+        tall enough for the re-analysis summary (six lines); in a narrower window the table
+        scrolls sideways. Applied when a session opens and when the window first shows."""
+        t = self.trial_table
+        need = t.horizontalHeader().length() + 2 * t.frameWidth() + t.verticalScrollBar().sizeHint().width() + 4
+        width = max(self.width(), 2 * need)
+        self.resizeDocks([self.trials_dock, self.reanalysis_dock], [need, width - need],
+                         QtCore.Qt.Orientation.Horizontal)
+        self.resizeDocks([self.trials_dock], [200], QtCore.Qt.Orientation.Vertical)
+
+    def showEvent(self, event) -> None:   # noqa: N802 (Qt name)
+        super().showEvent(event)
+        QtCore.QTimer.singleShot(0, self._size_bottom_docks)     # once the window has its size
 
     def jump_to_trial(self, row: int) -> None:
         tr = self.session.trials[row]
@@ -1061,27 +1104,51 @@ class ReplayWindow(QtWidgets.QMainWindow):
         path = Path(path)
         item = self.plots.ci
         if path.suffix.lower() == ".svg":
-            # pyqtgraph's SVGExporter fails on the path syntax of Qt 6's SVG writer ("not enough
-            # values to unpack"), so the plots are painted into Qt's own SVG generator (vector)
-            from PyQt6 import QtSvg
-
-            gen = QtSvg.QSvgGenerator()
-            gen.setFileName(str(path))
-            size = self.plots.size()
-            gen.setSize(size)
-            gen.setViewBox(QtCore.QRect(0, 0, size.width(), size.height()))
-            gen.setTitle(f"emer_live replay - {self.session.path.name if self.session else ''}")
-            painter = QtGui.QPainter(gen)
-            try:
-                self.plots.render(painter)
-            finally:
-                painter.end()
+            self._export_svg(path)
             return path
         else:
             ex = exporters.ImageExporter(item)
             ex.parameters()["width"] = max(1200, int(item.boundingRect().width()))
         ex.export(str(path))
         return path
+
+    def _export_svg(self, path: Path) -> None:
+        """The plots as vector SVG through Qt's SVG generator (pyqtgraph's SVGExporter fails on the
+        path syntax of Qt 6's SVG writer). For the export every item is drawn, not blitted: the
+        axes' pixmap caches are off and pyqtgraph's export mode makes scatter symbols (the trial
+        stars) paths at their own aspect instead of stretched bitmaps from the symbol atlas."""
+        from PyQt6 import QtSvg
+
+        gen = QtSvg.QSvgGenerator()
+        gen.setFileName(str(path))
+        size = self.plots.size()
+        gen.setSize(size)
+        gen.setViewBox(QtCore.QRect(0, 0, size.width(), size.height()))
+        # the screen's resolution: at the generator's default 72 dpi the axes' recorded QPictures and
+        # every point-sized font are scaled by 72/96 against the curves
+        gen.setResolution(int(round(self.plots.logicalDpiX())))
+        gen.setTitle(f"emer_live replay - {self.session.path.name if self.session else ''}")
+        items = self.plots.scene().items()
+        no_cache = QtWidgets.QGraphicsItem.CacheMode.NoCache
+        cached = [(it, it.cacheMode()) for it in items if it.cacheMode() != no_cache]
+        view_cache = self.plots.cacheMode()
+        painter = QtGui.QPainter(gen)
+        try:
+            for it, _mode in cached:
+                it.setCacheMode(no_cache)
+            self.plots.setCacheMode(QtWidgets.QGraphicsView.CacheModeFlag.CacheNone)
+            for it in items:
+                if hasattr(it, "setExportMode"):
+                    it.setExportMode(True, {"painter": painter})
+            self.plots.render(painter)
+        finally:
+            painter.end()
+            for it in items:
+                if hasattr(it, "setExportMode"):
+                    it.setExportMode(False)
+            for it, mode in cached:
+                it.setCacheMode(mode)
+            self.plots.setCacheMode(view_cache)
 
     def export_trial_table(self, path) -> Path:
         return self.session.write_trial_table(path)
