@@ -73,7 +73,7 @@ def test_compare_predictions_per_window_and_trial():
     rows, new = [], []
     for k in range(4):
         er, fer = rng.dirichlet(np.ones(7)), rng.dirichlet(np.ones(7))
-        row = {"kind": "window", "t_start_us": k * 10**6, "t_end_us": k * 10**6 + 2 * 10**6, "trial": -1,
+        row = {"kind": "window", "t_start_us": k * 10**6, "t_end_us": k * 10**6 + 2 * 10**6, "trial": 2 if k == 2 else -1,
                "er_top": ER7_CLASSES[int(np.argmax(er))], "fer_top": ER7_CLASSES[int(np.argmax(fer))]}
         row.update({f"er7_{c}": er[i] for i, c in enumerate(ER7_CLASSES)})
         row.update({f"fer7_{c}": fer[i] for i, c in enumerate(ER7_CLASSES)})
@@ -89,9 +89,12 @@ def test_compare_predictions_per_window_and_trial():
     df = pd.DataFrame(rows)
     trial_rows = df.iloc[:1].assign(kind="trial", trial=1)
     new.append(_pred("trial", 0, 1, 1, df.iloc[0][[f"er7_{c}" for c in ER7_CLASSES]].to_numpy(float), fer))
-    cmp = compare_predictions(df, new, trial_rows)
+    cmp = compare_predictions(df, new, trial_rows, t0_us=10**6)
     assert (cmp.matched, cmp.only_recorded, cmp.only_new) == (3, 1, 1)
     assert cmp.max_abs_diff[0] == 0 and abs(cmp.max_abs_diff[1] - 0.01) < 1e-12 and cmp.max_abs_diff[2] > 0
     assert [t for t, _, _ in cmp.changed_er_top] == [4 * 10**6]
     assert cmp.trial_max_abs_diff == {1: 0.0} and not cmp.changed_trial_top
     assert "3 windows matched" in cmp.text() and "ER top class changed in 1 windows" in cmp.text()
+    # named as the plots name time: seconds from the session's start, and the trial
+    assert f"ER  at 3.0 s (trial 2): {df['er_top'][2]} -> " in cmp.text()
+    assert "ER  at 3.0 s (trial 2)" not in compare_predictions(df, new, trial_rows).text()

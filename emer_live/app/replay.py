@@ -362,7 +362,9 @@ class ReplaySession:
 # ---------------------------------------------------------------------- comparison
 @dataclass
 class Comparison:
-    """Re-analysed windows beside recorded ones, matched on (t_start_us, t_end_us)."""
+    """Re-analysed windows beside recorded ones, matched on (t_start_us, t_end_us). :meth:`text`
+    names windows by their end in seconds from ``t0_us`` (the session's start, where the replay
+    plots put 0) and by their trial."""
 
     matched: int
     only_recorded: int
@@ -375,6 +377,12 @@ class Comparison:
     trials_new: int = 0
     trial_max_abs_diff: Dict[int, float] = field(default_factory=dict)   # trial -> max |difference|
     changed_trial_top: List[Tuple[int, str, str]] = field(default_factory=list)   # (trial, recorded, new)
+    t0_us: int = 0                               # where the session's time axis starts
+    window_trial: Dict[int, int] = field(default_factory=dict)   # t_end -> trial (-1: none)
+
+    def _when(self, t_end_us: int) -> str:
+        trial = self.window_trial.get(int(t_end_us), -1)
+        return f"{(t_end_us - self.t0_us) / 1e6:.1f} s" + (f" (trial {trial})" if trial >= 0 else "")
 
     @property
     def overall_max(self) -> float:
@@ -395,9 +403,9 @@ class Comparison:
             for n, a, b in self.changed_trial_top[:8]:
                 lines.append(f"  trial {n}: {a} -> {b}")
         for t, a, b in self.changed_er_top[:8]:
-            lines.append(f"  ER  at {t / 1e6:.1f} s: {a} -> {b}")
+            lines.append(f"  ER  at {self._when(t)}: {a} -> {b}")
         for t, a, b in self.changed_fer_top[:8]:
-            lines.append(f"  FER at {t / 1e6:.1f} s: {a} -> {b}")
+            lines.append(f"  FER at {self._when(t)}: {a} -> {b}")
         return "\n".join(lines)
 
 
@@ -405,10 +413,11 @@ def _probs(row, prefix: str) -> np.ndarray:
     return np.array([float(row[f"{prefix}_{c}"]) for c in ER7_CLASSES], float)
 
 
-def compare_predictions(recorded, new: List[object], recorded_trials=None) -> Comparison:
+def compare_predictions(recorded, new: List[object], recorded_trials=None, *, t0_us: int = 0) -> Comparison:
     """``recorded``: the session's window rows (DataFrame); ``new``: re-analysed
     :class:`~emer_live.live.prediction.Prediction` objects; ``recorded_trials``: the session's
-    whole-trial rows (DataFrame), compared with the re-analysed ones trial by trial."""
+    whole-trial rows (DataFrame), compared with the re-analysed ones trial by trial; ``t0_us``:
+    the session's start (:attr:`ReplaySession.t0_us`), from which the summary counts seconds."""
     rec = {}
     if recorded is not None:
         for _, r in recorded.iterrows():
@@ -429,7 +438,9 @@ def compare_predictions(recorded, new: List[object], recorded_trials=None) -> Co
             ch_fer.append((k[1], str(r["fer_top"]), p.fer_top))
     out = Comparison(matched=len(keys), only_recorded=len(set(rec) - set(got)), only_new=len(set(got) - set(rec)),
                      max_abs_diff=np.array(diffs, float), t_end_us=np.array(ends, np.int64),
-                     changed_er_top=ch_er, changed_fer_top=ch_fer)
+                     changed_er_top=ch_er, changed_fer_top=ch_fer, t0_us=int(t0_us),
+                     window_trial={k[1]: int(rec[k]["trial"]) if "trial" in rec[k] else int(got[k].trial)
+                                   for k in keys})
     rec_tr = {}
     if recorded_trials is not None:
         for _, r in recorded_trials.iterrows():
