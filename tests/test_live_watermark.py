@@ -128,6 +128,7 @@ def test_a_stalled_stream_is_waited_for_at_most_max_wait_and_named():
     (w2, lat2, _), = r.step(end + HOP_US + 10_000)
     assert w2.t_end_us == end + HOP_US and lat2["stalled"] == "gaze"
     assert r.engine.stats.stalled_windows == 2
+    assert "2 windows assembled without waiting for a stalled stream" in r.engine.summary_line()
     # the tracker comes back: it is waited for again
     r.deliver(gaze_to=end + 3 * HOP_US)
     (w3, lat3, _), = r.step(end + 2 * HOP_US + 10_000)

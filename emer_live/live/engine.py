@@ -653,7 +653,8 @@ class LiveEngine:
         if self.latencies["total"]:
             slowest = max(self.STAGES, key=lambda k: lat[k]["p95"])
         out = {"predictions": self.stats.made, "dropped": self.stats.dropped, "batches": self.stats.batches,
-               "errors": len(self.errors), "latency_ms": lat, "slowest_stage": slowest}
+               "errors": len(self.errors), "latency_ms": lat, "slowest_stage": slowest,
+               "stalled_windows": self.stats.stalled_windows}
         if self.face_cache is not None:
             out["face_cache"] = {"frames_encoded": self.face_cache.encoded, "hits": self.face_cache.hits}
         return out
@@ -666,6 +667,9 @@ class LiveEngine:
                             for k, v in s["latency_ms"].items()))
         if s["slowest_stage"]:
             line += f"; slowest stage: {s['slowest_stage']}"
+        if s["stalled_windows"]:
+            line += (f"; {s['stalled_windows']} windows assembled without waiting for a stalled stream "
+                     "(their predictions name it)")
         return line
 
 
