@@ -73,7 +73,8 @@ def test_compare_predictions_per_window_and_trial():
     rows, new = [], []
     for k in range(4):
         er, fer = rng.dirichlet(np.ones(7)), rng.dirichlet(np.ones(7))
-        row = {"kind": "window", "t_start_us": k * 10**6, "t_end_us": k * 10**6 + 2 * 10**6, "trial": 2 if k == 2 else -1,
+        row = {"kind": "window", "t_start_us": k * 10**6, "t_end_us": k * 10**6 + 2 * 10**6,
+               "trial": 2 if k == 2 else -1,
                "er_top": ER7_CLASSES[int(np.argmax(er))], "fer_top": ER7_CLASSES[int(np.argmax(fer))]}
         row.update({f"er7_{c}": er[i] for i, c in enumerate(ER7_CLASSES)})
         row.update({f"fer7_{c}": fer[i] for i, c in enumerate(ER7_CLASSES)})

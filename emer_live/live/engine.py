@@ -2,8 +2,10 @@
 
 Two threads besides the caller's: a **scheduler** that, every hop, assembles the last W seconds
 from the live streams into a :class:`~emer_live.features.windows.Window` (cheap: gaze features
-and, with hop = W/8, one new face crop per hop), and a **model worker** that runs EMERT and
-publishes :class:`~emer_live.live.prediction.Prediction` objects to callbacks, a bounded
+and, with hop = W/8, one new face crop per hop) once every stream has delivered past the
+window's end - so a live window holds what a replay of the recording gives it, whatever the
+machine's load (:meth:`LiveEngine.data_horizon`; docs/performance.md) - and a **model worker**
+that runs EMERT and publishes :class:`~emer_live.live.prediction.Prediction` objects to callbacks, a bounded
 thread-safe queue and the session's ``predictions.tsv``. Neither ever blocks capture or the GUI:
 between them sits a bounded queue; when the model falls behind, the worker scores every pending
 window in one batch on a GPU, and on a CPU drops the oldest pending window with a counter.
@@ -148,17 +150,18 @@ class LiveEngine:
 
     Latency (``Prediction.latency_ms``, ms, each stage measured on its own, never negative):
     ``wait`` from the window's end (session clock) until its data was complete and assembly
-    began (live: the slowest stream's delivery delay), ``assemble`` reading this window's data (gaze rows, frames decoded in this call), ``features``
-    the rest of building it (eye/fixation features, face crops made now, session reference,
-    normalisation), ``queue`` waiting for the model worker, ``model`` the model call that scored it
-    (the whole batch's wall time), ``total`` from the start of building to publishing.
+    began (live: the slowest stream's delivery delay), ``assemble`` reading this window's data
+    (gaze rows, frames decoded in this call), ``features`` the rest of building it (eye/fixation
+    features, face crops made now, session reference, normalisation), ``queue`` waiting for the
+    model worker, ``model`` the model call that scored it (the whole batch's wall time),
+    ``total`` from the start of building to publishing.
     """
 
     STAGES = ("assemble", "features", "queue", "model")
 
     def __init__(self, *, builder: WindowBuilder, model, clock, t_origin_us: Optional[int] = None,
-                 grace_s: float = 0.1, max_wait_s: float = MAX_WAIT_S, max_pending: int = 2, log: Optional[PredictionLog] = None,
-                 output_queue_size: int = 256, face_cache: bool = True) -> None:
+                 grace_s: float = 0.1, max_wait_s: float = MAX_WAIT_S, max_pending: int = 2,
+                 log: Optional[PredictionLog] = None, output_queue_size: int = 256, face_cache: bool = True) -> None:
         self.builder = builder
         self.spec: WindowSpec = builder.spec
         self.model = model
