@@ -11,7 +11,7 @@ import pytest
 
 from emer_live.clock import ReplayClock
 from emer_live.features.windows import FaceSampler, RecordingSource, StreamSource, WindowBuilder, WindowSpec
-from emer_live.live.engine import LiveEngine
+from emer_live.live.engine import LiveEngine, window_inputs
 from emer_live.schema import GAZE_DTYPE, frame_dtype
 from emer_live.streams import Stream
 
@@ -110,6 +110,7 @@ def test_a_window_waits_for_samples_and_frames_in_flight():
                         grid_origin_us=T0).build(end)
     np.testing.assert_array_equal(w.eye, rec.eye)
     np.testing.assert_array_equal(w.face, rec.face)
+    assert window_inputs(w) == window_inputs(rec) and window_inputs(w)["n_gaze"] == 200
     # each grid crop came from the last frame at or before its grid time, though that frame was
     # delivered after the grid time had passed
     grid = r.engine.builder.grid_times(T0, end)
@@ -208,6 +209,7 @@ def test_a_1x_session_under_load_equals_its_reanalysis(tmp_path, clip_library):
     assert r.error is None and r.status == "complete"
     c = compare_predictions(live, r.predictions, s.trial_predictions, t0_us=s.t0_us)
     assert c.only_recorded == 0 and c.matched == len(live), c.text()
+    assert c.inputs_compared == c.matched and not c.inputs_differ and not c.trial_inputs_differ, c.text()
     assert c.overall_max <= 1e-5, c.text()
     assert c.trials_recorded == c.trials_new == 1, c.text()
     assert max(c.trial_max_abs_diff.values()) <= 1e-5, c.text()

@@ -99,3 +99,29 @@ def test_compare_predictions_per_window_and_trial():
     # named as the plots name time: seconds from the session's start, and the trial
     assert f"ER  at 3.0 s (trial 2): {df['er_top'][2]} -> " in cmp.text()
     assert "ER  at 3.0 s (trial 2)" not in compare_predictions(df, new, trial_rows).text()
+    assert cmp.inputs_compared == 0 and "model inputs" not in cmp.text()   # a session from before
+
+
+def test_compare_names_windows_whose_inputs_differed():
+    """predictions.tsv's n_gaze / eye_crc / face_crc against the re-analysed windows' inputs: the
+    summary says whether the data differed or only the arithmetic."""
+    er = np.full(7, 1 / 7)
+    rows, new = [], []
+    for k in range(3):
+        row = {"kind": "window", "t_start_us": k * 10**6, "t_end_us": k * 10**6 + 2 * 10**6, "trial": -1,
+               "er_top": ER7_CLASSES[0], "fer_top": ER7_CLASSES[0], "n_gaze": 500, "eye_crc": 11, "face_crc": 22}
+        row.update({f"er7_{c}": er[i] for i, c in enumerate(ER7_CLASSES)})
+        row.update({f"fer7_{c}": er[i] for i, c in enumerate(ER7_CLASSES)})
+        rows.append(row)
+        p = _pred("window", row["t_start_us"], row["t_end_us"], -1, er, er)
+        p.inputs = {"n_gaze": 500, "eye_crc": 11, "face_crc": 22}
+        new.append(p)
+    new[1].inputs = {"n_gaze": 498, "eye_crc": 12, "face_crc": 23}
+    df = pd.DataFrame(rows)
+    cmp = compare_predictions(df, new, t0_us=0)
+    assert cmp.inputs_compared == 3 and cmp.inputs_differ == [(3 * 10**6, "gaze samples 500 recorded, 498 now, "
+                                                                           "face crops")]
+    assert "model inputs differed in 1 of 3 windows" in cmp.text()
+    assert "inputs at 3.0 s: gaze samples 500 recorded, 498 now, face crops" in cmp.text()
+    new[1].inputs = dict(new[0].inputs)
+    assert "model inputs equal in all 3 windows compared" in compare_predictions(df, new).text()

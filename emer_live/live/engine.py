@@ -20,6 +20,7 @@ import queue
 import threading
 import time
 import traceback
+import zlib
 from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Deque, Dict, List, Optional, Tuple
@@ -32,7 +33,7 @@ from ..features.windows import Window, WindowBuilder, WindowSpec
 from ..labels import er3_probs_from_er7, va_from_probs
 from .prediction import Prediction, PredictionLog, emotion_gap
 
-__all__ = ["LiveEngine", "EngineStats", "EngineError", "window_to_prediction", "MAX_WAIT_S"]
+__all__ = ["LiveEngine", "EngineStats", "EngineError", "window_to_prediction", "window_inputs", "MAX_WAIT_S"]
 
 #: How long the live engine waits for a stream that has not yet delivered through a window's end
 #: (or a face grid time) before it counts the stream as stalled and goes on without it; the
@@ -71,6 +72,24 @@ class EngineError:
 
 def _head(out: Dict[str, np.ndarray], name: str, i: int):
     return None if name not in out else out[name][i]
+
+
+def window_inputs(w) -> Dict[str, int]:
+    """What a window's model inputs were, compactly, for telling later whether a replay built the
+    same window: its gaze sample count and CRC-32 checksums of its raw eye + fixation features and
+    of its face frames (with their masks). Empty for an object that is not a full window."""
+    if not all(hasattr(w, k) for k in ("eye", "fixation", "face", "face_mask")):
+        return {}
+
+    def crc(*arrays) -> int:
+        c = 0
+        for a in arrays:
+            c = zlib.crc32(np.ascontiguousarray(a).tobytes(), c)
+        return int(c)
+
+    return {"n_gaze": int(w.quality.get("n_gaze", 0)),
+            "eye_crc": crc(w.eye, w.eye_mask, w.fixation, w.fixation_mask),
+            "face_crc": crc(w.face, w.face_mask)}
 
 
 def window_to_prediction(out: Dict[str, np.ndarray], i: int, w: Window, *, checkpoint: str, kind: str,
@@ -114,7 +133,7 @@ def window_to_prediction(out: Dict[str, np.ndarray], i: int, w: Window, *, check
                                "face_found_fraction": float(w.quality.get("face_found_fraction", 0.0))},
                       latency_ms=latency_ms, va_source=va_source,
                       er_from_face=bool(out["er_face_fallback"][i]) if "er_face_fallback" in out else False,
-                      fer_source=fer_source, stalled=stalled)
+                      fer_source=fer_source, stalled=stalled, inputs=window_inputs(w))
 
 
 class LiveEngine:

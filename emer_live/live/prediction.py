@@ -69,6 +69,8 @@ class Prediction:
                                       # model ("fer_mini_xception:<id>"), "" when there is no FER
     stalled: str = ""                 # live: streams assembled without waiting for (they had
                                       # stalled), comma-separated; "" = every stream complete
+    inputs: Dict[str, int] = field(default_factory=dict)   # n_gaze, eye_crc, face_crc: what the
+                                      # window held (engine.window_inputs), to compare with a replay
 
     @property
     def er_top(self) -> str:
@@ -113,7 +115,7 @@ PREDICTION_COLUMNS = (
        "gap_jsd", "gap_valence", "disagree", "used_face", "used_eye", "used_fixation",
        "valid_gaze_fraction", "face_found_fraction",
        "lat_assemble_ms", "lat_features_ms", "lat_model_ms", "lat_total_ms", "er_from_face", "fer_source",
-       "lat_wait_ms", "stalled"]
+       "lat_wait_ms", "stalled", "n_gaze", "eye_crc", "face_crc"]
 )
 
 
@@ -154,7 +156,8 @@ class PredictionLog:
                + [p.modalities.get("face", False), p.modalities.get("eye", False), p.modalities.get("fixation", False)]
                + [p.quality.get("valid_gaze_fraction"), p.quality.get("face_found_fraction")]
                + [p.latency_ms.get(k) for k in ("assemble", "features", "model", "total")] + [p.er_from_face]
-               + [p.fer_source, p.latency_ms.get("wait"), p.stalled])
+               + [p.fer_source, p.latency_ms.get("wait"), p.stalled]
+               + [p.inputs.get(k, -1) for k in ("n_gaze", "eye_crc", "face_crc")])
         line = "\t".join(_fmt(v) for v in row) + "\n"
         with self._lock:
             self._f.write(line)
