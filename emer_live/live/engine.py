@@ -5,10 +5,11 @@ from the live streams into a :class:`~emer_live.features.windows.Window` (cheap:
 and, with hop = W/8, one new face crop per hop) once every stream has delivered past the
 window's end - so a live window holds what a replay of the recording gives it, whatever the
 machine's load (:meth:`LiveEngine.data_horizon`; docs/performance.md) - and a **model worker**
-that runs EMERT and publishes :class:`~emer_live.live.prediction.Prediction` objects to callbacks, a bounded
-thread-safe queue and the session's ``predictions.tsv``. Neither ever blocks capture or the GUI:
-between them sits a bounded queue; when the model falls behind, the worker scores every pending
-window in one batch on a GPU, and on a CPU drops the oldest pending window with a counter.
+that runs EMERT and publishes :class:`~emer_live.live.prediction.Prediction` objects to
+callbacks, a bounded thread-safe queue and the session's ``predictions.tsv``. Neither ever
+blocks capture or the GUI: between them sits a bounded queue; when the model falls behind, the
+worker scores every pending window in one batch on a GPU, and on a CPU drops the oldest pending
+window with a counter.
 
 :meth:`LiveEngine.process` builds and scores one window synchronously - the path offline
 re-analysis (``--speed max``) takes, so it gives the same numbers as the live run.
