@@ -39,7 +39,8 @@ def test_live_predictions_complete(live_run):
         for k in ("er7", "fer7", "er3", "er_va", "gap", "modalities", "quality", "latency_ms", "checkpoint"):
             assert q[k] is not None, k
         assert abs(sum(q["er7"]) - 1) < 1e-4 and len(q["er7"]) == 7
-        assert set(q["latency_ms"]) == {"assemble", "features", "queue", "model", "total"}
+        assert set(q["latency_ms"]) == {"wait", "assemble", "features", "queue", "model", "total"}
+        assert q["stalled"] == ""
         assert min(q["latency_ms"].values()) >= 0
         assert 0 <= q["gap"]["jsd"] <= 1
     assert "0 dropped" in p.stdout and "summary:" in p.stdout

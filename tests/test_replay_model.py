@@ -73,7 +73,8 @@ def test_compare_predictions_per_window_and_trial():
     rows, new = [], []
     for k in range(4):
         er, fer = rng.dirichlet(np.ones(7)), rng.dirichlet(np.ones(7))
-        row = {"kind": "window", "t_start_us": k * 10**6, "t_end_us": k * 10**6 + 2 * 10**6, "trial": -1,
+        row = {"kind": "window", "t_start_us": k * 10**6, "t_end_us": k * 10**6 + 2 * 10**6,
+               "trial": 2 if k == 2 else -1,
                "er_top": ER7_CLASSES[int(np.argmax(er))], "fer_top": ER7_CLASSES[int(np.argmax(fer))]}
         row.update({f"er7_{c}": er[i] for i, c in enumerate(ER7_CLASSES)})
         row.update({f"fer7_{c}": fer[i] for i, c in enumerate(ER7_CLASSES)})
@@ -89,9 +90,38 @@ def test_compare_predictions_per_window_and_trial():
     df = pd.DataFrame(rows)
     trial_rows = df.iloc[:1].assign(kind="trial", trial=1)
     new.append(_pred("trial", 0, 1, 1, df.iloc[0][[f"er7_{c}" for c in ER7_CLASSES]].to_numpy(float), fer))
-    cmp = compare_predictions(df, new, trial_rows)
+    cmp = compare_predictions(df, new, trial_rows, t0_us=10**6)
     assert (cmp.matched, cmp.only_recorded, cmp.only_new) == (3, 1, 1)
     assert cmp.max_abs_diff[0] == 0 and abs(cmp.max_abs_diff[1] - 0.01) < 1e-12 and cmp.max_abs_diff[2] > 0
     assert [t for t, _, _ in cmp.changed_er_top] == [4 * 10**6]
     assert cmp.trial_max_abs_diff == {1: 0.0} and not cmp.changed_trial_top
     assert "3 windows matched" in cmp.text() and "ER top class changed in 1 windows" in cmp.text()
+    # named as the plots name time: seconds from the session's start, and the trial
+    assert f"ER  at 3.0 s (trial 2): {df['er_top'][2]} -> " in cmp.text()
+    assert "ER  at 3.0 s (trial 2)" not in compare_predictions(df, new, trial_rows).text()
+    assert cmp.inputs_compared == 0 and "model inputs" not in cmp.text()   # a session from before
+
+
+def test_compare_names_windows_whose_inputs_differed():
+    """predictions.tsv's n_gaze / eye_crc / face_crc against the re-analysed windows' inputs: the
+    summary says whether the data differed or only the arithmetic."""
+    er = np.full(7, 1 / 7)
+    rows, new = [], []
+    for k in range(3):
+        row = {"kind": "window", "t_start_us": k * 10**6, "t_end_us": k * 10**6 + 2 * 10**6, "trial": -1,
+               "er_top": ER7_CLASSES[0], "fer_top": ER7_CLASSES[0], "n_gaze": 500, "eye_crc": 11, "face_crc": 22}
+        row.update({f"er7_{c}": er[i] for i, c in enumerate(ER7_CLASSES)})
+        row.update({f"fer7_{c}": er[i] for i, c in enumerate(ER7_CLASSES)})
+        rows.append(row)
+        p = _pred("window", row["t_start_us"], row["t_end_us"], -1, er, er)
+        p.inputs = {"n_gaze": 500, "eye_crc": 11, "face_crc": 22}
+        new.append(p)
+    new[1].inputs = {"n_gaze": 498, "eye_crc": 12, "face_crc": 23}
+    df = pd.DataFrame(rows)
+    cmp = compare_predictions(df, new, t0_us=0)
+    assert cmp.inputs_compared == 3 and cmp.inputs_differ == [(3 * 10**6, "gaze samples 500 recorded, 498 now, "
+                                                                           "face crops")]
+    assert "model inputs differed in 1 of 3 windows" in cmp.text()
+    assert "inputs at 3.0 s: gaze samples 500 recorded, 498 now, face crops" in cmp.text()
+    new[1].inputs = dict(new[0].inputs)
+    assert "model inputs equal in all 3 windows compared" in compare_predictions(df, new).text()

@@ -379,7 +379,9 @@ class ReplaySession:
 # ---------------------------------------------------------------------- comparison
 @dataclass
 class Comparison:
-    """Re-analysed windows beside recorded ones, matched on (t_start_us, t_end_us)."""
+    """Re-analysed windows beside recorded ones, matched on (t_start_us, t_end_us). :meth:`text`
+    names windows by their end in seconds from ``t0_us`` (the session's start, where the replay
+    plots put 0) and by their trial."""
 
     matched: int
     only_recorded: int
@@ -392,6 +394,17 @@ class Comparison:
     trials_new: int = 0
     trial_max_abs_diff: Dict[int, float] = field(default_factory=dict)   # trial -> max |difference|
     changed_trial_top: List[Tuple[int, str, str]] = field(default_factory=list)   # (trial, recorded, new)
+    t0_us: int = 0                               # where the session's time axis starts
+    window_trial: Dict[int, int] = field(default_factory=dict)   # t_end -> trial (-1: none)
+    # model inputs (predictions.tsv n_gaze, eye_crc, face_crc; recorded since 2026-12-07): how many
+    # matched windows had them on both sides, and (t_end, what differed) where they were not equal
+    inputs_compared: int = 0
+    inputs_differ: List[Tuple[int, str]] = field(default_factory=list)
+    trial_inputs_differ: List[Tuple[int, str]] = field(default_factory=list)   # (trial, what)
+
+    def _when(self, t_end_us: int) -> str:
+        trial = self.window_trial.get(int(t_end_us), -1)
+        return f"{(t_end_us - self.t0_us) / 1e6:.1f} s" + (f" (trial {trial})" if trial >= 0 else "")
 
     @property
     def overall_max(self) -> float:
@@ -411,30 +424,67 @@ class Comparison:
                          f"changed in {len(self.changed_trial_top)}")
             for n, a, b in self.changed_trial_top[:8]:
                 lines.append(f"  trial {n}: {a} -> {b}")
+        if self.inputs_compared:
+            if self.inputs_differ or self.trial_inputs_differ:
+                lines.append(f"model inputs differed in {len(self.inputs_differ)} of {self.inputs_compared} windows"
+                             f" and {len(self.trial_inputs_differ)} whole-trial windows (the data differed, "
+                             "not the arithmetic)")
+                for t, what in self.inputs_differ[:4]:
+                    lines.append(f"  inputs at {self._when(t)}: {what}")
+                for n, what in self.trial_inputs_differ[:4]:
+                    lines.append(f"  inputs of trial {n}: {what}")
+            else:
+                lines.append(f"model inputs equal in all {self.inputs_compared} windows compared")
         for t, a, b in self.changed_er_top[:8]:
-            lines.append(f"  ER  at {t / 1e6:.1f} s: {a} -> {b}")
+            lines.append(f"  ER  at {self._when(t)}: {a} -> {b}")
         for t, a, b in self.changed_fer_top[:8]:
-            lines.append(f"  FER at {t / 1e6:.1f} s: {a} -> {b}")
+            lines.append(f"  FER at {self._when(t)}: {a} -> {b}")
         return "\n".join(lines)
+
+
+def _inputs_differ(row, p) -> Optional[str]:
+    """None when a recorded row and a re-analysed prediction had the same model inputs (or either
+    does not say), else what differed."""
+    got = getattr(p, "inputs", None) or {}
+    rec = {}
+    for k in ("n_gaze", "eye_crc", "face_crc"):
+        v = row.get(k) if hasattr(row, "get") else None
+        if v is None or (isinstance(v, float) and math.isnan(v)) or int(v) < 0 or k not in got:
+            return None
+        rec[k] = int(v)
+    what = []
+    if rec["n_gaze"] != int(got["n_gaze"]):
+        what.append(f"gaze samples {rec['n_gaze']} recorded, {int(got['n_gaze'])} now")
+    elif rec["eye_crc"] != int(got["eye_crc"]):
+        what.append("eye/fixation features")
+    if rec["face_crc"] != int(got["face_crc"]):
+        what.append("face crops")
+    return ", ".join(what)
 
 
 def _probs(row, prefix: str) -> np.ndarray:
     return np.array([float(row[f"{prefix}_{c}"]) for c in ER7_CLASSES], float)
 
 
-def compare_predictions(recorded, new: List[object], recorded_trials=None) -> Comparison:
+def compare_predictions(recorded, new: List[object], recorded_trials=None, *, t0_us: int = 0) -> Comparison:
     """``recorded``: the session's window rows (DataFrame); ``new``: re-analysed
     :class:`~emer_live.live.prediction.Prediction` objects; ``recorded_trials``: the session's
-    whole-trial rows (DataFrame), compared with the re-analysed ones trial by trial."""
+    whole-trial rows (DataFrame), compared with the re-analysed ones trial by trial; ``t0_us``:
+    the session's start (:attr:`ReplaySession.t0_us`), from which the summary counts seconds."""
     rec = {}
     if recorded is not None:
         for _, r in recorded.iterrows():
             rec[(int(r["t_start_us"]), int(r["t_end_us"]))] = r
     got = {(int(p.t_start_us), int(p.t_end_us)): p for p in new if p.kind == "window"}
     keys = sorted(set(rec) & set(got), key=lambda k: k[1])
-    diffs, ends, ch_er, ch_fer = [], [], [], []
+    diffs, ends, ch_er, ch_fer, compared, differ = [], [], [], [], 0, []
     for k in keys:
         r, p = rec[k], got[k]
+        what = _inputs_differ(r, p)
+        if what is not None:
+            compared += 1
+            if what:
+                differ.append((k[1], what))
         d = np.abs(_probs(r, "er7") - np.asarray(p.er7, float))
         if p.fer7 is not None:
             d = np.concatenate([d, np.abs(_probs(r, "fer7") - np.asarray(p.fer7, float))])
@@ -446,7 +496,9 @@ def compare_predictions(recorded, new: List[object], recorded_trials=None) -> Co
             ch_fer.append((k[1], str(r["fer_top"]), p.fer_top))
     out = Comparison(matched=len(keys), only_recorded=len(set(rec) - set(got)), only_new=len(set(got) - set(rec)),
                      max_abs_diff=np.array(diffs, float), t_end_us=np.array(ends, np.int64),
-                     changed_er_top=ch_er, changed_fer_top=ch_fer)
+                     changed_er_top=ch_er, changed_fer_top=ch_fer, t0_us=int(t0_us),
+                     window_trial={k[1]: int(rec[k]["trial"]) if "trial" in rec[k] else int(got[k].trial)
+                                   for k in keys}, inputs_compared=compared, inputs_differ=differ)
     rec_tr = {}
     if recorded_trials is not None:
         for _, r in recorded_trials.iterrows():
@@ -455,6 +507,9 @@ def compare_predictions(recorded, new: List[object], recorded_trials=None) -> Co
     out.trials_recorded, out.trials_new = len(rec_tr), len(new_tr)
     for n in sorted(set(rec_tr) & set(new_tr)):
         r, p = rec_tr[n], new_tr[n]
+        what = _inputs_differ(r, p)
+        if what:
+            out.trial_inputs_differ.append((n, what))
         out.trial_max_abs_diff[n] = float(np.nanmax(np.abs(_probs(r, "er7") - np.asarray(p.er7, float))))
         if str(r["er_top"]) != p.er_top:
             out.changed_trial_top.append((n, str(r["er_top"]), p.er_top))

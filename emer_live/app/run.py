@@ -740,8 +740,11 @@ class Run:
         if duration is None and ds.replay is not None:
             duration = ds.replay.duration_s
         eng = self.engine
-        # run until the window ending at `duration` has been assembled (its end + grace)
-        if duration is not None and elapsed >= duration + eng.grace_us / 1e6 + 0.05:
+        # run until the window ending at `duration` has been assembled: once its data has been
+        # delivered, or the engine gave up waiting for a stalled stream (docs/performance.md)
+        last_due = self.t_origin_us + int(round(duration * 1e6)) if duration is not None else None
+        if duration is not None and elapsed >= duration and (
+                eng.next_window_end_us > last_due or elapsed >= duration + eng.max_wait_us / 1e6 + 0.1):
             self._finish("complete", "duration reached")
         elif ds.replay is not None and ds.replay.finished and eng.next_window_end_us > ds.replay.t_end_us + 1:
             self._finish("complete", "replay finished")   # and its last window has been assembled

@@ -111,6 +111,12 @@ class WindowSource(abc.ABC):
     def frame_at(self, t_us: int) -> Optional[np.ndarray]:
         """The BGR frame recorded at exactly ``t_us`` (None if no longer available)."""
 
+    def delivered_through(self) -> Dict[str, Optional[int]]:
+        """Per stream still being delivered: the time of its newest record (None before the
+        first). Streams keep their records in time order, so every record older than this is
+        already here. A recording has nothing in flight: ``{}``."""
+        return {}
+
     stimulus_rect: Optional[Sequence[float]] = None
     #: privacy mode: the source holds the face pipeline's results (crops kept by the recording,
     #: or made on the recording path) instead of frames; :meth:`face_result_at` gives them
@@ -138,6 +144,13 @@ class StreamSource(WindowSource):
         if self.camera_stream is None:
             return np.zeros(0, np.int64)
         return self.camera_stream.window(t0_us, t1_us, fields=["t_us"])["t_us"]
+
+    def delivered_through(self):
+        out = {}
+        for name, stream in (("gaze", self.gaze_stream), ("camera", self.camera_stream)):
+            if stream is not None:
+                out[name] = stream.last_t_us
+        return out
 
     def frame_at(self, t_us):
         if self.camera_stream is None:

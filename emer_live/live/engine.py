@@ -2,11 +2,14 @@
 
 Two threads besides the caller's: a **scheduler** that, every hop, assembles the last W seconds
 from the live streams into a :class:`~emer_live.features.windows.Window` (cheap: gaze features
-and, with hop = W/8, one new face crop per hop), and a **model worker** that runs EMERT and
-publishes :class:`~emer_live.live.prediction.Prediction` objects to callbacks, a bounded
-thread-safe queue and the session's ``predictions.tsv``. Neither ever blocks capture or the GUI:
-between them sits a bounded queue; when the model falls behind, the worker scores every pending
-window in one batch on a GPU, and on a CPU drops the oldest pending window with a counter.
+and, with hop = W/8, one new face crop per hop) once every stream has delivered past the
+window's end - so a live window holds what a replay of the recording gives it, whatever the
+machine's load (:meth:`LiveEngine.data_horizon`; docs/performance.md) - and a **model worker**
+that runs EMERT and publishes :class:`~emer_live.live.prediction.Prediction` objects to
+callbacks, a bounded thread-safe queue and the session's ``predictions.tsv``. Neither ever
+blocks capture or the GUI: between them sits a bounded queue; when the model falls behind, the
+worker scores every pending window in one batch on a GPU, and on a CPU drops the oldest pending
+window with a counter.
 
 :meth:`LiveEngine.process` builds and scores one window synchronously - the path offline
 re-analysis (``--speed max``) takes, so it gives the same numbers as the live run.
@@ -18,6 +21,7 @@ import queue
 import threading
 import time
 import traceback
+import zlib
 from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Deque, Dict, List, Optional, Tuple
@@ -30,7 +34,14 @@ from ..features.windows import Window, WindowBuilder, WindowSpec
 from ..labels import er3_probs_from_er7, va_from_probs
 from .prediction import Prediction, PredictionLog, emotion_gap
 
-__all__ = ["LiveEngine", "EngineStats", "EngineError", "window_to_prediction"]
+__all__ = ["LiveEngine", "EngineStats", "EngineError", "window_to_prediction", "window_inputs", "MAX_WAIT_S"]
+
+#: How long the live engine waits for a stream that has not yet delivered through a window's end
+#: (or a face grid time) before it counts the stream as stalled and goes on without it; the
+#: prediction then names the stream (docs/performance.md, "Live windows wait for their data").
+MAX_WAIT_S = 2.0
+#: How often the live scheduler looks again at a stream it is waiting for.
+DATA_POLL_S = 0.005
 
 
 @dataclass
@@ -38,7 +49,8 @@ class EngineStats:
     made: int = 0
     dropped: int = 0
     batches: int = 0
-    late_windows: int = 0          # windows assembled more than one hop after their end time
+    late_windows: int = 0          # windows skipped because the engine fell far behind
+    stalled_windows: int = 0       # windows assembled without waiting for a stalled stream
 
 
 @dataclass(frozen=True)
@@ -63,9 +75,28 @@ def _head(out: Dict[str, np.ndarray], name: str, i: int):
     return None if name not in out else out[name][i]
 
 
+def window_inputs(w) -> Dict[str, int]:
+    """What a window's model inputs were, compactly, for telling later whether a replay built the
+    same window: its gaze sample count and CRC-32 checksums of its raw eye + fixation features and
+    of its face frames (with their masks). Empty for an object that is not a full window."""
+    if not all(hasattr(w, k) for k in ("eye", "fixation", "face", "face_mask")):
+        return {}
+
+    def crc(*arrays) -> int:
+        c = 0
+        for a in arrays:
+            c = zlib.crc32(np.ascontiguousarray(a).tobytes(), c)
+        return int(c)
+
+    return {"n_gaze": int(w.quality.get("n_gaze", 0)),
+            "eye_crc": crc(w.eye, w.eye_mask, w.fixation, w.fixation_mask),
+            "face_crc": crc(w.face, w.face_mask)}
+
+
 def window_to_prediction(out: Dict[str, np.ndarray], i: int, w: Window, *, checkpoint: str, kind: str,
-                         latency_ms: Dict[str, float]) -> Prediction:
-    """Turn row ``i`` of a model output dict into a :class:`Prediction`."""
+                         latency_ms: Dict[str, float], stalled: str = "") -> Prediction:
+    """Turn row ``i`` of a model output dict into a :class:`Prediction` (``stalled``: the streams
+    the live engine did not wait for, comma-separated)."""
     er7 = _head(out, "er7", i)
     if er7 is None:
         raise ValueError("the checkpoint has no er7 head; the live engine needs 7-class ER output")
@@ -103,7 +134,7 @@ def window_to_prediction(out: Dict[str, np.ndarray], i: int, w: Window, *, check
                                "face_found_fraction": float(w.quality.get("face_found_fraction", 0.0))},
                       latency_ms=latency_ms, va_source=va_source,
                       er_from_face=bool(out["er_face_fallback"][i]) if "er_face_fallback" in out else False,
-                      fer_source=fer_source)
+                      fer_source=fer_source, stalled=stalled, inputs=window_inputs(w))
 
 
 class LiveEngine:
@@ -120,7 +151,15 @@ class LiveEngine:
         Window ends are ``t_origin + W + k * hop``; default: the time :meth:`start` is called.
         A replay passes the live run's origin so both score the same windows.
     grace_s : float
-        How long after a window's end to wait for late samples before assembling it.
+        As-fast-as-possible drivers (:meth:`step` with ``sync``, replays, virtual clocks): how long
+        after a window's end its data counts as complete. The live threads do not guess: they
+        wait until every stream has delivered a record at or after the window's end (its
+        watermark; :meth:`WindowSource.delivered_through`), so a live window holds exactly the
+        data a replay of the recording gives it, whatever the machine's load.
+    max_wait_s : float
+        Live: a stream whose newest record is older than this counts as stalled (a dead tracker,
+        an unplugged camera): windows are assembled without waiting for it, and their predictions
+        name it (``stalled``).
     max_pending : int
         Bound of the queue between scheduler and model worker.
     log : PredictionLog, optional
@@ -130,29 +169,34 @@ class LiveEngine:
         EMERT checkpoint.
 
     Latency (``Prediction.latency_ms``, ms, each stage measured on its own, never negative):
-    ``assemble`` reading this window's data (gaze rows, frames decoded in this call), ``features``
-    the rest of building it (eye/fixation features, face crops made now, session reference,
-    normalisation), ``queue`` waiting for the model worker, ``model`` the model call that scored it
-    (the whole batch's wall time), ``total`` from the start of building to publishing.
+    ``wait`` from the window's end (session clock) until its data was complete and assembly
+    began (live: the slowest stream's delivery delay), ``assemble`` reading this window's data
+    (gaze rows, frames decoded in this call), ``features`` the rest of building it (eye/fixation
+    features, face crops made now, session reference, normalisation), ``queue`` waiting for the
+    model worker, ``model`` the model call that scored it (the whole batch's wall time),
+    ``total`` from the start of building to publishing.
     """
 
     STAGES = ("assemble", "features", "queue", "model")
 
     def __init__(self, *, builder: WindowBuilder, model, clock, t_origin_us: Optional[int] = None,
-                 grace_s: float = 0.1, max_pending: int = 2, log: Optional[PredictionLog] = None,
-                 output_queue_size: int = 256, face_cache: bool = True) -> None:
+                 grace_s: float = 0.1, max_wait_s: float = MAX_WAIT_S, max_pending: int = 2,
+                 log: Optional[PredictionLog] = None, output_queue_size: int = 256, face_cache: bool = True) -> None:
         self.builder = builder
         self.spec: WindowSpec = builder.spec
         self.model = model
         self.clock = clock
         self.t_origin_us = t_origin_us
         self.grace_us = int(grace_s * 1e6)
+        self.max_wait_us = int(max_wait_s * 1e6)
+        self.stalled: Dict[str, Optional[int]] = {}   # live: streams not waited for now -> newest record
+        self._waiting = False          # live: the next piece of work waits for a stream's data
         self.max_pending = max(1, int(max_pending))
         self.log = log
         self.callbacks: List[Callable[[Prediction], None]] = []
         self.predictions: "queue.Queue[Prediction]" = queue.Queue(maxsize=output_queue_size)
         self.stats = EngineStats()
-        self.latencies: Dict[str, List[float]] = {k: [] for k in self.STAGES + ("total",)}
+        self.latencies: Dict[str, List[float]] = {k: [] for k in ("wait",) + self.STAGES + ("total",)}
         self._pending: Deque = deque()
         self._trials: Dict[int, dict] = {}
         self._spans: Dict[int, List[int]] = {}     # trial -> [onset, offset] of announced clips
@@ -291,10 +335,11 @@ class LiveEngine:
         for i, (w, lat, kind) in enumerate(items):
             end = time.perf_counter()
             built = lat.get("_t1", lat["_t0"])
-            latency = {"assemble": lat["assemble"], "features": lat["features"] + prep_ms,
+            latency = {"wait": lat.get("wait", 0.0), "assemble": lat["assemble"], "features": lat["features"] + prep_ms,
                        "queue": max(0.0, (t0 - built) * 1e3 - prep_ms), "model": model_ms,
                        "total": (end - lat["_t0"]) * 1e3}
-            p = window_to_prediction(out, i, w, checkpoint=m.id, kind=kind, latency_ms=latency)
+            p = window_to_prediction(out, i, w, checkpoint=m.id, kind=kind, latency_ms=latency,
+                                     stalled=lat.get("stalled", ""))
             preds.append(p)
             self._publish(p)
         self.stats.batches += 1
@@ -365,11 +410,14 @@ class LiveEngine:
     def finish_trials(self) -> List[Prediction]:
         """Score, now, every announced trial whose clip has ended (call after :meth:`stop`: an
         aborted clip still gets its partial whole-trial prediction)."""
-        items = self._service_trials(self.clock.now_us() + self.grace_us)
+        now = self.clock.now_us()
+        items = self._service_trials(now + self.grace_us, now + self.grace_us, now)
         return self.score(items) if items else []
 
-    def _service_trials(self, now: int) -> list:
-        """Prefetch due whole-trial face frames; build the whole-trial windows that are due.
+    def _service_trials(self, cam_by: int, gaze_by: int, now: int) -> list:
+        """Prefetch the whole-trial face frames at or before ``cam_by`` (the camera has delivered
+        through then); build the whole-trial windows whose clip ended by ``gaze_by`` and whose
+        frames are all made.
         Trial state is changed by the controller's thread (:meth:`end_trial`), so each trial is
         taken out under the lock, worked on, and put back unless it was replaced meanwhile."""
         items = []
@@ -378,10 +426,10 @@ class LiveEngine:
         for trial, t in pending:
             sampler = t["sampler"]
             lookback = self.builder.face_lookback_us(t["offset"] - t["onset"])
-            while sampler is not None and t["next"] < len(t["times"]) and t["times"][t["next"]] + self.grace_us <= now:
+            while sampler is not None and t["next"] < len(t["times"]) and t["times"][t["next"]] <= cam_by:
                 sampler.crop_at(self.builder.source, int(t["times"][t["next"]]), lookback_us=lookback)
                 t["next"] += 1
-            if t["offset"] + self.grace_us <= now:
+            if t["offset"] <= gaze_by and (sampler is None or t["next"] >= len(t["times"])):
                 with self._cv:
                     if self._trials.get(trial) is not t:
                         continue          # re-announced while we worked: next step handles it
@@ -391,7 +439,7 @@ class LiveEngine:
                 except Exception as exc:
                     self._record_error(f"trial {trial}", exc)
                     continue
-                items.append((w, lat, "trial"))
+                items.append((w, self._note_wait(lat, t["offset"], now), "trial"))
         return items
 
     def _publish(self, p: Prediction) -> None:
@@ -460,25 +508,37 @@ class LiveEngine:
         return due + self.grace_us
 
     def step(self, now: Optional[int] = None, *, sync: bool = False, defer: Optional[list] = None) -> List[Prediction]:
-        """Do everything due at ``now``: face frames of passed grid times, whole-trial frames and
-        windows, and the next sliding window if its end (+ grace) has passed. With ``sync`` the
-        windows are scored here and returned; otherwise they go to the model worker's queue.
-        With ``sync`` and a ``defer`` list, the built windows are appended to it instead, for the
-        caller to :meth:`score` several at once (a fast replay's batches)."""
+        """Do everything whose data is complete at ``now``: face frames of passed grid times,
+        whole-trial frames and windows, and the next sliding window. With ``sync`` (drivers that
+        move time on themselves) data counts as complete ``grace`` after its time, and the
+        windows are scored here and returned; otherwise (the live scheduler) only once every
+        stream has delivered past it (:meth:`data_horizon`), and the windows go to the model
+        worker's queue. With ``sync`` and a ``defer`` list, the built windows are appended to it
+        instead, for the caller to :meth:`score` several at once (a fast replay's batches)."""
         if not hasattr(self, "_t_end"):
             self.init_schedule()
-        b, hop, grace = self.builder, self.spec.hop_us, self.grace_us
+        b, hop = self.builder, self.spec.hop_us
         now = self.clock.now_us() if now is None else now
+        # work at time t is due once t <= its stream's horizon: every record before t has been
+        # delivered (and a frame at t itself: a later one with the same time is never the one a
+        # window takes). Face crops need the camera only (its ring holds seconds), windows the
+        # gaze and their grid crops.
+        if sync:
+            cam_by = gaze_by = due_by = now - self.grace_us
+        else:
+            h = self.data_horizon(now)
+            cam_by, gaze_by = h.get("camera", now), h.get("gaze", now)
+            due_by = min(cam_by, gaze_by)
         out: List[Prediction] = []
-        if not sync and now - self._t_end > hop + grace:
-            # far behind (a stall): skip to the newest window instead of piling up
-            skipped = (now - grace - self._t_end) // hop
+        if not sync and due_by - self._t_end > hop + self.max_wait_us:
+            # far behind (the engine itself stalled, not the data): skip to the newest window
+            skipped = (due_by - self._t_end) // hop
             self.stats.late_windows += int(skipped)
             self.stats.dropped += int(skipped)
             self._t_end += int(skipped) * hop
         # face crops of grid times that have passed, while their frames are in the ring
         step = b.face_step_us
-        while self._next_face is not None and self._next_face + grace <= now:
+        while self._next_face is not None and self._next_face <= cam_by:
             if self._next_face >= self._t_end - self.spec.window_us - step:
                 try:
                     crop = b.prefetch_face(self._next_face)
@@ -490,20 +550,55 @@ class LiveEngine:
         with self._cv:
             busy = bool(self._trials)
         if busy:
-            for item in self._service_trials(now):
+            for item in self._service_trials(cam_by, gaze_by, now):
                 out += self._dispatch(item, sync, defer)
-        while self._t_end + grace <= now:
+        # a window is due once the gaze is complete through its end and its grid crops are made
+        while self._t_end <= gaze_by and (self._next_face is None or self._next_face >= self._t_end):
             try:
                 item = self.build(self._t_end, trial=self._trial_of(self._t_end))
             except Exception as exc:  # keep running; the error is counted and shown
                 self._record_error(f"window {self._t_end}", exc)
                 item = None
-            self._t_end += hop
             if item is not None:
-                out += self._dispatch((item[0], item[1], "window"), sync, defer)
+                lat = self._note_wait(item[1], self._t_end, now)
+                if lat.get("stalled"):
+                    self.stats.stalled_windows += 1
+                out += self._dispatch((item[0], lat, "window"), sync, defer)
+            self._t_end += hop
             if not sync:
                 break
+        self._waiting = not sync and self._next_work_us() <= now
         return out
+
+    def data_horizon(self, now: int) -> Dict[str, int]:
+        """Live: per stream the window source reads, the session time before which it has
+        delivered all its records - its newest record's time (streams keep time order), at most
+        ``now``. A stream whose newest record is more than ``max_wait`` old (or that has
+        delivered nothing ``max_wait`` after the origin) is stalled: it is not waited for (its
+        horizon is ``now``), and :attr:`stalled` names it."""
+        out: Dict[str, int] = {}
+        stalled: Dict[str, Optional[int]] = {}
+        for name, last in self.builder.source.delivered_through().items():
+            newest = int(last) if last is not None else int(self.t_origin_us) - 1
+            if now - newest > self.max_wait_us:
+                stalled[name] = None if last is None else int(last)
+                out[name] = int(now)
+            else:
+                out[name] = min(int(now), newest)
+        self.stalled = stalled
+        return out
+
+    def _note_wait(self, lat: dict, t_due_us: int, now: int) -> dict:
+        """Add to a built window's latency record how long after its end it was assembled, and
+        the streams it did not wait for (live)."""
+        lat["wait"] = max(0.0, (now - int(t_due_us)) / 1e3)
+        stalled = {k: v for k, v in self.stalled.items() if v is None or v < int(t_due_us)}
+        lat["stalled"] = ",".join(sorted(stalled))
+        return lat
+
+    def _next_work_us(self) -> int:
+        """Session time of the next piece of work (window end, face frame, trial), no grace."""
+        return self.next_due_us() - self.grace_us
 
     def _trial_of(self, t_end_us: int) -> int:
         """The trial whose clip holds the whole sliding window ending at ``t_end_us`` (as training
@@ -536,12 +631,16 @@ class LiveEngine:
 
     def _scheduler(self) -> None:
         while not self._stop.is_set():
-            wake = self.next_due_us()
-            with self._cv:
-                busy = bool(self._trials)
-            if busy:
-                wake = min(wake, self.clock.now_us() + 20_000)
-            _sleep_until(self.clock, wake, self._stop)
+            if self._waiting:
+                # due work whose data is still in flight: look at the streams again shortly
+                self._stop.wait(DATA_POLL_S)
+            else:
+                wake = self._next_work_us()
+                with self._cv:
+                    busy = bool(self._trials)
+                if busy:
+                    wake = min(wake, self.clock.now_us() + 20_000)
+                _sleep_until(self.clock, wake, self._stop)
             if self._stop.is_set():
                 return
             try:
@@ -577,7 +676,8 @@ class LiveEngine:
         if self.latencies["total"]:
             slowest = max(self.STAGES, key=lambda k: lat[k]["p95"])
         out = {"predictions": self.stats.made, "dropped": self.stats.dropped, "batches": self.stats.batches,
-               "errors": len(self.errors), "latency_ms": lat, "slowest_stage": slowest}
+               "errors": len(self.errors), "latency_ms": lat, "slowest_stage": slowest,
+               "stalled_windows": self.stats.stalled_windows}
         if self.face_cache is not None:
             out["face_cache"] = {"frames_encoded": self.face_cache.encoded, "hits": self.face_cache.hits}
         return out
@@ -590,6 +690,9 @@ class LiveEngine:
                             for k, v in s["latency_ms"].items()))
         if s["slowest_stage"]:
             line += f"; slowest stage: {s['slowest_stage']}"
+        if s["stalled_windows"]:
+            line += (f"; {s['stalled_windows']} windows assembled without waiting for a stalled stream "
+                     "(their predictions name it)")
         return line
 
 

@@ -67,6 +67,10 @@ class Prediction:
     er_from_face: bool = False        # face fallback: ER taken from the face alone (it was sure)
     fer_source: str = ""              # where fer7 came from: "emert" (its FER head), a pretrained
                                       # model ("fer_mini_xception:<id>"), "" when there is no FER
+    stalled: str = ""                 # live: streams assembled without waiting for (they had
+                                      # stalled), comma-separated; "" = every stream complete
+    inputs: Dict[str, int] = field(default_factory=dict)   # n_gaze, eye_crc, face_crc: what the
+                                      # window held (engine.window_inputs), to compare with a replay
 
     @property
     def er_top(self) -> str:
@@ -92,6 +96,7 @@ class Prediction:
         gap = "-" if self.gap is None else f"{self.gap['jsd']:.2f}{'!' if self.gap['disagree'] else ''}"
         used = "".join(c if self.modalities.get(m) else "." for c, m in (("F", "face"), ("E", "eye"), ("X", "fixation")))
         used += ", ER face" if self.er_from_face else ""
+        used += f", without {self.stalled} (stalled)" if self.stalled else ""
         return (f"t={t:8.2f}s {'trial ' + str(self.trial) if self.kind == 'trial' else 'win':>8} "
                 f"ER {self.er_top:<9} {max(self.er7):.2f}  FER {str(self.fer_top):<9} "
                 f"{'' if self.fer7 is None else f'{max(self.fer7):.2f}'}  gap {gap:<5} [{used}] "
@@ -109,7 +114,8 @@ PREDICTION_COLUMNS = (
     + ["er_valence", "er_arousal", "fer_valence", "fer_arousal", "fer_intensity", "va_source",
        "gap_jsd", "gap_valence", "disagree", "used_face", "used_eye", "used_fixation",
        "valid_gaze_fraction", "face_found_fraction",
-       "lat_assemble_ms", "lat_features_ms", "lat_model_ms", "lat_total_ms", "er_from_face", "fer_source"]
+       "lat_assemble_ms", "lat_features_ms", "lat_model_ms", "lat_total_ms", "er_from_face", "fer_source",
+       "lat_wait_ms", "stalled", "n_gaze", "eye_crc", "face_crc"]
 )
 
 
@@ -150,7 +156,8 @@ class PredictionLog:
                + [p.modalities.get("face", False), p.modalities.get("eye", False), p.modalities.get("fixation", False)]
                + [p.quality.get("valid_gaze_fraction"), p.quality.get("face_found_fraction")]
                + [p.latency_ms.get(k) for k in ("assemble", "features", "model", "total")] + [p.er_from_face]
-               + [p.fer_source])
+               + [p.fer_source, p.latency_ms.get("wait"), p.stalled]
+               + [p.inputs.get(k, -1) for k in ("n_gaze", "eye_crc", "face_crc")])
         line = "\t".join(_fmt(v) for v in row) + "\n"
         with self._lock:
             self._f.write(line)

@@ -13,7 +13,10 @@ window, whose frames come from its own sampler) has its 8 frames encoded afresh 
 The owner (the live engine) keeps one cache per face sampler, so a key always names one crop.
 
 On CUDA the frames are encoded channels-last under bf16 autocast and the features stay on the
-device; on the CPU the encoder runs in float32 (exact).
+device; on the CPU the encoder runs in float32, one frame at a time: the live engine meets its grid
+frames one by one, and the CPU kernels round a batch of frames differently from single frames (up
+to ~1e-5 in the features), so a replay that encoded its frames in batches would not reproduce the
+live predictions to 1e-5 (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -77,7 +80,10 @@ class FaceFeatureCache:
             x = x.contiguous(memory_format=torch.channels_last)
             ctx = torch.autocast("cuda", dtype=torch.bfloat16)
         with torch.inference_mode(), ctx:
-            out = self.net.encode_frames(x)
+            if self.cuda:
+                out = self.net.encode_frames(x)
+            else:   # as the live engine encodes them: one frame at a time, the same rounding
+                out = torch.cat([self.net.encode_frames(x[i:i + 1]) for i in range(len(x))])
         self.encoded += len(frames)
         return out.float()
 

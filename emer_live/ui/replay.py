@@ -1070,7 +1070,7 @@ class ReplayWindow(QtWidgets.QMainWindow):
         if self.session is None:
             return
         self.comparison = compare_predictions(self.session.windows, self.reanalysed + self.reanalysed_trials,
-                                              self.session.trial_predictions)
+                                              self.session.trial_predictions, t0_us=self.session.t0_us)
         self.reanalysis_text.setPlainText(head + "\n" + self.comparison.text())
         self._draw_new_curves()
 
