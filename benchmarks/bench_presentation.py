@@ -47,7 +47,7 @@ def load_average() -> str:
         return f"CPU {psutil.cpu_percent(interval=0.5):.0f} %"
 
 
-def play_clips(app, screen, library: Path, clips, out: Path):
+def play_clips(app, screen, library: Path, clips, out: Path, console=None):
     """Run a session of ``clips`` (1 s fixation, the clip, an instant SAM, 0.5 s rest) on the Qt
     presenter; returns the per-trial presentation rows (recording/presentation.py)."""
     from PyQt6 import QtCore
@@ -64,6 +64,8 @@ def play_clips(app, screen, library: Path, clips, out: Path):
     rec = Recorder(out, clock=clock, meta={"kind": "session", "time_scale": 1.0})
     rec.start(thread=False)
     presenter = QtPresenter(screen, clock=lambda: clock)
+    if console is not None:
+        console.presenter = presenter        # the console knows when a clip plays, as in a session
     trials = []
     for k, clip in enumerate(clips):
         info = probe_video(library / clip.file)
@@ -153,12 +155,12 @@ def main() -> int:
         while time.perf_counter() < end:
             app.processEvents(QtCore.QEventLoop.ProcessEventsFlag.AllEvents, 50)
             time.sleep(0.001)
-        rows, errors = play_clips(app, screen, library, clips, tmp / "live")
+        rows, errors = play_clips(app, screen, library, clips, tmp / "live", console=win)
         s = win.run.engine.summary()
         results["live"] = report("live (recording + model + console)", rows)
         print(f"  during it: {s['predictions']} predictions, model latency p95 {s['latency_ms']['total']['p95']:.0f} ms; "
               f"{load_average()}")
-        win.participant_screen = None
+        win.participant_screen = win.presenter = None
         win.close()
     for name, r in results.items():
         ok = r["p95"] < r["frame_ms"] and r["worst"] <= 2 * r["frame_ms"]

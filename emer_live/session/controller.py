@@ -79,8 +79,11 @@ class Presenter(Protocol):
 
     def show_fixation(self) -> None: ...
 
-    def prepare(self, trial: TrialSpec) -> None:
-        """Load ``trial``'s clip now (during the fixation cross) so playback starts at once."""
+    def prepare(self, trial: TrialSpec, *, due_us: Optional[int] = None) -> None:
+        """Load ``trial``'s clip now (during the fixation cross) so playback starts at once;
+        ``due_us``: the session time the clip is due (its planned onset). A presenter may start
+        the clip by itself then, ahead of the controller's :meth:`play` (which comes at the
+        controller's next tick), and report the frames it presented meanwhile from ``play``."""
 
     def play(self, trial: TrialSpec, on_frame: Callable[[int, int], None], *, onset_us: int) -> None:
         """Start the clip; ``onset_us`` is the session time the controller logged as its onset."""
@@ -110,7 +113,7 @@ class SimulatedPresenter:
     def show_fixation(self) -> None:
         pass
 
-    def prepare(self, trial: TrialSpec) -> None:
+    def prepare(self, trial: TrialSpec, *, due_us: Optional[int] = None) -> None:
         pass
 
     def show_blank(self) -> None:
@@ -287,6 +290,8 @@ class SessionController:
                 self.presenter.poll(now)
                 self.presenter.stop()
                 self._end_presentation(now, interrupted="pause")
+            elif self.phase is Phase.FIXATION:
+                self.presenter.stop()          # the clip is no longer due when it was
             self._set_phase(Phase.PAUSED, None, now)
 
     def resume(self) -> None:
@@ -299,6 +304,8 @@ class SessionController:
             if phase is Phase.STIMULUS:
                 self._begin_fixation(now, restart=True)
             else:
+                if phase is Phase.FIXATION:
+                    self.presenter.prepare(self.trial.spec, due_us=now + (left or 0))
                 self._set_phase(phase, left, now)
 
     def abort(self, reason: str = "operator") -> None:
@@ -417,8 +424,9 @@ class SessionController:
     def _begin_fixation(self, now: int, restart: bool = False) -> None:
         self._event("fixation_cross", t_us=now, restart=restart) if restart else self._event("fixation_cross", t_us=now)
         self.presenter.show_fixation()
-        self.presenter.prepare(self.trial.spec)
-        self._set_phase(Phase.FIXATION, self.timing.us(self.timing.fixation_s), now)
+        fixation = self.timing.us(self.timing.fixation_s)
+        self.presenter.prepare(self.trial.spec, due_us=now + fixation)
+        self._set_phase(Phase.FIXATION, fixation, now)
 
     def _begin_stimulus(self, now: int) -> None:
         """The clip is due now (the planned onset). Its observed onset is the first frame the

@@ -250,16 +250,18 @@ def _preparing_thread() -> QtCore.QThread:
     """The one thread that converts and scales video frames for every presenter (started once)."""
     global _PREPARING_THREAD
     if _PREPARING_THREAD is None:
-        import atexit
+        from PyQt6 import sip
 
         t = QtCore.QThread()
         t.setObjectName("emer_live frame preparer")
         t.start()
+        # Qt aborts when a running QThread is destroyed: Python's teardown must not own it (an
+        # application that quits normally stops it; any other exit ends it with the process)
+        sip.transferto(t, None)
         _PREPARING_THREAD = t
         app = QtCore.QCoreApplication.instance()
         if app is not None:
             app.aboutToQuit.connect(_stop_preparing_thread)
-        atexit.register(_stop_preparing_thread)      # a QThread must not be destroyed running
     return _PREPARING_THREAD
 
 
@@ -278,7 +280,7 @@ class _FramePreparer(QtCore.QObject):
     def prepare(self, frame: QtMultimedia.QVideoFrame) -> None:
         presenter = self._presenter()
         if presenter is not None:
-            presenter._prepare_frame(frame)
+            presenter.prepare_frame(frame)
 
 
 class QtPresenter:
@@ -325,78 +327,147 @@ class QtPresenter:
         self._loaded: Optional[str] = None
         self._trial = None
         self._on_frame = None
-        self._generation = 0            # one per play(): frames of an earlier clip are not reported
-        self._playing = False
+        self._generation = 0            # one per clip start: frames of an earlier clip are not reported
+        self._state = "idle"            # idle | prerolling (paused on frame 0) | playing
+        self._preroll: Optional[tuple] = None
+        self._early: List[tuple] = []
+        self._start_timer = QtCore.QTimer()
+        self._start_timer.setSingleShot(True)
+        self._start_timer.setTimerType(QtCore.Qt.TimerType.PreciseTimer)
+        self._start_timer.timeout.connect(self._start)
         self._clip_fps = 25.0
         self._last_prepared = -1
         self._last_index = -1
         self.frames_shown = 0
 
+    @property
+    def presenting(self) -> bool:
+        """True while a clip plays (the console draws less then)."""
+        return self._state == "playing"
+
     # -- Presenter protocol --------------------------------------------------------------
     def show_fixation(self) -> None:
         self.screen.show_fixation()
 
-    def prepare(self, trial) -> None:
-        """Load the next clip during the fixation cross so playback starts without delay."""
-        self._load(trial)
+    def prepare(self, trial, *, due_us: Optional[int] = None) -> None:
+        """Load the next clip during the fixation cross and let the player decode its first
+        frame (paused), so the clip starts at once; with ``due_us`` (its planned onset) the clip
+        starts by itself then, on a precise timer, not at the controller's next tick."""
+        self._cancel_start()
+        if not self._load(trial):
+            return
+        self._trial = trial
+        self._preroll = None
+        self._state = "prerolling"
+        self.player.pause()              # from stopped: decodes and delivers frame 0, paused
+        if due_us is not None:
+            wait_ms = max(0, int((due_us - int(self._clock().now_us())) / 1000))
+            self._start_timer.start(wait_ms)
 
     def play(self, trial, on_frame, *, onset_us: int) -> None:
-        self._load(trial)
-        self._generation += 1
-        self._trial, self._on_frame = trial, on_frame
-        self._last_prepared = self._last_index = -1
-        self._clip_fps = self._fps()     # read here: the decoder's thread must not ask the player
-        self.screen.video.clear()
-        self.screen.show_video()
-        self._playing = True
-        self.player.play()
+        self._cancel_start()
+        self._on_frame = on_frame
+        if self._state != "playing" or self._trial is not trial:
+            self._trial = trial
+            if not self._load(trial):     # a missing clip: black for its duration
+                self._state = "idle"
+                self.player.stop()
+                self.screen.video.clear()
+                self.screen.show_video()
+                return
+            self._start()
+        early, self._early = self._early, []
+        for index, t_us in early:        # painted before the controller's tick came round
+            self._report(index, t_us)
 
     def poll(self, now_us: int) -> None:
         """Frames are reported as they are painted (``_on_presented``); nothing to do here."""
 
     def stop(self) -> None:
-        self._playing = False
+        self._cancel_start()
+        self._state = "idle"
         self._trial = self._on_frame = None
+        self._preroll = None
+        self._early = []
         self.player.stop()
 
     def show_blank(self) -> None:
         self.screen.show_rest()
 
     # -- internals -------------------------------------------------------------------------
-    def _load(self, trial) -> None:
+    def _load(self, trial) -> bool:
         path = getattr(trial, "path", None)
-        if not path or path == self._loaded:
-            return
+        if not path:
+            return False
+        if path == self._loaded:
+            return True
         if not Path(path).is_file():
             self._error(f"stimulus clip {path} of trial {trial.trial} is missing; the trial shows a black "
                         "screen for its duration - check the library with `emer-live stimuli check`")
-            return
+            return False
         self.player.setSource(QtCore.QUrl.fromLocalFile(str(Path(path).resolve())))
         self._loaded = path
+        return True
 
-    def _prepare_frame(self, frame: QtMultimedia.QVideoFrame) -> None:
+    def _cancel_start(self) -> None:
+        self._start_timer.stop()
+
+    def _start(self) -> None:
+        """Put the clip on the screen: its first frame (decoded while paused) at once, the rest
+        as the player paces them. Frames painted before :meth:`play` wait in ``_early``."""
+        if self._state == "playing":
+            return
+        self._generation += 1
+        self._last_prepared = self._last_index = -1
+        self._early = []
+        self._clip_fps = self._fps()     # read here: the preparing thread must not ask the player
+        self.screen.video.clear()
+        self.screen.show_video()
+        self._state = "playing"
+        pre, self._preroll = self._preroll, None
+        if pre is not None:
+            self._last_prepared = pre[0]
+            self.screen.video.offer(self._generation, pre[0], pre[1])
+        self.player.play()
+
+    def prepare_frame(self, frame: QtMultimedia.QVideoFrame) -> None:
         """The preparing thread: convert and scale the frame, offer it to the screen."""
-        if not self._playing or not frame.isValid():
+        state = self._state
+        if state == "idle" or not frame.isValid():
             return
         generation = self._generation
-        index = int(round(frame.startTime() * self._clip_fps / 1e6))
-        if index <= self._last_prepared:
+        fps = self._clip_fps if state == "playing" else self._fps_of_trial()
+        index = int(round(frame.startTime() * fps / 1e6))
+        if state == "playing" and index <= self._last_prepared:
             return                      # the sink repeats a frame on pause/seek; show each once
-        self._last_prepared = index
         image = frame.toImage()
         w, h = self.screen.video.target_size
         if w > 0 and h > 0 and (image.width(), image.height()) != (w, h):
             image = image.scaled(w, h, QtCore.Qt.AspectRatioMode.KeepAspectRatio,
                                  QtCore.Qt.TransformationMode.SmoothTransformation)
+        if state == "prerolling":
+            self._preroll = (index, image)          # shown the moment the clip starts
+            return
+        self._last_prepared = index
         self.screen.video.offer(generation, index, image)
+
+    def _fps_of_trial(self) -> float:
+        return float(getattr(self._trial, "fps", 25.0) or 25.0)
 
     def _on_presented(self, generation: int, index: int) -> None:
         """GUI thread: frame ``index`` has just been painted on the participant screen."""
-        if generation != self._generation or self._on_frame is None or index <= self._last_index:
+        if generation != self._generation or self._state != "playing" or index <= self._last_index:
             return
         self._last_index = index
+        t_us = int(self._clock().now_us())
+        if self._on_frame is None:
+            self._early.append((index, t_us))
+        else:
+            self._report(index, t_us)
+
+    def _report(self, index: int, t_us: int) -> None:
         self.frames_shown += 1
-        self._on_frame(index, int(self._clock().now_us()))
+        self._on_frame(index, t_us)
 
     def _fps(self) -> float:
         """The clip's frame rate from its own metadata (the manifest has none), else the trial's."""
