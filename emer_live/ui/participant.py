@@ -342,8 +342,9 @@ class QtPresenter:
 
     @property
     def presenting(self) -> bool:
-        """True while a clip plays (the console draws less then)."""
-        return self._state == "playing"
+        """True from the clip's preparation (fixation cross) to its end: the console draws less
+        then, so its paints neither delay the clip's start nor its frames."""
+        return self._state != "idle"
 
     # -- Presenter protocol --------------------------------------------------------------
     def show_fixation(self) -> None:
