@@ -101,7 +101,7 @@ def test_dropped_and_late_frames_are_counted_per_trial(tmp_path, capsys):
     assert main(["info", str(tmp_path / "s")]) == 0
     out, err = capsys.readouterr()
     line = next(x for x in out.splitlines() if "shown" in x and "hap_01" in x)
-    assert "17/20" in line and "dropped    3" in line and "late   1" in line and "PROBLEM" in line
+    assert "17/20" in line and "dropped   3" in line and "late   1" in line and "PROBLEM" in line
     assert "trial 1 (hap_01): stimulus presentation: 3 of 20 frames dropped" in err
     assert main(["info", "--json", str(tmp_path / "s")]) == 0
     js = json.loads(capsys.readouterr().out)
@@ -167,3 +167,25 @@ def test_pause_mid_clip_ends_that_presentation_and_restarts(tmp_path):
     (row,) = trial_presentation(r)
     assert row["frames_shown"] == 20 and row["frames_dropped"] == 0          # the last presentation
     assert r.meta["trials"][0]["t_onset_us"] == events(r, "stimulus_onset")[1]["t_us"]
+
+
+@pytest.mark.torch
+def test_live_whole_trial_prediction_spans_the_presented_frames(tmp_path, random_checkpoint):
+    """The live engine hears the observed onset and offset: each whole-trial prediction runs from
+    the first to the last presented frame, as session.json and replay have them."""
+    import pandas as pd
+
+    from emer_live.app import RunConfig
+    from emer_live.session.runner import run_headless_session
+
+    cfg = RunConfig(kind="session", participant="P08", out_root=str(tmp_path), camera="none", rate=60,
+                    n_trials=2, time_scale=0.1, seed=8, fast=True, checkpoint=str(random_checkpoint))
+    out = run_headless_session(cfg)
+    meta = SessionReader(out).meta
+    preds = pd.read_csv(out / "predictions.tsv", sep="\t")
+    rows = preds[preds["kind"] == "trial"].set_index("trial")
+    for t in meta["trials"]:
+        log = read_presentation_log(next((out / "trials").glob(f"{t['trial']:02d}_*")) / "stimulus_frames.tsv")
+        assert (t["t_onset_us"], t["t_offset_us"]) == (int(log["t_us"][0]), int(log["t_us"][-1]))
+        p = rows.loc[t["trial"]]
+        assert (p["t_start_us"], p["t_end_us"]) == (t["t_onset_us"], t["t_offset_us"])

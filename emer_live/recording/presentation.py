@@ -235,10 +235,10 @@ def format_presentation(row: dict) -> str:
     def num(v, fmt="{:.0f}"):
         return "-" if v is None else fmt.format(v)
 
-    text = (f"  {row['trial']:>3} {row['stimulus_id'] or '':<16} shown {row['frames_shown']:>5}"
-            f"/{num(row['frames_expected'], '{}'):<5} dropped {num(row['frames_dropped'], '{}'):>4} "
-            f"late {row['frames_late']:>3} worst {num(row['worst_interval_ms']):>4} ms "
-            f"onset {num(row['onset_delay_ms'], '{:+.0f}'):>5} ms")
+    shown = f"{row['frames_shown']}/{num(row['frames_expected'], '{}')}"
+    text = (f"  {row['trial']:>3} {row['stimulus_id'] or '':<16} shown {shown:>9}  dropped "
+            f"{num(row['frames_dropped'], '{}'):>3}  late {row['frames_late']:>3}  worst "
+            f"{num(row['worst_interval_ms']):>4} ms  onset {num(row['onset_delay_ms'], '{:+.0f}'):>4} ms")
     if not row["log"]:
         text += "  (no presentation log)"
     if row["problems"]:

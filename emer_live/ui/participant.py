@@ -360,7 +360,7 @@ class QtPresenter:
         self._trial = trial
         self._preroll = None
         self._state = "prerolling"
-        self.player.pause()              # from stopped: decodes and delivers frame 0, paused
+        self._player_call("pause")       # from stopped: decodes and delivers frame 0, paused
         if due_us is not None:
             wait_ms = max(0, int((due_us - int(self._clock().now_us())) / 1000))
             self._start_timer.start(wait_ms)
@@ -372,7 +372,7 @@ class QtPresenter:
             self._trial = trial
             if not self._load(trial):     # a missing clip: black for its duration
                 self._state = "idle"
-                self.player.stop()
+                self._player_call("stop")
                 self.screen.video.clear()
                 self.screen.show_video()
                 return
@@ -390,7 +390,7 @@ class QtPresenter:
         self._trial = self._on_frame = None
         self._preroll = None
         self._early = []
-        self.player.stop()
+        self._player_call("stop")
 
     def show_blank(self) -> None:
         self.screen.show_rest()
@@ -406,9 +406,16 @@ class QtPresenter:
             self._error(f"stimulus clip {path} of trial {trial.trial} is missing; the trial shows a black "
                         "screen for its duration - check the library with `emer-live stimuli check`")
             return False
-        self.player.setSource(QtCore.QUrl.fromLocalFile(str(Path(path).resolve())))
+        self._player_call("setSource", QtCore.Q_ARG(QtCore.QUrl, QtCore.QUrl.fromLocalFile(str(Path(path).resolve()))))
         self._loaded = path
         return True
+
+    def _player_call(self, name: str, *args) -> None:
+        """Call a QMediaPlayer slot from the event loop, not from Python (every call goes this way,
+        so they keep their order). ``stop`` and ``setSource`` wait for the player's threads, and
+        those need Python's lock to finish (they disconnect from the audio output and video sink
+        made in Python), which PyQt keeps during a call made from Python: that deadlocked."""
+        QtCore.QMetaObject.invokeMethod(self.player, name, QtCore.Qt.ConnectionType.QueuedConnection, *args)
 
     def _cancel_start(self) -> None:
         self._start_timer.stop()
@@ -429,7 +436,7 @@ class QtPresenter:
         if pre is not None:
             self._last_prepared = pre[0]
             self.screen.video.offer(self._generation, pre[0], pre[1])
-        self.player.play()
+        self._player_call("play")
 
     def prepare_frame(self, frame: QtMultimedia.QVideoFrame) -> None:
         """The preparing thread: convert and scale the frame, offer it to the screen."""

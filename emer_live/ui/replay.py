@@ -387,8 +387,6 @@ def _presented_cell(tr: TrialRow):
         text += f", {tr.frames_dropped} dropped"
     if tr.frames_late:
         text += f", {tr.frames_late} late"
-    if tr.worst_interval_ms is not None and bad:
-        text += f" (worst {tr.worst_interval_ms:.0f} ms)"
     return text, bad
 
 
@@ -822,7 +820,9 @@ class ReplayWindow(QtWidgets.QMainWindow):
                     it.setBackground(c)
                 if j == 9 and bad:
                     it.setForeground(QtGui.QColor(BAD_COLOR))
-                    it.setToolTip("frames not presented or presented late (docs/recording-format.md)")
+                    worst = "" if tr.worst_interval_ms is None else f"; worst interval {tr.worst_interval_ms:.0f} ms"
+                    it.setToolTip(f"frames shown / in the clip: some were never presented or came late{worst} "
+                                  "(docs/recording-format.md)")
                 t.setItem(i, j, it)
         t.resizeColumnsToContents()
 
