@@ -110,6 +110,9 @@ def main() -> int:
     ap.add_argument("--library", default=None, help="a placeholder library to reuse (default: made now)")
     ap.add_argument("--duration", type=float, default=6.0, help="seconds per clip when making the library")
     ap.add_argument("--modes", default="idle,live", help="idle, live or both (default idle,live)")
+    ap.add_argument("--console-draws-all", action="store_true",
+                    help="live: the console is not told a clip plays, so it draws as it does between clips "
+                         "(to compare)")
     a = ap.parse_args()
     from PyQt6 import QtCore, QtWidgets
 
@@ -136,12 +139,9 @@ def main() -> int:
             print("  player errors:", errors)
         print(f"  {load_average()}")
     if "live" in a.modes:
-        import torch
-
         from emer_live.app import default_checkpoint
         from emer_live.ui.console import ConsoleOptions, OperatorConsole
 
-        torch.set_num_threads(2)
         opts = ConsoleOptions(checkpoint=str(default_checkpoint()), out=str(tmp / "rec"), size=(1280, 720),
                               fps=30.0, rate=250.0, demo=True)
         win = OperatorConsole(opts, autostart=False, settings=QtCore.QSettings(
@@ -155,9 +155,11 @@ def main() -> int:
         while time.perf_counter() < end:
             app.processEvents(QtCore.QEventLoop.ProcessEventsFlag.AllEvents, 50)
             time.sleep(0.001)
-        rows, errors = play_clips(app, screen, library, clips, tmp / "live", console=win)
+        rows, errors = play_clips(app, screen, library, clips, tmp / "live",
+                                  console=None if a.console_draws_all else win)
         s = win.run.engine.summary()
-        results["live"] = report("live (recording + model + console)", rows)
+        results["live"] = report("live (recording + model + console"
+                                 + (", drawing everything)" if a.console_draws_all else ")"), rows)
         print(f"  during it: {s['predictions']} predictions, model latency p95 {s['latency_ms']['total']['p95']:.0f} ms; "
               f"{load_average()}")
         win.participant_screen = win.presenter = None
