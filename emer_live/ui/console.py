@@ -646,11 +646,14 @@ class OperatorConsole(QtWidgets.QMainWindow):
             self.warning_banner.setText("WARNING: " + "; ".join(problems))
         self.status_state.setText(run.state.value if run.status is None else f"finished: {run.status}")
         self.status_phase.setText(self._session_status(run))
-        if self.participant_screen is not None and k % 15 == 3 and self.docks["participant"].isVisible() \
-                and not presenting:
-            shot = self.participant_screen.grab().scaled(
-                self.mirror.size(), QtCore.Qt.AspectRatioMode.KeepAspectRatio,
-                QtCore.Qt.TransformationMode.FastTransformation)
+        if self.participant_screen is not None and self.docks["participant"].isVisible() \
+                and ((slot == 12) if presenting else (k % 15 == 3)):
+            # during a clip the mirror takes the frame on screen (a grab renders the whole screen)
+            shot = self.participant_screen.video_thumbnail(self.mirror.size()) if presenting else None
+            if shot is None:
+                shot = self.participant_screen.grab().scaled(
+                    self.mirror.size(), QtCore.Qt.AspectRatioMode.KeepAspectRatio,
+                    QtCore.Qt.TransformationMode.FastTransformation)
             self.mirror.setPixmap(shot)
         self.status_state.setStyleSheet("" if run.status in (None, "complete") else f"color: {WARN_COLOR}")
         el = run.elapsed_s

@@ -215,6 +215,15 @@ class ParticipantScreen(QtWidgets.QWidget):
         self._show(self.sam, "sam")
         self.sam.setFocus()
 
+    def video_thumbnail(self, size: QtCore.QSize) -> Optional[QtGui.QPixmap]:
+        """The clip frame on screen, scaled to ``size`` cheaply (the console's mirror while a clip
+        plays: a :meth:`grab` renders the whole screen); None when no clip frame is shown."""
+        img = self.video.image
+        if self.page != "stimulus" or img is None or img.isNull():
+            return None
+        return QtGui.QPixmap.fromImage(img.scaled(size, QtCore.Qt.AspectRatioMode.KeepAspectRatio,
+                                                  QtCore.Qt.TransformationMode.FastTransformation))
+
     def grab(self, *args) -> QtGui.QPixmap:   # noqa: D401 (Qt name)
         """QWidget.grab, without counting a frame painted into the copy as presented."""
         self.video.grabbing = True
