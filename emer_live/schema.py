@@ -113,6 +113,7 @@ def audio_block_dtype(blocksize: int, channels: int = 1) -> np.dtype:
 EVENT_KINDS = (
     "session_start", "session_end", "recording_start", "recording_stop",
     "trial_start", "trial_end", "trial_aborted", "trial_skipped", "stimulus_onset", "stimulus_offset",
+    "stimulus_not_shown",
     "fixation_cross", "baseline_start", "baseline_end", "rest_start", "rest_end",
     "sam_shown", "sam_answered", "calibration", "validation",
     "device_connect", "device_disconnect", "gap", "buffer_overflow", "camera_stall",

@@ -52,7 +52,11 @@ def test_phases_in_order_and_waits_for_sam(tmp_path):
     r = SessionReader(tmp_path / "s")
     ev = [(e["kind"], e["t_us"]) for e in r.events()]
     onset = dict((k, t) for k, t in ev if k == "stimulus_onset")["stimulus_onset"]
-    assert ("stimulus_offset", onset + 10_000_000) in ev     # the clip's exact length
+    # onset and offset are the first and the last presented frame (100 frames at 10 fps)
+    assert ("stimulus_offset", onset + 9_900_000) in ev
+    off = [e for e in r.events() if e["kind"] == "stimulus_offset"][-1]["detail"]
+    assert off["planned_offset_us"] == onset + 10_000_000       # the clip's planned end, kept apart
+    assert (off["frames"], off["frames_dropped"], off["frames_late"]) == (100, 0, 0)
     log = (tmp_path / "s" / "trials" / "01_clip1" / "stimulus_frames.tsv").read_text().splitlines()
     assert len(log) == 1 + 100                              # 10 s at 10 fps presented and logged
     assert len(r.sam()) == 2

@@ -27,7 +27,9 @@ __all__ = ["ReplaySession", "TrialRow", "compare_predictions", "Reanalysis", "lo
 
 #: columns of the trial table (the app's list and its TSV export)
 TRIAL_TABLE_COLUMNS = ("trial", "stimulus_id", "category", "status", "onset_us", "offset_us", "sam_emotion",
-                       "sam_valence", "sam_arousal", "sam_dominance", "pred_er_top", "pred_fer_top")
+                       "sam_valence", "sam_arousal", "sam_dominance", "pred_er_top", "pred_fer_top",
+                       "planned_onset_us", "planned_offset_us", "frames_shown", "frames_expected", "frames_dropped",
+                       "frames_late", "worst_interval_ms")
 
 
 @dataclass
@@ -44,6 +46,15 @@ class TrialRow:
     sam_dominance: Optional[int] = None
     pred_er_top: Optional[str] = None
     pred_fer_top: Optional[str] = None
+    # presentation timing (session.json trials; onset/offset above are the observed first and
+    # last presented frames, recording/presentation.py)
+    planned_onset_us: Optional[int] = None
+    planned_offset_us: Optional[int] = None
+    frames_shown: Optional[int] = None
+    frames_expected: Optional[int] = None
+    frames_dropped: Optional[int] = None
+    frames_late: Optional[int] = None
+    worst_interval_ms: Optional[float] = None
     clip_path: Optional[str] = None
     clip_fps: Optional[float] = None
     stimulus_frames: Optional[np.ndarray] = None     # (frame, t_us) structured, or None
@@ -217,7 +228,10 @@ class ReplaySession:
                            or iv.get("category"), status=st.get("status") or iv.get("status"),
                            onset_us=st.get("t_onset_us", iv.get("onset_us")),
                            offset_us=st.get("t_offset_us", iv.get("offset_us")),
-                           clip_fps=p.get("fps"), segment=seg)
+                           clip_fps=p.get("fps"), segment=seg, planned_onset_us=st.get("planned_onset_us"),
+                           planned_offset_us=st.get("planned_offset_us"), frames_shown=st.get("frames_presented"),
+                           frames_expected=st.get("frames_expected"), frames_dropped=st.get("frames_dropped"),
+                           frames_late=st.get("frames_late"), worst_interval_ms=st.get("worst_interval_ms"))
             clip = p.get("path")
             if clip and not Path(clip).is_file() and lib_dir is not None:
                 clip = str(lib_dir / Path(clip).name)       # the library moved with its manifest

@@ -95,6 +95,20 @@ def _limit_library_threads() -> None:
     cv2.setNumThreads(1)
 
 
+def _clip_fps(path, default: float = 25.0) -> float:
+    """A stimulus clip's frame rate from the file (a trial's frame count and frame interval
+    depend on it); ``default`` for the simulated placeholder library, whose clips are not files."""
+    from ..session.stimuli import StimulusError, probe_video
+
+    if not Path(path).is_file():
+        return default
+    try:
+        fps = probe_video(path).fps
+    except (StimulusError, OSError):
+        return default
+    return float(fps) if fps and fps > 0 else default
+
+
 class RunState(str, enum.Enum):
     IDLE = "idle"
     RUNNING = "running"
@@ -394,7 +408,8 @@ class Run:
         self.plan = make_plan(lib, participant=cfg.participant, n_trials=cfg.n_trials, seed=cfg.seed,
                               participant_index=cfg.participant_index)
         self._trials = [TrialSpec(trial=t.number, stimulus_id=t.clip_id, category=t.category,
-                                  duration_s=lib.clip(t.clip_id).duration_s, path=str(lib.path_of(t.clip_id)))
+                                  duration_s=lib.clip(t.clip_id).duration_s, path=str(lib.path_of(t.clip_id)),
+                                  fps=_clip_fps(lib.path_of(t.clip_id)))
                         for t in self.plan]
 
     def _meta(self) -> dict:
@@ -492,19 +507,29 @@ class Run:
                                             presenter=self.presenter, sam_source=sam_source, phantom=phantom,
                                             calibrate=self.config.calibrate)
         self.controller.listeners.append(self._on_phase)
+        self.controller.presentation_listeners.append(self._on_presentation)
 
     def _on_phase(self, phase, trial) -> None:
-        ctrl, eng = self.controller, self.engine
-        tr = ctrl.trial
-        if eng is not None and tr is not None:
-            # the engine learns when clips play: whole-trial predictions, trial tags on windows
-            if phase.value == "stimulus":
-                eng.schedule_trial(tr.spec.trial, tr.t_onset_us, ctrl.phase_end_us)
-            elif (phase.value in ("sam", "aborted", "paused") or tr.status == "skipped") \
-                    and tr.t_onset_us is not None:
-                end = tr.t_offset_us if tr.t_offset_us is not None else self.clock.now_us()
-                eng.end_trial(tr.spec.trial, end)
         self._emit(PhaseChanged(t_us=self._now(), phase=phase.value, trial=trial))
+
+    def _on_presentation(self, kind: str, tr) -> None:
+        """The engine learns when clips were on screen - the observed times, as replay reads them
+        from the record: whole-trial predictions, trial tags on windows. A clip that drops or
+        delays frames is a warning in the console's event log while the session runs."""
+        eng = self.engine
+        if kind == "onset":
+            if eng is not None:
+                # announced with the time the last frame is due; if it comes at another time,
+                # end_trial below moves the trial's end to it
+                end = tr.tracker.last_frame_due_us() or tr.planned_offset_us
+                eng.schedule_trial(tr.spec.trial, tr.t_onset_us, max(end, tr.t_onset_us + 1))
+            return
+        if eng is not None and tr.t_onset_us is not None:
+            eng.end_trial(tr.spec.trial, max(tr.t_offset_us, tr.t_onset_us + 1))
+        problems = tr.presentation.problems()
+        if problems:
+            self._emit(RunNote(t_us=self._now(), text=f"STIMULUS TIMING trial {tr.spec.trial} "
+                                                      f"({tr.spec.stimulus_id}): " + "; ".join(problems)))
 
     def _make_engine(self, gaze, camera, origin: int, *, recompress: bool, stimulus_rect=None, source=None):
         """Source -> window builder -> engine -> (log, jsonl, events): the one place a live engine

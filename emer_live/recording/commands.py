@@ -136,7 +136,9 @@ def _progress(run, ev) -> None:
 def cmd_info(args) -> int:
     from .reader import SessionReader
 
-    s = SessionReader(args.session).summary()
+    reader = SessionReader(args.session)
+    s = reader.summary()
+    s["presentation"] = _presentation(reader, s)
     if args.json:
         print(json.dumps(s, indent=2))
         _warn_problems(s)
@@ -168,8 +170,33 @@ def cmd_info(args) -> int:
             if "predicted_er7" in t:
                 extra += f"  model ER {t['predicted_er7']:<9} FER {t['predicted_fer7']}"
             print(f"  {t['trial']:>3} {t['stimulus_id']:<16} {t.get('status') or '':<9} frames {t['frames']:>5}{extra}")
+    if s["presentation"]:
+        from .presentation import LATE_FACTOR, format_presentation
+
+        print(f"stimulus presentation (stimulus_frames.tsv; frames shown/in the clip, late: more than "
+              f"{LATE_FACTOR:g} frame intervals after the previous, onset: first frame minus planned):")
+        for row in s["presentation"]:
+            print(format_presentation(row))
     _warn_problems(s)
     return 0
+
+
+def _presentation(reader, summary: dict) -> list:
+    """Per trial, what the participant screen presented (recording/presentation.py); a trial
+    whose clip did not play as planned becomes a warning."""
+    from ..errors import SessionFormatError
+    from .presentation import trial_presentation
+
+    try:
+        rows = trial_presentation(reader)
+    except (SessionFormatError, OSError, ValueError) as exc:
+        summary.setdefault("problems", []).append(f"presentation logs not readable: {exc}")
+        return []
+    for row in rows:
+        if row["problems"]:
+            summary.setdefault("problems", []).append(
+                f"trial {row['trial']} ({row['stimulus_id']}): stimulus presentation: " + "; ".join(row["problems"]))
+    return rows
 
 
 def _warn_problems(summary: dict) -> None:

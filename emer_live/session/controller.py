@@ -19,6 +19,7 @@ from typing import Callable, List, Optional, Protocol
 
 from ..errors import ConfigError
 from ..recording import format as rfmt
+from ..recording.presentation import STIMULUS_FRAMES_TSV, PresentationStats, PresentationTracker
 from ..recording.writer import Recorder
 from .sam import SamAnswer, SamTable
 
@@ -78,8 +79,11 @@ class Presenter(Protocol):
 
     def show_fixation(self) -> None: ...
 
-    def prepare(self, trial: TrialSpec) -> None:
-        """Load ``trial``'s clip now (during the fixation cross) so playback starts at once."""
+    def prepare(self, trial: TrialSpec, *, due_us: Optional[int] = None) -> None:
+        """Load ``trial``'s clip now (during the fixation cross) so playback starts at once;
+        ``due_us``: the session time the clip is due (its planned onset). A presenter may start
+        the clip by itself then, ahead of the controller's :meth:`play` (which comes at the
+        controller's next tick), and report the frames it presented meanwhile from ``play``."""
 
     def play(self, trial: TrialSpec, on_frame: Callable[[int, int], None], *, onset_us: int) -> None:
         """Start the clip; ``onset_us`` is the session time the controller logged as its onset."""
@@ -92,10 +96,14 @@ class Presenter(Protocol):
 
 
 class SimulatedPresenter:
-    """Headless stand-in: "presents" a clip's frames at its fps on the session clock (scaled)."""
+    """Headless stand-in: "presents" a clip's frames at its fps on the session clock (scaled),
+    each reported through ``on_frame`` as a screen would, so a headless session's presentation
+    log and observed onsets follow the same rule as the app's. ``first_frame_delay_us`` delays
+    the first frame (and the rest with it) as a slow display would (tests)."""
 
-    def __init__(self, time_scale: float = 1.0) -> None:
+    def __init__(self, time_scale: float = 1.0, *, first_frame_delay_us: int = 0) -> None:
         self.time_scale = time_scale
+        self.first_frame_delay_us = int(first_frame_delay_us)
         self._trial: Optional[TrialSpec] = None
         self._on_frame = None
         self._onset = 0
@@ -105,15 +113,16 @@ class SimulatedPresenter:
     def show_fixation(self) -> None:
         pass
 
-    def prepare(self, trial: TrialSpec) -> None:
+    def prepare(self, trial: TrialSpec, *, due_us: Optional[int] = None) -> None:
         pass
 
     def show_blank(self) -> None:
         pass
 
     def play(self, trial: TrialSpec, on_frame, *, onset_us: int = 0) -> None:
-        self._trial, self._on_frame, self._onset, self._next = trial, on_frame, onset_us, 0
-        self._n = int(trial.duration_s * trial.fps)
+        self._trial, self._on_frame, self._next = trial, on_frame, 0
+        self._onset = onset_us + self.first_frame_delay_us
+        self._n = clip_frames(trial)
 
     def poll(self, now_us: int) -> None:
         if self._trial is None:
@@ -127,6 +136,11 @@ class SimulatedPresenter:
         self._trial = None
 
 
+def clip_frames(spec: TrialSpec) -> int:
+    """How many frames a trial's clip has (its duration x its frame rate)."""
+    return int(round(spec.duration_s * spec.fps))
+
+
 @dataclass
 class _TrialState:
     spec: TrialSpec
@@ -134,10 +148,14 @@ class _TrialState:
     # complete | skipped (the operator's choice) | aborted (running at the stop) | not_run
     status: str = "pending"
     t_start_us: Optional[int] = None
-    t_onset_us: Optional[int] = None
-    t_offset_us: Optional[int] = None
+    t_onset_us: Optional[int] = None      # observed: the first presented frame
+    t_offset_us: Optional[int] = None     # observed: the last presented frame
     t_end_us: Optional[int] = None
     frames_presented: int = 0
+    planned_onset_us: Optional[int] = None
+    planned_offset_us: Optional[int] = None
+    presentation: Optional[PresentationStats] = None     # the clip's figures, once it left the screen
+    tracker: Optional[PresentationTracker] = None       # while the clip plays
 
 
 class SessionController:
@@ -183,6 +201,10 @@ class SessionController:
         self._paused_left: Optional[int] = None
         self._lock = threading.RLock()
         self.listeners: List[Callable[[Phase, Optional[int]], None]] = []
+        #: ``fn(kind, trial_state)`` when a clip's first frame was presented (``"onset"``) and when
+        #: its presentation ended (``"offset"``, with ``trial_state.presentation`` filled in);
+        #: called from the thread that reports frames (the GUI thread with the Qt presenter)
+        self.presentation_listeners: List[Callable[[str, _TrialState], None]] = []
         self.sam = SamTable(recorder.path / rfmt.SAM_TSV)
         self.answers: dict = {}                 # trial -> SamAnswer given (for displays)
         self._stim_log = None
@@ -223,11 +245,17 @@ class SessionController:
         return self.rec.log_event(kind, trial=tr, t_us=t_us, **detail)
 
     def _save_trials(self) -> None:
-        self.rec.update_meta(trials=[{"trial": t.spec.trial, "stimulus_id": t.spec.stimulus_id,
-                                      "category": t.spec.category, "status": t.status,
-                                      "t_start_us": t.t_start_us, "t_onset_us": t.t_onset_us,
-                                      "t_offset_us": t.t_offset_us, "t_end_us": t.t_end_us,
-                                      "frames_presented": t.frames_presented} for t in self.trials])
+        rows = []
+        for t in self.trials:
+            row = {"trial": t.spec.trial, "stimulus_id": t.spec.stimulus_id, "category": t.spec.category,
+                   "status": t.status, "t_start_us": t.t_start_us, "t_onset_us": t.t_onset_us,
+                   "t_offset_us": t.t_offset_us, "t_end_us": t.t_end_us, "frames_presented": t.frames_presented,
+                   "planned_onset_us": t.planned_onset_us, "planned_offset_us": t.planned_offset_us}
+            pres = t.presentation.as_dict() if t.presentation is not None else {}
+            for k in ("frames_expected", "frames_dropped", "frames_late", "worst_interval_ms", "onset_delay_ms"):
+                row[k] = pres.get(k)
+            rows.append(row)
+        self.rec.update_meta(trials=rows)
 
     # ------------------------------------------------------------------ operator actions
     def start(self) -> None:
@@ -267,7 +295,11 @@ class SessionController:
             self._paused_left = None if self._phase_end is None else max(self._phase_end - now, 0)
             if self.phase is Phase.STIMULUS:
                 # a clip cannot be resumed mid-way meaningfully for the study: it restarts
+                self.presenter.poll(now)
                 self.presenter.stop()
+                self._end_presentation(now, interrupted="pause")
+            elif self.phase is Phase.FIXATION:
+                self.presenter.stop()          # the clip is no longer due when it was
             self._set_phase(Phase.PAUSED, None, now)
 
     def resume(self) -> None:
@@ -280,6 +312,8 @@ class SessionController:
             if phase is Phase.STIMULUS:
                 self._begin_fixation(now, restart=True)
             else:
+                if phase is Phase.FIXATION:
+                    self.presenter.prepare(self.trial.spec, due_us=now + (left or 0))
                 self._set_phase(phase, left, now)
 
     def abort(self, reason: str = "operator") -> None:
@@ -293,6 +327,8 @@ class SessionController:
             tr = self.trial
             if tr is not None and tr.status == "running":
                 self.presenter.stop()
+                if tr.tracker is not None:
+                    self._end_presentation(now, interrupted="abort")
                 tr.status = "aborted"
                 tr.t_end_us = now
                 self.rec.log_event("trial_aborted", trial=tr.spec.trial, t_us=now, reason=reason,
@@ -318,13 +354,10 @@ class SessionController:
             if phase is Phase.STIMULUS and self.phase is not Phase.PAUSED:
                 self.presenter.poll(now)
                 self.presenter.stop()
-            if tr.t_onset_us is not None and tr.t_offset_us is None:
-                tr.t_offset_us = now
-                self._close_stim_log()
-                if self.phantom is not None:
+            if tr.tracker is not None:
+                if self.phantom is not None and tr.t_onset_us is not None:
                     self.phantom.end_trial(now)
-                self._event("stimulus_offset", t_us=now, stimulus_id=tr.spec.stimulus_id,
-                            frames=tr.frames_presented)
+                self._end_presentation(now, interrupted="skip")
             self._paused_from = self._paused_left = None
             self.rec.begin_between(f"rest_{tr.spec.trial:02d}", t_us=now)
             self._event("trial_skipped", t_us=now, reason=reason, phase=phase.value)
@@ -404,28 +437,33 @@ class SessionController:
     def _begin_fixation(self, now: int, restart: bool = False) -> None:
         self._event("fixation_cross", t_us=now, restart=restart) if restart else self._event("fixation_cross", t_us=now)
         self.presenter.show_fixation()
-        self.presenter.prepare(self.trial.spec)
-        self._set_phase(Phase.FIXATION, self.timing.us(self.timing.fixation_s), now)
+        fixation = self.timing.us(self.timing.fixation_s)
+        self.presenter.prepare(self.trial.spec, due_us=now + fixation)
+        self._set_phase(Phase.FIXATION, fixation, now)
 
     def _begin_stimulus(self, now: int) -> None:
+        """The clip is due now (the planned onset). Its observed onset is the first frame the
+        presenter reports (:meth:`_on_frame`); ``stimulus_onset`` is written then."""
         tr = self.trial
-        tr.t_onset_us = now
-        self._event("stimulus_onset", t_us=now, stimulus_id=tr.spec.stimulus_id, category=tr.spec.category)
-        if self.phantom is not None:
-            self.phantom.begin_trial(tr.spec.trial, now, category=tr.spec.category, stimulus_id=tr.spec.stimulus_id)
+        duration = self.timing.us(tr.spec.duration_s)
+        tr.planned_onset_us, tr.planned_offset_us = now, now + duration
+        tr.t_onset_us = tr.t_offset_us = None
+        tr.frames_presented = 0
+        tr.presentation = None
+        tr.tracker = PresentationTracker(fps=tr.spec.fps, time_scale=self.timing.time_scale,
+                                         frames_expected=clip_frames(tr.spec), planned_onset_us=now,
+                                         planned_offset_us=now + duration)
         self._open_stim_log(tr)
         self.presenter.play(tr.spec, self._on_frame, onset_us=now)
-        self._set_phase(Phase.STIMULUS, self.timing.us(tr.spec.duration_s), now)
+        self._set_phase(Phase.STIMULUS, duration, now)
 
     def _end_stimulus(self, now: int) -> None:
         tr = self.trial
         self.presenter.poll(now)
         self.presenter.stop()
-        tr.t_offset_us = now
-        self._close_stim_log()
-        if self.phantom is not None:
+        if self.phantom is not None and tr.t_onset_us is not None:
             self.phantom.end_trial(now)
-        self._event("stimulus_offset", t_us=now, stimulus_id=tr.spec.stimulus_id, frames=tr.frames_presented)
+        self._end_presentation(now)
         self._event("sam_shown", t_us=now)
         self._sam_shown_us = now
         self._set_phase(Phase.SAM, None if self.timing.sam_timeout_s is None
@@ -447,13 +485,51 @@ class SessionController:
             self._stim_log.write("frame\tt_us\n")
 
     def _on_frame(self, frame_index: int, t_us: int) -> None:
+        """The presenter put clip frame ``frame_index`` on the screen at ``t_us``."""
+        with self._lock:
+            tr = self.trial
+            if tr is None or tr.tracker is None:
+                return                       # a frame after the clip's end (or after an abort)
+            tr.frames_presented += 1
+            if self._stim_log is not None:
+                self._stim_log.write(f"{frame_index}\t{t_us}\n")
+                if t_us - self._stim_flushed_us >= 500_000:   # the format promises <= 1 s unflushed
+                    self._stim_log.flush()
+                    self._stim_flushed_us = t_us
+            if not tr.tracker.add(frame_index, t_us):
+                return
+            # the observed onset: written now, so a crash mid-clip leaves it in events.tsv
+            tr.t_onset_us = int(t_us)
+            self._event("stimulus_onset", t_us=t_us, stimulus_id=tr.spec.stimulus_id, category=tr.spec.category,
+                        planned_onset_us=tr.planned_onset_us, frame=int(frame_index))
+            if self.phantom is not None:
+                self.phantom.begin_trial(tr.spec.trial, int(t_us), category=tr.spec.category,
+                                         stimulus_id=tr.spec.stimulus_id)
+            for fn in list(self.presentation_listeners):
+                fn("onset", tr)
+
+    def _end_presentation(self, now: int, *, interrupted: Optional[str] = None) -> None:
+        """The clip left the screen at ``now``: its observed offset (the last presented frame)
+        and figures go to events.tsv (``stimulus_offset``, or ``stimulus_not_shown`` when no
+        frame was presented) and the trial's state."""
         tr = self.trial
-        tr.frames_presented += 1
-        if self._stim_log is not None:
-            self._stim_log.write(f"{frame_index}\t{t_us}\n")
-            if t_us - self._stim_flushed_us >= 500_000:   # the format promises <= 1 s unflushed
-                self._stim_log.flush()
-                self._stim_flushed_us = t_us
+        stats = tr.tracker.stats()
+        tr.tracker = None
+        self._close_stim_log()
+        tr.presentation = stats
+        tr.t_offset_us = stats.offset_us
+        extra = {} if interrupted is None else {"interrupted": interrupted}
+        d = stats.as_dict()
+        figures = {k: d[k] for k in ("frames_expected", "frames_dropped", "frames_late",
+                                                   "worst_interval_ms", "onset_delay_ms")}
+        if stats.offset_us is None:
+            self._event("stimulus_not_shown", t_us=now, stimulus_id=tr.spec.stimulus_id,
+                        planned_onset_us=tr.planned_onset_us, planned_offset_us=tr.planned_offset_us, **extra)
+        else:
+            self._event("stimulus_offset", t_us=stats.offset_us, stimulus_id=tr.spec.stimulus_id,
+                        frames=stats.frames_shown, planned_offset_us=tr.planned_offset_us, **figures, **extra)
+        for fn in list(self.presentation_listeners):
+            fn("offset", tr)
 
     def _close_stim_log(self) -> None:
         if self._stim_log is not None:
@@ -466,4 +542,3 @@ class SessionController:
         self.sam.close()
 
 
-STIMULUS_FRAMES_TSV = "stimulus_frames.tsv"

@@ -29,6 +29,7 @@ __all__ = ["ConsoleOptions", "OperatorConsole", "REPO_ROOT"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TICK_MS = 33
+PRESENTING_CYCLE = 32           # ticks (~1 s) over which the plots redraw while a clip plays
 
 
 @dataclass
@@ -654,12 +655,15 @@ class OperatorConsole(QtWidgets.QMainWindow):
 
         QtCore.QTimer.singleShot(200, check)
 
-    def refresh_mirror(self) -> None:
-        """The participant screen's small copy in its dock (~2 Hz from the timer)."""
+    def refresh_mirror(self, presenting: bool = False) -> None:
+        """The participant screen's small copy in its dock (~2 Hz from the timer; once a second
+        during a clip, when it takes the clip frame on screen: a grab renders the whole screen)."""
         if self.participant_screen is not None and self.docks["participant"].isVisible():
-            shot = self.participant_screen.grab().scaled(
-                self.mirror.size(), QtCore.Qt.AspectRatioMode.KeepAspectRatio,
-                QtCore.Qt.TransformationMode.FastTransformation)
+            shot = self.participant_screen.video_thumbnail(self.mirror.size()) if presenting else None
+            if shot is None:
+                shot = self.participant_screen.grab().scaled(
+                    self.mirror.size(), QtCore.Qt.AspectRatioMode.KeepAspectRatio,
+                    QtCore.Qt.TransformationMode.FastTransformation)
             self.mirror.setPixmap(shot)
 
     def _session_status(self, run) -> str:
@@ -692,14 +696,20 @@ class OperatorConsole(QtWidgets.QMainWindow):
         # ~15 Hz, the numbers at ~2 Hz.
         self._tick_no += 1
         k = self._tick_no
-        self.emotion.refresh()
-        if self.docks["circumplex"].isVisible():
+        # While a clip plays on the participant screen (same GUI thread), the plots redraw one at
+        # a time, each about once a second, and the mirror is not grabbed: a long paint here
+        # delays the clip's frames (docs/performance.md, "Stimulus presentation").
+        presenting = self.presenter is not None and self.presenter.presenting
+        slot = k % PRESENTING_CYCLE if presenting else None
+        if slot in (None, 0):
+            self.emotion.refresh()
+        if self.docks["circumplex"].isVisible() and slot in (None, 8):
             self.circumplex.refresh()
-        if k % 3 == 0 and self.docks["eyes"].isVisible():
+        if (k % 3 == 0 if slot is None else slot == 16) and self.docks["eyes"].isVisible():
             self.eyes.refresh(run)
-        if k % 2 == 1 and self.docks["camera"].isVisible():
+        if (k % 2 == 1 if slot is None else slot == 24) and self.docks["camera"].isVisible():
             self.camera.refresh(run)
-        if k % 15 == 7:
+        if (k % 15 == 7) if slot is None else slot == 7:
             self.health.refresh(run)
             if self.docks["trials"].isVisible():
                 self.trials.refresh(run)
@@ -714,8 +724,8 @@ class OperatorConsole(QtWidgets.QMainWindow):
             self.warning_banner.setText("WARNING: " + "; ".join(problems))
         self.status_state.setText(run.state.value if run.status is None else f"finished: {run.status}")
         self.status_phase.setText(self._session_status(run))
-        if k % 15 == 3:
-            self.refresh_mirror()
+        if (slot == 12) if presenting else (k % 15 == 3):
+            self.refresh_mirror(presenting)
         self.status_state.setStyleSheet("" if run.status in (None, "complete") else f"color: {WARN_COLOR}")
         el = run.elapsed_s
         self.status_elapsed.setText(f"elapsed {int(el // 60):02d}:{el % 60:04.1f}")

@@ -381,6 +381,20 @@ class ReanalysisWorker(QtCore.QThread):
 
 
 # ---------------------------------------------------------------------- the window
+def _presented_cell(tr: TrialRow):
+    """The trial list's "presented" cell - frames shown of the clip's, dropped, late, worst
+    interval - and whether it is a problem (recording/presentation.py)."""
+    if tr.frames_shown is None:
+        return "", False
+    text = f"{tr.frames_shown}/{tr.frames_expected if tr.frames_expected is not None else '?'}"
+    bad = bool(tr.frames_dropped) or bool(tr.frames_late) or not tr.frames_shown
+    if tr.frames_dropped:
+        text += f", {tr.frames_dropped} dropped"
+    if tr.frames_late:
+        text += f", {tr.frames_late} late"
+    return text, bad
+
+
 class ReplayWindow(QtWidgets.QMainWindow):
     """Open a session folder and review it on one timeline."""
 
@@ -538,9 +552,9 @@ class ReplayWindow(QtWidgets.QMainWindow):
         self._marker_items: List[object] = []
 
     def _build_trials_dock(self) -> None:
-        self.trial_table = QtWidgets.QTableWidget(0, 9)
+        self.trial_table = QtWidgets.QTableWidget(0, 10)
         self.trial_table.setHorizontalHeaderLabels(["trial", "stimulus", "category", "status", "SAM emotion",
-                                                    "SAM V/A/D", "model ER", "model FER", "agree"])
+                                                    "SAM V/A/D", "model ER", "model FER", "agree", "presented"])
         self.trial_table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
         self.trial_table.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectionBehavior.SelectRows)
         self.trial_table.setFocusPolicy(QtCore.Qt.FocusPolicy.NoFocus)
@@ -850,14 +864,20 @@ class ReplayWindow(QtWidgets.QMainWindow):
             vad = "" if tr.sam_valence is None else f"{tr.sam_valence}/{tr.sam_arousal}/{tr.sam_dominance}"
             agree = "" if tr.sam_emotion is None or tr.pred_er_top is None else \
                 ("yes" if tr.sam_emotion == tr.pred_er_top else "no")
+            shown, bad = _presented_cell(tr)
             cells = [str(tr.trial), tr.stimulus_id, tr.category or "", tr.status or "", tr.sam_emotion or "",
-                     vad, tr.pred_er_top or "", tr.pred_fer_top or "", agree]
+                     vad, tr.pred_er_top or "", tr.pred_fer_top or "", agree, shown]
             for j, text in enumerate(cells):
                 it = QtWidgets.QTableWidgetItem(text)
                 if j in (2, 4, 6, 7) and text in EMOTION_COLORS:
                     c = QtGui.QColor(EMOTION_COLORS[text])
                     c.setAlpha(90)
                     it.setBackground(c)
+                if j == 9 and bad:
+                    it.setForeground(QtGui.QColor(BAD_COLOR))
+                    worst = "" if tr.worst_interval_ms is None else f"; worst interval {tr.worst_interval_ms:.0f} ms"
+                    it.setToolTip(f"frames shown / in the clip: some were never presented or came late{worst} "
+                                  "(docs/recording-format.md)")
                 t.setItem(i, j, it)
         t.resizeColumnsToContents()
         self._size_bottom_docks()
