@@ -7,7 +7,10 @@ import sys
 
 from ..devices.factory import CAMERA_HELP, MIC_HELP, TRACKER_HELP
 
-__all__ = ["register"]
+__all__ = ["register", "DAMAGED_EXIT"]
+
+#: `info`'s exit code for a folder it could read but found damaged (the problems are on stderr)
+DAMAGED_EXIT = 6
 
 
 def register(sub) -> None:
@@ -35,9 +38,16 @@ def register(sub) -> None:
 
     p = sub.add_parser("info", help="summarise a recorded session",
                        description="Per stream: samples, duration, rate, gaps, dropped, first/last t_us; and the trials. "
-                                   "Damage is warned about on stderr ('problems' in --json): a crashed folder "
-                                   "not yet repaired, a stop on a full disk, a declared stream whose file is "
-                                   "missing, a truncated face.mjpeg, time stamps out of order.")
+                                   "Every table and segment is checked against the counts session.json records. "
+                                   "Damage is warned about on stderr, one line each with its numbers ('problems' "
+                                   "in --json): a crashed folder not yet repaired, a stop on a full disk, a declared "
+                                   "stream whose file is missing, fewer (or more) rows or frames than were written, "
+                                   "a stream that ends early against the others, a truncated face.mjpeg or "
+                                   "overwritten frames in it, a foreign audio.wav header, time stamps out of order; "
+                                   "the table then shows what can be read. Exit 0 when the folder is intact (a "
+                                   "stream that ends early alone is a warning: a device that stopped is recorded "
+                                   f"faithfully), {DAMAGED_EXIT} when damage was found, 2 when it cannot be read "
+                                   "at all.")
     p.add_argument("session", help="session folder")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_info)
@@ -109,8 +119,7 @@ def cmd_info(args) -> int:
     s = SessionReader(args.session).summary()
     if args.json:
         print(json.dumps(s, indent=2))
-        _warn_problems(s)
-        return 0
+        return _warn_problems(s)
     print(f"{s['path']}  (format {s['format']['name']} v{s['format']['version']}, status {s['status']}, "
           f"participant {s['participant']})")
     print(f"{'stream':12} {'samples':>9} {'duration_s':>11} {'rate_hz':>9} {'gaps':>5} {'dropped':>8}  first_t_us .. last_t_us")
@@ -134,14 +143,24 @@ def cmd_info(args) -> int:
             if "predicted_er7" in t:
                 extra += f"  model ER {t['predicted_er7']:<9} FER {t['predicted_fer7']}"
             print(f"  {t['trial']:>3} {t['stimulus_id']:<16} {t.get('status') or '':<9} frames {t['frames']:>5}{extra}")
-    _warn_problems(s)
-    return 0
+    return _warn_problems(s)
 
 
-def _warn_problems(summary: dict) -> None:
-    """What is wrong with the folder goes to stderr (the table and --json stay parseable)."""
-    for msg in summary.get("problems", []):
+def _warn_problems(summary: dict) -> int:
+    """What is wrong with the folder goes to stderr (the table and --json stay parseable), one
+    line each, then one error line; returns the exit code."""
+    from .reader import SessionReader
+
+    problems = summary.get("problems", [])
+    for msg in problems:
         print(f"emer-live: warning: {msg}", file=sys.stderr)
+    kinds = summary.get("problem_kinds", ["unreadable"] * len(problems))
+    damage = [k for k in kinds if k not in SessionReader.WARNING_ONLY]
+    if not damage:
+        return 0
+    print(f"emer-live: error: {summary['path']}: damaged - {len(damage)} problem(s) above; the summary shows "
+          "only what can be read", file=sys.stderr)
+    return DAMAGED_EXIT
 
 
 def cmd_repair(args) -> int:
@@ -149,11 +168,14 @@ def cmd_repair(args) -> int:
 
     rep = repair_session(args.session)
     if not rep.changed and not rep.lost:
-        print(f"{rep.path}: nothing to repair")
-        return 0
-    for a in rep.actions:
-        print(f"repaired: {a}")
-    for lost in rep.lost:
-        print(f"lost: {lost}")
-    print(f"{rep.path}: readable again; the report is in session.json (repairs)")
+        print(f"{rep.path}: nothing to repair" + (" - but see the damage below, which repair cannot undo"
+                                                  if rep.remaining else ""))
+    else:
+        for a in rep.actions:
+            print(f"repaired: {a}")
+        for lost in rep.lost:
+            print(f"lost: {lost}")
+        print(f"{rep.path}: readable again; the report is in session.json (repairs)")
+    for msg in rep.remaining:
+        print(f"emer-live: warning: not repairable: {msg}", file=sys.stderr)
     return 0
