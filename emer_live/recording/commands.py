@@ -158,8 +158,8 @@ def _warn_problems(summary: dict) -> int:
     damage = [k for k in kinds if k not in SessionReader.WARNING_ONLY]
     if not damage:
         return 0
-    print(f"emer-live: error: {summary['path']}: damaged - {len(damage)} problem(s) above; the summary shows "
-          "only what can be read", file=sys.stderr)
+    print(f"emer-live: error: {summary['path']}: damaged - see the warnings above; the summary shows only what "
+          "can be read", file=sys.stderr)
     return DAMAGED_EXIT
 
 
