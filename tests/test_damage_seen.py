@@ -303,3 +303,24 @@ def test_rerecord_refuses_a_short_gaze_table(pristine, tmp_path):
     assert cli.main(["record", "--tracker", f"replay:{s}", "--camera", "none", "--speed", "max",
                      "--out", str(out), "--quiet"]) == 2
     assert not out.exists()
+
+
+@pytest.mark.parametrize("table", ["face_frames.tsv", "events.tsv"])
+def test_replay_shows_the_whole_rows_of_a_cut_index_or_event_table(table, pristine, tmp_path):
+    """A frame index or events.tsv cut mid-line: replay still shows every whole row's frame or
+    event (before, the whole segment's video or every event and trial interval was dropped)."""
+    s = tmp_path / "s"
+    shutil.copytree(pristine, s)
+    p = _largest_video(s).parent / table if table == "face_frames.tsv" else s / table
+    data = p.read_bytes()
+    p.write_bytes(data[:-7])                       # the last line loses its end
+    whole = data[:-7].count(b"\n") - 1
+    full, r = ReplaySession(pristine), ReplaySession(s)
+    assert r.damaged and any("truncated" in pr["message"] for pr in r.problems)
+    if table == "events.tsv":
+        assert len(r.events) == whole == len(full.events) - 1
+        assert [t.onset_us for t in r.trials] == [t.onset_us for t in full.trials]
+        assert any(n.startswith(f"events: showing the {whole} whole rows") for n in r.load_notes)
+    else:
+        assert len(r.face_t) == len(full.face_t) - 1
+    assert not r.load_errors, r.load_errors

@@ -186,14 +186,36 @@ class ReplaySession:
         self.trial_predictions = df[df["kind"] == "trial"].reset_index(drop=True)
 
     def _load_events(self) -> None:
-        self.events = self._guard("events", self.reader.events, [])
+        try:
+            self.events = self.reader.events()
+        except SessionFormatError:
+            # a damaged events.tsv: its whole rows (trials, notes) are still shown
+            try:
+                self.events, left_out = self.reader.intact_events()
+            except (SessionFormatError, OSError) as exc:
+                self.load_errors.append(f"events: {exc}")
+                self.events = []
+            else:
+                self.load_notes.append(f"events: showing the {len(self.events)} whole rows; {left_out} damaged "
+                                       "line(s) left out")
 
     def _load_video_index(self) -> None:
         segs = []
         for s in self.reader.segments():
             if not s.has_video:
                 continue
-            idx = self._guard(f"{s.relpath} frame index", lambda s=s: self.reader.frame_index(s), None)
+            try:
+                idx = self.reader.frame_index(s)
+            except SessionFormatError:
+                # a damaged index: the frames of its whole rows are still shown
+                try:
+                    idx, left_out = self.reader.intact_frame_index(s)
+                except (SessionFormatError, OSError) as exc:
+                    self.load_errors.append(f"{s.relpath} frame index: {exc}")
+                    idx = None
+                else:
+                    self.load_notes.append(f"{s.relpath}: showing the {len(idx)} frames of the whole index rows; "
+                                           f"{left_out} damaged line(s) left out")
             if idx is None or not len(idx):
                 continue
             vid = s.path / "face.mjpeg"
@@ -228,7 +250,7 @@ class ReplaySession:
     def _load_trials(self) -> List[TrialRow]:
         plan = {int(p["trial"]): p for p in self.meta.get("plan", []) or [] if "trial" in p}
         status = {int(t["trial"]): t for t in self.meta.get("trials", []) or [] if "trial" in t}
-        intervals = {iv["trial"]: iv for iv in self._guard("events", self.reader.stimulus_intervals, [])}
+        intervals = {iv["trial"]: iv for iv in self.reader.stimulus_intervals(self.events)}
         segs = {s.trial: s for s in self.reader.segments() if s.kind == "trial"}
         sam = self._guard("sam.tsv", self.reader.sam, None)
         lib_dir = self._stimulus_library_dir()

@@ -372,11 +372,12 @@ class SessionReader:
                                          f"run `emer-live repair {self.path}`") from None
         return out
 
-    def stimulus_intervals(self) -> List[dict]:
+    def stimulus_intervals(self, events: Optional[List[dict]] = None) -> List[dict]:
         """Per presented trial: ``trial, stimulus_id, onset_us, offset_us, status`` from events.tsv
-        (a trial whose clip was restarted after a pause keeps its last onset)."""
+        (or ``events`` already read; a trial whose clip was restarted after a pause keeps its last
+        onset)."""
         out = {}
-        for e in self.events():
+        for e in (self.events() if events is None else events):
             if e["kind"] == "stimulus_onset" and e["trial"] is not None:
                 out[e["trial"]] = {"trial": e["trial"], "stimulus_id": e["detail"].get("stimulus_id"),
                                    "category": e["detail"].get("category"),
@@ -427,6 +428,36 @@ class SessionReader:
                 arr = np.array(_int_rows(rows, p, fmt.FRAME_COLUMNS), dtype=dt) if rows else np.zeros(0, dt)
                 self._frames_cache[key] = arr
         return self._frames_cache[key]
+
+    def intact_frame_index(self, segment: Segment) -> "tuple[np.ndarray, int]":
+        """The whole rows of a segment's frame index that may be damaged, and how many lines
+        were left out (see :meth:`intact_records`)."""
+        dt = np.dtype([("frame", np.int64), ("t_us", np.int64), ("camera_frame_index", np.int64),
+                       ("offset", np.int64), ("size", np.int64)])
+        p = self._inside(segment.path / fmt.FRAMES_TSV)
+        if not p.is_file():
+            return np.zeros(0, dt), 0
+        rows, skipped = read_tsv_intact(p, fmt.FRAME_COLUMNS, what="frame index")
+        good = [tuple(int(v) for v in r) for r in rows if all(_is_int(v) for v in r)]
+        return (np.array(good, dtype=dt) if good else np.zeros(0, dt)), len(skipped) + len(rows) - len(good)
+
+    def intact_events(self) -> "tuple[List[dict], int]":
+        """The whole rows of a damaged events.tsv (as :meth:`events` gives them) and how many
+        lines were left out."""
+        p = self._inside(self.path / fmt.EVENTS_TSV)
+        rows, skipped = read_tsv_intact(p, fmt.EVENT_COLUMNS, what="events")
+        out = []
+        for t, kind, trial, detail in rows:
+            if not _is_int(t) or (trial and not _is_int(trial)):
+                skipped.append(-1)
+                continue
+            try:
+                d = json.loads(detail) if detail else {}
+            except ValueError:
+                d = {"text": detail}
+            out.append({"t_us": int(t), "kind": kind, "trial": int(trial) if trial else None,
+                        "detail": d if isinstance(d, dict) else {"value": d}})
+        return out, len(skipped)
 
     def camera_times(self) -> np.ndarray:
         """t_us of every recorded frame, all segments, in time order."""
