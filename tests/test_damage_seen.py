@@ -324,3 +324,20 @@ def test_replay_shows_the_whole_rows_of_a_cut_index_or_event_table(table, pristi
     else:
         assert len(r.face_t) == len(full.face_t) - 1
     assert not r.load_errors, r.load_errors
+
+
+def test_cut_audio_is_flagged_and_refused_by_a_replay_mic(pristine, tmp_path, capsys):
+    """audio.wav cut to half: info names the blocks past its end (once; not also as a header
+    whose sizes disagree); a replay microphone refuses it before the re-recording's folder exists
+    (before: a shape error when playback reached the missing samples)."""
+    s = tmp_path / "s"
+    shutil.copytree(pristine, s)
+    w = next(s.rglob("audio.wav"))
+    w.write_bytes(w.read_bytes()[:w.stat().st_size // 2])
+    rc, out, err = _info(s, capsys)
+    assert rc == DAMAGED_EXIT and err.count("emer-live: warning:") == 1, err
+    assert re.search(r"audio\.wav: truncated - 51 of 100 indexed audio blocks lie past the end", err), err
+    out_dir = tmp_path / "re"
+    assert cli.main(["record", "--tracker", f"replay:{s}", "--camera", "none", "--mic", "replay", "--speed", "max",
+                     "--out", str(out_dir), "--quiet"]) == 2
+    assert not out_dir.exists()

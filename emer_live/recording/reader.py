@@ -745,12 +745,24 @@ class SessionReader:
             with open(self._inside(wav), "rb") as f:
                 head = f.read(fmt.WAV_HEADER_BYTES)
             n_frames = max(size - fmt.WAV_HEADER_BYTES, 0) // (2 * ch)
+            try:
+                blocks = self.audio_blocks(seg)
+            except SessionFormatError as exc:
+                add("unreadable", "audio", str(exc))
+                blocks = None
+            past = 0
+            if blocks is not None and len(blocks):
+                past = int(np.count_nonzero(blocks["sample_offset"] + blocks["n_samples"] > n_frames))
+                if past:
+                    add("truncated", "audio", f"{wav}: truncated - {past} of {len(blocks)} indexed audio blocks lie "
+                                              f"past the end of its {n_frames} samples; run `emer-live repair "
+                                              f"{self.path}` (it moves the index rows of the missing blocks aside)")
             want = fmt.wav_header(rate=rate, channels=ch, n_frames=n_frames)
             if head == want:
                 continue
             why = _wav_difference(head, want, size)
-            if why == "sizes" and self.status == "recording":
-                continue      # an unfinished recording rewrites its header at stop: "unfinished" says it
+            if why == "sizes" and (self.status == "recording" or past):
+                continue      # an unfinished recording rewrites its header at stop; a cut file: "truncated" says it
             add("corrupt", "audio", f"{wav}: the WAV header is not the one this recording wrote "
                                     f"({'its sizes disagree with the file' if why == 'sizes' else why}) - players "
                                     f"cannot read it; run `emer-live repair {self.path}` (it rewrites the header "
