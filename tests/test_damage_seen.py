@@ -341,3 +341,20 @@ def test_cut_audio_is_flagged_and_refused_by_a_replay_mic(pristine, tmp_path, ca
     assert cli.main(["record", "--tracker", f"replay:{s}", "--camera", "none", "--mic", "replay", "--speed", "max",
                      "--out", str(out_dir), "--quiet"]) == 2
     assert not out_dir.exists()
+
+
+def test_a_short_segment_is_named(pristine, tmp_path, capsys):
+    """A segment's frame index cut at a line boundary: the count names the segment it came from."""
+    s = tmp_path / "s"
+    shutil.copytree(pristine, s)
+    seg = _largest_video(s).parent
+    p = seg / "face_frames.tsv"
+    lines = p.read_bytes().split(b"\n")
+    n_rows = len(lines) - 2
+    p.write_bytes(b"\n".join(lines[:200]) + b"\n")        # 199 rows kept
+    rc, out, err = _info(s, capsys)
+    total = SECONDS * 30 + 1
+    assert rc == DAMAGED_EXIT, err
+    assert f"({seg.relative_to(s).as_posix()} ends " in err and "before its segment does)" in err, err
+    assert f"{total - (n_rows - 199)} video frames found, session.json records {total} written - " \
+           f"{n_rows - 199} missing" in err, err

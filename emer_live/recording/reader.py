@@ -666,6 +666,10 @@ class SessionReader:
             stream = {"audio_blocks": "audio", "audio_samples": "audio"}.get(key, key)
             place = self.path / where if key in fmt.TABLES else f"{self.path}: {where}"
             if got["rows"] < expected:
+                if key in ("camera", "audio_blocks", "audio_samples"):
+                    cut = self._segments_ending_early("video" if key == "camera" else "audio")
+                    if cut:
+                        place = f"{self.path}: {where} ({'; '.join(cut)})"
                 miss = expected - got["rows"]
                 rate = (streams.get(stream) or {}).get("nominal_rate_hz")
                 if key == "audio_samples":
@@ -678,6 +682,30 @@ class SessionReader:
                 add("count", stream, f"{place}: {got['rows']} {unit} found, session.json records only {expected} "
                                      f"written - {got['rows'] - expected} more than were recorded (rows added "
                                      "or repeated after the recording)")
+
+    def _segments_ending_early(self, what: str) -> List[str]:
+        """Segments whose frames (``video``) or audio blocks end more than EARLY_END_S before the
+        segment does (the next segment's start, or the recorder's stop): where records went."""
+        segs = sorted(self.segments(), key=lambda sg: sg.t_start_us)
+        stop = (self.meta.get("clock") or {}).get("end_t_us")
+        out = []
+        for i, seg in enumerate(segs):
+            end = segs[i + 1].t_start_us if i + 1 < len(segs) else stop
+            if not isinstance(end, int):
+                continue
+            try:
+                if what == "video":
+                    t = self.frame_index(seg)["t_us"] if seg.has_video else None
+                else:
+                    t = self.audio_blocks(seg)["t_us"] if seg.has_audio else None
+            except SessionFormatError:
+                continue
+            if t is None or not len(t):
+                continue
+            gap = (end - int(t.max())) / 1e6
+            if gap > self.EARLY_END_S:
+                out.append(f"{seg.relpath} ends {gap:.1f} s before its segment does")
+        return out
 
     def _check_coverage(self, found: dict, add) -> None:
         """A stream whose records end well before the other streams' (or the recorder's stop)
