@@ -358,3 +358,15 @@ def test_a_short_segment_is_named(pristine, tmp_path, capsys):
     assert f"({seg.relative_to(s).as_posix()} ends " in err and "before its segment does)" in err, err
     assert f"{total - (n_rows - 199)} video frames found, session.json records {total} written - " \
            f"{n_rows - 199} missing" in err, err
+
+
+def test_a_deleted_segment_folder_is_named(pristine, tmp_path, capsys):
+    s = tmp_path / "s"
+    shutil.copytree(pristine, s)
+    shutil.rmtree(s / "trials" / "01_hap_01")
+    rc, out, err = _info(s, capsys)
+    assert rc == DAMAGED_EXIT, err
+    assert "trials/01_hap_01: missing, but session.json records footage in this segment" in err, err
+    assert "577 video frames found, session.json records 601 written - 24 missing (0.8 s at 30 Hz)" in err
+    assert "1920 audio blocks found, session.json records 2000 written - 80 missing (0.8 s at 100 Hz)" in err
+    assert "audio samples found" not in err        # the audio's shortfall is said once

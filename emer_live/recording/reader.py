@@ -554,6 +554,11 @@ class SessionReader:
         if "camera" in declared and int(written.get("camera", 0) or 0) > 0 and not any(s.has_video for s in segs):
             add("missing", "camera", f"{self.path}: session.json records {written['camera']} video frames but no "
                                      f"segment holds a {fmt.FRAMES_TSV}; restore the segment folders from a backup")
+        listed = {sg.get("path"): sg for sg in self.meta.get("segments") or [] if isinstance(sg, dict)}
+        for seg in segs:
+            if listed.get(seg.relpath, {}).get("empty") is False and not seg.path.is_dir():
+                add("missing", "camera", f"{seg.path}: missing, but session.json records footage in this segment "
+                                         "(the folder was deleted or moved); restore it from a backup")
         for seg in segs:
             vid = seg.path / fmt.VIDEO_FILE
             if not seg.has_video:
@@ -650,7 +655,13 @@ class SessionReader:
                 "audio_blocks": ("audio blocks", f"the segments' {fmt.AUDIO_TSV}"),
                 "audio_samples": ("audio samples", "the segments' audio"),
                 **{k: ("rows", f) for k, (f, _dt) in fmt.TABLES.items()}}
-        for key, expected in written.items():
+        reported = []
+
+        def add_count(kind, stream, message):
+            reported.append({"message": message})
+            add(kind, stream, message)
+
+        for key, expected in sorted(written.items(), key=lambda kv: kv[0] == "audio_samples"):
             if key not in what or expected is None:
                 continue
             expected = int(expected)
@@ -658,11 +669,13 @@ class SessionReader:
             unit, where = what[key]
             if got is None:
                 if expected and key in fmt.TABLES:
-                    add("count", key, f"{self.path / fmt.TABLES[key][0]}: missing, but session.json records "
+                    add_count("count", key, f"{self.path / fmt.TABLES[key][0]}: missing, but session.json records "
                                       f"{expected} {unit} written; restore it from a backup")
                 continue
             if got["unreadable"] or got["rows"] == expected:
                 continue
+            if key == "audio_samples" and any("audio blocks found" in r["message"] for r in reported):
+                continue      # the blocks' line already says the audio is short
             stream = {"audio_blocks": "audio", "audio_samples": "audio"}.get(key, key)
             place = self.path / where if key in fmt.TABLES else f"{self.path}: {where}"
             if got["rows"] < expected:
@@ -675,11 +688,11 @@ class SessionReader:
                 if key == "audio_samples":
                     rate = (streams.get("audio") or {}).get("sample_rate_hz")
                 span = f" ({miss / rate:.1f} s at {rate:g} Hz)" if rate else ""
-                add("count", stream, f"{place}: {got['rows']} {unit} found, session.json records {expected} "
+                add_count("count", stream, f"{place}: {got['rows']} {unit} found, session.json records {expected} "
                                      f"written - {miss} missing{span}; the file was cut or rows were removed "
                                      "after the recording; restore it from a backup")
             else:
-                add("count", stream, f"{place}: {got['rows']} {unit} found, session.json records only {expected} "
+                add_count("count", stream, f"{place}: {got['rows']} {unit} found, session.json records only {expected} "
                                      f"written - {got['rows'] - expected} more than were recorded (rows added "
                                      "or repeated after the recording)")
 
