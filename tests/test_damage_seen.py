@@ -370,3 +370,26 @@ def test_a_deleted_segment_folder_is_named(pristine, tmp_path, capsys):
     assert "577 video frames found, session.json records 601 written - 24 missing (0.8 s at 30 Hz)" in err
     assert "1920 audio blocks found, session.json records 2000 written - 80 missing (0.8 s at 100 Hz)" in err
     assert "audio samples found" not in err        # the audio's shortfall is said once
+
+
+def test_a_stream_that_only_ends_early_is_shown_amber_and_stays_reanalysable(pristine, tmp_path, qtbot):
+    """No counts broken (a crashed-and-repaired folder has none), gaze just stops 8 s early: the
+    replay window says so once, amber, and keeps re-analysis on (it is not damage)."""
+    import json
+
+    from emer_live.ui.colors import WARN_COLOR
+    from emer_live.ui.replay import ReplayWindow
+
+    s = tmp_path / "s"
+    shutil.copytree(pristine, s)
+    meta = json.loads((s / "session.json").read_text())
+    del meta["written"]
+    (s / "session.json").write_text(json.dumps(meta))
+    _gaze_cut_to(s, 12.0)
+    w = ReplayWindow(s, face_boxes=False)
+    qtbot.addWidget(w)
+    assert not w.session.damaged and [p["kind"] for p in w.session.problems] == ["ends_early"]
+    text = w.banner.text()
+    assert "Damaged" not in text and text.count("gaze ends at 12.0 s") == 1, text
+    assert WARN_COLOR in w.banner.styleSheet()
+    assert w.btn_reanalyse.isEnabled()

@@ -117,7 +117,8 @@ class ReplaySession:
             self.problems = self.reader.problems()
         except SessionFormatError as exc:
             self.problems = [{"kind": "unreadable", "stream": None, "message": str(exc)}]
-        self.damaged = bool(self.problems)
+        # a stream that merely ends early (a device that stopped) is shown and re-analysable
+        self.damaged = any(p["kind"] not in SessionReader.WARNING_ONLY for p in self.problems)
         self._load_gaze()
         self._load_predictions()
         self._load_events()

@@ -695,12 +695,13 @@ class ReplayWindow(QtWidgets.QMainWindow):
 
         s = self.session
         lines = damage_lines(s.problems, s.load_notes + s.load_errors)
-        if s.problems:
+        if s.damaged:
             head = "<b>Damaged folder - showing what can be read; re-analysis is off.</b> Each line says its fix."
             tail = ""
             self.banner.setStyleSheet(f"background:{BAD_COLOR}; color:white; padding:6px;")
         elif s.status not in ("complete",) or lines:
-            head = f"<b>This session ended early (status {html.escape(s.status)}).</b> Showing what it holds."
+            head = (f"<b>This session ended early (status {html.escape(s.status)}).</b> Showing what it holds."
+                    if s.status != "complete" else "<b>Not every stream covers the whole session.</b>")
             tail = ""
             self.banner.setStyleSheet(f"background:{WARN_COLOR}; color:black; padding:6px;")
         else:
