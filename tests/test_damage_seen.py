@@ -297,12 +297,22 @@ def test_rerecord_refuses_a_bad_frame_before_creating_anything(how, pristine, tm
     assert not out.exists()
 
 
-def test_rerecord_refuses_a_short_gaze_table(pristine, tmp_path):
+def test_rerecord_of_a_short_gaze_table_says_what_is_missing(pristine, tmp_path, capsys):
+    """Half the gaze rows gone: the re-recording replays what is there (its loss summary shows
+    the rest as missing) and says, with the numbers, that its source is short - on stderr and in
+    the new session.json."""
+    import json
+
     s, rows = _damaged(pristine, tmp_path, "gaze_half_rows")
     out = tmp_path / "re"
+    capsys.readouterr()
     assert cli.main(["record", "--tracker", f"replay:{s}", "--camera", "none", "--speed", "max",
-                     "--out", str(out), "--quiet"]) == 2
-    assert not out.exists()
+                     "--out", str(out), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    want = f"{rows} rows found, session.json records {GAZE_ROWS} written - {GAZE_ROWS - rows} missing"
+    assert f"emer-live: warning: replay source: {s / 'gaze.tsv'}: {want}" in err, err
+    meta = json.loads((out / "session.json").read_text())
+    assert any(want in m for m in meta["replay_source_problems"])
 
 
 @pytest.mark.parametrize("table", ["face_frames.tsv", "events.tsv"])

@@ -29,9 +29,11 @@ from .base import Device, EventSink
 
 __all__ = ["ReplaySource", "ReplayTracker", "ReplayCamera", "ReplayMic"]
 
-#: damage a replay device refuses when it is opened: what breaks playback, and records missing
-#: against session.json's counts (a re-recording would pass them on as complete)
-REFUSED = SessionReader.BREAKING + ("count",)
+#: damage a replay device refuses when it is opened: what would make playback wrong or stop it
+#: midway. Records missing against session.json's counts, or a stream that ends early, replay
+#: as they are (the re-recording's loss summary shows the holes); :meth:`ReplaySource.warnings`
+#: says them with their numbers.
+REFUSED = SessionReader.BREAKING
 
 
 class ReplaySource:
@@ -95,6 +97,13 @@ class ReplaySource:
         if not any(s.has_audio for s in self.reader.segments()):
             raise DeviceUnavailable(f"{self.path}: no recorded audio to replay as a microphone; use --mic none or synthetic")
         return self._add(ReplayMic(self, on_event=on_event, capacity_s=capacity_s))
+
+    def warnings(self) -> List[str]:
+        """What is wrong with the recording that replays anyway, with its numbers: records
+        missing against session.json's counts, a stream that ends early."""
+        if self.reader._problems is None:
+            self.reader._problems = self.reader.problems()
+        return [p["message"] for p in self.reader._problems if p["kind"] in ("count", "ends_early")]
 
     def check_frames_decode(self) -> None:
         """Decode every recorded frame (at 1/8 size, the JPEG decoder's cheap path; on up to 4

@@ -69,9 +69,12 @@ def cmd_record(args) -> int:
                     mic=args.mic, rate=args.rate, fps=args.fps, size=parse_size(args.size), seed=args.seed,
                     speed=parse_speed(args.speed), duration_s=args.duration, out=args.out,
                     consent_version=args.consent_version, consent_date=args.consent_date)
+    from ..app.events import RunStarted
+
     run = Run(cfg)
     if not args.quiet:
         run.subscribe(lambda ev: _progress(run, ev) if isinstance(ev, Progress) else None)
+    run.subscribe(lambda ev: _replay_source_warnings(run) if isinstance(ev, RunStarted) else None)
     drive(run)
     rec = run.recorder
     meta = rec.meta
@@ -92,6 +95,20 @@ def cmd_record(args) -> int:
     if run.failed or meta["status"] not in ("complete", "aborted"):
         return 1
     return signal_exit_code(run)
+
+
+def _replay_source_warnings(run) -> None:
+    """A replayed recording that is short of what its session.json says was written replays as
+    it is (the holes show in this recording's loss summary); say so, with the numbers, on stderr
+    and in the new session.json (``replay_source_problems``)."""
+    src = run.devices.replay if run.devices is not None else None
+    if src is None:
+        return
+    found = src.warnings()
+    for msg in found:
+        print(f"emer-live: warning: replay source: {msg}", file=sys.stderr)
+    if found and run.recorder is not None:
+        run.recorder.update_meta(replay_source_problems=found)
 
 
 def _progress(run, ev) -> None:
