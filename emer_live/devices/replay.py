@@ -101,9 +101,7 @@ class ReplaySource:
     def warnings(self) -> List[str]:
         """What is wrong with the recording that replays anyway, with its numbers: records
         missing against session.json's counts, a stream that ends early."""
-        if self.reader._problems is None:
-            self.reader._problems = self.reader.problems()
-        return [p["message"] for p in self.reader._problems if p["kind"] in ("count", "ends_early")]
+        return [p["message"] for p in self.reader.checked_problems() if p["kind"] in ("count", "ends_early")]
 
     def check_frames_decode(self) -> None:
         """Decode every recorded frame (at 1/8 size, the JPEG decoder's cheap path; on up to 4

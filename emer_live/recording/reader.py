@@ -809,15 +809,19 @@ class SessionReader:
                                     f"cannot read it; run `emer-live repair {self.path}` (it rewrites the header "
                                     "from the block index; the samples are kept)")
 
+    def checked_problems(self) -> List[dict]:
+        """:meth:`problems`, checked once per reader (it reads every frame's bytes)."""
+        if self._problems is None:
+            self._problems = self.problems()
+        return self._problems
+
     #: the problems that make replay and windows wrong (or stop them midway)
     BREAKING = ("missing", "truncated", "order", "unreadable", "outside", "corrupt")
 
     def require_intact(self, streams=("gaze", "camera"), kinds=BREAKING) -> None:
         """Raise :class:`SessionFormatError` for a missing, truncated, out-of-order or overwritten
         stream among ``streams`` (``kinds`` of :meth:`problems`; a re-recording adds ``count``)."""
-        if self._problems is None:
-            self._problems = self.problems()
-        for p in self._problems:
+        for p in self.checked_problems():
             if p["stream"] in streams and p["kind"] in kinds:
                 raise SessionFormatError(p["message"])
 
