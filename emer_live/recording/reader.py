@@ -756,9 +756,13 @@ class SessionReader:
                 idx = self.frame_index(seg)
             except SessionFormatError:
                 continue       # reported as unreadable
+            try:
+                self._inside(vid)
+            except SessionFormatError:
+                continue       # reported as outside
             size = vid.stat().st_size
             bad = []
-            with open(self._inside(vid), "rb") as f:
+            with open(vid, "rb") as f:
                 for r in idx:
                     off, n = int(r["offset"]), int(r["size"])
                     if off + n > size:
@@ -782,8 +786,12 @@ class SessionReader:
             wav = seg.path / fmt.AUDIO_FILE
             if not wav.is_file():
                 continue
+            try:
+                self._inside(wav)
+            except SessionFormatError:
+                continue       # reported as outside
             size = wav.stat().st_size
-            with open(self._inside(wav), "rb") as f:
+            with open(wav, "rb") as f:
                 head = f.read(fmt.WAV_HEADER_BYTES)
             n_frames = max(size - fmt.WAV_HEADER_BYTES, 0) // (2 * ch)
             try:
