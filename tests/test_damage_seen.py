@@ -401,3 +401,17 @@ def test_a_stream_that_only_ends_early_is_shown_amber_and_stays_reanalysable(pri
     assert "Damaged" not in text and text.count("gaze ends at 12.0 s") == 1, text
     assert WARN_COLOR in w.banner.styleSheet()
     assert w.btn_reanalyse.isEnabled()
+
+
+def test_a_link_out_of_the_folder_stays_a_flagged_read(pristine, tmp_path, capsys):
+    """The byte checks do not follow a face.mjpeg that links out of the folder: `info` still
+    prints its table and the 'outside' warning (exit 6), not a one-line error (exit 2)."""
+    s = tmp_path / "s"
+    shutil.copytree(pristine, s)
+    v = s / "trials" / "01_hap_01" / "face.mjpeg"
+    outside = tmp_path / "outside.mjpeg"
+    shutil.copyfile(v, outside)
+    v.unlink()
+    os.symlink(outside, v)
+    rc, out, err = _info(s, capsys)
+    assert rc == DAMAGED_EXIT and "a symbolic link out of the session folder" in err and "gaze" in out, err
