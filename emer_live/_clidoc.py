@@ -19,7 +19,8 @@ def render() -> str:
            "Generated from the program's own `--help` (`python -m emer_live._clidoc > docs/cli.md`);",
            "a test keeps it in step. Errors caused by input are printed as one line",
            "`emer-live: error: ...` with a non-zero exit code (2 bad input, 3 device unavailable, 4 disk full,",
-           "5 forget could not write, remove or read, 6 a session folder is in use by a recorder).",
+           "5 forget could not write, remove or read, 6 a session folder is in use by a recorder,",
+           "7 `info` found damage).",
            "", "```", parser.format_help().rstrip(), "```", ""]
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     for name, p in sub.choices.items():

@@ -239,7 +239,7 @@ def test_truncated_video_info_windows_replay(session, tmp_path):
     s = SessionReader(session).summary()
     assert any("truncated" in p for p in s["problems"])
     p = run_cli("info", session)
-    assert p.returncode == 0 and "warning" in p.stderr and "truncated" in p.stderr
+    assert p.returncode == 7 and "warning" in p.stderr and "truncated" in p.stderr   # 7: damage found
     p = run_cli("windows", session, "--window", "1", "--hop", "1", "--out", tmp_path / "w.npz")
     assert p.returncode == 2 and "Traceback" not in p.stderr and "truncated" in p.stderr
     out = tmp_path / "re"

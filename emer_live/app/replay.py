@@ -23,7 +23,7 @@ from ..labels import ER7_CLASSES
 from ..recording.reader import Segment, SessionReader
 
 __all__ = ["ReplaySession", "TrialRow", "compare_predictions", "Reanalysis", "load_stimulus_frames",
-           "TRIAL_TABLE_COLUMNS", "read_only_reason"]
+           "TRIAL_TABLE_COLUMNS", "read_only_reason", "damage_lines"]
 
 #: columns of the trial table (the app's list and its TSV export)
 TRIAL_TABLE_COLUMNS = ("trial", "stimulus_id", "category", "status", "onset_us", "offset_us", "sam_emotion",
@@ -96,6 +96,18 @@ def read_only_reason(problems: List[dict]) -> Optional[str]:
     return "damaged (" + ", ".join(kinds) + "): " + problems[0]["message"]
 
 
+def damage_lines(problems: List[dict], load_notes: List[str], *, limit: int = 6) -> List[str]:
+    """The banner's lines for a damaged folder: each problem once (the same message from two
+    checks is said once), then what loading left out that the problems do not already say."""
+    out: List[str] = []
+    for text in [p["message"] for p in problems] + list(load_notes):
+        if text not in out and not any(text in o or o in text for o in out):
+            out.append(text)
+    if len(out) > limit:
+        out = out[:limit - 1] + [f"and {len(out) - limit + 1} more (`emer-live info` lists them all)"]
+    return out
+
+
 class ReplaySession:
     """A recorded session, loaded for review.
 
@@ -110,11 +122,14 @@ class ReplaySession:
         self.meta = self.reader.meta
         self.status = self.reader.status
         self.load_errors: List[str] = []
+        #: what a partial read of a damaged table shows (the banner says it once)
+        self.load_notes: List[str] = []
         try:
             self.problems = self.reader.problems()
         except SessionFormatError as exc:
             self.problems = [{"kind": "unreadable", "stream": None, "message": str(exc)}]
-        self.damaged = bool(self.problems)
+        # a stream that merely ends early (a device that stopped) is shown and re-analysable
+        self.damaged = any(p["kind"] not in SessionReader.WARNING_ONLY for p in self.problems)
         self._load_gaze()
         self._load_predictions()
         self._load_events()
@@ -133,7 +148,18 @@ class ReplaySession:
     def _load_gaze(self) -> None:
         from ..schema import GAZE_DTYPE
 
-        g = self._guard("gaze", self.reader.gaze, None) if self.reader.has_gaze() else None
+        g = None
+        if self.reader.has_gaze():
+            try:
+                g = self.reader.gaze()
+            except SessionFormatError:
+                # a damaged file: show its whole rows (problems say what is wrong with the rest)
+                try:
+                    g, left_out = self.reader.intact_records("gaze")
+                except (SessionFormatError, OSError) as exc:
+                    self.load_errors.append(f"gaze: {exc}")
+                else:
+                    self.load_notes.append(self._partial_note("gaze", g, left_out))
         if g is None:
             g = np.zeros(0, GAZE_DTYPE)
         # a damaged file may hold stamps out of order; lookups need them sorted
@@ -152,6 +178,15 @@ class ReplaySession:
         self.pupil_left = np.where(g["left_pupil_validity"] == 1, g["left_pupil_diameter"], np.nan)
         self.pupil_right = np.where(g["right_pupil_validity"] == 1, g["right_pupil_diameter"], np.nan)
 
+    def _partial_note(self, what: str, records: np.ndarray, left_out: int) -> str:
+        start = (self.meta.get("clock") or {}).get("start_t_us")
+        if len(records) and isinstance(start, int):
+            upto = f" (to {(int(records['t_us'].max()) - start) / 1e6:.1f} s)"
+        else:
+            upto = ""
+        return (f"{what}: showing the {len(records)} whole rows{upto}; {left_out} damaged line(s) left out"
+                if len(records) else f"{what}: no whole row to show; {left_out} damaged line(s)")
+
     def _load_predictions(self) -> None:
         df = self._guard("predictions", self.reader.predictions, None)
         self.predictions = df
@@ -163,7 +198,18 @@ class ReplaySession:
         self.trial_predictions = df[df["kind"] == "trial"].reset_index(drop=True)
 
     def _load_events(self) -> None:
-        self.events = self._guard("events", self.reader.events, [])
+        try:
+            self.events = self.reader.events()
+        except SessionFormatError:
+            # a damaged events.tsv: its whole rows (trials, notes) are still shown
+            try:
+                self.events, left_out = self.reader.intact_events()
+            except (SessionFormatError, OSError) as exc:
+                self.load_errors.append(f"events: {exc}")
+                self.events = []
+            else:
+                self.load_notes.append(f"events: showing the {len(self.events)} whole rows; {left_out} damaged "
+                                       "line(s) left out")
 
     def _load_video_index(self) -> None:
         segs = []
@@ -183,13 +229,28 @@ class ReplaySession:
                 continue
             if not s.has_video:
                 continue
-            idx = self._guard(f"{s.relpath} frame index", lambda s=s: self.reader.frame_index(s), None)
+            try:
+                idx = self.reader.frame_index(s)
+            except SessionFormatError:
+                # a damaged index: the frames of its whole rows are still shown
+                try:
+                    idx, left_out = self.reader.intact_frame_index(s)
+                except (SessionFormatError, OSError) as exc:
+                    self.load_errors.append(f"{s.relpath} frame index: {exc}")
+                    idx = None
+                else:
+                    self.load_notes.append(f"{s.relpath}: showing the {len(idx)} frames of the whole index rows; "
+                                           f"{left_out} damaged line(s) left out")
             if idx is None or not len(idx):
                 continue
             vid = s.path / "face.mjpeg"
             size = vid.stat().st_size if vid.is_file() else 0
-            # frames past the end of a truncated file are not shown (the banner names them)
+            # frames past the end of a truncated file, or whose bytes were overwritten, are not
+            # shown (the banner names them)
             idx = idx[idx["offset"] + idx["size"] <= size]
+            bad = self.reader.corrupt_frames.get(s.relpath)
+            if bad:
+                idx = idx[~np.isin(idx["frame"], np.fromiter(bad, np.int64))]
             if len(idx):
                 segs.append((s, idx))
         segs.sort(key=lambda si: int(si[1]["t_us"][0]))
@@ -214,7 +275,7 @@ class ReplaySession:
     def _load_trials(self) -> List[TrialRow]:
         plan = {int(p["trial"]): p for p in self.meta.get("plan", []) or [] if "trial" in p}
         status = {int(t["trial"]): t for t in self.meta.get("trials", []) or [] if "trial" in t}
-        intervals = {iv["trial"]: iv for iv in self._guard("events", self.reader.stimulus_intervals, [])}
+        intervals = {iv["trial"]: iv for iv in self.reader.stimulus_intervals(self.events)}
         segs = {s.trial: s for s in self.reader.segments() if s.kind == "trial"}
         sam = self._guard("sam.tsv", self.reader.sam, None)
         lib_dir = self._stimulus_library_dir()
@@ -365,6 +426,24 @@ class ReplaySession:
         x, y = self.gaze_x[a:b], self.gaze_y[a:b]
         ok = np.isfinite(x) & np.isfinite(y)
         return np.column_stack([x[ok], y[ok]])
+
+    def gaze_missing(self, t0_us: int, t1_us: int, *, max_step_us: int = 100_000) -> Optional[str]:
+        """In words, how much of [t0, t1] the loaded gaze does not cover (no sample for longer than
+        ``max_step_us``), with the reason when the folder is damaged; None when it is covered."""
+        span = max(int(t1_us) - int(t0_us), 1)
+        t = self.gaze_t[(self.gaze_t >= t0_us) & (self.gaze_t <= t1_us)]
+        edges = np.concatenate([[int(t0_us)], t, [int(t1_us)]]).astype(np.int64)
+        steps = np.diff(edges)
+        missing = int(steps[steps > max_step_us].sum())
+        if missing == 0:
+            return None
+        why = next((p["message"] for p in self.problems if p.get("stream") == "gaze"), None)
+        text = f"no gaze for {missing / 1e6:.1f} of {span / 1e6:.1f} s"
+        if not self.reader.has_gaze():
+            text += " (this session has no gaze.tsv)"
+        elif why:
+            text += f" ({why})"
+        return text
 
     @property
     def stimulus_rect(self) -> Tuple[float, float, float, float]:

@@ -11,6 +11,7 @@ a session deterministically.
 from __future__ import annotations
 
 import abc
+import os
 import threading
 import time
 from pathlib import Path
@@ -19,14 +20,21 @@ from typing import Iterator, List, Optional
 import numpy as np
 
 from ..clock import ReplayClock
-from ..errors import ConfigError, DeviceUnavailable
+from ..errors import ConfigError, DeviceUnavailable, SessionFormatError
+from ..recording import format as fmt
 from ..recording.crops import METHODS, face_crop_dtype, read_landmarks
-from ..recording.reader import SessionReader
+from ..recording.reader import SessionReader, jpeg_damage
 from ..schema import GAZE_DTYPE, audio_block_dtype, frame_dtype
 from ..streams import Stream
 from .base import Device, EventSink
 
 __all__ = ["ReplaySource", "ReplayTracker", "ReplayCamera", "ReplayCropCamera", "ReplayMic"]
+
+#: damage a replay device refuses when it is opened: what would make playback wrong or stop it
+#: midway. Records missing against session.json's counts, or a stream that ends early, replay
+#: as they are (the re-recording's loss summary shows the holes); :meth:`ReplaySource.warnings`
+#: says them with their numbers.
+REFUSED = SessionReader.BREAKING
 
 
 class ReplaySource:
@@ -100,6 +108,50 @@ class ReplaySource:
             raise DeviceUnavailable(f"{self.path}: no recorded audio to replay as a microphone; use --mic none or synthetic")
         return self._add(ReplayMic(self, on_event=on_event, capacity_s=capacity_s))
 
+    def warnings(self) -> List[str]:
+        """What is wrong with the recording that replays anyway, with its numbers: records
+        missing against session.json's counts, a stream that ends early."""
+        return [p["message"] for p in self.reader.checked_problems() if p["kind"] in ("count", "ends_early")]
+
+    def check_frames_decode(self) -> None:
+        """Decode every recorded frame (at 1/8 size, the JPEG decoder's cheap path; on up to 4
+        threads - the decoder releases the GIL) and raise :class:`SessionFormatError` naming the
+        first that does not decode: a replay camera must fail when it is opened - before a
+        re-recording creates its folder - not when playback reaches the bad frame."""
+        import cv2
+        from concurrent.futures import ThreadPoolExecutor
+
+        def why_bad(data: bytes) -> Optional[str]:
+            if not data:
+                return "it lies past the end of the file"
+            why = jpeg_damage(data)
+            if why is None and cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_REDUCED_GRAYSCALE_8) is None:
+                why = "the JPEG decoder refuses it"
+            return why
+
+        r = self.reader
+        with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
+            for seg in r.segments():
+                if not seg.has_video:
+                    continue
+                idx = r.frame_index(seg)
+                vid = seg.path / fmt.VIDEO_FILE
+                size = vid.stat().st_size if vid.is_file() else 0
+                with open(vid, "rb") as f:
+                    for start in range(0, len(idx), 256):
+                        rows = idx[start:start + 256]
+                        chunk = []
+                        for row in rows:
+                            off, n = int(row["offset"]), int(row["size"])
+                            f.seek(off)
+                            chunk.append(f.read(n) if off + n <= size else b"")
+                        for row, why in zip(rows, pool.map(why_bad, chunk)):
+                            if why:
+                                raise SessionFormatError(
+                                    f"{vid}: frame {int(row['frame'])} (t_us {int(row['t_us'])}) is not a decodable "
+                                    f"JPEG ({why}); the replay is refused before anything is recorded - "
+                                    f"`emer-live info {self.path}` lists the damage")
+
     def _add(self, dev):
         self.devices.append(dev)
         return dev
@@ -154,9 +206,10 @@ class ReplayTracker(_ReplayDevice):
         self._pos = 0
 
     def _open(self) -> None:
-        # out-of-order rows would be pushed out of time order (or skipped): refuse before any
-        # recording of this replay begins
-        self.source.reader.require_intact(("gaze",))
+        # out-of-order rows would be pushed out of time order (or skipped), rows missing against
+        # session.json's counts would be re-recorded as if complete: refuse before any recording
+        # of this replay begins
+        self.source.reader.require_intact(("gaze",), REFUSED)
         info = self.source.reader.meta.get("streams", {}).get("gaze", {})
         rate = info.get("nominal_rate_hz") or 250.0
         self.stream = Stream("gaze", GAZE_DTYPE, max(int(rate * self.capacity_s), 16), nominal_rate_hz=rate)
@@ -187,7 +240,9 @@ class ReplayCamera(_ReplayDevice):
         self._next = None
 
     def _open(self) -> None:
-        self.source.reader.require_intact(("camera",))   # a truncated video fails now, not mid-recording
+        # a truncated, short or overwritten video fails now, not mid-recording
+        self.source.reader.require_intact(("camera",), REFUSED)
+        self.source.check_frames_decode()
         info = self.source.reader.meta.get("streams", {}).get("camera", {})
         w, h = int(info["width"]), int(info["height"])
         fps = info.get("nominal_rate_hz") or 30.0
@@ -280,6 +335,7 @@ class ReplayMic(_ReplayDevice):
 
     def _open(self) -> None:
         r = self.source.reader
+        r.require_intact(("audio",), REFUSED)
         info = r.meta.get("streams", {}).get("audio", {})
         self.blocksize = int(info.get("blocksize", 1024))
         self.channels = int(info.get("channels", 1))

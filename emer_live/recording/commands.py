@@ -8,7 +8,10 @@ import sys
 from ..devices.factory import CAMERA_HELP, MIC_HELP, TRACKER_HELP
 from ..recording.crops import FACE_VIDEO_HELP, FACE_VIDEO_MODES
 
-__all__ = ["register"]
+__all__ = ["register", "DAMAGED_EXIT"]
+
+#: `info`'s exit code for a folder it could read but found damaged (the problems are on stderr)
+DAMAGED_EXIT = 7  # not 6: that is a locked session folder (errors.SessionLockedError)
 
 
 def register(sub) -> None:
@@ -43,9 +46,16 @@ def register(sub) -> None:
 
     p = sub.add_parser("info", help="summarise a recorded session",
                        description="Per stream: samples, duration, rate, gaps, dropped, first/last t_us; and the trials. "
-                                   "Damage is warned about on stderr ('problems' in --json): a crashed folder "
-                                   "not yet repaired, a stop on a full disk, a declared stream whose file is "
-                                   "missing, a truncated face.mjpeg, time stamps out of order.")
+                                   "Every table and segment is checked against the counts session.json records. "
+                                   "Damage is warned about on stderr, one line each with its numbers ('problems' "
+                                   "in --json): a crashed folder not yet repaired, a stop on a full disk, a declared "
+                                   "stream whose file is missing, fewer (or more) rows or frames than were written, "
+                                   "a stream that ends early against the others, a truncated face.mjpeg or "
+                                   "overwritten frames in it, a foreign audio.wav header, time stamps out of order; "
+                                   "the table then shows what can be read. Exit 0 when the folder is intact (a "
+                                   "stream that ends early alone is a warning: a device that stopped is recorded "
+                                   f"faithfully), {DAMAGED_EXIT} when damage was found, 2 when it cannot be read "
+                                   "at all.")
     p.add_argument("session", help="session folder")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_info)
@@ -63,6 +73,7 @@ def register(sub) -> None:
 
 def cmd_record(args) -> int:
     from ..app import Progress, Run, RunConfig, drive, parse_speed, signal_exit_code
+    from ..app.events import RunStarted
     from ..devices.factory import parse_size
 
     cfg = RunConfig(kind="record", participant=_record_participant(args), tracker=args.tracker,
@@ -73,6 +84,7 @@ def cmd_record(args) -> int:
     run = Run(cfg)
     if not args.quiet:
         run.subscribe(lambda ev: _progress(run, ev) if isinstance(ev, Progress) else None)
+    run.subscribe(lambda ev: _replay_source_warnings(run) if isinstance(ev, RunStarted) else None)
     drive(run)
     rec = run.recorder
     meta = rec.meta
@@ -114,6 +126,20 @@ def _record_participant(args) -> str:
     return args.participant or owner or "P00"
 
 
+def _replay_source_warnings(run) -> None:
+    """A replayed recording that is short of what its session.json says was written replays as
+    it is (the holes show in this recording's loss summary); say so, with the numbers, on stderr
+    and in the new session.json (``replay_source_problems``)."""
+    src = run.devices.replay if run.devices is not None else None
+    if src is None:
+        return
+    found = src.warnings()
+    for msg in found:
+        print(f"emer-live: warning: replay source: {msg}", file=sys.stderr)
+    if found and run.recorder is not None:
+        run.recorder.update_meta(replay_source_problems=found)
+
+
 def _progress(run, ev) -> None:
     dur = ev.duration_s
     if dur is None and run.devices is not None and run.devices.replay is not None:
@@ -141,8 +167,7 @@ def cmd_info(args) -> int:
     s["presentation"] = _presentation(reader, s)
     if args.json:
         print(json.dumps(s, indent=2))
-        _warn_problems(s)
-        return 0
+        return _warn_problems(s)
     print(f"{s['path']}  (format {s['format']['name']} v{s['format']['version']}, status {s['status']}, "
           f"participant {s['participant']})")
     if s.get("face_video", "full") != "full":
@@ -177,8 +202,7 @@ def cmd_info(args) -> int:
               f"{LATE_FACTOR:g} frame intervals after the previous, onset: first frame minus planned):")
         for row in s["presentation"]:
             print(format_presentation(row))
-    _warn_problems(s)
-    return 0
+    return _warn_problems(s)
 
 
 def _presentation(reader, summary: dict) -> list:
@@ -190,19 +214,37 @@ def _presentation(reader, summary: dict) -> list:
     try:
         rows = trial_presentation(reader)
     except (SessionFormatError, OSError, ValueError) as exc:
-        summary.setdefault("problems", []).append(f"presentation logs not readable: {exc}")
+        _add_problem(summary, f"presentation logs not readable: {exc}", "presentation")
         return []
     for row in rows:
         if row["problems"]:
-            summary.setdefault("problems", []).append(
-                f"trial {row['trial']} ({row['stimulus_id']}): stimulus presentation: " + "; ".join(row["problems"]))
+            _add_problem(summary, f"trial {row['trial']} ({row['stimulus_id']}): stimulus presentation: "
+                         + "; ".join(row["problems"]), "presentation")
     return rows
 
 
-def _warn_problems(summary: dict) -> None:
-    """What is wrong with the folder goes to stderr (the table and --json stay parseable)."""
-    for msg in summary.get("problems", []):
+def _add_problem(summary: dict, text: str, kind: str) -> None:
+    """One more warning for ``info``, with its kind (recording/reader.py WARNING_ONLY decides
+    which kinds make ``info`` exit non-zero)."""
+    summary.setdefault("problems", []).append(text)
+    summary.setdefault("problem_kinds", []).append(kind)
+
+
+def _warn_problems(summary: dict) -> int:
+    """What is wrong with the folder goes to stderr (the table and --json stay parseable), one
+    line each, then one error line; returns the exit code."""
+    from .reader import SessionReader
+
+    problems = summary.get("problems", [])
+    for msg in problems:
         print(f"emer-live: warning: {msg}", file=sys.stderr)
+    kinds = summary.get("problem_kinds", ["unreadable"] * len(problems))
+    damage = [k for k in kinds if k not in SessionReader.WARNING_ONLY]
+    if not damage:
+        return 0
+    print(f"emer-live: error: {summary['path']}: damaged - see the warnings above; the summary shows only what "
+          "can be read", file=sys.stderr)
+    return DAMAGED_EXIT
 
 
 def cmd_repair(args) -> int:
@@ -210,11 +252,14 @@ def cmd_repair(args) -> int:
 
     rep = repair_session(args.session)
     if not rep.changed and not rep.lost:
-        print(f"{rep.path}: nothing to repair")
-        return 0
-    for a in rep.actions:
-        print(f"repaired: {a}")
-    for lost in rep.lost:
-        print(f"lost: {lost}")
-    print(f"{rep.path}: readable again; the report is in session.json (repairs)")
+        print(f"{rep.path}: nothing to repair" + (" - but see the damage below, which repair cannot undo"
+                                                  if rep.remaining else ""))
+    else:
+        for a in rep.actions:
+            print(f"repaired: {a}")
+        for lost in rep.lost:
+            print(f"lost: {lost}")
+        print(f"{rep.path}: readable again; the report is in session.json (repairs)")
+    for msg in rep.remaining:
+        print(f"emer-live: warning: not repairable: {msg}", file=sys.stderr)
     return 0

@@ -19,7 +19,7 @@ from ..clock import fit_clock_sync
 from . import crops
 from . import format as fmt
 
-__all__ = ["SessionReader", "Segment", "is_session_dir", "read_tsv_checked"]
+__all__ = ["SessionReader", "Segment", "is_session_dir", "read_tsv_checked", "read_tsv_intact"]
 
 
 def is_session_dir(path) -> bool:
@@ -90,6 +90,43 @@ def read_tsv_checked(path: Path, columns, *, what: str) -> "list[list[str]]":
     return rows
 
 
+def read_tsv_intact(path: Path, columns, *, what: str) -> "tuple[list[list[str]], list[int]]":
+    """The complete rows of a damaged TSV and the line numbers left out.
+
+    A row is left out when it has no line end (a cut file), the wrong number of fields or bytes
+    that are not UTF-8; a missing file or a foreign header still raises SessionFormatError (no
+    row can be trusted then). Readers that show what they can (replay, ``info``'s counts) use
+    this; everything else reads with :func:`read_tsv_checked` and refuses damage."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise SessionFormatError(f"{path}: missing ({what})") from None
+    lines = data.split(b"\n")
+    head = lines[0].decode("utf-8", "replace").split("\t")
+    if head != list(columns):
+        raise SessionFormatError(f"{path}: header does not match the {what} columns of format v{fmt.FORMAT_VERSION}")
+    body = lines[1:]
+    skipped = []
+    if body and body[-1] == b"":
+        body.pop()
+    elif body:
+        skipped.append(len(body) + 1)      # no line end: cut mid-line
+        body.pop()
+    rows = []
+    ncol = len(columns)
+    for i, ln in enumerate(body):
+        try:
+            r = ln.decode("utf-8").split("\t")
+        except UnicodeDecodeError:
+            skipped.append(i + 2)
+            continue
+        if len(r) != ncol:
+            skipped.append(i + 2)
+            continue
+        rows.append(r)
+    return rows, sorted(skipped)
+
+
 def _int_rows(rows, path: Path, columns) -> "list[tuple]":
     """Rows of whole numbers as int tuples; a field that is not one is a format error naming its
     line (a duplicated header, garbage written over a row)."""
@@ -101,6 +138,19 @@ def _int_rows(rows, path: Path, columns) -> "list[tuple]":
             bad = next((c for c, v in zip(columns, r) if not _is_int(v)), "?")
             raise SessionFormatError(f"{path}: line {i + 2}, column {bad!r} is not a whole number; "
                                      f"run `emer-live repair {_session_root(path)}`") from None
+    return out
+
+
+def _records(rows, dtype: np.dtype) -> np.ndarray:
+    """TSV rows (lists of text) as a structured array; ValueError when a field is not a number."""
+    out = np.zeros(len(rows), dtype)
+    if not rows:
+        return out
+    for name, col in zip(dtype.names, zip(*rows)):
+        try:
+            out[name] = np.array(col, dtype=np.int64 if dtype[name].kind in "iu" else np.float64)
+        except (ValueError, OverflowError) as exc:
+            raise ValueError(f"column {name!r} holds a value that is not a number ({exc})") from None
     return out
 
 
@@ -191,6 +241,10 @@ class SessionReader:
         self.meta = meta
         self._gaze_cache: Optional[np.ndarray] = None
         self._frames_cache = {}
+        self._intact_cache = {}
+        self._problems = None          # problems() as require_intact last saw them
+        #: per segment (relpath), the frame numbers whose JPEG bytes problems() found damaged
+        self.corrupt_frames: dict = {}
 
     def _inside(self, p: Path) -> Path:
         """``p`` when it resolves inside the session folder; a symbolic link (or a segment path in
@@ -287,6 +341,28 @@ class SessionReader:
                 raise _bad_cell(p, name, col, int if dtype[name].kind in "iu" else float) from None
         return out
 
+    def intact_records(self, kind: str) -> "tuple[np.ndarray, int]":
+        """The whole rows of a per-sample table that may be damaged, and how many lines were left
+        out (cut mid-line, wrong field count, not UTF-8, not numbers). Replay shows these; an
+        intact file gives the same records as the strict readers and 0."""
+        file, dtype = fmt.TABLES[kind]
+        p = self.path / file
+        if not p.is_file():
+            return np.zeros(0, dtype), 0
+        self._inside(p)
+        rows, skipped = read_tsv_intact(p, dtype.names, what=kind.replace("_", " "))
+        try:
+            return _records(rows, dtype), len(skipped)
+        except ValueError:
+            good = []
+            for r in rows:
+                try:
+                    good.append(_records([r], dtype))
+                except ValueError:
+                    pass
+            out = np.concatenate(good) if good else np.zeros(0, dtype)
+            return out, len(skipped) + len(rows) - len(out)
+
     def eye_openness(self) -> np.ndarray:
         """Eye openness records (``EYE_OPENNESS_DTYPE``); empty when the tracker offered none."""
         return self._read_table("eye_openness")
@@ -314,11 +390,12 @@ class SessionReader:
                                          f"run `emer-live repair {self.path}`") from None
         return out
 
-    def stimulus_intervals(self) -> List[dict]:
+    def stimulus_intervals(self, events: Optional[List[dict]] = None) -> List[dict]:
         """Per presented trial: ``trial, stimulus_id, onset_us, offset_us, status`` from events.tsv
-        (a trial whose clip was restarted after a pause keeps its last onset)."""
+        (or ``events`` already read; a trial whose clip was restarted after a pause keeps its last
+        onset)."""
         out = {}
-        for e in self.events():
+        for e in (self.events() if events is None else events):
             if e["kind"] == "stimulus_onset" and e["trial"] is not None:
                 out[e["trial"]] = {"trial": e["trial"], "stimulus_id": e["detail"].get("stimulus_id"),
                                    "category": e["detail"].get("category"),
@@ -397,6 +474,36 @@ class SessionReader:
         parts = [self.crop_index(s)["t_us"] for s in self.segments() if s.has_crops]
         return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
+    def intact_frame_index(self, segment: Segment) -> "tuple[np.ndarray, int]":
+        """The whole rows of a segment's frame index that may be damaged, and how many lines
+        were left out (see :meth:`intact_records`)."""
+        dt = np.dtype([("frame", np.int64), ("t_us", np.int64), ("camera_frame_index", np.int64),
+                       ("offset", np.int64), ("size", np.int64)])
+        p = self._inside(segment.path / fmt.FRAMES_TSV)
+        if not p.is_file():
+            return np.zeros(0, dt), 0
+        rows, skipped = read_tsv_intact(p, fmt.FRAME_COLUMNS, what="frame index")
+        good = [tuple(int(v) for v in r) for r in rows if all(_is_int(v) for v in r)]
+        return (np.array(good, dtype=dt) if good else np.zeros(0, dt)), len(skipped) + len(rows) - len(good)
+
+    def intact_events(self) -> "tuple[List[dict], int]":
+        """The whole rows of a damaged events.tsv (as :meth:`events` gives them) and how many
+        lines were left out."""
+        p = self._inside(self.path / fmt.EVENTS_TSV)
+        rows, skipped = read_tsv_intact(p, fmt.EVENT_COLUMNS, what="events")
+        out = []
+        for t, kind, trial, detail in rows:
+            if not _is_int(t) or (trial and not _is_int(trial)):
+                skipped.append(-1)
+                continue
+            try:
+                d = json.loads(detail) if detail else {}
+            except ValueError:
+                d = {"text": detail}
+            out.append({"t_us": int(t), "kind": kind, "trial": int(trial) if trial else None,
+                        "detail": d if isinstance(d, dict) else {"value": d}})
+        return out, len(skipped)
+
     def camera_times(self) -> np.ndarray:
         """t_us of every recorded frame, all segments, in time order."""
         parts = [self.frame_index(s)["t_us"] for s in self.segments() if s.has_video]
@@ -464,7 +571,10 @@ class SessionReader:
         ``recording``: it crashed and was not repaired), ``stopped`` (disk full / error),
         ``missing`` (a stream session.json declares has no file), ``truncated`` (frames indexed
         past the end of face.mjpeg), ``order`` (time stamps that do not increase) or ``outside``
-        (a symbolic link that leads out of the folder; it is not read)."""
+        (a symbolic link that leads out of the folder; it is not read), ``count`` (fewer or more
+        records than session.json says were written), ``ends_early`` (a stream ends more than
+        :attr:`EARLY_END_S` before the other streams or the recorder's stop), ``corrupt``
+        (overwritten JPEG frames, a WAV header that is not the one written)."""
         out = []
 
         def add(kind, stream, message):
@@ -489,6 +599,11 @@ class SessionReader:
         if "camera" in declared and int(written.get("camera", 0) or 0) > 0 and not any(s.has_video for s in segs):
             add("missing", "camera", f"{self.path}: session.json records {written['camera']} video frames but no "
                                      f"segment holds a {fmt.FRAMES_TSV}; restore the segment folders from a backup")
+        listed = {sg.get("path"): sg for sg in self.meta.get("segments") or [] if isinstance(sg, dict)}
+        for seg in segs:
+            if listed.get(seg.relpath, {}).get("empty") is False and not seg.path.is_dir():
+                add("missing", "camera", f"{seg.path}: missing, but session.json records footage in this segment "
+                                         "(the folder was deleted or moved); restore it from a backup")
         for seg in segs:
             vid = seg.path / fmt.VIDEO_FILE
             if not seg.has_video:
@@ -540,13 +655,239 @@ class SessionReader:
                     add("order", "gaze", f"{self.path / fmt.GAZE_TSV}: {len(bad)} time stamp(s) out of order or "
                                          f"repeated (not later than an earlier row), the first at line "
                                          f"{int(bad[0]) + 3}; the gaze cannot be replayed or windowed in time order")
+        self._check_video_bytes(add)
+        self._check_wav_headers(add)
+        found = self._found_counts()
+        self._check_counts(found, add)
+        self._check_coverage(found, add)
         return out
 
-    def require_intact(self, streams=("gaze", "camera")) -> None:
-        """Raise :class:`SessionFormatError` for a missing, truncated or out-of-order stream among
-        ``streams`` (the checks of :meth:`problems` that make replay and windows wrong)."""
-        for p in self.problems():
-            if p["stream"] in streams and p["kind"] in ("missing", "truncated", "order", "unreadable", "outside"):
+    # a stream that ends this much before the others (or the recorder's stop) lost its end; a
+    # warning, not damage on its own: a device that stopped delivering is recorded faithfully
+    EARLY_END_S = 2.0
+    #: problems that are warnings only (``info`` exits 0 for them alone)
+    WARNING_ONLY = ("ends_early",)
+
+    def _found_counts(self) -> dict:
+        """Per stream what the folder holds: ``rows`` (records readable, the whole rows of a
+        damaged table included), ``last_t_us`` and ``unreadable`` (rows could not be counted:
+        a foreign header, an unreadable index)."""
+        found = {}
+        for kind, (file, _dtype) in fmt.TABLES.items():
+            if not (self.path / file).is_file():
+                continue
+            recs = self.readable_table(kind)
+            if recs is None:
+                found[kind] = {"rows": 0, "last_t_us": None, "unreadable": True}
+                continue
+            t = recs["t_us"] if "t_us" in recs.dtype.names else recs[recs.dtype.names[0]]
+            found[kind] = {"rows": int(len(recs)), "last_t_us": int(t.max()) if len(t) else None,
+                           "unreadable": False}
+        frames, blocks, samples, unreadable = 0, 0, 0, False
+        cam_last = aud_last = None
+        for seg in self.segments():
+            try:
+                idx = self.frame_index(seg) if seg.has_video else None
+                b = self.audio_blocks(seg) if seg.has_audio else None
+            except SessionFormatError:
+                unreadable = True
+                continue
+            if idx is not None and len(idx):
+                frames += len(idx)
+                cam_last = max(cam_last or 0, int(idx["t_us"].max()))
+            if b is not None and len(b):
+                blocks += len(b)
+                samples += int(b["n_samples"].sum())
+                aud_last = max(aud_last or 0, int(b["t_us"].max()))
+        found["camera"] = {"rows": frames, "last_t_us": cam_last, "unreadable": unreadable}
+        found["audio_blocks"] = {"rows": blocks, "last_t_us": aud_last, "unreadable": unreadable}
+        found["audio_samples"] = {"rows": samples, "last_t_us": aud_last, "unreadable": unreadable}
+        return found
+
+    def _check_counts(self, found: dict, add) -> None:
+        """Every table and segment set against the records session.json says were written."""
+        written = self.meta.get("written") or {}
+        streams = self.meta.get("streams") or {}
+        what = {"camera": ("video frames", f"the segments' {fmt.FRAMES_TSV}"),
+                "audio_blocks": ("audio blocks", f"the segments' {fmt.AUDIO_TSV}"),
+                "audio_samples": ("audio samples", "the segments' audio"),
+                **{k: ("rows", f) for k, (f, _dt) in fmt.TABLES.items()}}
+        reported = []
+
+        def add_count(kind, stream, message):
+            reported.append({"message": message})
+            add(kind, stream, message)
+
+        for key, expected in sorted(written.items(), key=lambda kv: kv[0] == "audio_samples"):
+            if key not in what or expected is None:
+                continue
+            expected = int(expected)
+            got = found.get(key)
+            unit, where = what[key]
+            if got is None:
+                if expected and key in fmt.TABLES:
+                    add_count("count", key, f"{self.path / fmt.TABLES[key][0]}: missing, but session.json records "
+                                      f"{expected} {unit} written; restore it from a backup")
+                continue
+            if got["unreadable"] or got["rows"] == expected:
+                continue
+            if key == "audio_samples" and any("audio blocks found" in r["message"] for r in reported):
+                continue      # the blocks' line already says the audio is short
+            stream = {"audio_blocks": "audio", "audio_samples": "audio"}.get(key, key)
+            place = self.path / where if key in fmt.TABLES else f"{self.path}: {where}"
+            if got["rows"] < expected:
+                if key in ("camera", "audio_blocks", "audio_samples"):
+                    cut = self._segments_ending_early("video" if key == "camera" else "audio")
+                    if cut:
+                        place = f"{self.path}: {where} ({'; '.join(cut)})"
+                miss = expected - got["rows"]
+                rate = (streams.get(stream) or {}).get("nominal_rate_hz")
+                if key == "audio_samples":
+                    rate = (streams.get("audio") or {}).get("sample_rate_hz")
+                span = f" ({miss / rate:.1f} s at {rate:g} Hz)" if rate else ""
+                add_count("count", stream, f"{place}: {got['rows']} {unit} found, session.json records {expected} "
+                                     f"written - {miss} missing{span}; the file was cut or rows were removed "
+                                     "after the recording; restore it from a backup")
+            else:
+                add_count("count", stream, f"{place}: {got['rows']} {unit} found, session.json records only {expected} "
+                                     f"written - {got['rows'] - expected} more than were recorded (rows added "
+                                     "or repeated after the recording)")
+
+    def _segments_ending_early(self, what: str) -> List[str]:
+        """Segments whose frames (``video``) or audio blocks end more than EARLY_END_S before the
+        segment does (the next segment's start, or the recorder's stop): where records went."""
+        segs = sorted(self.segments(), key=lambda sg: sg.t_start_us)
+        stop = (self.meta.get("clock") or {}).get("end_t_us")
+        out = []
+        for i, seg in enumerate(segs):
+            end = segs[i + 1].t_start_us if i + 1 < len(segs) else stop
+            if not isinstance(end, int):
+                continue
+            try:
+                if what == "video":
+                    t = self.frame_index(seg)["t_us"] if seg.has_video else None
+                else:
+                    t = self.audio_blocks(seg)["t_us"] if seg.has_audio else None
+            except SessionFormatError:
+                continue
+            if t is None or not len(t):
+                continue
+            gap = (end - int(t.max())) / 1e6
+            if gap > self.EARLY_END_S:
+                out.append(f"{seg.relpath} ends {gap:.1f} s before its segment does")
+        return out
+
+    def _check_coverage(self, found: dict, add) -> None:
+        """A stream whose records end well before the other streams' (or the recorder's stop)
+        lost its end, whatever the counts say (a repaired cut, a device that died)."""
+        names = {"gaze": "gaze", "eye_openness": "eye openness", "camera": "camera", "audio_blocks": "audio"}
+        ends = {names[k]: v["last_t_us"] for k, v in found.items()
+                if k in names and v["last_t_us"] is not None and not v["unreadable"]}
+        if not ends:
+            return
+        clock = self.meta.get("clock") or {}
+        refs = dict(ends)
+        if isinstance(clock.get("end_t_us"), int) and self.status != "recording":
+            refs["recording stop"] = int(clock["end_t_us"])
+        starts = [v for v in (clock.get("start_t_us"),) if isinstance(v, int)]
+        t0 = min(starts) if starts else None
+        for name, last in ends.items():
+            ref_name, ref = max(((n, t) for n, t in refs.items() if n != name), key=lambda nt: nt[1],
+                                default=(None, None))
+            if ref is None or (ref - last) / 1e6 <= self.EARLY_END_S:
+                continue
+            rel = (lambda t: f"{(t - t0) / 1e6:.1f} s") if t0 is not None else (lambda t: f"t_us {t}")
+            add("ends_early", name.replace(" ", "_"),
+                f"{self.path}: {name} ends at {rel(last)}, {(ref - last) / 1e6:.1f} s before the {ref_name} "
+                f"(at {rel(ref)}) - its last {(ref - last) / 1e6:.1f} s are missing")
+
+    def _check_video_bytes(self, add) -> None:
+        """Every indexed frame that lies inside its face.mjpeg is a whole JPEG: it starts with
+        SOI, its headers chain to the scan, the scan holds no byte pattern a JPEG encoder never
+        writes (what overwritten bytes leave) and it ends with EOI."""
+        for seg in self.segments():
+            vid = seg.path / fmt.VIDEO_FILE
+            if not seg.has_video or not vid.is_file():
+                continue
+            try:
+                idx = self.frame_index(seg)
+            except SessionFormatError:
+                continue       # reported as unreadable
+            try:
+                self._inside(vid)
+            except SessionFormatError:
+                continue       # reported as outside
+            size = vid.stat().st_size
+            bad = []
+            with open(vid, "rb") as f:
+                for r in idx:
+                    off, n = int(r["offset"]), int(r["size"])
+                    if off + n > size:
+                        continue      # reported as truncated
+                    f.seek(off)
+                    why = jpeg_damage(f.read(n))
+                    if why:
+                        bad.append((int(r["frame"]), why))
+            self.corrupt_frames[seg.relpath] = {b[0] for b in bad}
+            if bad:
+                add("corrupt", "camera", f"{vid}: {len(bad)} of {len(idx)} indexed frames are not whole JPEGs "
+                                         f"(frame {bad[0][0]}: {bad[0][1]}) - their bytes were overwritten; "
+                                         "replay leaves them out; restore the file from a backup")
+
+    def _check_wav_headers(self, add) -> None:
+        """audio.wav begins with the 16-bit PCM header of the stream session.json describes, its
+        sizes those of the samples that follow (repair rewrites a lagging one)."""
+        info = (self.meta.get("streams") or {}).get("audio") or {}
+        ch, rate = int(info.get("channels", 1) or 1), int(info.get("sample_rate_hz", 48000) or 48000)
+        for seg in self.segments():
+            wav = seg.path / fmt.AUDIO_FILE
+            if not wav.is_file():
+                continue
+            try:
+                self._inside(wav)
+            except SessionFormatError:
+                continue       # reported as outside
+            size = wav.stat().st_size
+            with open(wav, "rb") as f:
+                head = f.read(fmt.WAV_HEADER_BYTES)
+            n_frames = max(size - fmt.WAV_HEADER_BYTES, 0) // (2 * ch)
+            try:
+                blocks = self.audio_blocks(seg)
+            except SessionFormatError as exc:
+                add("unreadable", "audio", str(exc))
+                blocks = None
+            past = 0
+            if blocks is not None and len(blocks):
+                past = int(np.count_nonzero(blocks["sample_offset"] + blocks["n_samples"] > n_frames))
+                if past:
+                    add("truncated", "audio", f"{wav}: truncated - {past} of {len(blocks)} indexed audio blocks lie "
+                                              f"past the end of its {n_frames} samples; run `emer-live repair "
+                                              f"{self.path}` (it moves the index rows of the missing blocks aside)")
+            want = fmt.wav_header(rate=rate, channels=ch, n_frames=n_frames)
+            if head == want:
+                continue
+            why = _wav_difference(head, want, size)
+            if why == "sizes" and (self.status == "recording" or past):
+                continue      # an unfinished recording rewrites its header at stop; a cut file: "truncated" says it
+            add("corrupt", "audio", f"{wav}: the WAV header is not the one this recording wrote "
+                                    f"({'its sizes disagree with the file' if why == 'sizes' else why}) - players "
+                                    f"cannot read it; run `emer-live repair {self.path}` (it rewrites the header "
+                                    "from the block index; the samples are kept)")
+
+    def checked_problems(self) -> List[dict]:
+        """:meth:`problems`, checked once per reader (it reads every frame's bytes)."""
+        if self._problems is None:
+            self._problems = self.problems()
+        return self._problems
+
+    #: the problems that make replay and windows wrong (or stop them midway)
+    BREAKING = ("missing", "truncated", "order", "unreadable", "outside", "corrupt")
+
+    def require_intact(self, streams=("gaze", "camera"), kinds=BREAKING) -> None:
+        """Raise :class:`SessionFormatError` for a missing, truncated, out-of-order or overwritten
+        stream among ``streams`` (``kinds`` of :meth:`problems`; a re-recording adds ``count``)."""
+        for p in self.checked_problems():
+            if p["stream"] in streams and p["kind"] in kinds:
                 raise SessionFormatError(p["message"])
 
     # ------------------------------------------------------------------ audio
@@ -572,19 +913,19 @@ class SessionReader:
         """The ``emer-live info`` report: per-stream counts, rates, gaps and time range."""
         streams = {}
         counters = {k: v.get("counters", {}) for k, v in self.meta.get("streams", {}).items()}
-        if self.has_gaze():
-            g = self.gaze()
+        if self.has_gaze() and self.readable_table("gaze") is not None:
+            g = self.readable_table("gaze")
             streams["gaze"] = _stream_stats(g["t_us"], self.meta.get("streams", {}).get("gaze", {}).get("nominal_rate_hz"),
                                             counters.get("gaze"))
             streams["gaze"]["device_clock_drift_ppm"] = _drift_ppm(g["t_us"], g["device_time_stamp"])
-        if (self.path / fmt.EYE_OPENNESS_TSV).is_file():
-            o = self.eye_openness()
+        if (self.path / fmt.EYE_OPENNESS_TSV).is_file() and self.readable_table("eye_openness") is not None:
+            o = self.readable_table("eye_openness")
             streams["eye_openness"] = _stream_stats(
                 o["t_us"], self.meta.get("streams", {}).get("eye_openness", {}).get("nominal_rate_hz"),
                 counters.get("eye_openness"))
         clock_sync = None
-        if (self.path / fmt.TIME_SYNC_TSV).is_file():
-            ts = self.time_sync()
+        if (self.path / fmt.TIME_SYNC_TSV).is_file() and self.readable_table("time_sync") is not None:
+            ts = self.readable_table("time_sync")
             fit = fit_clock_sync(ts["system_request_time_stamp"], ts["device_time_stamp"],
                                  ts["system_response_time_stamp"])
             drift = fit.get("drift_ppm")
@@ -631,11 +972,26 @@ class SessionReader:
                     row["predicted_er7"] = str(m["er_top"].iloc[-1])
                     row["predicted_fer7"] = str(m["fer_top"].iloc[-1])
             trials.append(row)
+        found = self.problems()
         return {"format": {"name": self.meta["format"], "version": self.format_version},
                 "path": str(self.path), "status": self.status, "participant": self.meta.get("participant"),
                 "face_video": self.face_video,
                 "streams": streams, "tracker_clock_sync": clock_sync, "trials": trials,
-                "problems": [p["message"] for p in self.problems()] + extra}
+                "problems": [p["message"] for p in found] + extra,
+                "problem_kinds": [p["kind"] for p in found] + ["unreadable"] * len(extra)}
+
+    def readable_table(self, kind: str) -> Optional[np.ndarray]:
+        """A per-sample table for the summary: all of it, or its whole rows when it is damaged
+        (problems() names the damage); None when not even those can be read."""
+        try:
+            return self.gaze() if kind == "gaze" else self._read_table(kind)
+        except SessionFormatError:
+            if kind not in self._intact_cache:
+                try:
+                    self._intact_cache[kind] = self.intact_records(kind)[0]
+                except SessionFormatError:
+                    self._intact_cache[kind] = None
+            return self._intact_cache[kind]
 
     @staticmethod
     def _side_table(read, columns, extra: list):
@@ -717,3 +1073,67 @@ def _stream_stats(t: np.ndarray, nominal_rate_hz, counters) -> dict:
     if counters:
         out["dropped"] = int(counters.get("dropped", 0)) + int(counters.get("recorder_overruns", 0))
     return out
+
+
+def jpeg_damage(data: bytes) -> Optional[str]:
+    """Why ``data`` is not a whole baseline JPEG as a recorder writes one, or None when it is.
+
+    Checks the structure, not the picture: SOI, a chain of header segments up to the scan
+    (SOS), no byte pattern an encoder never writes inside the scan (0xFF followed by a byte that
+    is neither a stuffed 0x00 nor a marker, or a run of 0xFF - what overwritten bytes leave) and
+    EOI at the end. Fast enough to run over every frame of a session."""
+    n = len(data)
+    if n < 4 or data[:2] != b"\xff\xd8":
+        return f"starts with {data[:2].hex(' ') or 'nothing'}, not a JPEG start (ff d8)"
+    if data[-2:] != b"\xff\xd9":
+        return f"ends with {data[-2:].hex(' ')}, not a JPEG end (ff d9)"
+    pos, sof = 2, False
+    while True:
+        if pos + 4 > n or data[pos] != 0xFF:
+            return f"header broken at byte {pos}"
+        marker = data[pos + 1]
+        if marker == 0xFF:               # fill byte before a marker
+            pos += 1
+            continue
+        seg_len = int.from_bytes(data[pos + 2:pos + 4], "big")
+        if seg_len < 2 or pos + 2 + seg_len > n:
+            return f"header segment ff {marker:02x} at byte {pos} runs past the frame"
+        if marker in (0xC0, 0xC1, 0xC2) and seg_len >= 8:
+            h, w, comps = (int.from_bytes(data[pos + 5:pos + 7], "big"), int.from_bytes(data[pos + 7:pos + 9], "big"),
+                           data[pos + 9])
+            if not h or not w or comps not in (1, 3, 4):
+                return f"its frame header says {w}x{h} pixels, {comps} components"
+            sof = True
+        pos += 2 + seg_len
+        if marker == 0xDA:
+            if not sof:
+                return "no frame header (SOF) before the picture data"
+            break
+    if pos > n - 2:
+        return "no picture data after its headers"
+    scan = np.frombuffer(data, np.uint8, count=n - 2 - pos, offset=pos)
+    ff = np.flatnonzero(scan[:-1] == 0xFF)
+    nxt = scan[ff + 1]
+    wrong = ff[(nxt != 0x00) & ~((nxt >= 0xC0) & (nxt <= 0xFE))]
+    if len(wrong) and b"\xff" * 8 in data[pos:]:
+        return "a run of ff bytes inside the picture data"
+    if len(wrong):
+        return f"byte ff {int(scan[wrong[0] + 1]):02x} at byte {pos + int(wrong[0])} inside the picture data"
+    return None
+
+
+def _wav_difference(head: bytes, want: bytes, size: int) -> str:
+    """What differs between a WAV header and the expected one: 'sizes' (only the two size
+    fields) or a description of the first foreign field."""
+    if len(head) < fmt.WAV_HEADER_BYTES:
+        return f"the file holds only {size} bytes"
+    if head[:4] != b"RIFF" or head[8:16] != b"WAVEfmt " or head[36:40] != b"data":
+        return "no RIFF/WAVE/fmt/data tags"
+    if head[16:36] != want[16:36]:
+        import struct
+
+        _n, pcm, ch, rate, _br, _ba, bits = struct.unpack("<IHHIIHH", head[16:36])
+        _n, pcm_w, ch_w, rate_w, _br, _ba, bits_w = struct.unpack("<IHHIIHH", want[16:36])
+        return (f"it says format {pcm}, {ch} channel(s), {rate} Hz, {bits} bit; the recording is "
+                f"format {pcm_w}, {ch_w} channel(s), {rate_w} Hz, {bits_w} bit")
+    return "sizes"

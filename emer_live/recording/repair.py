@@ -30,6 +30,9 @@ class RepairReport:
     path: str
     actions: List[str] = field(default_factory=list)
     lost: List[str] = field(default_factory=list)
+    #: damage repair cannot undo (records missing against session.json's counts, a stream that
+    #: ends early, overwritten frames): what `info` goes on warning about
+    remaining: List[str] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
@@ -283,6 +286,9 @@ def _repair_locked(root: Path, reader: SessionReader, stale) -> RepairReport:
                                     "(the cut bytes are in repair_lost/); free space and run repair again") from None
             raise
     problems = verify_readable(root)
+    if not problems:
+        report.remaining = [p["message"] for p in SessionReader(root).problems()
+                            if p["kind"] in ("count", "ends_early", "corrupt")]
     if problems:
         raise SessionFormatError(f"{root}: still not readable after repair - {problems[0]}"
                                  + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")

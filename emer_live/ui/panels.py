@@ -10,6 +10,7 @@ import os
 import shutil
 import time
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Deque, Dict, List, Optional
 
@@ -25,7 +26,7 @@ from .colors import (BAD_COLOR, EMOTION_COLORS, GAP_COLOR, GAZE_X_COLOR, GAZE_Y_
 
 __all__ = ["EmotionPanel", "CircumplexPanel", "EyePanel", "CameraPanel", "HealthPanel", "EventLogPanel",
            "TrialTablePanel", "stream_rate", "LegendRow", "emotion_entries", "set_title", "colored",
-           "legend_entry", "FlowLabel"]
+           "legend_entry", "FlowLabel", "stream_health", "StreamHealth", "HEALTH_WINDOW_S"]
 
 pg.setConfigOptions(antialias=False, background="w", foreground="#333333")
 
@@ -588,22 +589,83 @@ class CameraPanel(QtWidgets.QWidget):
                               f"frame {self.last_frame_index}, {w}x{h}{pose}")
 
 
-def stream_rate(stream, now_us: int, span_s: float = 3.0) -> float:
-    """Effective rate (Hz) over the last ``span_s`` seconds, from the records' own time stamps."""
-    t = stream.window(now_us - int(span_s * 1e6), now_us + 1, fields=("t_us",))["t_us"]
+#: seconds of records the health rate is measured over: long enough that a burst of late frames
+#: or one stamp's jitter does not move it (a webcam's 30 Hz over 5 s: 150 intervals)
+HEALTH_WINDOW_S = 5.0
+
+
+@dataclass
+class StreamHealth:
+    """One stream's health, three separate things: its **rate** (from the records' own stamps,
+    over the newest ``window_s``), how **late** its newest record is (delivery delay or
+    backlog; nothing is lost by lateness alone) and its **loss** (samples missing against the
+    nominal grid inside the window, and the device/ring counters)."""
+
+    rate_hz: float                  # (n - 1) / stamp span of the window's records; 0 when < 2
+    window_s: float                 # stamp span those records cover
+    late_s: Optional[float]         # now - newest record's stamp; None when no record yet
+    missing: int                    # grid holes: steps over 1.5 periods, counted in periods
+    expected: int                   # intervals the nominal grid holds inside the window
+    intervals: int                  # intervals the window's records make (records - 1)
+    lost_total: int                 # device drops + ring overruns since the start (counters)
+
+    @property
+    def shortfall(self) -> int:
+        """Intervals fewer than the grid holds: holes that stamp jitter does not make up for (a
+        late frame followed by an early one leaves a hole but no shortfall)."""
+        return max(self.expected - self.intervals, 0)
+
+    @property
+    def rate_fraction(self) -> Optional[float]:
+        """Records there are against the records the nominal grid holds in the window."""
+        return None if not self.expected else self.intervals / self.expected
+
+
+def stream_health(stream, now_us: int, *, window_s: float = HEALTH_WINDOW_S) -> StreamHealth:
+    """Measure ``stream`` (a :class:`~emer_live.streams.Stream`) at ``now_us``; see
+    :class:`StreamHealth`. The window ends at the newest record, not at ``now``: a stream
+    delivered late keeps its rate, and its lateness is shown on its own."""
+    c = stream.counters
+    lost_total = int(c.dropped + c.overruns)
+    last = stream.last_t_us
+    if last is None:
+        return StreamHealth(0.0, 0.0, None, 0, 0, 0, lost_total)
+    t = stream.window(int(last) - int(window_s * 1e6), int(last) + 1, fields=("t_us",))["t_us"].astype(np.int64)
+    late_s = max(now_us - int(last), 0) / 1e6
     if len(t) < 2:
-        return 0.0
-    # count the intervals inside the span, not the wall time: a stream that stopped shows 0 below
-    return (len(t) - 1) / max((now_us - int(t[0])) / 1e6, 1e-6)
+        return StreamHealth(0.0, 0.0, late_s, 0, 0, 0, lost_total)
+    span_us = int(t[-1] - t[0])
+    rate = (len(t) - 1) / max(span_us / 1e6, 1e-6)
+    missing = expected = 0
+    if stream.nominal_rate_hz:
+        period = 1e6 / stream.nominal_rate_hz
+        steps = np.diff(t)
+        # the grid's rule (streams.StreamCounters): a step over 1.5 periods hides round(step/period)-1
+        holes = steps[steps > 1.5 * period]
+        missing = int(np.maximum(np.rint(holes / period) - 1, 0).sum())
+        expected = int(round(span_us / period))
+    return StreamHealth(rate, span_us / 1e6, late_s, missing, expected, len(t) - 1, lost_total)
+
+
+def stream_rate(stream, now_us: int, span_s: float = HEALTH_WINDOW_S) -> float:
+    """Effective rate (Hz) from the records' own time stamps over the newest ``span_s`` seconds
+    of records (see :func:`stream_health`; a late stream keeps its rate)."""
+    return stream_health(stream, now_us, window_s=span_s).rate_hz
 
 
 class HealthPanel(QtWidgets.QWidget):
-    """Device health: effective rate vs nominal, gaps, drops and overruns per stream; model
-    latency per stage; CPU and memory of this process; disk left as hours of recording. A
-    problem shows as colour and as words."""
+    """Device health: per stream its rate (from the records' own stamps over
+    ``HEALTH_WINDOW_S``), how late its newest record is and what it lost (missing against the
+    nominal grid, device drops, ring overruns) - lateness and loss are separate columns and
+    separate states; model latency per stage; CPU and memory of this process; disk left as hours
+    of recording. Red only for a real loss, a rate drop, no data or a failed device; lateness
+    alone is amber."""
 
-    COLS = ("stream", "rate Hz", "nominal", "gaps", "dropped", "overruns", "state")
-    STALE_S = 1.0     # a stream with no record for this long is "no data"
+    COLS = ("stream", "rate Hz", "nominal", "late s", "missing", "dropped", "overruns", "state")
+    STALE_S = 2.0       # a stream with no record for this long is "no data" (a stall, not lateness)
+    LATE_S = 0.25       # newest record older than this: "late" (delivery delay or backlog)
+    RATE_DROP = 0.9     # records below this fraction of the nominal grid: a rate drop
+    MIN_WINDOW_S = 2.0  # the rate is judged once this much of the window is filled
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -631,8 +693,11 @@ class HealthPanel(QtWidgets.QWidget):
         lay.addWidget(self.model_label)
         lay.addWidget(self.system_label)
         self.rates: Dict[str, float] = {}
-        self.problems: List[str] = []
+        self.health: Dict[str, StreamHealth] = {}
+        self.problems: List[str] = []   # red: real loss, rate drop, no data, failure
+        self.notices: List[str] = []    # amber: lateness (nothing lost)
         self.failed: Dict[str, str] = {}
+        self._lost_seen: Dict[str, tuple] = {}   # stream -> (lost_total, since t_us) of the last loss
         self._disk = (0.0, None, 0)     # (checked at, bytes/s estimate, folder bytes)
 
     def on_event(self, ev) -> None:
@@ -640,36 +705,57 @@ class HealthPanel(QtWidgets.QWidget):
             self.failed[ev.device] = f"{type(ev.error).__name__}: {ev.error}"
         elif isinstance(ev, RunStarted):
             self.failed.clear()
+            self._lost_seen.clear()
+
+    def assess(self, name: str, h: StreamHealth, now_us: int, running: bool) -> tuple:
+        """(state text, colour, is a problem) for one stream's health; lateness is never loss."""
+        if not running:
+            return "stopped", WARN_COLOR, False
+        if h.late_s is None or h.late_s > self.STALE_S:
+            age = "ever" if h.late_s is None else f"{h.late_s:.1f} s"
+            return f"NO DATA for {age}", BAD_COLOR, True
+        # a device drop or ring overrun shows red for a window's length
+        seen, since = self._lost_seen.get(name, (0, None))
+        if h.lost_total != seen:
+            since = now_us if h.lost_total > seen else None
+            self._lost_seen[name] = (h.lost_total, since)
+        if since is not None and (now_us - since) / 1e6 < HEALTH_WINDOW_S:
+            return f"LOSS: {h.lost_total} dropped by the device or overrun so far", BAD_COLOR, True
+        if h.missing and h.shortfall > 0:
+            return (f"LOSS: {h.shortfall} of {h.expected} samples missing in the last {h.window_s:.0f} s "
+                    f"({h.rate_hz:.1f} Hz)"), BAD_COLOR, True
+        if h.expected and h.window_s >= self.MIN_WINDOW_S and h.rate_fraction < self.RATE_DROP:
+            return f"RATE DROP ({h.rate_hz:.1f} Hz, {100 * h.rate_fraction:.0f} % of nominal)", BAD_COLOR, True
+        if h.late_s > self.LATE_S:
+            return f"late {h.late_s:.2f} s (delivery delay; nothing lost)", WARN_COLOR, False
+        return "ok", OK_COLOR, False
 
     def refresh(self, run) -> None:
         streams = run.streams
-        problems = []
+        problems, notices = [], []
         self.table.setRowCount(len(streams))
         now = run.clock.now_us() if run.clock is not None else 0
         for row, (name, s) in enumerate(streams.items()):
             c = s.counters
-            rate = stream_rate(s, now) if run.running else 0.0
-            self.rates[name] = rate
+            h = stream_health(s, now)
+            self.health[name] = h
+            self.rates[name] = h.rate_hz if run.running else 0.0
             nominal = s.nominal_rate_hz or float("nan")
-            last = s.last_t_us
-            state, colour = "ok", OK_COLOR
-            if not run.running:
-                state, colour = "stopped", WARN_COLOR
-            elif last is None or (now - last) / 1e6 > self.STALE_S:
-                age = float("inf") if last is None else (now - last) / 1e6
-                state, colour = f"NO DATA for {age:.1f} s", BAD_COLOR
-            elif math.isfinite(nominal) and rate < 0.9 * nominal and run.elapsed_s > 4:
-                state, colour = f"LOW RATE ({100 * rate / nominal:.0f} % of nominal)", WARN_COLOR
+            state, colour, problem = self.assess(name, h, now, run.running)
             dev = {"gaze": "tracker", "camera": "camera", "audio": "mic"}.get(name, name)
             for fname, msg in self.failed.items():
                 if dev in fname or name in fname:
-                    state, colour = f"FAILED: {msg}", BAD_COLOR
-            if colour != OK_COLOR and run.running:
+                    state, colour, problem = f"FAILED: {msg}", BAD_COLOR, True
+            if problem and run.running:
                 problems.append(f"{name}: {state}")
-            vals = (name, f"{rate:.1f}", f"{nominal:g}", str(c.gaps), str(c.dropped), str(c.overruns), state)
+            elif colour == WARN_COLOR and run.running:
+                notices.append(f"{name}: {state}")
+            late = "-" if h.late_s is None else f"{h.late_s:.2f}"
+            vals = (name, f"{self.rates[name]:.1f}", f"{nominal:g}", late, f"{c.missing}", str(c.dropped),
+                    str(c.overruns), state)
             for col, v in enumerate(vals):
                 item = QtWidgets.QTableWidgetItem(v)
-                if col == len(vals) - 1 or (col == 1 and colour != OK_COLOR):
+                if col == len(vals) - 1 or (col == 1 and problem):
                     item.setForeground(QtGui.QColor(colour))
                     if colour != OK_COLOR:
                         f = item.font()
@@ -699,9 +785,13 @@ class HealthPanel(QtWidgets.QWidget):
         if "LOW" in disk:
             problems.append(disk)
         self.problems = problems
+        self.notices = notices
         if problems:
             self.problem_label.setText("PROBLEM: " + "; ".join(problems))
             self.problem_label.setStyleSheet(f"color: white; background: {BAD_COLOR}; padding: 4px; font-weight: bold")
+        elif notices:
+            self.problem_label.setText("late, nothing lost: " + "; ".join(notices))
+            self.problem_label.setStyleSheet(f"color: {WARN_COLOR}; padding: 4px")
         else:
             self.problem_label.setText("all streams healthy" if run.running else "not running")
             self.problem_label.setStyleSheet(f"color: {OK_COLOR}; padding: 4px")

@@ -19,7 +19,7 @@ import numpy as np
 import pyqtgraph as pg
 from PyQt6 import QtCore, QtGui, QtWidgets
 
-from ..app.replay import Comparison, ReplaySession, TrialRow, compare_predictions, read_only_reason
+from ..app.replay import Comparison, ReplaySession, TrialRow, compare_predictions, damage_lines
 from ..errors import EmerError
 from ..labels import ER7_CLASSES
 from .colors import (BAD_COLOR, EMOTION_COLORS, GAP_COLOR, GAZE_X_COLOR, GAZE_Y_COLOR, LEFT_EYE_COLOR,
@@ -757,21 +757,24 @@ class ReplayWindow(QtWidgets.QMainWindow):
         self.reanalysis_text.clear()
 
     def _show_banner(self) -> None:
+        import html
+
         s = self.session
-        reason = read_only_reason(s.problems)
-        if reason:
-            self.banner.setText(f"<b>Read-only - this folder is damaged.</b> {reason}<br>"
-                                f"<code>emer-live repair {s.path}</code> can fix it (cut bytes are kept in "
-                                "repair_lost/). Showing what can be read; re-analysis is off until then.")
+        lines = damage_lines(s.problems, s.load_notes + s.load_errors)
+        if s.damaged:
+            head = "<b>Damaged folder - showing what can be read; re-analysis is off.</b> Each line says its fix."
+            tail = ""
             self.banner.setStyleSheet(f"background:{BAD_COLOR}; color:white; padding:6px;")
-        elif s.status not in ("complete",):
-            self.banner.setText(f"<b>This session ended early (status {s.status}).</b> Showing what it holds.")
+        elif s.status not in ("complete",) or lines:
+            head = (f"<b>This session ended early (status {html.escape(s.status)}).</b> Showing what it holds."
+                    if s.status != "complete" else "<b>Not every stream covers the whole session.</b>")
+            tail = ""
             self.banner.setStyleSheet(f"background:{WARN_COLOR}; color:black; padding:6px;")
         else:
             self.banner.setVisible(False)
             return
-        if s.load_errors:
-            self.banner.setText(self.banner.text() + "<br>Not shown: " + "; ".join(s.load_errors))
+        body = "".join(f"<br>&bull; {html.escape(t)}" for t in lines)
+        self.banner.setText(head + body + (f"<br>{tail}" if tail else ""))
         self.banner.setVisible(True)
 
     # ------------------------------------------------------------------ plots
@@ -1190,12 +1193,18 @@ class ReplayWindow(QtWidgets.QMainWindow):
         f, _ = QtWidgets.QFileDialog.getSaveFileName(self, f"Export figure ({ext.upper()})", f"replay.{ext}",
                                                      f"{ext.upper()} (*.{ext})")
         if f:
-            self.statusBar().showMessage(f"saved {self.export_figure(f)}")
+            self.statusBar().showMessage(f"saved {self.export_figure(f)}{self._damage_suffix()}")
 
     def _export_table_dialog(self) -> None:
         f, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Export trial table", "trials.tsv", "TSV (*.tsv)")
         if f:
-            self.statusBar().showMessage(f"saved {self.export_trial_table(f)}")
+            self.statusBar().showMessage(f"saved {self.export_trial_table(f)}{self._damage_suffix()}")
+
+    def _damage_suffix(self) -> str:
+        """What an export of a damaged folder lacks, for its status message."""
+        s = self.session
+        lines = damage_lines(s.problems, s.load_notes + s.load_errors, limit=2) if s is not None else []
+        return f" - from a damaged folder, it lacks what the banner lists: {lines[0]}" if lines else ""
 
     def _export_clip_dialog(self) -> None:
         tr = self._selected_trial()
@@ -1204,20 +1213,28 @@ class ReplayWindow(QtWidgets.QMainWindow):
         f, _ = QtWidgets.QFileDialog.getSaveFileName(self, f"Export trial {tr.trial} clip with gaze",
                                                      f"trial{tr.trial:02d}_{tr.stimulus_id}_gaze.mp4", "MP4 (*.mp4)")
         if f:
+            notes: List[str] = []
             try:
-                n = export_trial_clip(self.session, tr, f)
-                self.statusBar().showMessage(f"saved {f} ({n} frames)")
+                n = export_trial_clip(self.session, tr, f, notes=notes)
             except EmerError as exc:
                 QtWidgets.QMessageBox.warning(self, "Export failed", str(exc))
+                return
+            self.statusBar().showMessage(f"saved {f} ({n} frames)" + (f"; {notes[0]}" if notes else ""))
+            if notes:
+                QtWidgets.QMessageBox.warning(self, "Exported with gaps", f"Saved {f} ({n} frames), but:\n\n"
+                                              + "\n".join(notes))
 
     def closeEvent(self, ev) -> None:
         self._close_session()
         super().closeEvent(ev)
 
 
-def export_trial_clip(session: ReplaySession, trial: TrialRow, path, *, max_width: int = 640) -> int:
+def export_trial_clip(session: ReplaySession, trial: TrialRow, path, *, max_width: int = 640,
+                      notes: Optional[List[str]] = None) -> int:
     """Write the trial's stimulus clip with the gaze point (and its last 0.5 s as a trail) drawn
-    on each presented frame, as H.264 MP4 at the clip's rate. Returns the number of frames."""
+    on each presented frame, as H.264 MP4 at the clip's rate. Returns the number of frames;
+    what the clip lacks (frames without gaze: a damaged or short gaze.tsv) is appended to
+    ``notes``, and also warned about (``warnings``) so no caller passes it over silently."""
     import av
     import cv2
 
@@ -1265,6 +1282,15 @@ def export_trial_clip(session: ReplaySession, trial: TrialRow, path, *, max_widt
     finally:
         out.close()
         dec.close()
+    if n and len(sf):
+        missing = session.gaze_missing(int(sf["t_us"][0]), int(sf["t_us"][-1]))
+        if missing:
+            note = f"trial {trial.trial}: exported without gaze where it is missing - {missing}"
+            if notes is not None:
+                notes.append(note)
+            import warnings
+
+            warnings.warn(note, stacklevel=2)
     return n
 
 

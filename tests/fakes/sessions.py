@@ -12,7 +12,7 @@ import numpy as np
 
 from emer_live.clock import ReplayClock
 from emer_live.recording import Recorder
-from emer_live.schema import GAZE_DTYPE, frame_dtype
+from emer_live.schema import GAZE_DTYPE, audio_block_dtype, frame_dtype
 from emer_live.streams import Stream
 
 
@@ -50,24 +50,36 @@ def crash_lock(path) -> None:
     lock.write_text(json.dumps(d))
 
 
-def make_session(path, *, participant="P01", seconds=3, trials=1, stop=True, meta=None):
+def make_session(path, *, participant="P01", seconds=3, trials=1, stop=True, meta=None, audio=False):
     """A session with ``trials`` one-second trials (from 1 s on, each followed by SAM footage).
-    ``stop=False``: as a crash leaves it (status recording, a stale lock)."""
-    gaze = Stream("gaze", GAZE_DTYPE, 5000, nominal_rate_hz=250)
-    cam = Stream("camera", frame_dtype(64, 48), 400, nominal_rate_hz=30)
+    ``stop=False``: as a crash leaves it (status recording, a stale lock); ``audio``: also 16 kHz
+    mono audio in 160-sample blocks (a quiet tone)."""
+    end = max(seconds, trials + 1) * 1_000_000
+    gaze = Stream("gaze", GAZE_DTYPE, max(5000, end // 4000 + 10), nominal_rate_hz=250)
+    cam = Stream("camera", frame_dtype(64, 48), max(400, end // 33_333 + 10), nominal_rate_hz=30)
     clock = ReplayClock(0, speed=None)
     rec = Recorder(path, clock=clock, meta={"participant": participant, **(meta or {})})
     rec.attach("gaze", gaze)
     rec.attach("camera", cam)
+    mic = None
+    if audio:
+        mic = Stream("audio", audio_block_dtype(160, 1), end // 10_000 + 10, nominal_rate_hz=100)
+        rec.attach("audio", mic)
     rec.start(thread=False)
     rec.begin_between("baseline", t_us=0)
-    end = max(seconds, trials + 1) * 1_000_000
     gaze.extend(gaze_rows(np.arange(0, end, 4000, dtype=np.int64)))
     for t in range(0, end, 33_333):
         f = np.zeros(1, cam.dtype)
         f["t_us"], f["frame_index"] = t, t // 33_333
         f["image"][0] = 80 + (t // 100_000) % 100
         cam.extend(f)
+    if mic is not None:
+        blocks = np.zeros(end // 10_000, mic.dtype)
+        blocks["t_us"] = np.arange(len(blocks)) * 10_000
+        blocks["block_index"] = np.arange(len(blocks))
+        blocks["n"] = 160
+        blocks["samples"][:, :, 0] = 0.1 * np.sin(np.arange(160) * 2 * np.pi / 16)
+        mic.extend(blocks)
     for k in range(1, trials + 1):
         t0 = k * 1_000_000
         rec.begin_trial(k, f"hap_{k:02d}", t_us=t0)
