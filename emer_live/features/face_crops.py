@@ -183,6 +183,14 @@ class CropStreamSource(WindowSource):
             self.stage.ensure_through(int(t1_us) - 1)
         return self.crops.window(t0_us, t1_us, fields=["t_us"])["t_us"]
 
+    def delivered_through(self):
+        # the live engine's watermark rule, as for camera frames: the stage publishes crops in
+        # frame order, so every frame before the newest crop has its crop here already
+        out = {"face_crops": self.crops.last_t_us}
+        if self.gaze_stream is not None:
+            out["gaze"] = self.gaze_stream.last_t_us
+        return out
+
     def frame_at(self, t_us):
         return None         # no camera frames here: the crops are made already
 
