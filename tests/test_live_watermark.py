@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 from emer_live.clock import ReplayClock
+from emer_live.features.face_crops import CropStreamSource
 from emer_live.features.windows import FaceSampler, RecordingSource, StreamSource, WindowBuilder, WindowSpec
 from emer_live.live.engine import LiveEngine, window_inputs
+from emer_live.recording.crops import face_crop_dtype
 from emer_live.schema import GAZE_DTYPE, frame_dtype
 from emer_live.streams import Stream
 
@@ -53,16 +55,32 @@ def _frames(times):
     return f
 
 
+def _crop_records(times):
+    """Privacy mode's face crop stream records (what the recording path's crop stage makes):
+    a face in every frame, the crop's pixels naming the frame time."""
+    rec = np.zeros(len(times), face_crop_dtype(112, landmarks=False))
+    rec["t_us"], rec["found"], rec["box"] = times, 1, (10, 10, 50, 50)
+    for i, t in enumerate(times):
+        rec["crop"][i] = (int(t) // FPS_US) % 251
+    return rec
+
+
 class _Rig:
     """Gaze (100 Hz) and camera (10 fps) streams the test fills by hand, a manual clock, and a
-    live engine on them (a stub model: only windows are built here, none is scored)."""
+    live engine on them (a stub model: only windows are built here, none is scored). With
+    ``crops`` the face stream is privacy mode's: crops made on the recording path, one per frame."""
 
-    def __init__(self, max_wait_s: float = 2.0) -> None:
+    def __init__(self, max_wait_s: float = 2.0, *, crops: bool = False) -> None:
         self.clock = ReplayClock(T0, speed=None)
         self.gaze = Stream("gaze", GAZE_DTYPE, 4096, nominal_rate_hz=100)
-        self.camera = Stream("camera", frame_dtype(8, 8), 256, nominal_rate_hz=10)
+        self.crops = crops
+        if crops:
+            self.camera = Stream("face_crops", face_crop_dtype(112, landmarks=False), 256, nominal_rate_hz=10)
+            src = CropStreamSource(self.gaze, self.camera)
+        else:
+            self.camera = Stream("camera", frame_dtype(8, 8), 256, nominal_rate_hz=10)
+            src = StreamSource(self.gaze, self.camera)
         self.pipe = _CropPipeline()
-        src = StreamSource(self.gaze, self.camera)
         b = WindowBuilder(src, spec=WindowSpec(window_s=W_US / 1e6, hop_s=HOP_US / 1e6, n_face=2, steps=4),
                           face_sampler=FaceSampler(self.pipe), grid_origin_us=T0)
         model = SimpleNamespace(norm_stats=None, provenance={}, device=None, model=None)
@@ -78,7 +96,7 @@ class _Rig:
             self.gaze_to = int(ts[-1]) + 10_000
         if camera_to is not None and camera_to > self.cam_to:
             ts = np.arange(self.cam_to, camera_to, FPS_US)
-            self.camera.extend(_frames(ts))
+            self.camera.extend(_crop_records(ts) if self.crops else _frames(ts))
             self.cam_to = int(ts[-1]) + FPS_US
 
     def step(self, now: int):
@@ -134,6 +152,31 @@ def test_a_stalled_stream_is_waited_for_at_most_max_wait_and_named():
     r.deliver(gaze_to=end + 3 * HOP_US)
     (w3, lat3, _), = r.step(end + 2 * HOP_US + 10_000)
     assert lat3["stalled"] == "" and r.engine.stalled == {}
+
+
+def test_privacy_mode_crops_wait_by_the_same_rule():
+    """--face-video crops: the windows read the crops the recording path makes, not frames; they
+    wait for the gaze and for the crop stream's watermark as for the camera's (no grace, no
+    special case), so a window holds every sample and the crop of the last frame at or before
+    each grid time - what a replay of the kept crops gives it; a stalled crop stream is named."""
+    r = _Rig(crops=True)
+    end = T0 + W_US
+    grid = r.engine.builder.grid_times(T0, end)
+    r.deliver(gaze_to=end - 250_000, camera_to=grid[-1] - 50_000)
+    assert r.step(end + 300_000) == []              # gaze and the last grid frame's crop in flight
+    r.deliver(gaze_to=end + 5_000)
+    assert r.step(end + 320_000) == []              # the gaze is complete, the crop is not
+    r.deliver(camera_to=grid[-1] + 1)
+    (w, lat, kind), = r.step(end + 400_000)
+    assert kind == "window" and w.t_end_us == end and lat["stalled"] == ""
+    assert w.quality["n_gaze"] == W_US // 10_000 and w.face_mask.all()
+    assert [int(round(float(f[0, 0, 0]) * 255)) for f in w.face] == [(g // FPS_US) % 251 for g in grid]
+
+    s = _Rig(max_wait_s=1.0, crops=True)
+    s.deliver(gaze_to=T0 + 10_000_000, camera_to=T0 + 1_500_000)   # the crops stop at 1.5 s
+    assert s.step(end + 400_000) == []
+    (w, lat, _), = s.step(end + 600_000)
+    assert lat["stalled"] == "face_crops" and s.engine.stalled == {"face_crops": T0 + 1_400_000}
 
 
 def test_whole_trial_frames_wait_for_the_camera():

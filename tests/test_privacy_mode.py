@@ -237,10 +237,12 @@ def test_face_video_option_is_checked():
         RunConfig(kind="record", out="x", face_video="blur")
 
 
-def test_crop_stage_gives_the_engine_every_frame_up_to_the_asked_time():
-    """The live rule: a window asking for the crops up to t gets every frame the camera delivered
-    up to t - the stage thread is waited for, never overtaken (else live would take an older
-    frame's crop than replay)."""
+def test_crop_stage_watermark_never_passes_a_frame_without_its_crop():
+    """The live rule for the crops as for camera frames: the crop stream's watermark (what the
+    engine waits for) never passes a camera frame whose crop is not yet in the stream, while the
+    stage thread works through a burst (else live would take an older frame's crop than replay)."""
+    import time
+
     from emer_live.devices.stepped import SteppedSynthetic
     from emer_live.features.face import FaceConfig, FacePipeline
     from emer_live.features.face_crops import CropStreamSource, FaceCropStage
@@ -253,14 +255,25 @@ def test_crop_stage_gives_the_engine_every_frame_up_to_the_asked_time():
     camera = Stream("camera", frames.dtype, 64, nominal_rate_hz=15)
     stage = FaceCropStage(camera, FacePipeline(FaceConfig(detector="haar")))
     src = CropStreamSource(None, stage.stream, stage=stage)
+    assert src.delivered_through() == {"face_crops": None}
     stage.start()
+    t0, t_last = int(frames["t_us"][0]), int(frames["t_us"][-1])
+    seen = set()
     try:
         camera.extend(frames)                     # a burst: the thread is behind
-        t0, t1 = int(frames["t_us"][0]), int(frames["t_us"][-1]) + 1
-        got = src.frame_times(t0, t1)             # waits for the thread
-        assert list(got) == list(frames["t_us"])
-        res = src.face_result_at(int(got[-1]))
-        assert res is not None and res.t_us == int(got[-1])
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            mark = src.delivered_through()["face_crops"]
+            if mark is not None:
+                got = src.frame_times(t0, mark + 1)
+                assert list(got) == [t for t in frames["t_us"] if t <= mark]
+                seen.add(int(mark))
+                if mark == t_last:
+                    break
+            time.sleep(0.001)
+        assert seen and max(seen) == t_last
+        res = src.face_result_at(t_last)
+        assert res is not None and res.t_us == t_last
     finally:
         stage.stop()
     assert stage.frames == len(frames) and stage.error is None

@@ -9,7 +9,9 @@ the live model saw are the ones the session keeps: a replay or re-analysis of th
 them back (:class:`~.windows.RecordingSource`) and the face sampler picks the same frames.
 
 The stage runs in its own thread in real-time runs (:meth:`FaceCropStage.start`); stepped and
-as-fast-as-possible runs drive it with :meth:`FaceCropStage.pump`.
+as-fast-as-possible runs drive it with :meth:`FaceCropStage.pump`. The live engine waits for the
+crop stream by the rule it applies to camera frames (the stream's newest crop is its watermark,
+:meth:`CropStreamSource.delivered_through`; docs/performance.md).
 """
 
 from __future__ import annotations
@@ -82,8 +84,6 @@ class FaceCropStage:
         self.stream = Stream("face_crops", self.dtype, max(int(rate * capacity_s), 16), nominal_rate_hz=rate)
         self._cursor = camera.cursor(from_start=True)
         self._lock = threading.Lock()          # one frame at a time: the pipeline is stateful
-        self._state = threading.Lock()         # guards the cursor position and _inflight together
-        self._inflight = 0                     # frames read from the camera, crop not yet published
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self.error: Optional[BaseException] = None
@@ -97,48 +97,28 @@ class FaceCropStage:
         return {"face_config": self.config.to_dict(), "made_by": "emer_live.features.face_crops"}
 
     def pump(self, max_frames: Optional[int] = None) -> int:
-        """Process the camera frames that arrived since the last call; returns how many."""
+        """Process the camera frames that arrived since the last call; returns how many. Each
+        crop is published as soon as it is made, in frame order, so the crop stream's newest
+        time is its watermark (:meth:`CropStreamSource.delivered_through`)."""
         with self._lock:
-            with self._state:          # read and in-flight count change together (caught_up)
-                got = self._cursor.read(max_frames)
-                self._inflight = len(got.records)
+            got = self._cursor.read(max_frames)
             self.lost += got.lost
             rec = np.zeros(1, self.dtype)
             t0 = time.perf_counter()
-            try:
-                for r in got.records:
-                    res = self.pipeline.process(r["image"], int(r["t_us"]))
-                    record_from_result(rec, res, int(r["frame_index"]))
-                    self.stream.extend(rec)
-                    with self._state:
-                        self._inflight -= 1
-            finally:
-                with self._state:
-                    self._inflight = 0
+            for r in got.records:
+                res = self.pipeline.process(r["image"], int(r["t_us"]))
+                record_from_result(rec, res, int(r["frame_index"]))
+                self.stream.extend(rec)
             self.busy_s += time.perf_counter() - t0
             self.frames += len(got.records)
             return len(got.records)
 
-    def caught_up(self) -> bool:
-        """Every frame the camera has delivered so far has its crop in :attr:`stream`."""
-        with self._state:
-            return self._cursor.pending() == 0 and self._inflight == 0
-
-    def ensure_through(self, t_us: int, *, timeout_s: float = 2.0) -> None:
-        """Make the crops of every frame the camera has delivered up to ``t_us`` available: a
-        stepped run processes them now; with the thread running, wait (bounded) until it has
-        caught up with them, so the engine never takes an older frame's crop for a newer one."""
-        if self._thread is None:
-            if self.error is None:
-                self.pump()
-            return
-        deadline = time.monotonic() + timeout_s
-        thread = self._thread
-        while not self._stop.is_set() and time.monotonic() < deadline and thread.is_alive():
-            last = self.stream.last_t_us
-            if (last is not None and last >= t_us) or self.caught_up():
-                return
-            time.sleep(0.002)
+    def catch_up(self) -> None:
+        """A stepped run (no thread): make the crops of the frames the camera has delivered so
+        far, now. With the thread running there is nothing to do here: the live engine waits for
+        the crop stream's watermark, as it waits for the camera's (docs/performance.md)."""
+        if self._thread is None and self.error is None:
+            self.pump()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="face-crops", daemon=True)
@@ -180,8 +160,16 @@ class CropStreamSource(WindowSource):
 
     def frame_times(self, t0_us, t1_us):
         if self.stage is not None:
-            self.stage.ensure_through(int(t1_us) - 1)
+            self.stage.catch_up()
         return self.crops.window(t0_us, t1_us, fields=["t_us"])["t_us"]
+
+    def delivered_through(self):
+        # the live engine's watermark rule, as for camera frames: the stage publishes crops in
+        # frame order, so every frame before the newest crop has its crop here already
+        out = {"face_crops": self.crops.last_t_us}
+        if self.gaze_stream is not None:
+            out["gaze"] = self.gaze_stream.last_t_us
+        return out
 
     def frame_at(self, t_us):
         return None         # no camera frames here: the crops are made already

@@ -114,7 +114,10 @@ class WindowSource(abc.ABC):
     def delivered_through(self) -> Dict[str, Optional[int]]:
         """Per stream still being delivered: the time of its newest record (None before the
         first). Streams keep their records in time order, so every record older than this is
-        already here. A recording has nothing in flight: ``{}``."""
+        already here. The live engine waits on these watermarks: ``gaze``, and every other entry
+        as the face stream (``camera`` frames, or ``face_crops`` made from them in privacy mode),
+        so a live source must name each stream it reads. A recording has nothing in flight:
+        ``{}``."""
         return {}
 
     stimulus_rect: Optional[Sequence[float]] = None

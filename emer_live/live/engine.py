@@ -521,13 +521,16 @@ class LiveEngine:
         now = self.clock.now_us() if now is None else now
         # work at time t is due once t <= its stream's horizon: every record before t has been
         # delivered (and a frame at t itself: a later one with the same time is never the one a
-        # window takes). Face crops need the camera only (its ring holds seconds), windows the
-        # gaze and their grid crops.
+        # window takes). Face crops need the face stream only (camera frames, or privacy mode's
+        # crops; its ring holds seconds), windows the gaze and their grid crops.
         if sync:
             cam_by = gaze_by = due_by = now - self.grace_us
         else:
             h = self.data_horizon(now)
-            cam_by, gaze_by = h.get("camera", now), h.get("gaze", now)
+            gaze_by = h.pop("gaze", now)
+            # the face stream, whichever the source reads: camera frames, or (privacy mode) the
+            # crops the recording path makes from them - one rule for both
+            cam_by = min(h.values(), default=now)
             due_by = min(cam_by, gaze_by)
         out: List[Prediction] = []
         if not sync and due_by - self._t_end > hop + self.max_wait_us:
