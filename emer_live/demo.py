@@ -43,7 +43,7 @@ def _tracker_spec() -> str:
 
 
 def cmd_demo(args) -> int:
-    from .app import RunConfig, default_checkpoint
+    from .app import Run, RunConfig, default_checkpoint
     from .live.commands import run_live
     from .recording.commands import cmd_info
 
@@ -53,10 +53,12 @@ def cmd_demo(args) -> int:
     out = Path(args.out) if args.out else root / stamp
     tracker = _tracker_spec()
     ckpt = args.checkpoint or str(default_checkpoint())
-    print(f"emer-live demo: tracker {tracker}, camera synthetic, checkpoint {ckpt}; recording to {out}")
     cfg = RunConfig(kind="live", tracker=tracker, camera="synthetic", checkpoint=ckpt, duration_s=args.duration,
                     out=str(out), seed=args.seed, participant="P00")
-    rc = run_live(cfg)
+    run = Run(cfg)
+    run.check()      # a bad checkpoint is refused before a folder is named that will never exist
+    print(f"emer-live demo: tracker {tracker}, camera synthetic, checkpoint {ckpt}; recording to {out}")
+    rc = run_live(cfg, run=run)
     print()
     cmd_info(argparse.Namespace(session=str(out), json=False))
     return rc

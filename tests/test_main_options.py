@@ -78,6 +78,20 @@ def test_headless_demo_refuses_options_it_would_ignore(monkeypatch, capsys):
     assert len(err) == 1 and "--fps: not used by the headless demo" in err[0]
 
 
+def test_headless_demo_checks_the_checkpoint_before_naming_a_folder(monkeypatch, tmp_path, capsys):
+    """Without a display, `main.py --checkpoint notes.txt` is refused in one line (exit 2) before
+    the demo announces a recording folder that would never be made."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a checkpoint\n")
+    monkeypatch.setattr(app_main, "display_available", lambda: (False, "no display (test)"))
+    assert app_main.main(["--checkpoint", str(notes)]) == 2
+    out, err = capsys.readouterr()
+    assert "recording to" not in out, out
+    err = err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("emer-live: error: ")
+    assert "notes.txt" in err[0] or "needs PyTorch" in err[0]      # the 3.10 lane has no torch
+
+
 def test_quit_when_done_ends_the_app_when_the_start_is_refused(qapp, monkeypatch, tmp_path, capsys):
     """A Start refused before a run exists (here: a participant ID made bad after the checks,
     as the Devices dialog could) still ends the app with --quit-when-done, exit 2."""
