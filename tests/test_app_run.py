@@ -137,7 +137,14 @@ def test_a_session_stopped_as_complete_mid_way_is_aborted_everywhere(tmp_path, c
     assert _stop_kinds(run.session_dir)[-1][1]["status"] == "aborted"
     capsys.readouterr()
     assert main(["info", str(run.session_dir), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["status"] == "aborted"
+    info = json.loads(capsys.readouterr().out)
+    assert info["status"] == "aborted"
+    # every planned trial with its state, those never begun too
+    assert [(t["trial"], t["status"]) for t in info["trials"]] == [
+        (1, "complete"), (2, "aborted"), (3, "not_run"), (4, "not_run")]
+    assert main(["info", str(run.session_dir)]) == 0
+    text = capsys.readouterr().out
+    assert "status aborted" in text and "trials: 4 (1 complete, 1 aborted, 2 not_run)" in text
 
 
 def test_only_a_session_with_every_trial_done_is_complete(tmp_path):
