@@ -35,8 +35,8 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_record)
 
     p = sub.add_parser("info", help="summarise a recorded session",
-                       description="Per stream: samples, duration, rate, gaps, dropped, first/last t_us; and every planned "
-                                   "trial with its state (complete, skipped, aborted, not_run) and a count of each. "
+                       description="Per stream: samples, duration, rate, gaps, dropped, first/last t_us; and every "
+                                   "planned trial with its state (complete, skipped, aborted, not_run) and a count of each. "
                                    "Damage is warned about on stderr ('problems' in --json): a crashed folder "
                                    "not yet repaired, a stop on a full disk, a declared stream whose file is "
                                    "missing, a truncated face.mjpeg, time stamps out of order.")
@@ -136,7 +136,8 @@ def cmd_info(args) -> int:
                 extra += f"  SAM {t['sam_er7']:<9}"
             if "predicted_er7" in t:
                 extra += f"  model ER {t['predicted_er7']:<9} FER {t['predicted_fer7']}"
-            print(f"  {t['trial']:>3} {t['stimulus_id'] or '':<16} {t.get('status') or '':<9} frames {t['frames']:>5}{extra}")
+            print(f"  {t['trial']:>3} {t['stimulus_id'] or '':<16} {t.get('status') or '':<9} "
+                  f"frames {t['frames']:>5}{extra}")
     _warn_problems(s)
     return 0
 
