@@ -10,7 +10,6 @@ second, then prints the session summary.
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 from pathlib import Path
 
 __all__ = ["register"]
@@ -46,9 +45,10 @@ def cmd_demo(args) -> int:
     from .app import Run, RunConfig, default_checkpoint
     from .live.commands import run_live
     from .recording.commands import cmd_info
+    from .session.ids import session_stamp
 
     # the app's rule: ROOT/<participant>/L<UTC time> for a live run, demo ROOT recordings/demo
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("L%Y%m%d-%H%M%S")
+    stamp = session_stamp(prefix="L")
     root = Path(__file__).resolve().parents[1] / "recordings" / "demo" / "P00"
     out = Path(args.out) if args.out else root / stamp
     tracker = _tracker_spec()
