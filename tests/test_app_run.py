@@ -109,11 +109,11 @@ def test_stop_aborts_a_session_and_finalises_it(tmp_path):
 
 
 def _stop_kinds(folder):
-    """(kind, detail) of the events.tsv rows from the abort on."""
-    import json
+    """(kind, detail) of the events.tsv rows that end a session."""
+    from emer_live.recording import SessionReader
 
-    rows = [line.split("\t") for line in (folder / "events.tsv").read_text().splitlines()[1:]]
-    return [(r[1], json.loads(r[3]) if r[3] else {}) for r in rows if r[1] in ("abort", "recording_stop")]
+    return [(e["kind"], e["detail"]) for e in SessionReader(folder).events()
+            if e["kind"] in ("abort", "recording_stop")]
 
 
 def test_a_session_stopped_as_complete_mid_way_is_aborted_everywhere(tmp_path, capsys):
