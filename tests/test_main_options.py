@@ -145,3 +145,20 @@ def test_main_py_from_a_python_without_the_packages_says_what_to_run():
     assert p.returncode == 2, p.stderr
     err = p.stderr.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("emer-live: error: this Python") and ".venv/bin/python main.py" in err[0]
+
+
+def test_main_py_keeps_a_module_missing_inside_the_app_as_its_own_error(monkeypatch):
+    """Only a Python without the app's packages gets the "run .venv/bin/python" line; a module
+    missing later (an optional driver, with the packages installed in the system Python, as labs
+    on Windows often do) is not blamed on the Python."""
+    import runpy
+    import sys
+    from pathlib import Path
+
+    def missing_driver(argv):
+        raise ModuleNotFoundError("No module named 'some_driver'", name="some_driver")
+
+    monkeypatch.setattr(app_main, "main", missing_driver)
+    monkeypatch.setattr(sys, "prefix", sys.base_prefix)        # a system Python, not a venv
+    with pytest.raises(ModuleNotFoundError, match="some_driver"):
+        runpy.run_path(str(Path(__file__).resolve().parents[1] / "main.py"), run_name="__main__")
