@@ -73,6 +73,11 @@ def test_headless_demo_refuses_options_it_would_ignore(monkeypatch, capsys):
     monkeypatch.setattr(app_main, "display_available", lambda: (False, "no display (test)"))
     assert app_main.main(["--session", "--participant", "P01"]) == 2
     assert "needs a display" in capsys.readouterr().err
+    monkeypatch.setattr(app_main, "display_available", lambda: (True, "display (test)"))
+    assert app_main.main(["--session", "--headless"]) == 2      # a display, but --headless asked
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--session and --headless: choose one" in err[0]
+    monkeypatch.setattr(app_main, "display_available", lambda: (False, "no display (test)"))
     assert app_main.main(["--fps", "15"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--fps: not used by the headless demo" in err[0]

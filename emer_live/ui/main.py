@@ -136,8 +136,10 @@ def check_options(args, parser: argparse.ArgumentParser, *, headless: bool) -> N
                               f"add --session, or leave {'it' if one else 'them'} out")
     if headless:
         if args.session:
-            raise ConfigError("--session needs a display for the participant screen; without one run "
-                              "`emer-live session --headless --participant ID` (docs/running-a-session.md)")
+            why = "--session and --headless: choose one" if args.headless else \
+                "--session needs a display for the participant screen"
+            raise ConfigError(f"{why}; a session without a screen is `emer-live session --headless --participant ID` "
+                              "(docs/running-a-session.md)")
         stray = [flag(k) for k in given if k not in HEADLESS_OPTIONS]
         if stray:
             raise ConfigError(f"{', '.join(stray)}: not used by the headless demo (no display, or --headless); "
