@@ -167,3 +167,22 @@ def test_main_py_keeps_a_module_missing_inside_the_app_as_its_own_error(monkeypa
     monkeypatch.setattr(sys, "prefix", sys.base_prefix)        # a system Python, not a venv
     with pytest.raises(ModuleNotFoundError, match="some_driver"):
         runpy.run_path(str(Path(__file__).resolve().parents[1] / "main.py"), run_name="__main__")
+
+
+def test_a_refused_screen_is_one_line_on_the_process_stderr(clip_library, tmp_path):
+    """What the terminal shows, Qt's own log lines included (the in-process tests see only
+    Python's stderr): Qt Multimedia's PipeWire warnings no longer precede the one line."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k != "QT_LOGGING_RULES"}
+    p = subprocess.run([sys.executable, "main.py", "--session", "--stimuli", str(clip_library),
+                        "--participant-screen", "5", "--out", str(tmp_path / "out")], cwd=root, capture_output=True,
+                       text=True, timeout=120, env={**env, "QT_QPA_PLATFORM": "offscreen"})
+    assert p.returncode == 2
+    err = p.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("emer-live: error: --participant-screen 5"), err
+    assert not (tmp_path / "out").exists()

@@ -214,6 +214,11 @@ def run_gui(args) -> int:
     from ..cli import report_error
     from ..errors import EmerError
 
+    # Qt Multimedia warns on every start that PipeWire's library is absent (audio goes through
+    # PulseAudio/ALSA): two lines of noise before a refusal's one line; a user's own rules win
+    quiet, rules = "qt.multimedia.symbolsresolver=false", os.environ.get("QT_LOGGING_RULES", "")
+    if quiet not in rules:
+        os.environ["QT_LOGGING_RULES"] = f"{quiet};{rules}" if rules else quiet
     from PyQt6 import QtCore, QtWidgets
 
     # the application first (the screens are known then), the window only once all is checked
