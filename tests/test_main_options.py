@@ -34,7 +34,7 @@ def _bad_library(clip_library, tmp_path):
 @pytest.mark.parametrize("case", ["fps", "time_scale", "participant", "no_stimuli", "bad_stimuli",
                                   pytest.param("checkpoint", marks=pytest.mark.torch),  # else: "needs PyTorch"
                                   "screen", "session_only", "session_only_flag", "not_a_number", "replay_session",
-                                  "replay_options", "quit_after"])
+                                  "replay_options", "quit_after", "screenshot"])
 def test_bad_start_options_are_one_line_exit_2_before_any_window(case, qapp, no_window, tmp_path, clip_library,
                                                                   capsys):
     out = tmp_path / "out"
@@ -58,6 +58,7 @@ def test_bad_start_options_are_one_line_exit_2_before_any_window(case, qapp, no_
         "replay_options": (["--fps", "15", "--replay", str(tmp_path)], "--out, --fps, --quit-when-done: not used by "
                                                                          "the replay window"),
         "quit_after": (["--quit-after", "0"], "--quit-after"),
+        "screenshot": (["--screenshot", str(tmp_path / "shot.xyz")], "Qt cannot write .xyz images"),
     }[case]
     try:
         rc = app_main.main(argv + ["--out", str(out), "--quit-when-done"])
@@ -111,6 +112,35 @@ def test_quit_when_done_ends_the_app_when_the_start_is_refused(qapp, monkeypatch
     assert rc == 2
     assert "pseudonyms" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_screenshot_that_cannot_be_saved_still_closes_the_run(qapp, monkeypatch, tmp_path, clip_library, capsys):
+    """--screenshot at --quit-after: a save that fails (a full disk) is one error line and exit 1;
+    the run is still stopped and its folder finalised (it was left `recording`)."""
+    from emer_live.recording import SessionReader
+    from emer_live.ui import console
+    from emer_live.ui.console import ConsoleOptions
+
+    # a session (it runs without a checkpoint), still in its baseline at the 2 s quit
+    opts = ConsoleOptions(tracker="synthetic", camera="none", rate=60.0, checkpoint="", participant="P01",
+                          out=str(tmp_path / "out"), session=True, stimuli=str(clip_library), n_trials=1,
+                          time_scale=0.05, calibrate=False, demo=True)
+    monkeypatch.setattr(app_main, "console_options", lambda args: (opts, None))
+
+    def disk_full(self, path):
+        raise OSError(f"could not write the screenshot {path}")
+
+    monkeypatch.setattr(console.OperatorConsole, "screenshot", disk_full)
+    args = types.SimpleNamespace(quit_when_done=False, quit_after=2.0, screenshot=str(tmp_path / "shot.png"),
+                                 no_autostart=False, settings=str(tmp_path / "layout.ini"))
+    QtCore.QTimer.singleShot(60_000, qapp.quit)       # a guard: the test fails below instead of hanging
+    rc = app_main.run_gui(args)
+    out, err = capsys.readouterr()
+    assert rc == 1, (out, err)
+    assert err.strip().splitlines() == [f"emer-live: error: could not write the screenshot {tmp_path / 'shot.png'}"]
+    (folder,) = (tmp_path / "out" / "P01").iterdir()
+    status = SessionReader(folder).status
+    assert status in ("aborted", "complete") and f"run: status {status}" in out
 
 
 def test_one_folder_rule_for_live_runs_and_sessions(tmp_path):

@@ -146,6 +146,23 @@ def check_options(args, parser: argparse.ArgumentParser, *, headless: bool) -> N
                               "`emer-live live --headless` takes the device and model options")
 
 
+def check_screenshot(path: Optional[str]) -> None:
+    """``--screenshot FILE`` must name an image format Qt writes (checked before any window: a
+    failed save at the end would leave the run unfinished)."""
+    if path is None:
+        return
+    from PyQt6.QtGui import QImageWriter
+
+    from ..errors import ConfigError
+
+    writable = sorted(bytes(f).decode() for f in QImageWriter.supportedImageFormats())
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix not in writable:
+        what = f"Qt cannot write .{suffix} images" if suffix else "the name has no image type"
+        others = ", .".join(f for f in writable if f != "png")
+        raise ConfigError(f"--screenshot {path}: {what}; end it in .png (or .{others})")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     from ..cli import report_error
     from ..errors import EmerError
@@ -156,6 +173,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     headless = args.replay is None and (args.headless or not ok)
     try:
         check_options(args, parser, headless=headless)
+        check_screenshot(args.screenshot)
     except EmerError as exc:
         return report_error(exc)
     for key, (_, default) in SESSION_ONLY.items():
@@ -242,8 +260,10 @@ def run_gui(args) -> int:
             return
         result["finished"] = True
         if args.screenshot:
-            path = win.screenshot(args.screenshot)
-            print(f"screenshot: {path}", flush=True)
+            try:
+                print(f"screenshot: {win.screenshot(args.screenshot)}", flush=True)
+            except OSError as exc:      # e.g. the disk is full: the run is still closed properly
+                win.last_error = str(exc)
         win.close_without_asking()
         app.quit()
 
