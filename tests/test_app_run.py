@@ -184,6 +184,25 @@ def test_speed_factor_is_refused_without_replay_devices(tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
+def test_a_file_on_the_recording_path_is_refused_before_any_device(tmp_path, capsys):
+    """`--out README.md` (a file where the recordings' folder should be) is one line, exit 2, from
+    the checks, not a NotADirectoryError once the devices are open."""
+    from emer_live.cli import main
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a folder\n")
+    for cfg in (RunConfig(kind="record", out=str(notes / "r"), duration_s=1.0),
+                _fast_session_cfg(notes),
+                RunConfig(kind="live", checkpoint="x.pt", out=str(notes / "P00" / "L1"))):
+        with pytest.raises(ConfigError, match="notes.txt is a file, not a folder"):
+            Run(cfg).check()
+    capsys.readouterr()
+    assert main(["session", "--headless", "--participant", "P01", "--out", str(notes)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"emer-live: error: cannot record into {notes}")
+    assert notes.read_text() == "not a folder\n"
+
+
 def test_cli_option_errors_are_one_line(capsys):
     from emer_live.cli import main
 
