@@ -34,7 +34,7 @@ def _bad_library(clip_library, tmp_path):
 @pytest.mark.parametrize("case", ["fps", "time_scale", "participant", "no_stimuli", "bad_stimuli",
                                   pytest.param("checkpoint", marks=pytest.mark.torch),  # else: "needs PyTorch"
                                   "screen", "session_only", "session_only_flag", "not_a_number", "replay_session",
-                                  "replay_options", "quit_after", "screenshot"])
+                                  "replay_options", "quit_after", "screenshot", "tracker", "camera"])
 def test_bad_start_options_are_one_line_exit_2_before_any_window(case, qapp, no_window, tmp_path, clip_library,
                                                                   capsys):
     out = tmp_path / "out"
@@ -59,6 +59,9 @@ def test_bad_start_options_are_one_line_exit_2_before_any_window(case, qapp, no_
                                                                          "the replay window"),
         "quit_after": (["--quit-after", "0"], "--quit-after"),
         "screenshot": (["--screenshot", str(tmp_path / "shot.xyz")], "Qt cannot write .xyz images"),
+        # device names (a console that could only refuse them at Start, or never: no autostart)
+        "tracker": (["--tracker", "eyelink"], "unknown --tracker 'eyelink'"),
+        "camera": (["--camera", "webcam9"], "unknown --camera 'webcam9'"),
     }[case]
     try:
         rc = app_main.main(argv + ["--out", str(out), "--quit-when-done"])

@@ -315,6 +315,9 @@ class Run:
         Raises EmerError subclasses; runs once."""
         if self._checked:
             return
+        from ..devices.factory import check_device_specs
+
+        check_device_specs(self.config.tracker, self.config.camera, self.config.mic)
         self._check_outputs()
         if self.config.kind == "session":
             self._plan_session()
