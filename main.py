@@ -7,15 +7,15 @@ import sys
 
 if __name__ == "__main__":
     try:
-        from emer_live.ui.main import exit_now, main
+        # the packages every start needs: a Python without them is the wrong one (the usual slip,
+        # the system's `python main.py`); a module missing later is the app's own error
+        import numpy  # noqa: F401
+        import PyQt6  # noqa: F401
 
-        rc = main(sys.argv[1:])
+        from emer_live.ui.main import exit_now, main
     except ModuleNotFoundError as exc:
-        if sys.prefix != sys.base_prefix:      # inside a virtual environment: a real defect, keep the traceback
-            raise
-        # the system Python without the project's packages (the usual slip: `python main.py`)
         print(f"emer-live: error: this Python ({sys.executable}) has no module {exc.name!r}: run the app with the "
               "set-up environment, `.venv/bin/python main.py` (Windows: .venv\\Scripts\\python main.py); "
               "`make setup` makes it", file=sys.stderr)
         sys.exit(2)
-    exit_now(rc)
+    exit_now(main(sys.argv[1:]))

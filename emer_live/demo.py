@@ -10,7 +10,6 @@ second, then prints the session summary.
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 from pathlib import Path
 
 __all__ = ["register"]
@@ -46,20 +45,23 @@ def _tracker_spec() -> str:
 
 
 def cmd_demo(args) -> int:
-    from .app import RunConfig, default_checkpoint
+    from .app import Run, RunConfig, default_checkpoint
     from .live.commands import run_live
     from .recording.commands import cmd_info
+    from .session.ids import session_stamp
 
     # the app's rule: ROOT/<participant>/L<UTC time> for a live run, demo ROOT recordings/demo
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("L%Y%m%d-%H%M%S")
+    stamp = session_stamp(prefix="L")
     root = Path(__file__).resolve().parents[1] / "recordings" / "demo" / "P00"
     out = Path(args.out) if args.out else root / stamp
     tracker = _tracker_spec()
     ckpt = args.checkpoint or str(default_checkpoint())
-    print(f"emer-live demo: tracker {tracker}, camera synthetic, checkpoint {ckpt}; recording to {out}")
     cfg = RunConfig(kind="live", tracker=tracker, camera="synthetic", checkpoint=ckpt, duration_s=args.duration,
                     out=str(out), seed=args.seed, participant="P00", face_video=args.face_video)
-    rc = run_live(cfg)
+    run = Run(cfg)
+    run.check()      # a bad checkpoint is refused before a folder is named that will never exist
+    print(f"emer-live demo: tracker {tracker}, camera synthetic, checkpoint {ckpt}; recording to {out}")
+    rc = run_live(cfg, run=run)
     print()
     cmd_info(argparse.Namespace(session=str(out), json=False))
     return rc

@@ -102,3 +102,16 @@ def training_corpus(tmp_path_factory):
                      "--size", "320x240", "--seed", "5", "--mask-rate", "0.5", "--jobs", "1",
                      "--out", str(root)]) == 0
     return root
+
+
+@pytest.fixture(autouse=True)
+def _close_question_answers_abort(request, monkeypatch):
+    """A test that leaves a session running in an operator console is torn down by pytest-qt
+    closing the window; the console then asks the operator (a modal box) and would wait forever.
+    Such tests get "abort" as the answer; tests/test_console_close.py answers the real box."""
+    import sys
+
+    console = sys.modules.get("emer_live.ui.console")
+    if console is None or request.module.__name__.endswith("test_console_close"):
+        return
+    monkeypatch.setattr(console.OperatorConsole, "confirm_close", lambda self: True)

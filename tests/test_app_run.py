@@ -109,11 +109,11 @@ def test_stop_aborts_a_session_and_finalises_it(tmp_path):
 
 
 def _stop_kinds(folder):
-    """(kind, detail) of the events.tsv rows from the abort on."""
-    import json
+    """(kind, detail) of the events.tsv rows that end a session."""
+    from emer_live.recording import SessionReader
 
-    rows = [line.split("\t") for line in (folder / "events.tsv").read_text().splitlines()[1:]]
-    return [(r[1], json.loads(r[3]) if r[3] else {}) for r in rows if r[1] in ("abort", "recording_stop")]
+    return [(e["kind"], e["detail"]) for e in SessionReader(folder).events()
+            if e["kind"] in ("abort", "recording_stop")]
 
 
 def test_a_session_stopped_as_complete_mid_way_is_aborted_everywhere(tmp_path, capsys):
@@ -137,7 +137,14 @@ def test_a_session_stopped_as_complete_mid_way_is_aborted_everywhere(tmp_path, c
     assert _stop_kinds(run.session_dir)[-1][1]["status"] == "aborted"
     capsys.readouterr()
     assert main(["info", str(run.session_dir), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["status"] == "aborted"
+    info = json.loads(capsys.readouterr().out)
+    assert info["status"] == "aborted"
+    # every planned trial with its state, those never begun too
+    assert [(t["trial"], t["status"]) for t in info["trials"]] == [
+        (1, "complete"), (2, "aborted"), (3, "not_run"), (4, "not_run")]
+    assert main(["info", str(run.session_dir)]) == 0
+    text = capsys.readouterr().out
+    assert "status aborted" in text and "trials: 4 (1 complete, 1 aborted, 2 not_run)" in text
 
 
 def test_only_a_session_with_every_trial_done_is_complete(tmp_path):
@@ -175,6 +182,25 @@ def test_speed_factor_is_refused_without_replay_devices(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("emer-live: error: --speed 2:")
     assert not (tmp_path / "r").exists()
+
+
+def test_a_file_on_the_recording_path_is_refused_before_any_device(tmp_path, capsys):
+    """`--out README.md` (a file where the recordings' folder should be) is one line, exit 2, from
+    the checks, not a NotADirectoryError once the devices are open."""
+    from emer_live.cli import main
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a folder\n")
+    for cfg in (RunConfig(kind="record", out=str(notes / "r"), duration_s=1.0),
+                _fast_session_cfg(notes),
+                RunConfig(kind="live", checkpoint="x.pt", out=str(notes / "P00" / "L1"))):
+        with pytest.raises(ConfigError, match="notes.txt is a file, not a folder"):
+            Run(cfg).check()
+    capsys.readouterr()
+    assert main(["session", "--headless", "--participant", "P01", "--out", str(notes)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"emer-live: error: cannot record into {notes}")
+    assert notes.read_text() == "not a folder\n"
 
 
 def test_cli_option_errors_are_one_line(capsys):

@@ -70,9 +70,7 @@ def test_closing_mid_session_asks_and_records_the_session_as_aborted(session_con
     r = SessionReader(folder)
     assert r.status == "aborted"
     assert [t["status"] for t in r.meta["trials"]] == ["complete", "aborted", "not_run"]
-    rows = [line.split("\t") for line in (folder / "events.tsv").read_text().splitlines()[1:]]
-    tail = [(k, json.loads(d) if d else {}) for _, k, _, d in (r[:4] for r in rows)
-            if k in ("trial_aborted", "abort", "recording_stop")]
+    tail = [(e["kind"], e["detail"]) for e in r.events() if e["kind"] in ("trial_aborted", "abort", "recording_stop")]
     assert [k for k, _ in tail] == ["trial_aborted", "abort", "recording_stop"]
     assert tail[1][1]["reason"] == "console window closed" and tail[2][1]["status"] == "aborted"
     from emer_live.cli import main

@@ -319,6 +319,19 @@ def test_repair_settles_pending_trials(tmp_path):
     assert st == {1: "interrupted", 2: "not_run"}
 
 
+def test_repair_takes_a_trial_s_end_from_events_tsv(tmp_path):
+    """A crash after a trial's end was logged but before session.json said so: repair gives the
+    trial the state events.tsv shows (complete, aborted, skipped), not `interrupted`."""
+    s = tmp_path / "s"
+    rec = make_session(s, seconds=2, stop=False)
+    for n, kind in ((1, "trial_end"), (2, "trial_skipped"), (3, "trial_aborted")):
+        rec.log_event(kind, trial=n)
+    rec.update_meta(trials=[{"trial": n, "stimulus_id": f"hap_0{n}", "status": "running"} for n in (1, 2, 3)])
+    repair_session(s)
+    st = {t["trial"]: t["status"] for t in SessionReader(s).meta["trials"]}
+    assert st == {1: "complete", 2: "skipped", 3: "aborted"}
+
+
 # ---------------------------------------------------------------------------- defect 6, 10 (stimuli)
 @pytest.mark.parametrize("damage", ["empty", "text"])
 def test_broken_clip_stops_the_session_before_it_starts(clip_library, tmp_path, damage, capsys):

@@ -34,7 +34,7 @@ def _bad_library(clip_library, tmp_path):
 @pytest.mark.parametrize("case", ["fps", "time_scale", "participant", "no_stimuli", "bad_stimuli",
                                   pytest.param("checkpoint", marks=pytest.mark.torch),  # else: "needs PyTorch"
                                   "screen", "session_only", "session_only_flag", "not_a_number", "replay_session",
-                                  "replay_options", "quit_after"])
+                                  "replay_options", "quit_after", "screenshot", "tracker", "camera"])
 def test_bad_start_options_are_one_line_exit_2_before_any_window(case, qapp, no_window, tmp_path, clip_library,
                                                                   capsys):
     out = tmp_path / "out"
@@ -58,6 +58,10 @@ def test_bad_start_options_are_one_line_exit_2_before_any_window(case, qapp, no_
         "replay_options": (["--fps", "15", "--replay", str(tmp_path)], "--out, --fps, --quit-when-done: not used by "
                                                                          "the replay window"),
         "quit_after": (["--quit-after", "0"], "--quit-after"),
+        "screenshot": (["--screenshot", str(tmp_path / "shot.xyz")], "Qt cannot write .xyz images"),
+        # device names (a console that could only refuse them at Start, or never: no autostart)
+        "tracker": (["--tracker", "eyelink"], "unknown --tracker 'eyelink'"),
+        "camera": (["--camera", "webcam9"], "unknown --camera 'webcam9'"),
     }[case]
     try:
         rc = app_main.main(argv + ["--out", str(out), "--quit-when-done"])
@@ -73,9 +77,28 @@ def test_headless_demo_refuses_options_it_would_ignore(monkeypatch, capsys):
     monkeypatch.setattr(app_main, "display_available", lambda: (False, "no display (test)"))
     assert app_main.main(["--session", "--participant", "P01"]) == 2
     assert "needs a display" in capsys.readouterr().err
+    monkeypatch.setattr(app_main, "display_available", lambda: (True, "display (test)"))
+    assert app_main.main(["--session", "--headless"]) == 2      # a display, but --headless asked
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--session and --headless: choose one" in err[0]
+    monkeypatch.setattr(app_main, "display_available", lambda: (False, "no display (test)"))
     assert app_main.main(["--fps", "15"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--fps: not used by the headless demo" in err[0]
+
+
+def test_headless_demo_checks_the_checkpoint_before_naming_a_folder(monkeypatch, tmp_path, capsys):
+    """Without a display, `main.py --checkpoint notes.txt` is refused in one line (exit 2) before
+    the demo announces a recording folder that would never be made."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a checkpoint\n")
+    monkeypatch.setattr(app_main, "display_available", lambda: (False, "no display (test)"))
+    assert app_main.main(["--checkpoint", str(notes)]) == 2
+    out, err = capsys.readouterr()
+    assert "recording to" not in out, out
+    err = err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("emer-live: error: ")
+    assert "notes.txt" in err[0] or "needs PyTorch" in err[0]      # the 3.10 lane has no torch
 
 
 def test_quit_when_done_ends_the_app_when_the_start_is_refused(qapp, monkeypatch, tmp_path, capsys):
@@ -92,6 +115,35 @@ def test_quit_when_done_ends_the_app_when_the_start_is_refused(qapp, monkeypatch
     assert rc == 2
     assert "pseudonyms" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_screenshot_that_cannot_be_saved_still_closes_the_run(qapp, monkeypatch, tmp_path, clip_library, capsys):
+    """--screenshot at --quit-after: a save that fails (a full disk) is one error line and exit 1;
+    the run is still stopped and its folder finalised (it was left `recording`)."""
+    from emer_live.recording import SessionReader
+    from emer_live.ui import console
+    from emer_live.ui.console import ConsoleOptions
+
+    # a session (it runs without a checkpoint), still in its baseline at the 2 s quit
+    opts = ConsoleOptions(tracker="synthetic", camera="none", rate=60.0, checkpoint="", participant="P01",
+                          out=str(tmp_path / "out"), session=True, stimuli=str(clip_library), n_trials=1,
+                          time_scale=0.05, calibrate=False, demo=True)
+    monkeypatch.setattr(app_main, "console_options", lambda args: (opts, None))
+
+    def disk_full(self, path):
+        raise OSError(f"could not write the screenshot {path}")
+
+    monkeypatch.setattr(console.OperatorConsole, "screenshot", disk_full)
+    args = types.SimpleNamespace(quit_when_done=False, quit_after=2.0, screenshot=str(tmp_path / "shot.png"),
+                                 no_autostart=False, settings=str(tmp_path / "layout.ini"))
+    QtCore.QTimer.singleShot(60_000, qapp.quit)       # a guard: the test fails below instead of hanging
+    rc = app_main.run_gui(args)
+    out, err = capsys.readouterr()
+    assert rc == 1, (out, err)
+    assert err.strip().splitlines() == [f"emer-live: error: could not write the screenshot {tmp_path / 'shot.png'}"]
+    (folder,) = (tmp_path / "out" / "P01").iterdir()
+    status = SessionReader(folder).status
+    assert status in ("aborted", "complete") and f"run: status {status}" in out
 
 
 def test_one_folder_rule_for_live_runs_and_sessions(tmp_path):
@@ -131,3 +183,39 @@ def test_main_py_from_a_python_without_the_packages_says_what_to_run():
     assert p.returncode == 2, p.stderr
     err = p.stderr.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("emer-live: error: this Python") and ".venv/bin/python main.py" in err[0]
+
+
+def test_main_py_keeps_a_module_missing_inside_the_app_as_its_own_error(monkeypatch):
+    """Only a Python without the app's packages gets the "run .venv/bin/python" line; a module
+    missing later (an optional driver, with the packages installed in the system Python, as labs
+    on Windows often do) is not blamed on the Python."""
+    import runpy
+    import sys
+    from pathlib import Path
+
+    def missing_driver(argv):
+        raise ModuleNotFoundError("No module named 'some_driver'", name="some_driver")
+
+    monkeypatch.setattr(app_main, "main", missing_driver)
+    monkeypatch.setattr(sys, "prefix", sys.base_prefix)        # a system Python, not a venv
+    with pytest.raises(ModuleNotFoundError, match="some_driver"):
+        runpy.run_path(str(Path(__file__).resolve().parents[1] / "main.py"), run_name="__main__")
+
+
+def test_a_refused_screen_is_one_line_on_the_process_stderr(clip_library, tmp_path):
+    """What the terminal shows, Qt's own log lines included (the in-process tests see only
+    Python's stderr): Qt Multimedia's PipeWire warnings no longer precede the one line."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k != "QT_LOGGING_RULES"}
+    p = subprocess.run([sys.executable, "main.py", "--session", "--stimuli", str(clip_library),
+                        "--participant-screen", "5", "--out", str(tmp_path / "out")], cwd=root, capture_output=True,
+                       text=True, timeout=120, env={**env, "QT_QPA_PLATFORM": "offscreen"})
+    assert p.returncode == 2
+    err = p.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("emer-live: error: --participant-screen 5"), err
+    assert not (tmp_path / "out").exists()

@@ -341,3 +341,20 @@ def test_plan_refuses_a_library_with_bad_clips(clip_library, tmp_path, capsys):
     assert lines[3].startswith("emer-live: error: no plan: 3 bad files")
     assert main(["stimuli", "plan", str(clip_library), "--participant", "P01", "--seed", "0", "--trials", "3"]) == 0
     assert len(capsys.readouterr().out.strip().splitlines()) == 4
+
+
+def test_plan_names_a_missing_manifest_and_points_a_design_without_videos_to_manifest_only(tmp_path, capsys):
+    """No manifest: its own one line (not "1 bad file"); a manifest whose every clip is missing
+    (a design before its videos arrive) is told about --manifest-only, which plans from it."""
+    capsys.readouterr()
+    assert main(["stimuli", "plan", str(tmp_path), "--participant", "P01", "--seed", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no such manifest" in err[0] and "bad file" not in err[0]
+    design = tmp_path / "design"
+    design.mkdir()
+    shutil.copy(REPO / "stimuli" / "manifest.toml", design / "manifest.toml")
+    assert main(["stimuli", "plan", str(design), "--participant", "P01", "--seed", "0"]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("emer-live: error: no plan: 28 bad files") and last.endswith(
+        "--manifest-only plans from the manifest alone")
+    assert main(["stimuli", "plan", str(design), "--participant", "P01", "--seed", "0", "--manifest-only"]) == 0

@@ -30,6 +30,7 @@ exception object and its traceback.
 from __future__ import annotations
 
 import enum
+import os
 import queue
 import sys
 import threading
@@ -107,6 +108,18 @@ def _clip_fps(path, default: float = 25.0) -> float:
     except (StimulusError, OSError):
         return default
     return float(fps) if fps and fps > 0 else default
+
+
+def _check_folder_can_be_made(path: Path) -> None:
+    """Refuse, before any device opens, a recording folder that cannot be made: a file on its
+    path (``--out README.md``) or a parent that is not writable."""
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is None:
+        return
+    if not existing.is_dir():
+        raise ConfigError(f"cannot record into {path}: {existing} is a file, not a folder; give a folder")
+    if not os.access(existing, os.W_OK):
+        raise ConfigError(f"cannot record into {path}: {existing} is not writable for this user; give another folder")
 
 
 class RunState(str, enum.Enum):
@@ -321,6 +334,9 @@ class Run:
         Raises EmerError subclasses; runs once."""
         if self._checked:
             return
+        from ..devices.factory import check_device_specs
+
+        check_device_specs(self.config.tracker, self.config.camera, self.config.mic)
         self._check_outputs()
         if self.config.kind == "session":
             self._plan_session()
@@ -329,6 +345,9 @@ class Run:
 
     def _check_outputs(self) -> None:
         cfg = self.config
+        where = cfg.out or (cfg.out_root if cfg.kind == "session" else None)
+        if where:
+            _check_folder_can_be_made(Path(where))
         if cfg.predictions_jsonl and Path(cfg.predictions_jsonl).exists():
             raise SessionExistsError(f"--out {cfg.predictions_jsonl} exists; refusing to overwrite - choose a new file")
         if cfg.kind == "session":

@@ -90,6 +90,24 @@ def _replay_dir(spec: str, default: Optional[str], what: str) -> str:
     return default
 
 
+def check_device_specs(tracker: str, camera: str, mic: str) -> None:
+    """The device names' own errors (an unknown tracker kind, a camera that is neither a name, an
+    index nor an existing video file, a replay without its folder), without creating a device:
+    what :func:`make_devices` refuses first, for checks before any window or device."""
+    t_kind = str(tracker).strip().split(":", 1)[0].lower()
+    if t_kind not in ("synthetic", "replay", "tobii", "none"):
+        raise ConfigError(f"unknown --tracker {tracker!r}: use {TRACKER_HELP}")
+    camera, mic = str(camera).strip(), str(mic).strip()
+    c_head = camera.split(":", 1)[0].lower()
+    if c_head not in ("synthetic", "replay", "none") and not camera.isdigit() and not Path(camera).is_file():
+        raise ConfigError(f"unknown --camera {camera!r} (not a device name, index or existing video file): "
+                          f"use {CAMERA_HELP}")
+    default = str(tracker).split(":", 1)[1] if t_kind == "replay" and ":" in str(tracker) else None
+    for spec, what in ((str(tracker).strip(), "tracker"), (camera, "camera"), (mic, "mic")):
+        if spec.split(":", 1)[0].lower() == "replay":
+            _replay_dir(spec, default, what)
+
+
 def make_devices(*, tracker: str = "synthetic", camera: str = "synthetic", mic: str = "none",
                  rate: float = 250.0, fps: float = 30.0, size: Tuple[int, int] = (1280, 720),
                  seed: int = 0, participant: str = "SYN01", mask_rate: float = 0.4,
@@ -100,9 +118,8 @@ def make_devices(*, tracker: str = "synthetic", camera: str = "synthetic", mic: 
     ``gaze_capacity_s`` sizes the gaze ring: long enough for a whole-trial window over a clip.
     """
     tracker, camera, mic = str(tracker).strip(), str(camera).strip(), str(mic).strip()
+    check_device_specs(tracker, camera, mic)
     t_kind = tracker.split(":", 1)[0].lower()
-    if t_kind not in ("synthetic", "replay", "tobii", "none"):
-        raise ConfigError(f"unknown --tracker {tracker!r}: use {TRACKER_HELP}")
     c_head = camera.split(":", 1)[0].lower()
     c_kind = c_head if c_head in ("synthetic", "replay", "none") else ("index" if camera.isdigit() else "file")
     m_kind = mic.split(":", 1)[0].lower()
@@ -168,9 +185,6 @@ def make_devices(*, tracker: str = "synthetic", camera: str = "synthetic", mic: 
     elif c_kind == "none":
         pass
     else:
-        if c_kind == "file" and not Path(camera).is_file():
-            raise ConfigError(f"unknown --camera {camera!r} (not a device name, index or existing video file): "
-                              f"use {CAMERA_HELP}")
         from .camera import CameraDevice
 
         src = int(camera) if c_kind == "index" else camera

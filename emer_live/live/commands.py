@@ -64,11 +64,12 @@ def live_config(args):
                      group_readable=args.group_readable, face_video=args.face_video)
 
 
-def run_live(cfg, *, quiet: bool = False) -> int:
-    """Drive a live run from the terminal: one line per prediction, a summary at the end."""
+def run_live(cfg, *, quiet: bool = False, run=None) -> int:
+    """Drive a live run from the terminal: one line per prediction, a summary at the end.
+    ``run``: a :class:`~emer_live.app.Run` of ``cfg`` made (and checked) by the caller."""
     from ..app import PredictionMade, Run, RunNote, RunStarted, drive
 
-    run = Run(cfg)
+    run = run if run is not None else Run(cfg)
 
     def show(ev):
         if isinstance(ev, RunStarted) and not quiet:

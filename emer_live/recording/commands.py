@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 
 from ..devices.factory import CAMERA_HELP, MIC_HELP, TRACKER_HELP
 from ..recording.crops import FACE_VIDEO_HELP, FACE_VIDEO_MODES
@@ -45,7 +46,8 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_record)
 
     p = sub.add_parser("info", help="summarise a recorded session",
-                       description="Per stream: samples, duration, rate, gaps, dropped, first/last t_us; and the trials. "
+                       description="Per stream: samples, duration, rate, gaps, dropped, first/last t_us; and every "
+                                   "planned trial with its state (complete, skipped, aborted, not_run) and a count of each. "
                                    "Every table and segment is checked against the counts session.json records. "
                                    "Damage is warned about on stderr, one line each with its numbers ('problems' "
                                    "in --json): a crashed folder not yet repaired, a stop on a full disk, a declared "
@@ -187,14 +189,16 @@ def cmd_info(args) -> int:
         print(f"tracker time-sync packets: {cs['packets']} over {cs['span_s']:.0f} s, "
               f"device clock {cs['device_clock_drift_ppm']:+.1f} ppm")
     if s["trials"]:
-        print(f"trials: {len(s['trials'])}")
+        states = Counter(t.get("status") or "unknown" for t in s["trials"])
+        print(f"trials: {len(s['trials'])} ({', '.join(f'{n} {state}' for state, n in states.items())})")
         for t in s["trials"]:
             extra = ""
             if "sam_er7" in t:
                 extra += f"  SAM {t['sam_er7']:<9}"
             if "predicted_er7" in t:
                 extra += f"  model ER {t['predicted_er7']:<9} FER {t['predicted_fer7']}"
-            print(f"  {t['trial']:>3} {t['stimulus_id']:<16} {t.get('status') or '':<9} frames {t['frames']:>5}{extra}")
+            print(f"  {t['trial']:>3} {t['stimulus_id'] or '':<16} {t.get('status') or '':<9} "
+                  f"frames {t['frames']:>5}{extra}")
     if s["presentation"]:
         from .presentation import LATE_FACTOR, format_presentation
 

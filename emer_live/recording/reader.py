@@ -972,6 +972,14 @@ class SessionReader:
                     row["predicted_er7"] = str(m["er_top"].iloc[-1])
                     row["predicted_fer7"] = str(m["fer_top"].iloc[-1])
             trials.append(row)
+        # trials that never got a segment (not_run, or skipped before their clip) are listed too,
+        # so a stopped session shows its whole plan with each trial's state
+        recorded = {row["trial"] for row in trials}
+        for t in self.meta.get("trials", []):
+            if isinstance(t["trial"], int) and t["trial"] not in recorded:
+                trials.append({"trial": t["trial"], "stimulus_id": t.get("stimulus_id"), "segment": None,
+                               "t_start_us": t.get("t_start_us"), "frames": 0, "status": t.get("status")})
+        trials.sort(key=lambda row: row["trial"] if isinstance(row["trial"], int) else 0)
         found = self.problems()
         return {"format": {"name": self.meta["format"], "version": self.format_version},
                 "path": str(self.path), "status": self.status, "participant": self.meta.get("participant"),

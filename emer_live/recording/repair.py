@@ -303,6 +303,10 @@ def _events_or_none(reader: SessionReader):
         return None
 
 
+#: the event that ends a trial -> the trial's status (the controller's words)
+ENDED_TRIAL = {"trial_end": "complete", "trial_aborted": "aborted", "trial_skipped": "skipped"}
+
+
 def _settle_trials(meta: dict, events, report: RepairReport) -> None:
     """Trials the plan still lists as ``pending``/``running`` in a session that has ended get
     the status the events show: ``interrupted`` (begun, never ended) or ``not_run``."""
@@ -315,8 +319,8 @@ def _settle_trials(meta: dict, events, report: RepairReport) -> None:
             continue
         if e["kind"] == "stimulus_onset":
             begun.add(e["trial"])
-        elif e["kind"] in ("trial_end", "trial_aborted"):
-            ended[e["trial"]] = "complete" if e["kind"] == "trial_end" else "aborted"
+        elif e["kind"] in ENDED_TRIAL:
+            ended[e["trial"]] = ENDED_TRIAL[e["kind"]]
     changed = []
     for t in trials:
         if not isinstance(t, dict) or t.get("status") not in ("pending", "running"):

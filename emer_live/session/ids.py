@@ -93,10 +93,11 @@ def is_valid_participant_id(pid: object) -> bool:
     return True
 
 
-def session_stamp(now: Optional[_dt.datetime] = None) -> str:
-    """The session id's time part: ``S<UTC date>-<UTC time>`` to the second."""
+def session_stamp(now: Optional[_dt.datetime] = None, *, prefix: str = "S") -> str:
+    """The folder name's time part: ``S<UTC date>-<UTC time>`` to the second (``prefix="L"``:
+    a live run's folder, the app's one folder rule)."""
     now = now or _dt.datetime.now(_dt.timezone.utc)
-    return now.strftime("S%Y%m%d-%H%M%S")
+    return now.strftime(f"{prefix}%Y%m%d-%H%M%S")
 
 
 def claim_session_dir(root: Union[str, Path], participant: str, *, now: Optional[_dt.datetime] = None,

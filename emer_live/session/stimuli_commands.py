@@ -124,8 +124,10 @@ def _cmd_plan(args) -> int:
 
     if args.trials is None or args.trials < 1:
         raise ConfigError(f"--trials must be at least 1, got {args.trials}")
+    # the manifest first: no folder or no manifest is its own one-line error, not "1 bad file"
+    lib = load_manifest(args.directory)
     # a plan is only worth printing for a library a session would accept: the same check as the
-    # session's start (missing, empty or undecodable clips), one line per problem
+    # session's start (missing, empty or undecodable clips), one line per bad file
     where = Path(args.directory)
     folder, manifest = (where.parent, where) if where.is_file() else (where, None)
     report = None if args.manifest_only else check_library(folder, manifest=manifest)
@@ -136,10 +138,12 @@ def _cmd_plan(args) -> int:
         for name, reasons in by_file.items():
             print(f"{name}: {'; '.join(reasons)}", file=sys.stderr)
         n = len(by_file)
+        # every clip missing: most likely a design whose videos are not there yet
+        hint = "; --manifest-only plans from the manifest alone" if n == len(lib.clips) and all(
+            r.startswith("missing") for rs in by_file.values() for r in rs) else ""
         print(f"emer-live: error: no plan: {n} bad file{'s' if n != 1 else ''} in the library {folder}; fix "
-              f"{'them' if n != 1 else 'it'} (`emer-live stimuli check {folder}` says the same)", file=sys.stderr)
+              f"{'them' if n != 1 else 'it'} (`emer-live stimuli check {folder}` says the same){hint}", file=sys.stderr)
         return StimulusError.exit_code
-    lib = load_manifest(args.directory)
     plan = make_plan(lib, participant=args.participant, n_trials=args.trials, seed=args.seed,
                      participant_index=args.index)
     if args.json:

@@ -9,7 +9,6 @@ running session is aborted only after the operator confirms.
 
 from __future__ import annotations
 
-import datetime as _dt
 import time
 import traceback
 from dataclasses import dataclass, field, replace
@@ -85,12 +84,12 @@ class ConsoleOptions:
                              calibration_points=self.calibration_points, consent_version=self.consent_version,
                              consent_date=self.consent_date, group_readable=self.group_readable,
                              face_video=self.face_video)
-        from ..session.ids import validate_participant_id
+        from ..session.ids import session_stamp, validate_participant_id
 
         # the folder is made by the run once everything is checked; the id is validated first
         # so a bad one never becomes part of a path
         folder_root = root / validate_participant_id(self.participant)
-        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("L%Y%m%d-%H%M%S")
+        stamp = session_stamp(prefix="L")
         folder = folder_root / stamp
         k = 2
         while folder.exists():

@@ -141,12 +141,31 @@ def check_options(args, parser: argparse.ArgumentParser, *, headless: bool) -> N
                               f"add --session, or leave {'it' if one else 'them'} out")
     if headless:
         if args.session:
-            raise ConfigError("--session needs a display for the participant screen; without one run "
-                              "`emer-live session --headless --participant ID` (docs/running-a-session.md)")
+            why = "--session and --headless: choose one" if args.headless else \
+                "--session needs a display for the participant screen"
+            raise ConfigError(f"{why}; a session without a screen is `emer-live session --headless --participant ID` "
+                              "(docs/running-a-session.md)")
         stray = [flag(k) for k in given if k not in HEADLESS_OPTIONS]
         if stray:
             raise ConfigError(f"{', '.join(stray)}: not used by the headless demo (no display, or --headless); "
                               "`emer-live live --headless` takes the device and model options")
+
+
+def check_screenshot(path: Optional[str]) -> None:
+    """``--screenshot FILE`` must name an image format Qt writes (checked before any window: a
+    failed save at the end would leave the run unfinished)."""
+    if path is None:
+        return
+    from PyQt6.QtGui import QImageWriter
+
+    from ..errors import ConfigError
+
+    writable = sorted(bytes(f).decode() for f in QImageWriter.supportedImageFormats())
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix not in writable:
+        what = f"Qt cannot write .{suffix} images" if suffix else "the name has no image type"
+        others = ", .".join(f for f in writable if f != "png")
+        raise ConfigError(f"--screenshot {path}: {what}; end it in .png (or .{others})")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -159,6 +178,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     headless = args.replay is None and (args.headless or not ok)
     try:
         check_options(args, parser, headless=headless)
+        check_screenshot(args.screenshot)
     except EmerError as exc:
         return report_error(exc)
     for key, (_, default) in SESSION_ONLY.items():
@@ -219,6 +239,11 @@ def run_gui(args) -> int:
     from ..cli import report_error
     from ..errors import EmerError
 
+    # Qt Multimedia warns on every start that PipeWire's library is absent (audio goes through
+    # PulseAudio/ALSA): two lines of noise before a refusal's one line; a user's own rules win
+    quiet, rules = "qt.multimedia.symbolsresolver=false", os.environ.get("QT_LOGGING_RULES", "")
+    if quiet not in rules:
+        os.environ["QT_LOGGING_RULES"] = f"{quiet};{rules}" if rules else quiet
     from PyQt6 import QtCore, QtWidgets
 
     # the application first (the screens are known then), the window only once all is checked
@@ -246,8 +271,10 @@ def run_gui(args) -> int:
             return
         result["finished"] = True
         if args.screenshot:
-            path = win.screenshot(args.screenshot)
-            print(f"screenshot: {path}", flush=True)
+            try:
+                print(f"screenshot: {win.screenshot(args.screenshot)}", flush=True)
+            except OSError as exc:      # e.g. the disk is full: the run is still closed properly
+                win.last_error = str(exc)
         win.close_without_asking()
         app.quit()
 
