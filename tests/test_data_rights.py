@@ -394,3 +394,27 @@ def test_recordings_are_private_whatever_the_umask(tmp_path, capsys):
     os.chmod(root, 0o755)
     c = check_privacy(root)
     assert c.status == "warn" and "other accounts" in c.summary and "chmod" in c.action
+
+
+# ------------------------------------------------------------- item 1/5: `emer-live windows` exports
+def test_a_windows_export_is_found_by_forget_and_private(lab, capsys):
+    """A `windows` export holds the participant's face crops and gaze: it names the participant
+    and session inside (whatever the file is called), so forget finds it; it is 0600 like the
+    session it came from. (Before: no participant inside, 0644 - `exports/w_p07.npz` survived.)"""
+    out = lab / "exports" / "pilot_windows.npz"
+    for who, name in ((WHO, out), ("P08", lab / "exports" / "other.npz")):
+        old = os.umask(0o022)
+        try:
+            assert cli.main(["windows", str(lab / who / "S20261201-100000"), "--no-face", "--window", "2",
+                             "--hop", "1", "--out", str(name)]) == 0
+        finally:
+            os.umask(old)
+    with np.load(out, allow_pickle=False) as z:
+        assert str(z["participant"][0]) == WHO and str(z["session_id"][0]) == "S20261201-100000"
+    if POSIX:
+        assert stat.S_IMODE(out.stat().st_mode) == 0o600
+        assert stat.S_IMODE(out.parent.stat().st_mode) == 0o700
+    capsys.readouterr()
+    assert cli.main(["forget", WHO, "--root", str(lab), "--yes"]) == 0
+    assert "exports/pilot_windows.npz" in capsys.readouterr().out
+    assert not out.exists() and (lab / "exports" / "other.npz").is_file()
