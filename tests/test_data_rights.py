@@ -418,3 +418,23 @@ def test_a_windows_export_is_found_by_forget_and_private(lab, capsys):
     assert cli.main(["forget", WHO, "--root", str(lab), "--yes"]) == 0
     assert "exports/pilot_windows.npz" in capsys.readouterr().out
     assert not out.exists() and (lab / "exports" / "other.npz").is_file()
+
+
+def test_info_on_a_folder_being_recorded_says_so_instead_of_advising_repair(tmp_path, capsys):
+    """`info` during a recording: the lock's writer is named and exit 6 (a locked folder), not
+    "did not stop cleanly (a crash?); run repair" and exit 7 - repair would refuse it anyway."""
+    live = tmp_path / "recordings" / WHO / "S20261201-100000"
+    rec = Recorder(live, clock=ReplayClock(0, speed=None), meta={"participant": WHO})
+    rec.start(thread=False)
+    try:
+        capsys.readouterr()
+        assert cli.main(["info", str(live)]) == 6
+        err = capsys.readouterr().err
+        assert "being recorded now" in err and f"pid {os.getpid()}" in err
+        assert "repair" not in err and "crash" not in err and "damaged" not in err
+    finally:
+        rec.stop()
+    crashed = tmp_path / "crashed"
+    make_session(crashed, participant=WHO, stop=False)            # a stale lock: repair is the advice
+    assert cli.main(["info", str(crashed)]) == 7
+    assert "run `emer-live repair" in capsys.readouterr().err
