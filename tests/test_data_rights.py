@@ -438,3 +438,23 @@ def test_info_on_a_folder_being_recorded_says_so_instead_of_advising_repair(tmp_
     make_session(crashed, participant=WHO, stop=False)            # a stale lock: repair is the advice
     assert cli.main(["info", str(crashed)]) == 7
     assert "run `emer-live repair" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not POSIX, reason="POSIX file modes (Windows: the folder's access list)")
+def test_window_and_reference_caches_in_a_cache_dir_are_private(tmp_path):
+    """`--cache-dir` caches hold a participant's face crops and gaze windows in folders named
+    after them: 0700/0600 whatever the umask, like the session (before: 0755/0644)."""
+    from emer_live.training.dataset import SampleSpec, session_samples
+
+    s = tmp_path / "recordings" / WHO / "S20261201-100000"
+    make_session(s, participant=WHO, trials=2)
+    caches = tmp_path / "caches"
+    old = os.umask(0o022)
+    try:
+        session_samples(s, SampleSpec(kind="trial", use_face=False), cache_dir=caches)
+    finally:
+        os.umask(old)
+    modes = _modes(caches)
+    assert any(rel.endswith(".npz") for rel in modes) and len(modes) >= 3, modes
+    for rel, mode in modes.items():
+        assert mode == (0o700 if (caches / rel).is_dir() else 0o600), (rel, oct(mode))
