@@ -458,3 +458,26 @@ def test_window_and_reference_caches_in_a_cache_dir_are_private(tmp_path):
     assert any(rel.endswith(".npz") for rel in modes) and len(modes) >= 3, modes
     for rel, mode in modes.items():
         assert mode == (0o700 if (caches / rel).is_dir() else 0o600), (rel, oct(mode))
+
+
+def test_a_live_out_log_of_a_replay_names_the_participant_and_is_private(lab, capsys):
+    """`live --out` re-analysing P07's session: the log is P07's data (predictions per window),
+    so every line names them and forget finds it whatever it is called; a new folder for it is
+    made (before: FileNotFoundError traceback), 0700, the log 0600."""
+    src = lab / WHO / "S2"
+    assert cli.main(["record", "--duration", "2.5", "--size", "64x48", "--fps", "10", "--rate", "60",
+                     "--participant", WHO, "--out", str(src), "--quiet"]) == 0
+    out = lab / "analysis" / "run1.jsonl"
+    old = os.umask(0o022)
+    try:
+        assert cli.main(["live", "--headless", "--quiet", "--tracker", f"replay:{src}", "--camera", "replay",
+                         "--speed", "max", "--window", "2", "--hop", "0.25", "--out", str(out)]) == 0
+    finally:
+        os.umask(old)
+    lines = [json.loads(ln) for ln in out.read_text().splitlines()]
+    assert lines and all(q["participant"] == WHO for q in lines)
+    if POSIX:
+        assert stat.S_IMODE(out.stat().st_mode) == 0o600 and stat.S_IMODE(out.parent.stat().st_mode) == 0o700
+    capsys.readouterr()
+    assert cli.main(["forget", WHO, "--root", str(lab), "--yes"]) == 0
+    assert "analysis/run1.jsonl" in capsys.readouterr().out and not out.exists()
