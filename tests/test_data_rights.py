@@ -415,6 +415,9 @@ def test_a_windows_export_is_found_by_forget_and_private(lab, capsys):
         assert stat.S_IMODE(out.stat().st_mode) == 0o600
         assert stat.S_IMODE(out.parent.stat().st_mode) == 0o700
     capsys.readouterr()
+    assert cli.main(["windows", str(lab / WHO / "S20261201-100000"), "--no-face", "--window", "2",
+                     "--out", str(lab / "lab_notes.txt" / "w.npz")]) == 2      # a file on the path: one line
+    assert "is a file, not a folder" in _one_error_line(capsys.readouterr().err)
     assert cli.main(["forget", WHO, "--root", str(lab), "--yes"]) == 0
     assert "exports/pilot_windows.npz" in capsys.readouterr().out
     assert not out.exists() and (lab / "exports" / "other.npz").is_file()

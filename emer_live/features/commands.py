@@ -95,6 +95,9 @@ def cmd_windows(args) -> int:
         raise ConfigError(f"{out} exists; refusing to overwrite - choose a new --out")
     if out.suffix != ".npz":
         raise ConfigError(f"--out {out}: must end in .npz")
+    blocking = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise ConfigError(f"--out {out}: {blocking} is a file, not a folder - choose another --out")
 
     def progress(k, n):
         if sys.stderr.isatty():
