@@ -484,3 +484,40 @@ def test_a_live_out_log_of_a_replay_names_the_participant_and_is_private(lab, ca
     capsys.readouterr()
     assert cli.main(["forget", WHO, "--root", str(lab), "--yes"]) == 0
     assert "analysis/run1.jsonl" in capsys.readouterr().out and not out.exists()
+
+
+def test_a_recent_entry_holds_no_pseudonym_when_the_session_id_names_it(tmp_path):
+    """`record --out ROOT/P07_pilot` makes the session id "P07_pilot": the recent-sessions entry
+    must not keep it in plain (before: "session_id": "P07_pilot" in the settings)."""
+    pytest.importorskip("PyQt6")
+    from emer_live.ui.settings import recent_entry, resolve_recent_entry
+
+    s = tmp_path / "recordings" / f"{WHO}_pilot"
+    make_session(s, participant=WHO, meta={"session_id": s.name})
+    other = tmp_path / "recordings" / "P08_pilot"
+    make_session(other, participant="P08", meta={"session_id": other.name})
+    entry = recent_entry(s)
+    assert WHO not in entry and WHO.lower() not in entry.lower(), entry
+    assert resolve_recent_entry(entry) == str(s.resolve())
+    assert resolve_recent_entry(recent_entry(other)) == str(other.resolve())
+    assert cli.main(["forget", WHO, "--root", str(tmp_path / "recordings"), "--yes"]) == 0
+    assert resolve_recent_entry(entry) is None
+
+
+def test_recent_entries_with_a_plain_session_id_are_rewritten_at_start(qtbot, tmp_path):
+    from PyQt6 import QtCore
+
+    from emer_live.ui.replay import RECENT_KEY, ReplayWindow
+
+    s = tmp_path / "recordings" / f"{WHO}_pilot"
+    make_session(s, participant=WHO, meta={"session_id": s.name})
+    meta = json.loads((s / "session.json").read_text())
+    ini = tmp_path / "replay.ini"
+    old = QtCore.QSettings(str(ini), QtCore.QSettings.Format.IniFormat)
+    old.setValue(RECENT_KEY, json.dumps([json.dumps({"glob": str(s.parent / "*_pilot"), "session_id": s.name,
+                                                     "created_utc": meta["created_utc"]})]))
+    old.sync()
+    w = ReplayWindow(settings=QtCore.QSettings(str(ini), QtCore.QSettings.Format.IniFormat))
+    qtbot.addWidget(w)
+    w.settings.sync()
+    assert WHO not in ini.read_text() and [a.text() for a in w.recent_menu.actions()] == [str(s.resolve())]
