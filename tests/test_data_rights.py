@@ -521,3 +521,15 @@ def test_recent_entries_with_a_plain_session_id_are_rewritten_at_start(qtbot, tm
     qtbot.addWidget(w)
     w.settings.sync()
     assert WHO not in ini.read_text() and [a.text() for a in w.recent_menu.actions()] == [str(s.resolve())]
+
+
+@pytest.mark.skipif(not POSIX, reason="symbolic links need privileges on Windows")
+def test_a_link_to_a_file_of_the_participants_session_is_listed_for_the_lab(lab, capsys):
+    """docs/data-rights.md: links to files are listed as LAB when they lead to the participant -
+    also when the target (their gaze.tsv) does not spell the pseudonym (before: not listed)."""
+    (lab / "exports").mkdir()
+    os.symlink(lab / WHO / "S20261201-100000" / "gaze.tsv", lab / "exports" / "g.tsv")
+    os.symlink(lab / "P08" / "S20261201-100000" / "gaze.tsv", lab / "exports" / "h.tsv")
+    assert cli.main(["forget", WHO, "--root", str(lab), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "LAB      exports/g.tsv" in out and "exports/h.tsv" not in out
