@@ -101,25 +101,57 @@ def test_headless_demo_checks_the_checkpoint_before_naming_a_folder(monkeypatch,
     assert "notes.txt" in err[0] or "needs PyTorch" in err[0]      # the 3.10 lane has no torch
 
 
-def test_quit_when_done_ends_the_app_when_the_start_is_refused(qapp, monkeypatch, tmp_path, capsys):
-    """A Start refused before a run exists (here: a participant ID made bad after the checks,
-    as the Devices dialog could) still ends the app with --quit-when-done, exit 2."""
+def _in_a_fresh_process(body: str, tmp_path, *extra) -> None:
+    """Run ``body`` (a function of this module) in a new interpreter. ``run_gui`` runs and quits
+    the application's event loop, as the app does once per process; in the test process that
+    quit left later tests' media playback dead (their clips never played)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    here = Path(__file__).resolve()
+    code = (f"import sys; sys.path.insert(0, {str(here.parent)!r}); import test_main_options as t; "
+            f"from pathlib import Path; t.{body}(Path({str(tmp_path)!r}), *{[str(e) for e in extra]!r})")
+    p = subprocess.run([sys.executable, "-c", code], cwd=here.parents[1], capture_output=True, text=True,
+                       timeout=120, env={**__import__("os").environ, "QT_QPA_PLATFORM": "offscreen"})
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
+
+
+def _run_gui_captured(args):
+    """``run_gui(args)`` with a guard against hanging; its exit code, stdout and stderr."""
+    import contextlib
+    import io
+
+    from PyQt6 import QtWidgets
+
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
+    QtCore.QTimer.singleShot(60_000, app.quit)       # a guard: the check fails instead of hanging
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = app_main.run_gui(args)
+    return rc, out.getvalue(), err.getvalue()
+
+
+def _quit_when_done_body(tmp_path):
     from emer_live.ui.console import ConsoleOptions
 
     opts = ConsoleOptions(participant="Jane Doe", out=str(tmp_path / "out"), checkpoint="", demo=True)
-    monkeypatch.setattr(app_main, "console_options", lambda args: (opts, None))
+    app_main.console_options = lambda args: (opts, None)
     args = types.SimpleNamespace(quit_when_done=True, quit_after=None, screenshot=None, no_autostart=False,
                                  settings=str(tmp_path / "layout.ini"))
-    QtCore.QTimer.singleShot(60_000, qapp.quit)       # a guard: the test fails below instead of hanging
-    rc = app_main.run_gui(args)
-    assert rc == 2
-    assert "pseudonyms" in capsys.readouterr().err
+    rc, out, err = _run_gui_captured(args)
+    assert rc == 2, (rc, out, err)
+    assert "pseudonyms" in err, err
     assert not (tmp_path / "out").exists()
 
 
-def test_a_screenshot_that_cannot_be_saved_still_closes_the_run(qapp, monkeypatch, tmp_path, clip_library, capsys):
-    """--screenshot at --quit-after: a save that fails (a full disk) is one error line and exit 1;
-    the run is still stopped and its folder finalised (it was left `recording`)."""
+def test_quit_when_done_ends_the_app_when_the_start_is_refused(tmp_path):
+    """A Start refused before a run exists (here: a participant ID made bad after the checks,
+    as the Devices dialog could) still ends the app with --quit-when-done, exit 2."""
+    _in_a_fresh_process("_quit_when_done_body", tmp_path)
+
+
+def _screenshot_fails_body(tmp_path, clip_library):
     from emer_live.recording import SessionReader
     from emer_live.ui import console
     from emer_live.ui.console import ConsoleOptions
@@ -128,22 +160,26 @@ def test_a_screenshot_that_cannot_be_saved_still_closes_the_run(qapp, monkeypatc
     opts = ConsoleOptions(tracker="synthetic", camera="none", rate=60.0, checkpoint="", participant="P01",
                           out=str(tmp_path / "out"), session=True, stimuli=str(clip_library), n_trials=1,
                           time_scale=0.05, calibrate=False, demo=True)
-    monkeypatch.setattr(app_main, "console_options", lambda args: (opts, None))
+    app_main.console_options = lambda args: (opts, None)
 
     def disk_full(self, path):
         raise OSError(f"could not write the screenshot {path}")
 
-    monkeypatch.setattr(console.OperatorConsole, "screenshot", disk_full)
+    console.OperatorConsole.screenshot = disk_full
     args = types.SimpleNamespace(quit_when_done=False, quit_after=2.0, screenshot=str(tmp_path / "shot.png"),
                                  no_autostart=False, settings=str(tmp_path / "layout.ini"))
-    QtCore.QTimer.singleShot(60_000, qapp.quit)       # a guard: the test fails below instead of hanging
-    rc = app_main.run_gui(args)
-    out, err = capsys.readouterr()
+    rc, out, err = _run_gui_captured(args)
     assert rc == 1, (out, err)
-    assert err.strip().splitlines() == [f"emer-live: error: could not write the screenshot {tmp_path / 'shot.png'}"]
+    assert err.strip().splitlines() == [f"emer-live: error: could not write the screenshot {tmp_path / 'shot.png'}"], err
     (folder,) = (tmp_path / "out" / "P01").iterdir()
     status = SessionReader(folder).status
-    assert status in ("aborted", "complete") and f"run: status {status}" in out
+    assert status in ("aborted", "complete") and f"run: status {status}" in out, out
+
+
+def test_a_screenshot_that_cannot_be_saved_still_closes_the_run(tmp_path, clip_library):
+    """--screenshot at --quit-after: a save that fails (a full disk) is one error line and exit 1;
+    the run is still stopped and its folder finalised (it was left `recording`)."""
+    _in_a_fresh_process("_screenshot_fails_body", tmp_path, clip_library)
 
 
 def test_one_folder_rule_for_live_runs_and_sessions(tmp_path):
