@@ -189,3 +189,18 @@ def test_live_whole_trial_prediction_spans_the_presented_frames(tmp_path, random
         assert (t["t_onset_us"], t["t_offset_us"]) == (int(log["t_us"][0]), int(log["t_us"][-1]))
         p = rows.loc[t["trial"]]
         assert (p["t_start_us"], p["t_end_us"]) == (t["t_onset_us"], t["t_offset_us"])
+
+
+def test_presentation_figures_warn_but_an_unreadable_log_is_damage(tmp_path, capsys):
+    """Dropped frames are what happened (exit 0, a warning); a log whose header was overwritten
+    cannot say what happened (exit 7 like other damage)."""
+    from emer_live.cli import main
+    from emer_live.recording.commands import DAMAGED_EXIT
+
+    run_session(tmp_path, ScriptedPresenter([(i, i * 100_000) for i in range(0, 20, 2)]))
+    assert main(["info", str(tmp_path / "s")]) == 0
+    assert "10 of 20 frames dropped" in capsys.readouterr().err
+    log = tmp_path / "s" / "trials" / "01_hap_01" / "stimulus_frames.tsv"
+    log.write_text("garbage\n" + log.read_text().split("\n", 1)[1])
+    assert main(["info", str(tmp_path / "s")]) == DAMAGED_EXIT
+    assert "presentation logs not readable" in capsys.readouterr().err

@@ -55,9 +55,9 @@ def register(sub) -> None:
                                    "a stream that ends early against the others, a truncated face.mjpeg or "
                                    "overwritten frames in it, a foreign audio.wav header, time stamps out of order; "
                                    "the table then shows what can be read. Exit 0 when the folder is intact (a "
-                                   "stream that ends early alone is a warning: a device that stopped is recorded "
-                                   f"faithfully), {DAMAGED_EXIT} when damage was found, 2 when it cannot be read "
-                                   "at all.")
+                                   "stream that ends early, or a clip shown with dropped or late frames, alone is a "
+                                   f"warning: what happened is recorded faithfully), {DAMAGED_EXIT} when damage was "
+                                   "found, 2 when it cannot be read at all.")
     p.add_argument("session", help="session folder")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_info)
@@ -218,7 +218,7 @@ def _presentation(reader, summary: dict) -> list:
     try:
         rows = trial_presentation(reader)
     except (SessionFormatError, OSError, ValueError) as exc:
-        _add_problem(summary, f"presentation logs not readable: {exc}", "presentation")
+        _add_problem(summary, f"presentation logs not readable: {exc}", "unreadable")
         return []
     for row in rows:
         if row["problems"]:
