@@ -191,6 +191,22 @@ def test_live_whole_trial_prediction_spans_the_presented_frames(tmp_path, random
         assert (p["t_start_us"], p["t_end_us"]) == (t["t_onset_us"], t["t_offset_us"])
 
 
+def test_replay_shows_the_last_presented_frame_until_the_next_would_come(tmp_path):
+    """The record's offset is the last presented frame's time; that frame stays on the screen
+    (docs/recording-format.md), so replay must still place the clip there - not show nothing
+    for the last frame interval of every trial."""
+    from emer_live.app.replay import ReplaySession
+
+    r, _ = run_session(tmp_path, SimulatedPresenter())
+    s = ReplaySession(tmp_path / "s")
+    (tr,) = [t for t in s.trials if t.onset_us is not None]
+    assert tr.offset_us == int(tr.stimulus_frames["t_us"][-1])
+    during_last = tr.offset_us + 50_000                 # half of the 100 ms frame interval
+    assert s.trial_at(during_last) is tr
+    assert s.stimulus_frame_at(during_last) == (tr, 19)
+    assert s.trial_at(tr.offset_us + 100_000) is None   # the clip's planned end has passed
+
+
 def test_presentation_figures_warn_but_an_unreadable_log_is_damage(tmp_path, capsys):
     """Dropped frames are what happened (exit 0, a warning); a log whose header was overwritten
     cannot say what happened (exit 7 like other damage)."""

@@ -63,6 +63,16 @@ class TrialRow:
     def cells(self) -> List[str]:
         return ["" if getattr(self, c) is None else str(getattr(self, c)) for c in TRIAL_TABLE_COLUMNS]
 
+    def shown_until_us(self) -> Optional[int]:
+        """When the clip left the screen. ``offset_us`` is the last presented frame's time and
+        that frame stays up for (at least) one frame interval, taken from the presentation log
+        (its median interval, so time-scaled sessions count too); without a log ``offset_us``
+        is already the clip's end (recordings before presentation logs)."""
+        sf = self.stimulus_frames
+        if self.offset_us is None or sf is None or len(sf) < 2:
+            return self.offset_us
+        return int(self.offset_us + np.median(np.diff(sf["t_us"])))
+
 
 _STIM_DT = np.dtype([("frame", np.int64), ("t_us", np.int64)])
 
@@ -396,7 +406,9 @@ class ReplaySession:
         for tr in self.trials:
             if tr.onset_us is None:
                 continue
-            end = tr.offset_us if tr.offset_us is not None else self.t1_us
+            end = tr.shown_until_us()
+            if end is None:
+                end = self.t1_us
             if tr.onset_us <= t_us < end:
                 return tr
         return None
