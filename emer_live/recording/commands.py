@@ -180,7 +180,7 @@ def cmd_info(args) -> int:
     for name, st in s["streams"].items():
         rate = f"{st['rate_hz']:.2f}" if st["rate_hz"] else "-"
         print(f"{name:12} {st['samples']:>9} {st['duration_s']:>11.3f} {rate:>9} {st['gaps']:>5} {st['dropped']:>8}  "
-              f"{st['first_t_us']} .. {st['last_t_us']}")
+              f"{_or_dash(st['first_t_us'])} .. {_or_dash(st['last_t_us'])}")
     drift = s["streams"].get("gaze", {}).get("device_clock_drift_ppm")
     if drift is not None:
         print(f"tracker clock vs session clock: {drift:+.1f} ppm (from the gaze time stamps)")
@@ -207,6 +207,11 @@ def cmd_info(args) -> int:
         for row in s["presentation"]:
             print(format_presentation(row))
     return _warn_problems(s)
+
+
+def _or_dash(value) -> str:
+    """A table cell: '-' where there is nothing (a stream without records has no first time)."""
+    return "-" if value is None else str(value)
 
 
 def _presentation(reader, summary: dict) -> list:
