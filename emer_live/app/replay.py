@@ -676,9 +676,20 @@ class Reanalysis:
         eng = self.run.engine
         if eng is None:
             return
+        # live announced a clip at its onset with its last frame's due time and may have scored
+        # it before a late last frame set the observed offset: predictions.tsv records the span
+        # each whole-trial prediction used (the last row of a trial counts, as in the comparison)
+        scored = {}
+        tp = self.session.trial_predictions
+        if tp is not None:
+            for _, r in tp.iterrows():
+                scored[int(r["trial"])] = (int(r["t_start_us"]), int(r["t_end_us"]))
         for tr in self.session.trials:
-            if tr.onset_us is not None and tr.offset_us is not None and tr.offset_us > tr.onset_us:
-                eng.schedule_trial(tr.trial, int(tr.onset_us), int(tr.offset_us))
+            span = scored.get(tr.trial)
+            if span is None and tr.onset_us is not None and tr.offset_us is not None:
+                span = (int(tr.onset_us), int(tr.offset_us))
+            if span is not None and span[1] > span[0]:
+                eng.schedule_trial(tr.trial, *span)
 
     def cancel(self) -> None:
         self.run.stop("cancelled by the user", status="aborted")
