@@ -228,3 +228,24 @@ def test_a_window_with_no_modality_is_an_error_not_a_crash(tmp_path):
                                "--out", str(tmp_path)], capture_output=True, text=True, timeout=180)
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert "status complete" in r.stdout
+
+
+def test_reanalysis_of_a_session_without_face_frames_finishes(tmp_path):
+    """A clip announced to an engine without the face modality (a session recorded with no
+    camera): its face sample times are no work, so its end is what is due. Before, the fast
+    replay stepped to the first sample time forever (the re-analysis never finished)."""
+    from emer_live.app.replay import Reanalysis, ReplaySession
+
+    r = subprocess.run(EMER + ["session", "--headless", "--participant", "P03", "--camera", "none", "--trials", "2",
+                               "--time-scale", "0.1", "--fast", "--checkpoint", "models/emert_demo_synthetic.pt",
+                               "--out", str(tmp_path)], capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr[-2000:]
+    (folder,) = (tmp_path / "P03").iterdir()
+    re = Reanalysis(ReplaySession(folder), "models/emert_demo_synthetic.pt")
+    for _ in range(10_000):
+        if not re.step():
+            break
+    else:
+        pytest.fail("the re-analysis did not finish")
+    re.close()
+    assert re.status == "complete", re.status

@@ -512,7 +512,8 @@ class LiveEngine:
         with self._cv:
             trials = list(self._trials.values())
         for t in trials:
-            if t["next"] < len(t["times"]):
+            # face frames are work only with a sampler (no face modality: the clip's end is due)
+            if t["sampler"] is not None and t["next"] < len(t["times"]):
                 due = min(due, t["times"][t["next"]])
             due = min(due, t["offset"])
         return due + self.grace_us
