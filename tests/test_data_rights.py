@@ -394,3 +394,142 @@ def test_recordings_are_private_whatever_the_umask(tmp_path, capsys):
     os.chmod(root, 0o755)
     c = check_privacy(root)
     assert c.status == "warn" and "other accounts" in c.summary and "chmod" in c.action
+
+
+# ------------------------------------------------------------- item 1/5: `emer-live windows` exports
+def test_a_windows_export_is_found_by_forget_and_private(lab, capsys):
+    """A `windows` export holds the participant's face crops and gaze: it names the participant
+    and session inside (whatever the file is called), so forget finds it; it is 0600 like the
+    session it came from. (Before: no participant inside, 0644 - `exports/w_p07.npz` survived.)"""
+    out = lab / "exports" / "pilot_windows.npz"
+    for who, name in ((WHO, out), ("P08", lab / "exports" / "other.npz")):
+        old = os.umask(0o022)
+        try:
+            assert cli.main(["windows", str(lab / who / "S20261201-100000"), "--no-face", "--window", "2",
+                             "--hop", "1", "--out", str(name)]) == 0
+        finally:
+            os.umask(old)
+    with np.load(out, allow_pickle=False) as z:
+        assert str(z["participant"][0]) == WHO and str(z["session_id"][0]) == "S20261201-100000"
+    if POSIX:
+        assert stat.S_IMODE(out.stat().st_mode) == 0o600
+        assert stat.S_IMODE(out.parent.stat().st_mode) == 0o700
+    capsys.readouterr()
+    assert cli.main(["windows", str(lab / WHO / "S20261201-100000"), "--no-face", "--window", "2",
+                     "--out", str(lab / "lab_notes.txt" / "w.npz")]) == 2      # a file on the path: one line
+    assert "is a file, not a folder" in _one_error_line(capsys.readouterr().err)
+    assert cli.main(["forget", WHO, "--root", str(lab), "--yes"]) == 0
+    assert "exports/pilot_windows.npz" in capsys.readouterr().out
+    assert not out.exists() and (lab / "exports" / "other.npz").is_file()
+
+
+def test_info_on_a_folder_being_recorded_says_so_instead_of_advising_repair(tmp_path, capsys):
+    """`info` during a recording: the lock's writer is named and exit 6 (a locked folder), not
+    "did not stop cleanly (a crash?); run repair" and exit 7 - repair would refuse it anyway."""
+    live = tmp_path / "recordings" / WHO / "S20261201-100000"
+    rec = Recorder(live, clock=ReplayClock(0, speed=None), meta={"participant": WHO})
+    rec.start(thread=False)
+    try:
+        capsys.readouterr()
+        assert cli.main(["info", str(live)]) == 6
+        err = capsys.readouterr().err
+        assert "being recorded now" in err and f"pid {os.getpid()}" in err
+        assert "repair" not in err and "crash" not in err and "damaged" not in err
+    finally:
+        rec.stop()
+    crashed = tmp_path / "crashed"
+    make_session(crashed, participant=WHO, stop=False)            # a stale lock: repair is the advice
+    assert cli.main(["info", str(crashed)]) == 7
+    assert "run `emer-live repair" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not POSIX, reason="POSIX file modes (Windows: the folder's access list)")
+def test_window_and_reference_caches_in_a_cache_dir_are_private(tmp_path):
+    """`--cache-dir` caches hold a participant's face crops and gaze windows in folders named
+    after them: 0700/0600 whatever the umask, like the session (before: 0755/0644)."""
+    from emer_live.training.dataset import SampleSpec, session_samples
+
+    s = tmp_path / "recordings" / WHO / "S20261201-100000"
+    make_session(s, participant=WHO, trials=2)
+    caches = tmp_path / "caches"
+    old = os.umask(0o022)
+    try:
+        session_samples(s, SampleSpec(kind="trial", use_face=False), cache_dir=caches)
+    finally:
+        os.umask(old)
+    modes = _modes(caches)
+    assert any(rel.endswith(".npz") for rel in modes) and len(modes) >= 3, modes
+    for rel, mode in modes.items():
+        assert mode == (0o700 if (caches / rel).is_dir() else 0o600), (rel, oct(mode))
+
+
+def test_a_live_out_log_of_a_replay_names_the_participant_and_is_private(lab, capsys):
+    """`live --out` re-analysing P07's session: the log is P07's data (predictions per window),
+    so every line names them and forget finds it whatever it is called; a new folder for it is
+    made (before: FileNotFoundError traceback), 0700, the log 0600."""
+    src = lab / WHO / "S2"
+    assert cli.main(["record", "--duration", "2.5", "--size", "64x48", "--fps", "10", "--rate", "60",
+                     "--participant", WHO, "--out", str(src), "--quiet"]) == 0
+    out = lab / "analysis" / "run1.jsonl"
+    old = os.umask(0o022)
+    try:
+        assert cli.main(["live", "--headless", "--quiet", "--tracker", f"replay:{src}", "--camera", "replay",
+                         "--speed", "max", "--window", "2", "--hop", "0.25", "--out", str(out)]) == 0
+    finally:
+        os.umask(old)
+    lines = [json.loads(ln) for ln in out.read_text().splitlines()]
+    assert lines and all(q["participant"] == WHO for q in lines)
+    if POSIX:
+        assert stat.S_IMODE(out.stat().st_mode) == 0o600 and stat.S_IMODE(out.parent.stat().st_mode) == 0o700
+    capsys.readouterr()
+    assert cli.main(["forget", WHO, "--root", str(lab), "--yes"]) == 0
+    assert "analysis/run1.jsonl" in capsys.readouterr().out and not out.exists()
+
+
+def test_a_recent_entry_holds_no_pseudonym_when_the_session_id_names_it(tmp_path):
+    """`record --out ROOT/P07_pilot` makes the session id "P07_pilot": the recent-sessions entry
+    must not keep it in plain (before: "session_id": "P07_pilot" in the settings)."""
+    pytest.importorskip("PyQt6")
+    from emer_live.ui.settings import recent_entry, resolve_recent_entry
+
+    s = tmp_path / "recordings" / f"{WHO}_pilot"
+    make_session(s, participant=WHO, meta={"session_id": s.name})
+    other = tmp_path / "recordings" / "P08_pilot"
+    make_session(other, participant="P08", meta={"session_id": other.name})
+    entry = recent_entry(s)
+    assert WHO not in entry and WHO.lower() not in entry.lower(), entry
+    assert resolve_recent_entry(entry) == str(s.resolve())
+    assert resolve_recent_entry(recent_entry(other)) == str(other.resolve())
+    assert cli.main(["forget", WHO, "--root", str(tmp_path / "recordings"), "--yes"]) == 0
+    assert resolve_recent_entry(entry) is None
+
+
+def test_recent_entries_with_a_plain_session_id_are_rewritten_at_start(qtbot, tmp_path):
+    from PyQt6 import QtCore
+
+    from emer_live.ui.replay import RECENT_KEY, ReplayWindow
+
+    s = tmp_path / "recordings" / f"{WHO}_pilot"
+    make_session(s, participant=WHO, meta={"session_id": s.name})
+    meta = json.loads((s / "session.json").read_text())
+    ini = tmp_path / "replay.ini"
+    old = QtCore.QSettings(str(ini), QtCore.QSettings.Format.IniFormat)
+    old.setValue(RECENT_KEY, json.dumps([json.dumps({"glob": str(s.parent / "*_pilot"), "session_id": s.name,
+                                                     "created_utc": meta["created_utc"]})]))
+    old.sync()
+    w = ReplayWindow(settings=QtCore.QSettings(str(ini), QtCore.QSettings.Format.IniFormat))
+    qtbot.addWidget(w)
+    w.settings.sync()
+    assert WHO not in ini.read_text() and [a.text() for a in w.recent_menu.actions()] == [str(s.resolve())]
+
+
+@pytest.mark.skipif(not POSIX, reason="symbolic links need privileges on Windows")
+def test_a_link_to_a_file_of_the_participants_session_is_listed_for_the_lab(lab, capsys):
+    """docs/data-rights.md: links to files are listed as LAB when they lead to the participant -
+    also when the target (their gaze.tsv) does not spell the pseudonym (before: not listed)."""
+    (lab / "exports").mkdir()
+    os.symlink(lab / WHO / "S20261201-100000" / "gaze.tsv", lab / "exports" / "g.tsv")
+    os.symlink(lab / "P08" / "S20261201-100000" / "gaze.tsv", lab / "exports" / "h.tsv")
+    assert cli.main(["forget", WHO, "--root", str(lab), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "LAB      exports/g.tsv" in out and "exports/h.tsv" not in out

@@ -30,6 +30,7 @@ exception object and its traceback.
 from __future__ import annotations
 
 import enum
+import json
 import os
 import queue
 import sys
@@ -179,6 +180,7 @@ class Run:
         self.losses: Dict[str, dict] = {}
         self._jsonl = None
         self._jsonl_lock = threading.Lock()
+        self._log_participant: Optional[str] = None     # named in every live --out line
         self._last_progress = -1.0
         self._fast_t_stop: Optional[int] = None
         self._fast_span_s = 0.0
@@ -350,6 +352,8 @@ class Run:
             _check_folder_can_be_made(Path(where))
         if cfg.predictions_jsonl and Path(cfg.predictions_jsonl).exists():
             raise SessionExistsError(f"--out {cfg.predictions_jsonl} exists; refusing to overwrite - choose a new file")
+        if cfg.predictions_jsonl:
+            _check_folder_can_be_made(Path(cfg.predictions_jsonl).parent)
         if cfg.kind == "session":
             if cfg.out:
                 out = Path(cfg.out)
@@ -587,15 +591,33 @@ class Run:
                                   "checkpoint": self.model.id, "checkpoint_path": str(self.model.path),
                                   "fer_source": self.fer_source, "fer_model": self.fer_model_path})
         if self.config.predictions_jsonl:
-            self._jsonl = open(self.config.predictions_jsonl, "x", encoding="utf-8")
+            self._jsonl = self._open_prediction_log(Path(self.config.predictions_jsonl))
         self.engine = eng
         return eng
+
+    def _open_prediction_log(self, path: Path):
+        """``live --out``: whose predictions they are goes into every line (a replay's are its
+        source's participant), so ``forget`` finds the log whatever it is called; the log is
+        personal data, private like a session (docs/data-rights.md)."""
+        from ..recording.perms import make_dirs, modes_for, open_new
+
+        replay = getattr(self.devices, "replay", None)
+        if replay is not None:
+            from ..recording.provenance import derived_meta
+
+            self._log_participant = derived_meta(replay.path, replay.reader.meta).get("participant")
+        else:
+            self._log_participant = self.config.participant
+        modes = modes_for(self.config.group_readable)
+        make_dirs(path.parent, modes)
+        return open_new(path, "x", modes, encoding="utf-8")
 
     def _on_prediction(self, p) -> None:
         # model worker thread: file output here so it never depends on anyone polling
         if self._jsonl is not None:
+            line = json.dumps({**p.to_dict(), "participant": self._log_participant}, allow_nan=False, default=float)
             with self._jsonl_lock:
-                self._jsonl.write(p.to_json() + "\n")
+                self._jsonl.write(line + "\n")
                 self._jsonl.flush()
         self._emit(PredictionMade(t_us=int(p.t_end_us), prediction=p))
 

@@ -95,15 +95,29 @@ def cmd_windows(args) -> int:
         raise ConfigError(f"{out} exists; refusing to overwrite - choose a new --out")
     if out.suffix != ".npz":
         raise ConfigError(f"--out {out}: must end in .npz")
+    blocking = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise ConfigError(f"--out {out}: {blocking} is a file, not a folder - choose another --out")
 
     def progress(k, n):
         if sys.stderr.isatty():
             sys.stderr.write(f"\r  window {k}/{n}")
 
-    arrays = build_session_windows(args.session, window_s=args.window, hop_s=args.hop, per_trial=args.per_trial,
+    from ..recording.perms import PRIVATE, make_dirs, open_new
+    from ..recording.reader import SessionReader
+
+    reader = SessionReader(args.session)
+    arrays = build_session_windows(reader, window_s=args.window, hop_s=args.hop, per_trial=args.per_trial,
                                    use_face=not args.no_face, progress=progress)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out, **arrays)
+    # whose data this is, inside the file: `forget` finds the export whatever it is called
+    # (docs/data-rights.md); it holds their face crops and gaze, so it is private like the session
+    who = reader.meta.get("participant")
+    provenance = {"participant": np.array([who if isinstance(who, str) else ""]),
+                  "session_id": np.array([str(reader.meta.get("session_id") or reader.path.name)]),
+                  "session": np.array([str(Path(reader.path).resolve())])}
+    make_dirs(out.parent, PRIVATE)
+    with open_new(out, "xb", PRIVATE) as f:
+        np.savez_compressed(f, **arrays, **provenance)
     n = len(arrays["t_end_us"])
     finite = all(np.isfinite(arrays[k]).all() for k in ("face", "eye", "fixation"))
     print(f"\n{out}: {n} windows; face {arrays['face'].shape[1:]}, eye {arrays['eye'].shape[1:]}, "

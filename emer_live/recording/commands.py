@@ -57,7 +57,8 @@ def register(sub) -> None:
                                    "the table then shows what can be read. Exit 0 when the folder is intact (a "
                                    "stream that ends early, or a clip shown with dropped or late frames, alone is a "
                                    f"warning: what happened is recorded faithfully), {DAMAGED_EXIT} when damage was "
-                                   "found, 2 when it cannot be read at all.")
+                                   "found, 6 while a recording still writes the folder (its recording.lock is "
+                                   "held), 2 when it cannot be read at all.")
     p.add_argument("session", help="session folder")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_info)
@@ -251,6 +252,14 @@ def _warn_problems(summary: dict) -> int:
     damage = [k for k in kinds if k not in SessionReader.WARNING_ONLY]
     if not damage:
         return 0
+    from ..errors import SessionLockedError
+    from .lock import read_lock
+
+    held = read_lock(summary["path"])
+    if held is not None and not held.stale:   # still being written: not damage (yet)
+        print(f"emer-live: error: {summary['path']}: in use ({held.describe()}); the summary shows what was "
+              "written so far", file=sys.stderr)
+        return SessionLockedError.exit_code
     print(f"emer-live: error: {summary['path']}: damaged - see the warnings above; the summary shows only what "
           "can be read", file=sys.stderr)
     return DAMAGED_EXIT

@@ -580,7 +580,16 @@ class SessionReader:
         def add(kind, stream, message):
             out.append({"kind": kind, "stream": stream, "message": message})
 
+        held = None
         if self.status == "recording":
+            from .lock import read_lock
+
+            held = read_lock(self.path)
+            held = None if held is None or held.stale else held
+        if held is not None:   # a writer holds the folder: unfinished because it is still running
+            add("unfinished", None, f"{self.path}: being recorded now ({held.describe()}); what is on disk so far "
+                                    "is shown - look again after the recording ends")
+        elif self.status == "recording":
             add("unfinished", None, f"{self.path}: status 'recording' - the recorder did not stop cleanly (a crash?); "
                                     f"run `emer-live repair {self.path}`")
         elif self.status in ("disk_full", "error"):

@@ -658,7 +658,9 @@ def plan_forget(root, participant: str) -> ForgetPlan:
                 listed.add(cshown)
     for shown, real in file_links:
         target = Path(os.path.realpath(real))
-        if pat.search(shown.name.encode()) or (target.is_file() and _file_mentions(target, pat, keep)):
+        into_theirs = any(s.real == target or s.real in target.parents for s in mine) or \
+            any(o == target or o in target.parents for o in own_reals)   # their session or folder
+        if pat.search(shown.name.encode()) or into_theirs or (target.is_file() and _file_mentions(target, pat, keep)):
             plan.lab.append((shown, f"a link to {target}; emer_live makes no links - never touched: the lab handles it"))
     plan.sessions.sort()
     for lst in (plan.folders, plan.files, plan.lab, plan.review, plan.invalid, plan.links, plan.unreadable):

@@ -44,6 +44,7 @@ import numpy as np
 from ..errors import ConfigError, SessionFormatError
 from ..features.session_reference import reference_kind
 from ..labels import ER3_CLASSES, ER7_CLASSES, ER7_TO_ER3, VA_ANCHOR_ARRAY
+from ..recording.perms import PRIVATE, make_dirs
 
 __all__ = [
     "SAMPLE_KINDS", "MODALITIES", "SampleSpec", "Samples", "find_sessions", "load_samples",
@@ -683,7 +684,7 @@ def session_windows(session: Any, *, per_trial: bool, window_s: float = 8.0, hop
     face = _face_to_uint8(arrays["face"], path) if use_face else None
     if cache:
         try:
-            cpath.parent.mkdir(parents=True, exist_ok=True)
+            make_dirs(cpath.parent, PRIVATE)   # a participant's face and gaze windows: private (docs/data-rights.md)
             tmp = cpath.with_name(f".{cpath.name}.{os.getpid()}.tmp.npz")
             payload = dict(out)
             if face is not None:
@@ -691,6 +692,7 @@ def session_windows(session: Any, *, per_trial: bool, window_s: float = 8.0, hop
             payload["_signature"] = np.array(signature)
             payload["_config"] = np.array(json.dumps(cfg, sort_keys=True, default=str))
             np.savez(tmp, **payload)
+            os.chmod(tmp, PRIVATE.file)
             os.replace(tmp, cpath)
             # caches of the same windows made by older code or configurations are stale: remove them
             for old in cpath.parent.glob(f"windows_{tag}_*.npz"):
@@ -850,10 +852,11 @@ def _session_references(reader, t_ends_us: np.ndarray, *, cache: bool, cache_dir
     sref = running_reference(reader, t_ends_us)
     if cache:
         try:
-            cpath.parent.mkdir(parents=True, exist_ok=True)
+            make_dirs(cpath.parent, PRIVATE)
             tmp = cpath.with_name(f".{cpath.name}.{os.getpid()}.tmp.npz")
             np.savez(tmp, eye_ref=eye_ref, fixation_ref=fix_ref, t_end_us=np.asarray(t_ends_us, np.int64),
                      _signature=np.array(signature), **sref)
+            os.chmod(tmp, PRIVATE.file)
             os.replace(tmp, cpath)
             for old in cpath.parent.glob(f"reference_{ends}_*.npz"):   # made by older code
                 if old != cpath:

@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Tuple
 
-from PyQt6 import QtCore, QtGui, QtMultimedia, QtWidgets
+from PyQt6 import QtCore, QtGui, QtMultimedia, QtWidgets, sip
 
 from .sam_dialog import SamWidget
 
@@ -293,8 +293,6 @@ def _preparing_thread() -> QtCore.QThread:
     """The one thread that converts and scales video frames for every presenter (started once)."""
     global _PREPARING_THREAD
     if _PREPARING_THREAD is None:
-        from PyQt6 import sip
-
         t = QtCore.QThread()
         t.setObjectName("emer_live frame preparer")
         t.start()
@@ -353,10 +351,15 @@ class QtPresenter:
         self.screen = screen
         self._clock = clock
         self.player = QtMultimedia.QMediaPlayer()
-        self.audio = QtMultimedia.QAudioOutput()
+        self.audio = QtMultimedia.QAudioOutput(self.player)
         self.player.setAudioOutput(self.audio)
-        self.sink = QtMultimedia.QVideoSink()
+        self.sink = QtMultimedia.QVideoSink(self.player)
         self.player.setVideoSink(self.sink)
+        # Python's garbage collector must never destroy the player: its destructor waits for the
+        # player's threads, which need Python's lock, so a collection run from Python deadlocked
+        # the GUI thread (seen when a finished presenter was collected during a later test). Qt
+        # owns it (audio output and sink are its children); it lives until the process ends.
+        sip.transferto(self.player, None)
         self.player.setPlaybackRate(float(playback_rate))
         # frames go to the preparing thread, not queued behind the console's redraws
         self._preparer = _FramePreparer(self)

@@ -669,6 +669,8 @@ class ReplayWindow(QtWidgets.QMainWindow):
         """Plain paths kept by older versions (they named participants): rewritten without them."""
         old = self.settings.value("recent", None)
         if old is None:
+            if any('"session_id"' in e for e in self._recent_entries()):   # kept the id in plain
+                self._store_recent(self._recent())
             return
         old = [old] if isinstance(old, str) else [str(x) for x in (old or [])]
         self.settings.remove("recent")

@@ -17,6 +17,7 @@ out.
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import os
 import sys
@@ -128,8 +129,14 @@ def recent_entry(path) -> str:
             parts.append(masked)
         else:
             parts.append(glob.escape(part) if parts else part)
-    return json.dumps({"glob": str(Path(*parts)), "session_id": meta.get("session_id"),
-                       "created_utc": meta.get("created_utc")})
+    return json.dumps({"glob": str(Path(*parts)), "session": _session_key(meta)})
+
+
+def _session_key(meta: dict) -> str:
+    """Picks the session again without naming it: its id can name the participant
+    (``record --out ROOT/P07_pilot``), so only a hash of id and creation time is kept."""
+    text = f"emer_live.recent:{meta.get('session_id')}\t{meta.get('created_utc')}"
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 def resolve_recent_entry(entry: str) -> Optional[str]:
@@ -143,6 +150,9 @@ def resolve_recent_entry(entry: str) -> Optional[str]:
         meta = _session_meta(Path(cand))
         if not meta:
             continue
-        if (meta.get("session_id"), meta.get("created_utc")) == (d.get("session_id"), d.get("created_utc")):
+        if "session" in d:
+            if _session_key(meta) == d["session"]:
+                return cand
+        elif (meta.get("session_id"), meta.get("created_utc")) == (d.get("session_id"), d.get("created_utc")):
             return cand
     return None
