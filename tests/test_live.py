@@ -217,3 +217,35 @@ def test_replay_with_face_fallback_takes_er_from_the_face(live_run, random_check
     head = rows[0].split("\t")
     col = [r.split("\t")[head.index("er_from_face")] for r in rows[1:]]
     assert col.count("1") >= n_face
+
+
+def test_a_window_with_no_modality_is_an_error_not_a_crash(tmp_path):
+    """No camera and the demo checkpoint (face windows only): no window has a modality the model
+    can use. Each is recorded as an engine error and left unscored; before, the fast session
+    ended in a ValueError traceback (exit 1) and the threaded engine lost whole batches."""
+    r = subprocess.run(EMER + ["session", "--headless", "--participant", "P03", "--camera", "none", "--trials", "1",
+                               "--time-scale", "0.1", "--fast", "--checkpoint", "models/emert_demo_synthetic.pt",
+                               "--out", str(tmp_path)], capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert "status complete" in r.stdout
+
+
+def test_reanalysis_of_a_session_without_face_frames_finishes(tmp_path):
+    """A clip announced to an engine without the face modality (a session recorded with no
+    camera): its face sample times are no work, so its end is what is due. Before, the fast
+    replay stepped to the first sample time forever (the re-analysis never finished)."""
+    from emer_live.app.replay import Reanalysis, ReplaySession
+
+    r = subprocess.run(EMER + ["session", "--headless", "--participant", "P03", "--camera", "none", "--trials", "2",
+                               "--time-scale", "0.1", "--fast", "--checkpoint", "models/emert_demo_synthetic.pt",
+                               "--out", str(tmp_path)], capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr[-2000:]
+    (folder,) = (tmp_path / "P03").iterdir()
+    re = Reanalysis(ReplaySession(folder), "models/emert_demo_synthetic.pt")
+    for _ in range(10_000):
+        if not re.step():
+            break
+    else:
+        pytest.fail("the re-analysis did not finish")
+    re.close()
+    assert re.status == "complete", re.status

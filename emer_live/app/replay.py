@@ -63,6 +63,16 @@ class TrialRow:
     def cells(self) -> List[str]:
         return ["" if getattr(self, c) is None else str(getattr(self, c)) for c in TRIAL_TABLE_COLUMNS]
 
+    def shown_until_us(self) -> Optional[int]:
+        """When the clip left the screen. ``offset_us`` is the last presented frame's time and
+        that frame stays up for (at least) one frame interval, taken from the presentation log
+        (its median interval, so time-scaled sessions count too); without a log ``offset_us``
+        is already the clip's end (recordings before presentation logs)."""
+        sf = self.stimulus_frames
+        if self.offset_us is None or sf is None or len(sf) < 2:
+            return self.offset_us
+        return int(self.offset_us + np.median(np.diff(sf["t_us"])))
+
 
 _STIM_DT = np.dtype([("frame", np.int64), ("t_us", np.int64)])
 
@@ -396,7 +406,9 @@ class ReplaySession:
         for tr in self.trials:
             if tr.onset_us is None:
                 continue
-            end = tr.offset_us if tr.offset_us is not None else self.t1_us
+            end = tr.shown_until_us()
+            if end is None:
+                end = self.t1_us
             if tr.onset_us <= t_us < end:
                 return tr
         return None
@@ -664,9 +676,20 @@ class Reanalysis:
         eng = self.run.engine
         if eng is None:
             return
+        # live announced a clip at its onset with its last frame's due time and may have scored
+        # it before a late last frame set the observed offset: predictions.tsv records the span
+        # each whole-trial prediction used (the last row of a trial counts, as in the comparison)
+        scored = {}
+        tp = self.session.trial_predictions
+        if tp is not None:
+            for _, r in tp.iterrows():
+                scored[int(r["trial"])] = (int(r["t_start_us"]), int(r["t_end_us"]))
         for tr in self.session.trials:
-            if tr.onset_us is not None and tr.offset_us is not None and tr.offset_us > tr.onset_us:
-                eng.schedule_trial(tr.trial, int(tr.onset_us), int(tr.offset_us))
+            span = scored.get(tr.trial)
+            if span is None and tr.onset_us is not None and tr.offset_us is not None:
+                span = (int(tr.onset_us), int(tr.offset_us))
+            if span is not None and span[1] > span[0]:
+                eng.schedule_trial(tr.trial, *span)
 
     def cancel(self) -> None:
         self.run.stop("cancelled by the user", status="aborted")

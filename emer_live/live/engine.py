@@ -324,6 +324,16 @@ class LiveEngine:
         t_start = time.perf_counter()
         face = np.stack([w.face for w in ws])
         eye, fix, mask = self._normalize(items)
+        scorable = mask.any(axis=1)
+        if not scorable.all():
+            # no face found and no valid gaze (eyes closed, no camera): the model cannot score
+            # such a window; it is an error of its own, the rest of the batch is still scored
+            for (w, _, kind), ok in zip(items, scorable):
+                if not ok:
+                    self._record_error(f"{kind} {w.t_start_us}..{w.t_end_us}", ValueError(
+                        "no modality present (no face found, no valid gaze): not scored"))
+            rest = [it for it, ok in zip(items, scorable) if ok]
+            return self.score(rest) if rest else []
         prep_ms = (time.perf_counter() - t_start) * 1e3
         with self._model_lock:
             t0 = time.perf_counter()
@@ -502,7 +512,8 @@ class LiveEngine:
         with self._cv:
             trials = list(self._trials.values())
         for t in trials:
-            if t["next"] < len(t["times"]):
+            # face frames are work only with a sampler (no face modality: the clip's end is due)
+            if t["sampler"] is not None and t["next"] < len(t["times"]):
                 due = min(due, t["times"][t["next"]])
             due = min(due, t["offset"])
         return due + self.grace_us

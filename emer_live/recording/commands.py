@@ -55,10 +55,10 @@ def register(sub) -> None:
                                    "a stream that ends early against the others, a truncated face.mjpeg or "
                                    "overwritten frames in it, a foreign audio.wav header, time stamps out of order; "
                                    "the table then shows what can be read. Exit 0 when the folder is intact (a "
-                                   "stream that ends early alone is a warning: a device that stopped is recorded "
-                                   f"faithfully), {DAMAGED_EXIT} when damage was found, 6 while a recording still "
-                                   "writes the folder (its recording.lock is held), 2 when it cannot be read at "
-                                   "all.")
+                                   "stream that ends early, or a clip shown with dropped or late frames, alone is a "
+                                   f"warning: what happened is recorded faithfully), {DAMAGED_EXIT} when damage was "
+                                   "found, 6 while a recording still writes the folder (its recording.lock is "
+                                   "held), 2 when it cannot be read at all.")
     p.add_argument("session", help="session folder")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_info)
@@ -181,7 +181,7 @@ def cmd_info(args) -> int:
     for name, st in s["streams"].items():
         rate = f"{st['rate_hz']:.2f}" if st["rate_hz"] else "-"
         print(f"{name:12} {st['samples']:>9} {st['duration_s']:>11.3f} {rate:>9} {st['gaps']:>5} {st['dropped']:>8}  "
-              f"{st['first_t_us']} .. {st['last_t_us']}")
+              f"{_or_dash(st['first_t_us'])} .. {_or_dash(st['last_t_us'])}")
     drift = s["streams"].get("gaze", {}).get("device_clock_drift_ppm")
     if drift is not None:
         print(f"tracker clock vs session clock: {drift:+.1f} ppm (from the gaze time stamps)")
@@ -210,6 +210,11 @@ def cmd_info(args) -> int:
     return _warn_problems(s)
 
 
+def _or_dash(value) -> str:
+    """A table cell: '-' where there is nothing (a stream without records has no first time)."""
+    return "-" if value is None else str(value)
+
+
 def _presentation(reader, summary: dict) -> list:
     """Per trial, what the participant screen presented (recording/presentation.py); a trial
     whose clip did not play as planned becomes a warning."""
@@ -219,7 +224,7 @@ def _presentation(reader, summary: dict) -> list:
     try:
         rows = trial_presentation(reader)
     except (SessionFormatError, OSError, ValueError) as exc:
-        _add_problem(summary, f"presentation logs not readable: {exc}", "presentation")
+        _add_problem(summary, f"presentation logs not readable: {exc}", "unreadable")
         return []
     for row in rows:
         if row["problems"]:

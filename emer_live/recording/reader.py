@@ -674,8 +674,8 @@ class SessionReader:
     # a stream that ends this much before the others (or the recorder's stop) lost its end; a
     # warning, not damage on its own: a device that stopped delivering is recorded faithfully
     EARLY_END_S = 2.0
-    #: problems that are warnings only (`info` exits 0 for them alone): an early end, and a clip
-    #: that dropped or delayed frames (recorded faithfully; the trial's figures say how much)
+    #: problems that are warnings only (``info`` exits 0 for them alone): a clip that played
+    #: with dropped or late frames (``presentation``, added by ``info``) is recorded faithfully too
     WARNING_ONLY = ("ends_early", "presentation")
 
     def _found_counts(self) -> dict:
