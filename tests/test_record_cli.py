@@ -25,7 +25,9 @@ def test_record_20s_info_json(recorded20):
     p = run_cli("info", str(recorded20), "--json")
     assert p.returncode == 0, p.stderr
     info = json.loads(p.stdout)
-    assert info["format"]["version"] == 1
+    from emer_live.recording.format import FORMAT_VERSION
+
+    assert info["format"]["version"] == FORMAT_VERSION
     g, c, a = info["streams"]["gaze"], info["streams"]["camera"], info["streams"]["audio"]
     assert abs(g["samples"] - 5000) <= 25, g           # within 0.5 % of 5000
     assert abs(c["rate_hz"] - 30) <= 1, c
