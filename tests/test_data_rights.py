@@ -463,6 +463,7 @@ def test_window_and_reference_caches_in_a_cache_dir_are_private(tmp_path):
         assert mode == (0o700 if (caches / rel).is_dir() else 0o600), (rel, oct(mode))
 
 
+@pytest.mark.torch          # a `live` run with the demo checkpoint
 def test_a_live_out_log_of_a_replay_names_the_participant_and_is_private(lab, capsys):
     """`live --out` re-analysing P07's session: the log is P07's data (predictions per window),
     so every line names them and forget finds it whatever it is called; a new folder for it is

@@ -268,6 +268,7 @@ def _duplicate_gaze_rows(session, n=500):
     p.write_text("\n".join([head] + body) + "\n")
 
 
+@pytest.mark.torch          # `live` checks the checkpoint (PyTorch) before it opens the replay
 def test_out_of_order_gaze_is_reported(session, tmp_path):
     """Defect 4: info counts the out-of-order stamps; windows and live replay refuse clearly."""
     from emer_live.features.commands import build_session_windows
