@@ -21,6 +21,7 @@ import numpy as np
 from ..errors import SessionFormatError
 from ..labels import ER7_CLASSES
 from ..recording.reader import Segment, SessionReader
+from ..recording.presentation import read_presentation_log
 
 __all__ = ["ReplaySession", "TrialRow", "compare_predictions", "Reanalysis", "load_stimulus_frames",
            "TRIAL_TABLE_COLUMNS", "read_only_reason", "damage_lines"]
@@ -74,28 +75,10 @@ class TrialRow:
         return int(self.offset_us + np.median(np.diff(sf["t_us"])))
 
 
-_STIM_DT = np.dtype([("frame", np.int64), ("t_us", np.int64)])
-
-
 def load_stimulus_frames(path: Path) -> Optional[np.ndarray]:
-    """A trial's stimulus_frames.tsv as (frame, t_us) rows; None when absent. A partial last
+    """A trial's stimulus_frames.tsv as (frame, t_us) rows; None when absent; a partial last
     line (a crash mid-write) is left out: replay shows what is whole."""
-    if not path.is_file():
-        return None
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        header = f.readline().rstrip("\n").split("\t")
-        if header[:2] != ["frame", "t_us"]:
-            raise SessionFormatError(f"{path}: header {header!r} is not 'frame, t_us'")
-        for line in f:
-            if not line.endswith("\n"):
-                break
-            parts = line.rstrip("\n").split("\t")
-            try:
-                rows.append((int(parts[0]), int(parts[1])))
-            except (ValueError, IndexError):
-                break
-    return np.array(rows, dtype=_STIM_DT) if rows else np.zeros(0, _STIM_DT)
+    return read_presentation_log(path)
 
 
 def read_only_reason(problems: List[dict]) -> Optional[str]:
